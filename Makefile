@@ -1,0 +1,56 @@
+# shopstream — `make run` starts the embedded stack and shows it working;
+# `make test` installs what the tests need and runs them all.
+SHELL := bash
+GO ?= go
+BIN := $(CURDIR)/bin
+TEMPORAL_CLI_VERSION := v1.5.1
+export TEMPORAL_CLI := $(BIN)/temporal
+GO_SOURCES := $(shell find . -path ./.data -prune -o \( -name '*.go' -o -name '*.avsc' -o -name '*.sql' -o -name '*.json' \) -print) go.mod go.sum
+
+.PHONY: build run dev test test-deps bench bootstrap temporal postgres clean \
+        create-topics create-connectors ksqldb-migration
+
+build: $(BIN)/shopstream
+
+$(BIN)/shopstream: $(GO_SOURCES)
+	$(GO) build -o $@ ./cli
+
+# The Temporal CLI carries the dev server and its Web UI. Later tags than
+# v1.5.1 carry replace directives and refuse `go install`. A cold build takes
+# several minutes; it is built once into ./bin.
+temporal: $(BIN)/temporal
+$(BIN)/temporal:
+	@echo "building the Temporal CLI $(TEMPORAL_CLI_VERSION) into ./bin (a cold build takes 4-10 minutes)"
+	GOBIN=$(BIN) $(GO) install github.com/temporalio/cli/cmd/temporal@$(TEMPORAL_CLI_VERSION)
+
+# Build, start the embedded stack, bootstrap it and show the pipeline working;
+# the stack keeps running until Ctrl-C (or stops after the demo with CI=true).
+run: build temporal
+	@scripts/run.sh
+
+dev: build temporal
+	$(BIN)/shopstream dev
+
+bootstrap create-topics: build
+	$(BIN)/shopstream bootstrap $(if $(filter create-topics,$@),--only topics)
+create-connectors: build
+	$(BIN)/shopstream bootstrap --only connectors
+ksqldb-migration: build
+	$(BIN)/shopstream bootstrap --only ksql
+
+# PostgreSQL's server programs for the sink's tests and the dev stack; Debian
+# does not start a server on install, the tests start their own.
+postgres:
+	@scripts/ensure-postgres.sh
+
+test-deps: temporal postgres
+
+test: test-deps
+	$(GO) vet ./...
+	$(GO) test -count=1 -timeout 25m ./...
+
+bench: build temporal
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+clean:
+	rm -rf $(BIN) .data

@@ -1,0 +1,109 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/urfave/cli/v2"
+	"go.temporal.io/sdk/client"
+
+	"github.com/shopstream/shopstream/activities"
+	"github.com/shopstream/shopstream/internal/clients"
+	"github.com/shopstream/shopstream/internal/config"
+	"github.com/shopstream/shopstream/internal/records"
+	"github.com/shopstream/shopstream/internal/telemetry"
+	"github.com/shopstream/shopstream/workers"
+)
+
+// logFlag is shared by the long-running commands.
+var logFlag = &cli.StringFlag{Name: "log-level", EnvVars: []string{"LOG_LEVEL"}, Value: "info", Usage: "debug, info, warn or error"}
+
+func withFlags(extra ...cli.Flag) []cli.Flag { return append(config.Flags(), extra...) }
+
+// env is what a command has connected to; close releases it.
+type env struct {
+	cfg      *config.Config
+	log      *slog.Logger
+	kafka    *kgo.Client
+	admin    *kadm.Client
+	serde    *records.Serde
+	temporal client.Client
+	metrics  *prometheus.Registry
+}
+
+func (e *env) close() {
+	if e.temporal != nil {
+		e.temporal.Close()
+	}
+	if e.kafka != nil {
+		e.kafka.Close()
+	}
+}
+
+// connect reads the configuration and connects to what the command needs.
+func connect(c *cli.Context, needKafka, needTemporal bool) (*env, error) {
+	cfg, err := config.FromContext(c)
+	if err != nil {
+		return nil, usageErr("%v", err)
+	}
+	logger, err := commandLogger(c)
+	if err != nil {
+		return nil, err
+	}
+	return connectWith(c.Context, cfg, logger, needKafka, needTemporal)
+}
+
+// commandLogger logs at --log-level for commands that have the flag, and
+// only warnings for one-shot commands, whose output is their result.
+func commandLogger(c *cli.Context) (*slog.Logger, error) {
+	level := "warn"
+	if c.IsSet("log-level") || (c.Command != nil && c.Command.HasName("dev")) || (c.Command != nil && c.Command.HasName("worker")) {
+		level = c.String("log-level")
+	}
+	if level == "" {
+		level = "info"
+	}
+	logger, err := telemetry.NewLogger(c.App.ErrWriter, level)
+	if err != nil {
+		return nil, usageErr("%v", err)
+	}
+	return logger, nil
+}
+
+func connectWith(ctx context.Context, cfg *config.Config, logger *slog.Logger, needKafka, needTemporal bool) (*env, error) {
+	e := &env{cfg: cfg, log: logger, metrics: telemetry.NewRegistry()}
+	var err error
+	if e.serde, err = clients.Serde(cfg); err != nil {
+		return nil, err
+	}
+	if needKafka {
+		if e.kafka, err = clients.Kafka(ctx, cfg); err != nil {
+			return nil, err
+		}
+		e.admin = kadm.NewClient(e.kafka)
+	}
+	if needTemporal {
+		if e.temporal, err = clients.Temporal(ctx, cfg, logger); err != nil {
+			e.close()
+			return nil, err
+		}
+	}
+	return e, nil
+}
+
+// activities builds every activity family over the env's clients.
+func (e *env) activities() workers.Activities {
+	return workers.Activities{
+		Bootstrap: &activities.Bootstrap{
+			Admin:    e.admin,
+			Registry: e.serde.Registry(),
+			Schemas:  e.serde.Schemas(),
+			HTTP:     &http.Client{Timeout: 30 * time.Second},
+		},
+	}
+}

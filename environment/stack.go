@@ -1,0 +1,226 @@
+package environment
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// Fixed ports of the embedded stack; every command's defaults point here.
+const (
+	KafkaPort      = 9092
+	RegistryPort   = 8081
+	TemporalPort   = 7233
+	TemporalUIPort = 8233
+)
+
+// Options says which parts of the stack to start and where. A zero port picks
+// a free one (tests); an empty DataDir keeps everything in memory.
+type Options struct {
+	DataDir string
+
+	StartKafka    bool
+	KafkaPort     int
+	KafkaBrokers  []string // used when StartKafka is false
+	StartRegistry bool
+	RegistryPort  int
+	RegistryURL   string // used when StartRegistry is false
+
+	StartTemporal   bool
+	TemporalPort    int
+	TemporalUIPort  int
+	TemporalAddress string // used when StartTemporal is false
+	TemporalUIURL   string
+	TemporalCLI     string
+	// UntunedTemporal leaves the dev server's dynamic config at its defaults
+	// (for measuring what the tuning buys).
+	UntunedTemporal bool
+
+	// Log receives the Temporal dev server's output.
+	Log io.Writer
+	// ReadyTimeout bounds the wait for each part to answer.
+	ReadyTimeout time.Duration
+}
+
+// Stack is a running embedded stack, or the external parts it stands for.
+type Stack struct {
+	KafkaBrokers    []string
+	RegistryURL     string
+	TemporalAddress string
+	TemporalUIURL   string
+	// Kafka is the in-process cluster, nil when an external Kafka is used.
+	Kafka *kfake.Cluster
+	// Started says how long each part took to answer.
+	Started map[string]time.Duration
+
+	registry *http.Server
+	temporal *temporalServer
+}
+
+// Start starts the parts Options asks for and waits until each answers. On an
+// error, whatever did start is stopped again.
+func Start(ctx context.Context, o Options) (s *Stack, err error) {
+	if o.ReadyTimeout == 0 {
+		o.ReadyTimeout = 60 * time.Second
+	}
+	if o.Log == nil {
+		o.Log = io.Discard
+	}
+	s = &Stack{Started: map[string]time.Duration{},
+		KafkaBrokers: o.KafkaBrokers, RegistryURL: o.RegistryURL,
+		TemporalAddress: o.TemporalAddress, TemporalUIURL: o.TemporalUIURL}
+	defer func() {
+		if err != nil {
+			s.Close()
+		}
+	}()
+	// Find every port and the CLI before starting anything, so a taken port
+	// or a missing binary fails fast and names the culprit.
+	var temporalCLI string
+	httpPort := 0 // Temporal's HTTP API; nothing of ours uses it, so any free port
+	if o.StartTemporal {
+		if temporalCLI, err = FindTemporalCLI(o.TemporalCLI); err != nil {
+			return nil, err
+		}
+	}
+	for _, p := range []struct {
+		on   bool
+		port *int
+		what string
+	}{
+		{o.StartKafka, &o.KafkaPort, "Kafka (kfake)"},
+		{o.StartRegistry, &o.RegistryPort, "the schema registry"},
+		{o.StartTemporal, &o.TemporalPort, "Temporal"},
+		{o.StartTemporal, &o.TemporalUIPort, "the Temporal Web UI"},
+		{o.StartTemporal, &httpPort, "Temporal's HTTP API"},
+	} {
+		if !p.on {
+			continue
+		}
+		if *p.port, err = checkPort(*p.port, p.what); err != nil {
+			return nil, err
+		}
+	}
+
+	if o.StartKafka {
+		t0 := time.Now()
+		opts := []kfake.Opt{
+			kfake.Ports(o.KafkaPort),
+			kfake.DefaultNumPartitions(3),
+			// Compact the filter topic within seconds, not kfake's default hour.
+			kfake.BrokerConfigs(map[string]string{"log.cleaner.backoff.ms": "30000"}),
+		}
+		if o.DataDir != "" {
+			opts = append(opts, kfake.DataDir(filepath.Join(o.DataDir, "kafka")))
+		}
+		if s.Kafka, err = kfake.NewCluster(opts...); err != nil {
+			return nil, fmt.Errorf("start Kafka (kfake) on 127.0.0.1:%d: %w", o.KafkaPort, err)
+		}
+		s.KafkaBrokers = s.Kafka.ListenAddrs()
+		if err = pingKafka(ctx, s.KafkaBrokers); err != nil {
+			return nil, err
+		}
+		s.Started["kafka"] = time.Since(t0)
+	}
+
+	if o.StartRegistry {
+		t0 := time.Now()
+		var saved string
+		if o.DataDir != "" {
+			saved = filepath.Join(o.DataDir, "schema-registry.json")
+		}
+		reg, err := newPersistentRegistry(saved)
+		if err != nil {
+			return nil, err
+		}
+		addr := "127.0.0.1:" + strconv.Itoa(o.RegistryPort)
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return nil, fmt.Errorf("start the schema registry on %s: %w", addr, err)
+		}
+		s.registry = &http.Server{Handler: reg, ReadHeaderTimeout: 5 * time.Second}
+		go func() { _ = s.registry.Serve(ln) }()
+		s.RegistryURL = "http://" + addr
+		s.Started["schema registry"] = time.Since(t0)
+	}
+
+	if o.StartTemporal {
+		t0 := time.Now()
+		var db string
+		if o.DataDir != "" {
+			db = filepath.Join(o.DataDir, "temporal.db")
+		}
+		s.temporal, err = startTemporal(temporalOptions{
+			cli: temporalCLI, port: o.TemporalPort, uiPort: o.TemporalUIPort, httpPort: httpPort,
+			dbFile: db, tuned: !o.UntunedTemporal, log: o.Log,
+		})
+		if err != nil {
+			return nil, err
+		}
+		s.TemporalAddress = "127.0.0.1:" + strconv.Itoa(o.TemporalPort)
+		s.TemporalUIURL = "http://127.0.0.1:" + strconv.Itoa(o.TemporalUIPort)
+		rctx, cancel := context.WithTimeout(ctx, o.ReadyTimeout)
+		defer cancel()
+		if err = s.temporal.waitReady(rctx, s.TemporalAddress, s.TemporalUIURL); err != nil {
+			return nil, err
+		}
+		s.Started["temporal"] = time.Since(t0)
+	}
+	return s, nil
+}
+
+// Close stops what Start started, the Temporal child process included,
+// within about ten seconds.
+func (s *Stack) Close() error {
+	var errs []error
+	if s.temporal != nil {
+		errs = append(errs, s.temporal.stop(8*time.Second))
+		s.temporal = nil
+	}
+	if s.registry != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		errs = append(errs, s.registry.Shutdown(ctx))
+		cancel()
+		s.registry = nil
+	}
+	if s.Kafka != nil {
+		s.Kafka.Close()
+		s.Kafka = nil
+	}
+	return errors.Join(errs...)
+}
+
+// checkPort returns port, or a free port when port is 0, and names the part
+// that wanted it when it is taken.
+func checkPort(port int, what string) (int, error) {
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return 0, fmt.Errorf("port %s for %s is taken (%v): stop what listens there (is another `shopstream dev` running?), or point shopstream at that service instead of starting one", addr, what, err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+func pingKafka(ctx context.Context, brokers []string) error {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := cl.Ping(ctx); err != nil {
+		return fmt.Errorf("kafka on %v does not answer: %w", brokers, err)
+	}
+	return nil
+}

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Installs PostgreSQL's server programs from Debian's packages when they are
+# missing. Tests and `shopstream dev` start their own throwaway clusters.
+set -euo pipefail
+if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1; then
+  exit 0
+fi
+echo "PostgreSQL is not installed: installing it with apt-get"
+sudo=""
+if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq --no-install-recommends postgresql >/dev/null
+ls /usr/lib/postgresql/*/bin/initdb
