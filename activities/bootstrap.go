@@ -311,4 +311,3 @@ func joinDetail(parts []string) string {
 	}
 	return s
 }
-
