@@ -10,6 +10,7 @@ import (
 	"github.com/hamba/avro/v2"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sr"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
@@ -20,11 +21,13 @@ import (
 
 // Bootstrap implements the bootstrap workflow's activities.
 type Bootstrap struct {
-	Admin    *kadm.Client
+	Kafka    *kgo.Client
 	Registry *sr.Client
 	Schemas  *records.Schemas
 	HTTP     *http.Client
 }
+
+func (b *Bootstrap) admin() *kadm.Client { return kadm.NewClient(b.Kafka) }
 
 // EnsureTopics creates missing topics and reports drift on existing ones;
 // with Force it repairs the drift.
@@ -33,7 +36,11 @@ func (b *Bootstrap) EnsureTopics(ctx context.Context, in workflows.EnsureTopicsI
 	for i, t := range in.Topics {
 		names[i] = t.Name
 	}
-	details, err := b.Admin.ListTopics(ctx, names...)
+	// The client caches topic metadata for admin requests for a few seconds;
+	// a reconcile must see the topics as they are now, not as a run a moment
+	// ago saw them.
+	b.Kafka.PurgeTopicsFromClient(names...)
+	details, err := b.admin().ListTopics(ctx, names...)
 	if err != nil {
 		return workflows.StepResult{}, fmt.Errorf("list topics %v: %w", names, err)
 	}
@@ -64,7 +71,7 @@ func (b *Bootstrap) describeConfigs(ctx context.Context, details kadm.TopicDetai
 	if len(existing) == 0 {
 		return out, nil
 	}
-	rcs, err := b.Admin.DescribeTopicConfigs(ctx, existing...)
+	rcs, err := b.admin().DescribeTopicConfigs(ctx, existing...)
 	if err != nil {
 		return nil, fmt.Errorf("describe configs of topics %v: %w", existing, err)
 	}
@@ -120,7 +127,7 @@ func (b *Bootstrap) ensureTopic(ctx context.Context, want workflows.TopicSpec, h
 	switch {
 	case partitions > want.Partitions:
 		// Kafka cannot remove partitions: the only repair is a new topic.
-		if _, err := b.Admin.DeleteTopics(ctx, want.Name); err != nil {
+		if _, err := b.admin().DeleteTopics(ctx, want.Name); err != nil {
 			return item, fmt.Errorf("delete topic %s to recreate it: %w", want.Name, err)
 		}
 		if err := b.createTopic(ctx, want); err != nil {
@@ -129,7 +136,7 @@ func (b *Bootstrap) ensureTopic(ctx context.Context, want workflows.TopicSpec, h
 		item.Outcome, item.Detail = workflows.OutcomeChanged, "recreated (--force): "+joinDetail(drift)
 		return item, nil
 	case partitions < want.Partitions:
-		resp, err := b.Admin.UpdatePartitions(ctx, int(want.Partitions), want.Name)
+		resp, err := b.admin().UpdatePartitions(ctx, int(want.Partitions), want.Name)
 		if err == nil {
 			err = resp.Error()
 		}
@@ -138,7 +145,7 @@ func (b *Bootstrap) ensureTopic(ctx context.Context, want workflows.TopicSpec, h
 		}
 	}
 	if len(alter) > 0 {
-		resp, err := b.Admin.AlterTopicConfigs(ctx, alter, want.Name)
+		resp, err := b.admin().AlterTopicConfigs(ctx, alter, want.Name)
 		if err == nil {
 			for _, r := range resp {
 				if r.Err != nil {
@@ -160,7 +167,7 @@ func (b *Bootstrap) createTopic(ctx context.Context, t workflows.TopicSpec) erro
 		v := v
 		cfg[k] = &v
 	}
-	resp, err := b.Admin.CreateTopic(ctx, t.Partitions, t.ReplicationFactor, cfg, t.Name)
+	resp, err := b.admin().CreateTopic(ctx, t.Partitions, t.ReplicationFactor, cfg, t.Name)
 	if err == nil {
 		err = resp.Err
 	}

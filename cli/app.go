@@ -28,6 +28,8 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 		Writer:               stdout,
 		ErrWriter:            stderr,
 		EnableBashCompletion: true,
+		// run() turns errors into exit codes; urfave must not os.Exit itself.
+		ExitErrHandler: func(*cli.Context, error) {},
 		Commands: []*cli.Command{
 			devCommand(),
 			bootstrapCommand(),
@@ -38,8 +40,12 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 		OnUsageError: func(c *cli.Context, err error, _ bool) error {
 			return usageErr("%v (see `shopstream --help`)", err)
 		},
-		CommandNotFound: func(c *cli.Context, name string) {
-			fmt.Fprintf(c.App.ErrWriter, "shopstream: no command %q (see `shopstream --help`)\n", name)
+		// Without a command, show the help; with an unknown one, say so.
+		Action: func(c *cli.Context) error {
+			if c.Args().Present() {
+				return usageErr("no command %q (see `shopstream --help`)", c.Args().First())
+			}
+			return cli.ShowAppHelp(c)
 		},
 	}
 	for _, cmd := range app.Commands {

@@ -115,7 +115,7 @@ func bootstrapCommand() *cli.Command {
 			}
 			ctx, cancel := context.WithTimeout(c.Context, c.Duration("timeout"))
 			defer cancel()
-			_, err = runBootstrap(ctx, e.temporal, e.cfg, in, c.App.Writer)
+			_, err = runBootstrap(ctx, e.temporal, e.cfg, in, c.App.Writer, true)
 			return err
 		},
 	}
@@ -123,7 +123,7 @@ func bootstrapCommand() *cli.Command {
 
 // runBootstrap starts (or joins) the Bootstrap workflow, waits for it and
 // prints what each step did.
-func runBootstrap(ctx context.Context, tc client.Client, cfg *config.Config, in workflows.BootstrapInput, w io.Writer) (workflows.BootstrapResult, error) {
+func runBootstrap(ctx context.Context, tc client.Client, cfg *config.Config, in workflows.BootstrapInput, w io.Writer, warnNoWorker bool) (workflows.BootstrapResult, error) {
 	run, err := tc.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
 		ID:                       workflows.BootstrapWorkflowID,
 		TaskQueue:                cfg.TaskQueue,
@@ -135,7 +135,9 @@ func runBootstrap(ctx context.Context, tc client.Client, cfg *config.Config, in 
 		return workflows.BootstrapResult{}, fmt.Errorf("start the bootstrap workflow: %w", err)
 	}
 	fmt.Fprintf(w, "bootstrap: workflow %s run %s\n", run.GetID(), run.GetRunID())
-	warnIfNoWorker(ctx, tc, cfg, w)
+	if warnNoWorker {
+		warnIfNoWorker(ctx, tc, cfg, w)
+	}
 	var res workflows.BootstrapResult
 	err = run.Get(ctx, &res)
 	printBootstrap(w, res)
@@ -155,7 +157,7 @@ func printBootstrap(w io.Writer, res workflows.BootstrapResult) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	for _, s := range res.Steps {
 		if s.Skipped != "" {
-			fmt.Fprintf(tw, "  %s\tskipped: %s\t\n", s.Step, s.Skipped)
+			fmt.Fprintf(tw, "  %s\t\tskipped: %s\n", s.Step, s.Skipped)
 			continue
 		}
 		fmt.Fprintf(tw, "  %s\t\t\n", s.Step)

@@ -112,7 +112,7 @@ func runDev(c *cli.Context) error {
 		return err
 	}
 	defer e.close()
-	metricsAddr, err := telemetry.Serve(c.Context, cfg.MetricsAddr, e.metrics)
+	metricsAddr, err := telemetry.Serve(c.Context, cfg.MetricsAddrFor("dev"), e.metrics)
 	if err != nil {
 		return err
 	}
@@ -132,7 +132,7 @@ func runDev(c *cli.Context) error {
 
 	if !c.Bool("no-bootstrap") {
 		bctx, bcancel := context.WithTimeout(gctx, 2*time.Minute)
-		_, err := runBootstrap(bctx, e.temporal, cfg, bootstrapInput(cfg, ts, nil), out)
+		_, err := runBootstrap(bctx, e.temporal, cfg, bootstrapInput(cfg, ts, nil), out, false)
 		bcancel()
 		if err != nil {
 			cancel()

@@ -22,7 +22,7 @@ func workerCommand() *cli.Command {
 				return err
 			}
 			defer e.close()
-			addr, err := telemetry.Serve(c.Context, e.cfg.MetricsAddr, e.metrics)
+			addr, err := telemetry.Serve(c.Context, e.cfg.MetricsAddrFor("worker"), e.metrics)
 			if err != nil {
 				return err
 			}

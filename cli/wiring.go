@@ -88,7 +88,12 @@ func connectWith(ctx context.Context, cfg *config.Config, logger *slog.Logger, n
 		e.admin = kadm.NewClient(e.kafka)
 	}
 	if needTemporal {
-		if e.temporal, err = clients.Temporal(ctx, cfg, logger); err != nil {
+		// The SDK logs routine worker events at info; keep them for debug.
+		sdkLogger := logger
+		if !logger.Enabled(ctx, slog.LevelDebug) {
+			sdkLogger = telemetry.AtLeast(logger, slog.LevelWarn)
+		}
+		if e.temporal, err = clients.Temporal(ctx, cfg, sdkLogger); err != nil {
 			e.close()
 			return nil, err
 		}
@@ -100,7 +105,7 @@ func connectWith(ctx context.Context, cfg *config.Config, logger *slog.Logger, n
 func (e *env) activities() workers.Activities {
 	return workers.Activities{
 		Bootstrap: &activities.Bootstrap{
-			Admin:    e.admin,
+			Kafka:    e.kafka,
 			Registry: e.serde.Registry(),
 			Schemas:  e.serde.Schemas(),
 			HTTP:     &http.Client{Timeout: 30 * time.Second},

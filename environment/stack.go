@@ -68,14 +68,14 @@ type Stack struct {
 
 // Start starts the parts Options asks for and waits until each answers. On an
 // error, whatever did start is stopped again.
-func Start(ctx context.Context, o Options) (s *Stack, err error) {
+func Start(ctx context.Context, o Options) (_ *Stack, err error) {
 	if o.ReadyTimeout == 0 {
 		o.ReadyTimeout = 60 * time.Second
 	}
 	if o.Log == nil {
 		o.Log = io.Discard
 	}
-	s = &Stack{Started: map[string]time.Duration{},
+	s := &Stack{Started: map[string]time.Duration{},
 		KafkaBrokers: o.KafkaBrokers, RegistryURL: o.RegistryURL,
 		TemporalAddress: o.TemporalAddress, TemporalUIURL: o.TemporalUIURL}
 	defer func() {

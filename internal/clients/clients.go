@@ -24,6 +24,9 @@ func Kafka(ctx context.Context, cfg *config.Config, opts ...kgo.Opt) (*kgo.Clien
 	all := append([]kgo.Opt{
 		kgo.SeedBrokers(cfg.KafkaBrokers...),
 		kgo.DialTimeout(cfg.DialTimeout),
+		// A broker that accepts a connection and never answers would
+		// otherwise hold the first request for the default 10s overhead.
+		kgo.RequestTimeoutOverhead(cfg.DialTimeout),
 	}, opts...)
 	cl, err := kgo.NewClient(all...)
 	if err != nil {

@@ -72,7 +72,7 @@ var settings = []setting{
 	{"database-dsn", "DATABASE_DSN", "", "PostgreSQL DSN; empty: the dev stack's own cluster when PostgreSQL is installed", true, func(c *Config) string { return c.DatabaseDSN }},
 	{"kafka-connect-url", "KAFKA_CONNECT_URL", "", "Kafka Connect REST URL; empty skips the connectors step", true, func(c *Config) string { return c.KafkaConnectURL }},
 	{"ksqldb-url", "KSQLDB_URL", "", "ksqlDB REST URL; empty skips the ksqlDB step", true, func(c *Config) string { return c.KsqlDBURL }},
-	{"metrics-addr", "METRICS_ADDR", "127.0.0.1:9464", "where this process serves /metrics (empty: nowhere)", false, func(c *Config) string { return c.MetricsAddr }},
+	{"metrics-addr", "METRICS_ADDR", "auto", "where this process serves /metrics: host:port, \"auto\" (127.0.0.1 and a port per command, see README) or \"off\"", false, func(c *Config) string { return c.MetricsAddr }},
 	{"data-dir", "SHOPSTREAM_DATA_DIR", ".data", "where the embedded stack keeps its state", false, func(c *Config) string { return c.DataDir }},
 	{"product-topic", "PRODUCT_TOPIC", "shop_products", "topic shops publish products to", false, func(c *Config) string { return c.Topics.Products }},
 	{"complete-product-topic", "PRODUCT_WITH_FULL_IMG_SET_TOPIC", "products_with_full_img_set", "topic of products whose images are all collected", false, func(c *Config) string { return c.Topics.CompleteProducts }},
@@ -188,6 +188,28 @@ func (c *Config) Validate() error {
 		seen[t.name] = t.flag
 	}
 	return nil
+}
+
+// Default /metrics ports per command, so that `dev` and any command started
+// beside it on the same host do not collide.
+var metricsPorts = map[string]int{
+	"dev": 9464, "worker": 9465, "streamer": 9466, "sink": 9467,
+	"collector": 9468, "recommender": 9469, "api": 9470,
+}
+
+// MetricsAddrFor resolves --metrics-addr for a command: "auto" gives the
+// command's own port on loopback, "off" or "" gives nothing.
+func (c *Config) MetricsAddrFor(command string) string {
+	switch c.MetricsAddr {
+	case "off", "":
+		return ""
+	case "auto":
+		if p, ok := metricsPorts[command]; ok {
+			return fmt.Sprintf("127.0.0.1:%d", p)
+		}
+		return "127.0.0.1:0"
+	}
+	return c.MetricsAddr
 }
 
 // WorkflowURL links a workflow execution in the Temporal Web UI.

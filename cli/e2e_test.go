@@ -1,0 +1,137 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/shopstream/shopstream/environment"
+)
+
+// syncBuffer is a bytes.Buffer that a running command can write while the
+// test reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// startStack runs the embedded stack on free ports, with the real Temporal
+// dev server, and returns the flags that point commands at it.
+func startStack(t *testing.T) (*environment.Stack, []string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	stack, err := environment.Start(ctx, environment.Options{StartKafka: true, StartRegistry: true, StartTemporal: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { stack.Close() })
+	flags := []string{
+		"--kafka-brokers", strings.Join(stack.KafkaBrokers, ","),
+		"--schema-registry-url", stack.RegistryURL,
+		"--temporal-address", stack.TemporalAddress,
+		"--temporal-ui-url", stack.TemporalUIURL,
+		"--metrics-addr", "127.0.0.1:0",
+		"--data-dir", t.TempDir(),
+	}
+	return stack, flags
+}
+
+// startDev runs `shopstream dev` against the stack until the test ends and
+// waits for its ready line.
+func startDev(t *testing.T, flags []string) (output func() string) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	var out, errOut syncBuffer
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, append([]string{"shopstream", "dev"}, flags...), strings.NewReader(""), &out, &errOut)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		start := time.Now()
+		select {
+		case code := <-done:
+			if code != 0 {
+				t.Errorf("dev exited %d after Ctrl-C:\n%s\n%s", code, out.String(), errOut.String())
+			}
+			if took := time.Since(start); took > 10*time.Second {
+				t.Errorf("dev took %s to stop, want under 10s", took)
+			}
+		case <-time.After(15 * time.Second):
+			t.Errorf("dev did not stop within 15s of Ctrl-C")
+		}
+	})
+	deadline := time.Now().Add(2 * time.Minute)
+	for !strings.Contains(out.String(), "shopstream dev: ready") {
+		select {
+		case code := <-done:
+			t.Fatalf("dev exited %d before it was ready:\n%s\n%s", code, out.String(), errOut.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("dev not ready after 2 minutes:\n%s\n%s", out.String(), errOut.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return out.String
+}
+
+func TestBootstrapEndToEnd(t *testing.T) {
+	stack, flags := startStack(t)
+	devOut := startDev(t, flags)
+	// dev bootstraps the fresh stack once it is up.
+	for _, want := range []string{"shop_products", "created", "shopstream_filter-value", "skipped: KAFKA_CONNECT_URL not set", "/namespaces/default/workflows/shopstream-bootstrap/", "the environment was changed"} {
+		if !strings.Contains(devOut(), want) {
+			t.Errorf("dev's first bootstrap output does not show %q:\n%s", want, devOut())
+		}
+	}
+
+	ctx := context.Background()
+	code, out, stderr := runApp(t, ctx, append([]string{"bootstrap"}, flags...)...)
+	if code != 0 {
+		t.Fatalf("second bootstrap exited %d: %s\n%s", code, stderr, out)
+	}
+	if !strings.Contains(out, "nothing changed") || strings.Contains(out, " created ") {
+		t.Fatalf("second bootstrap changed something:\n%s", out)
+	}
+
+	// A changed partition count is drift: reported, not applied.
+	code, out, stderr = runApp(t, ctx, append([]string{"bootstrap", "--only", "topics", "--partitions", "9"}, flags...)...)
+	if code != 0 {
+		t.Fatalf("bootstrap --only topics exited %d: %s\n%s", code, stderr, out)
+	}
+	if !strings.Contains(out, "drift") || !strings.Contains(out, "has 6 partitions, want 9") || strings.Contains(out, "schemas") {
+		t.Fatalf("want drift on topics only:\n%s", out)
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(stack.KafkaBrokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	details, err := kadm.NewClient(cl).ListTopics(ctx, "shop_products")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(details["shop_products"].Partitions); n != 6 {
+		t.Fatalf("drift without --force changed shop_products to %d partitions", n)
+	}
+}

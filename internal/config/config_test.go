@@ -1,0 +1,68 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestDotEnvFillsOnlyWhatIsUnset(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, ".env")
+	if err := os.WriteFile(path, []byte("# comment\nKAFKA_BROKERS=k:1\nexport PRODUCT_TOPIC=\"quoted\"\n\nDATABASE_DSN='x y'\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{"KAFKA_BROKERS": "from-env:9"}
+	set := func(k, v string) error { env[k] = v; return nil }
+	look := func(k string) (string, bool) { v, ok := env[k]; return v, ok }
+	if err := LoadDotEnv(path, set, look); err != nil {
+		t.Fatal(err)
+	}
+	if env["KAFKA_BROKERS"] != "from-env:9" {
+		t.Errorf("the file overrode the environment: %q", env["KAFKA_BROKERS"])
+	}
+	if env["PRODUCT_TOPIC"] != "quoted" || env["DATABASE_DSN"] != "x y" {
+		t.Errorf("quotes or export not handled: %v", env)
+	}
+	if err := LoadDotEnv(filepath.Join(dir, "missing"), set, look); err != nil {
+		t.Errorf("a missing .env is not an error: %v", err)
+	}
+	if err := os.WriteFile(path, []byte("JUSTAWORD\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := LoadDotEnv(path, set, look); err == nil || !strings.Contains(err.Error(), ".env:1: want KEY=VALUE") {
+		t.Errorf("a bad line: got %v", err)
+	}
+}
+
+func TestMask(t *testing.T) {
+	for i, c := range []struct{ in, want string }{
+		{"postgres://u:secret@h:5432/db?sslmode=disable", "postgres://u:*****@h:5432/db?sslmode=disable"},
+		{"host=h user=u password=secret dbname=d", "host=h user=u password=***** dbname=d"},
+		{"http://registry:8081", "http://registry:8081"},
+		{"", ""},
+	} {
+		if got := Mask(c.in); got != c.want {
+			t.Errorf("#%d: Mask(%q) = %q, want %q", i, c.in, got, c.want)
+		}
+	}
+}
+
+func TestMetricsAddrFor(t *testing.T) {
+	c := Default()
+	if got := c.MetricsAddrFor("dev"); got != "127.0.0.1:9464" {
+		t.Errorf("auto for dev: %q", got)
+	}
+	if c.MetricsAddrFor("worker") == c.MetricsAddrFor("dev") {
+		t.Error("worker and dev share a default /metrics port")
+	}
+	c.MetricsAddr = "off"
+	if got := c.MetricsAddrFor("dev"); got != "" {
+		t.Errorf("off: %q", got)
+	}
+	c.MetricsAddr = "0.0.0.0:9000"
+	if got := c.MetricsAddrFor("dev"); got != "0.0.0.0:9000" {
+		t.Errorf("explicit: %q", got)
+	}
+}
