@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"io"
 	"log/slog"
 	"net/http"
 	"time"
@@ -34,9 +35,13 @@ type env struct {
 	serde    *records.Serde
 	temporal client.Client
 	metrics  *prometheus.Registry
+	closers  []io.Closer
 }
 
 func (e *env) close() {
+	for _, c := range e.closers {
+		c.Close()
+	}
 	if e.temporal != nil {
 		e.temporal.Close()
 	}
@@ -93,7 +98,10 @@ func connectWith(ctx context.Context, cfg *config.Config, logger *slog.Logger, n
 		if !logger.Enabled(ctx, slog.LevelDebug) {
 			sdkLogger = telemetry.AtLeast(logger, slog.LevelWarn)
 		}
-		if e.temporal, err = clients.Temporal(ctx, cfg, sdkLogger); err != nil {
+		handler, closer := telemetry.TemporalMetrics(e.metrics)
+		e.closers = append(e.closers, closer)
+		withMetrics := func(o *client.Options) { o.MetricsHandler = handler }
+		if e.temporal, err = clients.Temporal(ctx, cfg, sdkLogger, withMetrics); err != nil {
 			e.close()
 			return nil, err
 		}
