@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"strings"
 	"sync"
 	"testing"
@@ -134,4 +135,51 @@ func TestBootstrapEndToEnd(t *testing.T) {
 	if n := len(details["shop_products"].Partitions); n != 6 {
 		t.Fatalf("drift without --force changed shop_products to %d partitions", n)
 	}
+
+	// status: healthy, every topic, the bootstrap run with its link.
+	code, out, stderr = runApp(t, ctx, append([]string{"status", "--json", "--interval", "200ms"}, flags...)...)
+	if code != 0 {
+		t.Fatalf("status exited %d on a healthy stack: %s\n%s", code, stderr, out)
+	}
+	var rep statusReport
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("status --json: %v\n%s", err, out)
+	}
+	if !rep.Healthy || len(rep.Topics) != 8 {
+		t.Fatalf("status: healthy %v, %d topics, problems %v", rep.Healthy, len(rep.Topics), rep.Problems)
+	}
+	if len(rep.Runs) == 0 || rep.Runs[0].Workflow != "Bootstrap" || rep.Runs[0].Status != "Completed" || !strings.Contains(rep.Runs[0].URL, "/workflows/shopstream-bootstrap/") {
+		t.Fatalf("status does not show the completed bootstrap run: %+v", rep.Runs)
+	}
+
+	// A group that has lag and no members is unhealthy: exit 1, and it says why.
+	if err := cl.ProduceSync(ctx, &kgo.Record{Topic: "shop_products", Value: []byte("x")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	if err := kadmCommit(ctx, cl, "stalled-group", "shop_products"); err != nil {
+		t.Fatal(err)
+	}
+	code, out, _ = runApp(t, ctx, append([]string{"status", "--interval", "200ms"}, flags...)...)
+	if code != 1 || !strings.Contains(out, "group stalled-group has lag 1 and no members") {
+		t.Fatalf("status with a stalled group: exit %d\n%s", code, out)
+	}
+}
+
+// kadmCommit commits offset 0 of every partition of topic for group, as a
+// consumer that stopped before reading anything would have.
+func kadmCommit(ctx context.Context, cl *kgo.Client, group, topic string) error {
+	adm := kadm.NewClient(cl)
+	ends, err := adm.ListEndOffsets(ctx, topic)
+	if err != nil {
+		return err
+	}
+	var offsets kadm.Offsets
+	ends.Each(func(o kadm.ListedOffset) {
+		offsets.Add(kadm.Offset{Topic: o.Topic, Partition: o.Partition, At: 0, LeaderEpoch: -1})
+	})
+	resp, err := adm.CommitOffsets(ctx, group, offsets)
+	if err != nil {
+		return err
+	}
+	return resp.Error()
 }

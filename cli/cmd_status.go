@@ -1,0 +1,305 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"log/slog"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/urfave/cli/v2"
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/workflowservice/v1"
+
+	"github.com/shopstream/shopstream/internal/clients"
+	"github.com/shopstream/shopstream/internal/config"
+	"github.com/shopstream/shopstream/internal/telemetry"
+)
+
+// statusReport answers "is it working?"; `status --json` prints it as is.
+type statusReport struct {
+	Healthy  bool          `json:"healthy"`
+	Problems []string      `json:"problems"`
+	Topics   []topicStatus `json:"topics"`
+	Groups   []groupStatus `json:"groups"`
+	Runs     []runStatus   `json:"runs"`
+	// Sections that later components add (filter, sink, …), by name.
+	Sections map[string]any `json:"sections,omitempty"`
+}
+
+type topicStatus struct {
+	Name      string  `json:"name"`
+	Records   int64   `json:"end_offset_sum"`
+	PerSecond float64 `json:"records_per_second"`
+}
+
+type groupStatus struct {
+	Group   string `json:"group"`
+	State   string `json:"state"`
+	Members int    `json:"members"`
+	Lag     int64  `json:"lag"`
+	// LagChange is the lag's change over the sampling interval: positive
+	// means the group falls behind.
+	LagChange int64            `json:"lag_change"`
+	Topics    map[string]int64 `json:"lag_by_topic"`
+}
+
+type runStatus struct {
+	Workflow string    `json:"workflow"`
+	ID       string    `json:"workflow_id"`
+	RunID    string    `json:"run_id"`
+	Status   string    `json:"status"`
+	Started  time.Time `json:"started"`
+	URL      string    `json:"url"`
+}
+
+func (r *statusReport) problem(format string, a ...any) {
+	r.Problems = append(r.Problems, fmt.Sprintf(format, a...))
+}
+
+// statusCheck fills in one part of the report; later components add theirs
+// to statusChecks.
+type statusCheck func(ctx context.Context, e *env, r *statusReport, interval time.Duration)
+
+func statusChecks() []statusCheck {
+	return []statusCheck{kafkaStatus, temporalStatus}
+}
+
+func statusCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "status",
+		Usage: "one screen that answers \"is it working?\"; exits non-zero when something is unhealthy",
+		Description: "Shows each topic's end offsets and rate, each consumer group's lag and whether it drains,\n" +
+			"and the last bootstrap and emulation runs with their Web UI links. Exit code 1 when something is\n" +
+			"unhealthy, so it can serve as a health check.\n\nExamples:\n  shopstream status\n  shopstream status --json | jq .groups",
+		Flags: withFlags(
+			&cli.BoolFlag{Name: "json", Usage: "print the report as JSON"},
+			&cli.DurationFlag{Name: "interval", Value: 2 * time.Second, Usage: "how long to sample rates and lag changes"},
+		),
+		Action: func(c *cli.Context) error {
+			cfg, err := config.FromContext(c)
+			if err != nil {
+				return usageErr("%v", err)
+			}
+			if c.Duration("interval") <= 0 {
+				return usageErr("--interval %s: want a positive duration", c.Duration("interval"))
+			}
+			logger, err := commandLogger(c)
+			if err != nil {
+				return err
+			}
+			r := &statusReport{Sections: map[string]any{}, Problems: []string{}}
+			e, err := connectWith(c.Context, cfg, logger, false, false)
+			if err != nil {
+				return err
+			}
+			defer e.close()
+			for _, check := range statusChecks() {
+				check(c.Context, e, r, c.Duration("interval"))
+			}
+			r.Healthy = len(r.Problems) == 0
+			if c.Bool("json") {
+				enc := json.NewEncoder(c.App.Writer)
+				enc.SetIndent("", "  ")
+				if err := enc.Encode(r); err != nil {
+					return err
+				}
+			} else {
+				printStatus(c.App.Writer, r)
+			}
+			if !r.Healthy {
+				return cli.Exit("", 1)
+			}
+			return nil
+		},
+	}
+}
+
+func kafkaStatus(ctx context.Context, e *env, r *statusReport, interval time.Duration) {
+	cl, err := connectKafka(ctx, e)
+	if err != nil {
+		r.problem("%v", err)
+		return
+	}
+	adm := kadm.NewClient(cl)
+	t := e.cfg.Topics
+	topics := []string{t.Products, t.CompleteProducts, t.Filtered, t.Find, t.Recommendations, t.DLQ, t.Filter, t.FilterApplied}
+	groups, err := adm.ListGroups(ctx)
+	if err != nil {
+		r.problem("list consumer groups: %v", err)
+	}
+	sample := func() (kadm.ListedOffsets, kadm.DescribedGroupLags, bool) {
+		ends, err := adm.ListEndOffsets(ctx, topics...)
+		if err != nil {
+			r.problem("list end offsets on %s: %v", strings.Join(e.cfg.KafkaBrokers, ","), err)
+			return nil, nil, false
+		}
+		var lags kadm.DescribedGroupLags
+		if len(groups) > 0 {
+			if lags, err = adm.Lag(ctx, groups.Groups()...); err != nil {
+				r.problem("compute consumer lag: %v", err)
+				return nil, nil, false
+			}
+		}
+		return ends, lags, true
+	}
+	ends0, lags0, ok := sample()
+	if !ok {
+		return
+	}
+	select {
+	case <-ctx.Done():
+		return
+	case <-time.After(interval):
+	}
+	ends1, lags1, ok := sample()
+	if !ok {
+		return
+	}
+	for _, name := range topics {
+		var before, after int64
+		missing := true
+		ends1.Each(func(o kadm.ListedOffset) {
+			if o.Topic == name && o.Err == nil {
+				after += o.Offset
+				missing = false
+			}
+		})
+		ends0.Each(func(o kadm.ListedOffset) {
+			if o.Topic == name && o.Err == nil {
+				before += o.Offset
+			}
+		})
+		if missing {
+			r.problem("topic %s does not exist: run `shopstream bootstrap`", name)
+			continue
+		}
+		r.Topics = append(r.Topics, topicStatus{Name: name, Records: after, PerSecond: float64(after-before) / interval.Seconds()})
+	}
+	for _, ts := range r.Topics {
+		if ts.Name == t.DLQ && ts.Records > 0 {
+			r.problem("dead-letter topic %s holds %d records: see `shopstream dlq list`", ts.Name, ts.Records)
+		}
+	}
+	for _, l := range lags1.Sorted() {
+		if l.Error() != nil {
+			r.problem("group %s: %v", l.Group, l.Error())
+			continue
+		}
+		g := groupStatus{Group: l.Group, State: l.State, Members: len(l.Members), Lag: l.Lag.Total(), Topics: map[string]int64{}}
+		for topic, tl := range l.Lag.TotalByTopic() {
+			g.Topics[topic] = tl.Lag
+		}
+		if prev, ok := lags0[l.Group]; ok {
+			g.LagChange = g.Lag - prev.Lag.Total()
+		}
+		switch {
+		case g.Lag > 0 && g.Members == 0:
+			r.problem("group %s has lag %d and no members: is its process running?", g.Group, g.Lag)
+		case g.Lag > 0 && g.LagChange > 0:
+			r.problem("group %s falls behind: lag %d grew by %d in %s", g.Group, g.Lag, g.LagChange, interval)
+		}
+		r.Groups = append(r.Groups, g)
+	}
+}
+
+// connectKafka connects on first use, so status reports an unreachable
+// Kafka as a problem instead of failing before it prints anything.
+func connectKafka(ctx context.Context, e *env) (*kgo.Client, error) {
+	if e.kafka == nil {
+		cl, err := clients.Kafka(ctx, e.cfg)
+		if err != nil {
+			return nil, err
+		}
+		e.kafka = cl
+	}
+	return e.kafka, nil
+}
+
+func temporalStatus(ctx context.Context, e *env, r *statusReport, _ time.Duration) {
+	if e.temporal == nil {
+		tc, err := clients.Temporal(ctx, e.cfg, telemetry.AtLeast(e.log, slog.LevelError))
+		if err != nil {
+			r.problem("%v", err)
+			return
+		}
+		e.temporal = tc
+	}
+	for _, wf := range []string{"Bootstrap", "EmulateShop"} {
+		resp, err := e.temporal.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{
+			Namespace: e.cfg.TemporalNamespace,
+			PageSize:  1,
+			Query:     fmt.Sprintf("WorkflowType = '%s'", wf),
+		})
+		if err != nil {
+			r.problem("list %s runs: %v", wf, err)
+			continue
+		}
+		for _, ex := range resp.GetExecutions() {
+			rs := runStatus{
+				Workflow: wf, ID: ex.GetExecution().GetWorkflowId(), RunID: ex.GetExecution().GetRunId(),
+				Status:  strings.TrimPrefix(ex.GetStatus().String(), "WORKFLOW_EXECUTION_STATUS_"),
+				Started: ex.GetStartTime().AsTime(),
+			}
+			rs.URL = e.cfg.WorkflowURL(rs.ID, rs.RunID)
+			switch ex.GetStatus() {
+			case enumspb.WORKFLOW_EXECUTION_STATUS_FAILED, enumspb.WORKFLOW_EXECUTION_STATUS_TIMED_OUT, enumspb.WORKFLOW_EXECUTION_STATUS_TERMINATED:
+				r.problem("the last %s run %s ended %s: %s", wf, rs.ID, rs.Status, rs.URL)
+			}
+			r.Runs = append(r.Runs, rs)
+		}
+	}
+}
+
+func printStatus(w io.Writer, r *statusReport) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "TOPIC\tRECORDS\tRATE/s\t")
+	for _, t := range r.Topics {
+		fmt.Fprintf(tw, "%s\t%d\t%.1f\t\n", t.Name, t.Records, t.PerSecond)
+	}
+	fmt.Fprintln(tw, "\t\t\t")
+	fmt.Fprintln(tw, "CONSUMER GROUP\tSTATE\tMEMBERS\tLAG\tCHANGE\t")
+	sort.Slice(r.Groups, func(i, j int) bool { return r.Groups[i].Group < r.Groups[j].Group })
+	for _, g := range r.Groups {
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%+d\t\n", g.Group, g.State, g.Members, g.Lag, g.LagChange)
+	}
+	tw.Flush()
+	for _, name := range sortedSectionNames(r.Sections) {
+		fmt.Fprintf(w, "\n%s:\n", strings.ToUpper(name))
+		if p, ok := r.Sections[name].(interface{ print(io.Writer) }); ok {
+			p.print(w)
+		} else {
+			b, _ := json.MarshalIndent(r.Sections[name], "  ", "  ")
+			fmt.Fprintf(w, "  %s\n", b)
+		}
+	}
+	fmt.Fprintln(w)
+	for _, run := range r.Runs {
+		fmt.Fprintf(w, "last %s: %s (%s, started %s)\n  %s\n", run.Workflow, run.Status, run.ID, run.Started.Format(time.RFC3339), run.URL)
+	}
+	fmt.Fprintln(w)
+	if len(r.Problems) == 0 {
+		fmt.Fprintln(w, "healthy")
+		return
+	}
+	fmt.Fprintln(w, "UNHEALTHY:")
+	for _, p := range r.Problems {
+		fmt.Fprintf(w, "  - %s\n", p)
+	}
+}
+
+func sortedSectionNames(m map[string]any) []string {
+	names := make([]string, 0, len(m))
+	for k := range m {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	return names
+}
