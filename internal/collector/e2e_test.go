@@ -159,7 +159,10 @@ func newRig(t *testing.T) *rig {
 
 type testWriter struct{ t *testing.T }
 
-func (w testWriter) Write(b []byte) (int, error) { w.t.Log(strings.TrimSpace(string(b))); return len(b), nil }
+func (w testWriter) Write(b []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(b)))
+	return len(b), nil
+}
 
 func (r *rig) imageURL(name string) string { return r.images.URL + "/images/" + name + ".png" }
 
@@ -230,7 +233,10 @@ func eventually(t *testing.T, within time.Duration, what string, cond func() boo
 
 func sha(b []byte) string { s := sha256.Sum256(b); return hex.EncodeToString(s[:]) }
 
-func pngSHA(name string) string { b, _ := imageserver.PNG(name, imageserver.DefaultSize); return sha(b) }
+func pngSHA(name string) string {
+	b, _ := imageserver.PNG(name, imageserver.DefaultSize)
+	return sha(b)
+}
 
 func images(body map[string]any) []map[string]any {
 	var out []map[string]any
