@@ -353,7 +353,7 @@ func (c *Collector) process(ctx context.Context, rec *kgo.Record, pr *prior) (*r
 		return c.invalid(res, fmt.Sprintf("record key %q does not match the product's mall_id/product_id %q", key, p.Key())), nil
 	}
 
-	images, failures, err := c.collectImages(ctx, &p, prevImages, res)
+	images, failures, err := c.collectImages(ctx, &p, prevImages)
 	if err != nil {
 		return nil, err
 	}
@@ -440,7 +440,7 @@ func orphansOf(prev []catalog.Image, pending, keep []string) []string {
 // collectImages stores every image of p, reusing those already stored under
 // the same URL. It returns the stored images in the product's order and a
 // reason per image that could not be collected.
-func (c *Collector) collectImages(ctx context.Context, p *records.Product, prev []catalog.Image, res *result) ([]catalog.Image, []string, error) {
+func (c *Collector) collectImages(ctx context.Context, p *records.Product, prev []catalog.Image) ([]catalog.Image, []string, error) {
 	byURL := make(map[string]catalog.Image, len(prev))
 	for _, im := range prev {
 		byURL[im.URL] = im

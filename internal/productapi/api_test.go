@@ -23,7 +23,7 @@ import (
 const topic = "shop_products"
 
 type fixture struct {
-	t     *testing.T
+	t     testing.TB
 	srv   *httptest.Server
 	cl    *kgo.Client
 	serde *records.Serde
@@ -31,7 +31,7 @@ type fixture struct {
 
 // newFixture runs the API against kfake and srfake; reads have no catalog
 // here (the collector's tests cover them against PostgreSQL).
-func newFixture(t *testing.T) *fixture {
+func newFixture(t testing.TB) *fixture {
 	ctx := context.Background()
 	stack, err := environment.Start(ctx, environment.Options{StartKafka: true, StartRegistry: true})
 	if err != nil {
