@@ -64,6 +64,8 @@ type Options struct {
 	Now func() time.Time
 	// Products bounds how many products of a batch are collected at once (32).
 	Products int
+	// BatchSize bounds the records collected in one transaction (500).
+	BatchSize int
 	// RetryBackoff is the first wait after a batch fails on Kafka, the
 	// database or blob storage; it doubles up to 30s (500ms).
 	RetryBackoff time.Duration
@@ -102,6 +104,9 @@ func New(o Options) (*Collector, error) {
 	}
 	if o.Products <= 0 {
 		o.Products = 32
+	}
+	if o.BatchSize <= 0 {
+		o.BatchSize = 500
 	}
 	if o.RetryBackoff <= 0 {
 		o.RetryBackoff = 500 * time.Millisecond
@@ -157,7 +162,9 @@ func (c *Collector) Run(ctx context.Context) error {
 
 	backoff := c.o.RetryBackoff
 	for {
-		fetches := sess.PollFetches(ctx)
+		// A bounded batch keeps one slow image from holding thousands of
+		// products, and keeps each transaction short.
+		fetches := sess.PollRecords(ctx, c.o.BatchSize)
 		if fetches.IsClientClosed() || ctx.Err() != nil {
 			return nil
 		}

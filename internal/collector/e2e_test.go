@@ -688,3 +688,56 @@ func TestCollectIntoABucket(t *testing.T) {
 		return errors.Is(errA, blobstore.ErrNotFound) && errors.Is(errB, blobstore.ErrNotFound)
 	})
 }
+
+// Records that are not products go to the dead-letter topic with the reason;
+// the collector goes on.
+func TestUndecodableRecordsAreDeadLettered(t *testing.T) {
+	r := newRig(t)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(r.brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	p := records.Product{MallID: "m1", ProductID: "other", Name: "x", Price: records.Price{Amount: "1", Currency: "USD"}}
+	val, err := r.serde.Encode(context.Background(), nil, productTopic, &p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.ProduceSync(context.Background(),
+		&kgo.Record{Topic: productTopic, Key: []byte("m1/plain"), Value: []byte(`{"json":"not avro"}`)},
+		&kgo.Record{Topic: productTopic, Key: []byte("m1/mismatch"), Value: val},
+		&kgo.Record{Topic: productTopic, Value: val},
+	).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	r.post(product("m1", "after", "after", r.imageURL("after")))
+	eventually(t, 20*time.Second, "the next product collected", func() bool {
+		code, _ := r.do("GET", "/api/v1/complete-products/after", nil)
+		return code == http.StatusOK
+	})
+	want := map[string]string{
+		"m1/plain":    "not in the Confluent wire format",
+		"m1/mismatch": `does not match the product's mall_id/product_id "m1/other"`,
+		"":            "record has no key",
+	}
+	dlq := r.topicRecords(dlqTopic)
+	for key, says := range want {
+		rec := lastByKey(dlq, key)
+		if rec == nil {
+			t.Errorf("%q: not dead-lettered", key)
+			continue
+		}
+		reason := ""
+		for _, h := range rec.Headers {
+			if h.Key == collector.HeaderReason {
+				reason = string(h.Value)
+			}
+		}
+		if !strings.Contains(reason, says) {
+			t.Errorf("%q: reason %q, want %q", key, reason, says)
+		}
+	}
+	if code, _ := r.do("GET", "/api/v1/products/other", nil); code != http.StatusNotFound {
+		t.Errorf("a mismatched record created a product: %d", code)
+	}
+}
