@@ -36,6 +36,7 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 			workerCommand(),
 			configCommand(),
 			statusCommand(),
+			collectorCommand(), apiCommand(), loadtestCommand(),
 		},
 		// urfave prints its own message for a bad flag; make the exit code 2.
 		OnUsageError: func(c *cli.Context, err error, _ bool) error {

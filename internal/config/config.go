@@ -28,6 +28,7 @@ type Config struct {
 	KsqlDBURL         string
 	MetricsAddr       string
 	DataDir           string
+	BlobURL           string
 	Topics            Topics
 	DialTimeout       time.Duration
 }
@@ -74,6 +75,7 @@ var settings = []setting{
 	{"ksqldb-url", "KSQLDB_URL", "", "ksqlDB REST URL; empty skips the ksqlDB step", true, func(c *Config) string { return c.KsqlDBURL }},
 	{"metrics-addr", "METRICS_ADDR", "auto", "where this process serves /metrics: host:port, \"auto\" (127.0.0.1 and a port per command, see README) or \"off\"", false, func(c *Config) string { return c.MetricsAddr }},
 	{"data-dir", "SHOPSTREAM_DATA_DIR", ".data", "where the embedded stack keeps its state", false, func(c *Config) string { return c.DataDir }},
+	{"blob-url", "BLOB_URL", "", "where collected images are stored: a directory, file:///dir, s3://bucket?endpoint=…&region=…, or mem://; empty: <data-dir>/images", true, func(c *Config) string { return c.BlobURL }},
 	{"product-topic", "PRODUCT_TOPIC", "shop_products", "topic shops publish products to", false, func(c *Config) string { return c.Topics.Products }},
 	{"complete-product-topic", "PRODUCT_WITH_FULL_IMG_SET_TOPIC", "products_with_full_img_set", "topic of products whose images are all collected", false, func(c *Config) string { return c.Topics.CompleteProducts }},
 	{"filtered-topic", "PRODUCT_FILTERED_TOPIC", "analytic_products_filtered", "topic of products that passed the filter", false, func(c *Config) string { return c.Topics.Filtered }},
@@ -112,6 +114,7 @@ func FromContext(c *cli.Context) (*Config, error) {
 		KsqlDBURL:         c.String("ksqldb-url"),
 		MetricsAddr:       c.String("metrics-addr"),
 		DataDir:           c.String("data-dir"),
+		BlobURL:           c.String("blob-url"),
 		Topics: Topics{
 			Products:         c.String("product-topic"),
 			CompleteProducts: c.String("complete-product-topic"),

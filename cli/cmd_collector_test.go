@@ -1,0 +1,36 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/urfave/cli/v2"
+)
+
+// Bad flags are refused with exit code 2 before anything connects.
+func TestCollectorAndAPIFlags(t *testing.T) {
+	for i, tc := range []struct {
+		args []string
+		says string
+	}{
+		{[]string{"collector", "--fetch-attempts", "0"}, "--fetch-attempts 0: want 1 to 20"},
+		{[]string{"collector", "--fetch-timeout", "-1s"}, "--fetch-timeout"},
+		{[]string{"collector", "--fetch-concurrency", "0"}, "--fetch-concurrency 0"},
+		{[]string{"collector", "--max-image-bytes", "0"}, "--max-image-bytes 0"},
+		{[]string{"api", "--api-addr", "nope"}, `--api-addr "nope": want host:port`},
+		{[]string{"api", "--max-body-bytes", "0"}, "--max-body-bytes 0"},
+		{[]string{"loadtest", "--rate", "0"}, "--rate"},
+	} {
+		var out, errOut bytes.Buffer
+		app := newApp(strings.NewReader(""), &out, &errOut)
+		app.ExitErrHandler = func(*cli.Context, error) {} // urfave would os.Exit
+		err := app.RunContext(context.Background(), append([]string{"shopstream"}, tc.args...))
+		var ec cli.ExitCoder
+		if !errors.As(err, &ec) || ec.ExitCode() != exitUsage || !strings.Contains(err.Error(), tc.says) {
+			t.Errorf("#%d %v: %v; want exit 2 saying %q", i, tc.args, err, tc.says)
+		}
+	}
+}

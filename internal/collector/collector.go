@@ -1,0 +1,515 @@
+// Package collector is the product collector: a consumer group on the
+// product topic that downloads every image of each product into blob
+// storage, records the product's state in PostgreSQL, and emits the complete
+// product once its full image set is stored. Offsets are committed in the
+// same Kafka transaction as the output (GroupTransactSession), after the
+// state is committed in PostgreSQL, so a crash at any point only repeats
+// idempotent work.
+package collector
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/shopstream/shopstream/internal/blobstore"
+	"github.com/shopstream/shopstream/internal/catalog"
+	"github.com/shopstream/shopstream/internal/imagefetch"
+	"github.com/shopstream/shopstream/internal/records"
+)
+
+// Dead-letter headers: why a record could not be collected, and where from.
+const (
+	HeaderReason    = "shopstream.dlq.reason"
+	HeaderComponent = "shopstream.dlq.component"
+	HeaderTopic     = "shopstream.dlq.topic"
+	HeaderPartition = "shopstream.dlq.partition"
+	HeaderOffset    = "shopstream.dlq.offset"
+	HeaderFailedAt  = "shopstream.dlq.failed_at"
+)
+
+// DefaultGroup is the collector's consumer group.
+const DefaultGroup = "shopstream-collector"
+
+// Options configures a Collector.
+type Options struct {
+	// KafkaOpts reach the brokers (seed brokers, dial timeout).
+	KafkaOpts []kgo.Opt
+	// Group is the consumer group (DefaultGroup).
+	Group string
+	// TransactionalID must be unique per running instance; empty: a random one.
+	TransactionalID string
+	// Topics: products in, complete products and dead letters out.
+	ProductTopic, CompleteTopic, DLQTopic string
+
+	Serde   *records.Serde
+	Store   *Store
+	Blobs   blobstore.Store
+	Fetcher *imagefetch.Fetcher
+	Log     *slog.Logger
+	// Registerer receives the collector's metrics; nil registers nowhere.
+	Registerer prometheus.Registerer
+	// Now is the clock (time.Now).
+	Now func() time.Time
+	// Products bounds how many products of a batch are collected at once (32).
+	Products int
+	// BatchSize bounds the records collected in one transaction (500).
+	BatchSize int
+	// RetryBackoff is the first wait after a batch fails on Kafka, the
+	// database or blob storage; it doubles up to 30s (500ms).
+	RetryBackoff time.Duration
+}
+
+// Collector runs the product collector.
+type Collector struct {
+	o Options
+
+	products  *prometheus.CounterVec
+	reused    prometheus.Counter
+	deleted   prometheus.Counter
+	aborted   prometheus.Counter
+	batchTime prometheus.Histogram
+}
+
+// New checks o and builds a Collector.
+func New(o Options) (*Collector, error) {
+	if o.Serde == nil || o.Store == nil || o.Blobs == nil || o.Fetcher == nil {
+		return nil, errors.New("collector needs a serde, a store, blob storage and a fetcher")
+	}
+	if o.ProductTopic == "" || o.CompleteTopic == "" || o.DLQTopic == "" {
+		return nil, errors.New("collector needs the product, complete-product and dead-letter topics")
+	}
+	if o.Group == "" {
+		o.Group = DefaultGroup
+	}
+	if o.TransactionalID == "" {
+		o.TransactionalID = fmt.Sprintf("%s-%016x", o.Group, rand.Uint64())
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Products <= 0 {
+		o.Products = 32
+	}
+	if o.BatchSize <= 0 {
+		o.BatchSize = 500
+	}
+	if o.RetryBackoff <= 0 {
+		o.RetryBackoff = 500 * time.Millisecond
+	}
+	reg := o.Registerer
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	f := promauto.With(reg)
+	return &Collector{
+		o: o,
+		products: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "shopstream_collector_products_total",
+			Help: "Products the collector finished, by outcome (complete, failed, deleted, invalid).",
+		}, []string{"outcome"}),
+		reused: f.NewCounter(prometheus.CounterOpts{
+			Name: "shopstream_collector_images_reused_total",
+			Help: "Images of an updated product that were already stored (same URL, blob present) and not fetched again.",
+		}),
+		deleted: f.NewCounter(prometheus.CounterOpts{
+			Name: "shopstream_collector_blobs_deleted_total",
+			Help: "Stored images deleted because their product was deleted or the image replaced.",
+		}),
+		aborted: f.NewCounter(prometheus.CounterOpts{
+			Name: "shopstream_collector_batches_aborted_total",
+			Help: "Batches rolled back and retried after a Kafka, database or blob-storage error.",
+		}),
+		batchTime: f.NewHistogram(prometheus.HistogramOpts{
+			Name:    "shopstream_collector_batch_seconds",
+			Help:    "Time to collect and commit one polled batch.",
+			Buckets: prometheus.ExponentialBuckets(0.005, 3, 9),
+		}),
+	}, nil
+}
+
+// Run consumes until ctx ends; it returns nil on a clean stop.
+func (c *Collector) Run(ctx context.Context) error {
+	opts := append([]kgo.Opt{
+		kgo.ConsumerGroup(c.o.Group),
+		kgo.ConsumeTopics(c.o.ProductTopic),
+		kgo.TransactionalID(c.o.TransactionalID),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.RequireStableFetchOffsets(),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.TransactionTimeout(2 * time.Minute),
+	}, c.o.KafkaOpts...)
+	sess, err := kgo.NewGroupTransactSession(opts...)
+	if err != nil {
+		return fmt.Errorf("create collector consumer: %w", err)
+	}
+	defer sess.Close()
+	c.o.Log.Info("collector started", "group", c.o.Group, "topic", c.o.ProductTopic, "txn_id", c.o.TransactionalID)
+
+	backoff := c.o.RetryBackoff
+	for {
+		// A bounded batch keeps one slow image from holding thousands of
+		// products, and keeps each transaction short.
+		fetches := sess.PollRecords(ctx, c.o.BatchSize)
+		if fetches.IsClientClosed() || ctx.Err() != nil {
+			return nil
+		}
+		fetches.EachError(func(t string, p int32, err error) {
+			if !errors.Is(err, context.Canceled) {
+				c.o.Log.Warn("fetch", "topic", t, "partition", p, "err", err)
+			}
+		})
+		recs := fetches.Records()
+		if len(recs) == 0 {
+			continue
+		}
+		t0 := time.Now()
+		err := c.batch(ctx, sess, recs)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err != nil {
+			var fatal *fatalError
+			if errors.As(err, &fatal) {
+				return err
+			}
+			c.aborted.Inc()
+			c.o.Log.Warn("batch rolled back; retrying", "records", len(recs), "err", err, "backoff", backoff)
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(backoff):
+			}
+			backoff = min(backoff*2, 30*time.Second)
+			continue
+		}
+		backoff = c.o.RetryBackoff
+		c.batchTime.Observe(time.Since(t0).Seconds())
+	}
+}
+
+// fatalError ends Run: the transactional producer cannot go on.
+type fatalError struct{ err error }
+
+func (e *fatalError) Error() string { return e.err.Error() }
+func (e *fatalError) Unwrap() error { return e.err }
+
+// result is one key's outcome within a batch.
+type result struct {
+	rec     *kgo.Record
+	outcome string // complete, failed, deleted, invalid
+	reason  string
+	change  *change
+	out     []*kgo.Record
+}
+
+// batch collects one poll's records and commits them, or rolls back.
+func (c *Collector) batch(ctx context.Context, sess *kgo.GroupTransactSession, recs []*kgo.Record) (err error) {
+	if err := sess.Begin(); err != nil {
+		return &fatalError{fmt.Errorf("begin transaction: %w", err)}
+	}
+	ended := false
+	defer func() {
+		if ended {
+			return
+		}
+		// Roll back: the session rewinds to the committed offsets, so the
+		// same records come again. A fresh context lets the abort finish
+		// during shutdown.
+		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		if _, aerr := sess.End(actx, kgo.TryAbort); aerr != nil {
+			err = &fatalError{fmt.Errorf("abort transaction: %w (after %v)", aerr, err)}
+		}
+	}()
+
+	// Only the last record of each key matters: the product topic is a
+	// changelog, and every version's work would be replaced by the next.
+	last := make(map[string]*kgo.Record, len(recs))
+	var order []string
+	for _, r := range recs {
+		k := string(r.Key)
+		if _, seen := last[k]; !seen {
+			order = append(order, k)
+		}
+		last[k] = r
+	}
+	priors, err := c.o.Store.load(ctx, order)
+	if err != nil {
+		return err
+	}
+
+	results := make([]*result, len(order))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(c.o.Products)
+	for i, k := range order {
+		g.Go(func() error {
+			r, err := c.process(gctx, last[k], priors[k])
+			results[i] = r
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+
+	var out []*kgo.Record
+	var changes []change
+	for _, r := range results {
+		out = append(out, r.out...)
+		if r.change != nil {
+			changes = append(changes, *r.change)
+		}
+	}
+	if len(out) > 0 {
+		if err := sess.ProduceSync(ctx, out...).FirstErr(); err != nil {
+			return fmt.Errorf("produce collector output: %w", err)
+		}
+	}
+	// PostgreSQL first: if Kafka then fails to commit, the records come
+	// again and find their state already written, which changes nothing.
+	if err := c.o.Store.apply(ctx, changes); err != nil {
+		return err
+	}
+	ended = true
+	committed, err := sess.End(ctx, kgo.TryCommit)
+	if err != nil {
+		return &fatalError{fmt.Errorf("commit transaction: %w", err)}
+	}
+	c.deleteOrphans(ctx, changes)
+	if !committed {
+		// A rebalance took the partitions; whoever gets them repeats the
+		// batch (the session has rewound).
+		c.aborted.Inc()
+		return nil
+	}
+	for _, r := range results {
+		c.products.WithLabelValues(r.outcome).Inc()
+		lvl := slog.LevelDebug
+		if r.outcome == "failed" || r.outcome == "invalid" {
+			lvl = slog.LevelWarn
+		}
+		c.o.Log.Log(ctx, lvl, "product "+r.outcome, "key", string(r.rec.Key), "offset", r.rec.Offset, "reason", r.reason)
+	}
+	return nil
+}
+
+// deleteOrphans removes blobs that the committed state no longer references.
+// A failure only leaves them recorded, to be deleted the next time their
+// product is touched.
+func (c *Collector) deleteOrphans(ctx context.Context, changes []change) {
+	var done []string
+	for _, ch := range changes {
+		for _, k := range ch.orphans {
+			if err := c.o.Blobs.Delete(ctx, k); err != nil {
+				c.o.Log.Warn("delete orphan image", "key", k, "err", err)
+				continue
+			}
+			c.deleted.Inc()
+			done = append(done, k)
+		}
+	}
+	if err := c.o.Store.forgetOrphans(ctx, done); err != nil {
+		c.o.Log.Warn("forget deleted images", "err", err)
+	}
+}
+
+// process decides one key's new state. An error means the batch must be
+// rolled back (Kafka, database or blob storage trouble, or shutdown); a
+// product's own failures are outcomes, not errors.
+func (c *Collector) process(ctx context.Context, rec *kgo.Record, pr *prior) (*result, error) {
+	res := &result{rec: rec}
+	key := string(rec.Key)
+	var prevImages []catalog.Image
+	if pr.product != nil {
+		prevImages = pr.product.Images
+	}
+	if len(rec.Key) == 0 {
+		return c.invalid(res, "record has no key: want mall_id/product_id"), nil
+	}
+
+	if rec.Value == nil { // tombstone: delete the product and its images
+		res.outcome = "deleted"
+		res.change = &change{key: key, orphans: orphansOf(prevImages, pr.orphans, nil)}
+		res.out = append(res.out, &kgo.Record{Topic: c.o.CompleteTopic, Key: rec.Key})
+		return res, nil
+	}
+
+	var p records.Product
+	if err := c.o.Serde.Decode(ctx, rec.Value, &p); err != nil {
+		if ctx.Err() != nil || !isDecodeError(err) {
+			return nil, fmt.Errorf("decode %s: %w", key, err)
+		}
+		return c.invalid(res, "value does not decode as a Product: "+err.Error()), nil
+	}
+	if p.Key() != key {
+		return c.invalid(res, fmt.Sprintf("record key %q does not match the product's mall_id/product_id %q", key, p.Key())), nil
+	}
+
+	images, failures, err := c.collectImages(ctx, &p, prevImages)
+	if err != nil {
+		return nil, err
+	}
+	now := c.o.Now().UTC()
+	state := &catalog.Product{Product: p, Images: images, UpdatedAt: now}
+	keep := make([]string, 0, len(images))
+	for _, im := range images {
+		keep = append(keep, im.Key)
+	}
+	res.change = &change{key: key, product: state, keep: keep, orphans: orphansOf(prevImages, pr.orphans, keep)}
+	if len(failures) > 0 {
+		state.Status = catalog.StatusFailed
+		state.Reason = strings.Join(failures, "; ")
+		res.outcome, res.reason = "failed", state.Reason
+		// Not complete any more: downstream forgets it; the dead-letter
+		// topic keeps the record and says why.
+		res.out = append(res.out, &kgo.Record{Topic: c.o.CompleteTopic, Key: rec.Key}, c.deadLetter(rec, state.Reason))
+		return res, nil
+	}
+	state.Status = catalog.StatusComplete
+	state.CollectedAt = now
+	cp := state.Complete()
+	val, err := c.o.Serde.Encode(ctx, nil, c.o.CompleteTopic, &cp)
+	if err != nil {
+		return nil, fmt.Errorf("encode complete product %s: %w", key, err)
+	}
+	res.outcome = "complete"
+	res.out = append(res.out, &kgo.Record{Topic: c.o.CompleteTopic, Key: rec.Key, Value: val})
+	return res, nil
+}
+
+func isDecodeError(err error) bool {
+	return errors.Is(err, records.ErrNotFramed) || errors.Is(err, records.ErrUnknownSchemaID) ||
+		errors.Is(err, records.ErrWrongSchema) || errors.Is(err, records.ErrMalformed)
+}
+
+func (c *Collector) invalid(res *result, reason string) *result {
+	res.outcome, res.reason = "invalid", reason
+	res.out = append(res.out, c.deadLetter(res.rec, reason))
+	return res
+}
+
+// deadLetter keeps the original key and bytes and says why in headers.
+func (c *Collector) deadLetter(rec *kgo.Record, reason string) *kgo.Record {
+	return &kgo.Record{
+		Topic: c.o.DLQTopic,
+		Key:   rec.Key,
+		Value: rec.Value,
+		Headers: append(append([]kgo.RecordHeader(nil), rec.Headers...),
+			kgo.RecordHeader{Key: HeaderReason, Value: []byte(reason)},
+			kgo.RecordHeader{Key: HeaderComponent, Value: []byte("collector")},
+			kgo.RecordHeader{Key: HeaderTopic, Value: []byte(rec.Topic)},
+			kgo.RecordHeader{Key: HeaderPartition, Value: []byte(strconv.Itoa(int(rec.Partition)))},
+			kgo.RecordHeader{Key: HeaderOffset, Value: []byte(strconv.FormatInt(rec.Offset, 10))},
+			kgo.RecordHeader{Key: HeaderFailedAt, Value: []byte(c.o.Now().UTC().Format(time.RFC3339Nano))},
+		),
+	}
+}
+
+// orphansOf lists the blobs of the old state (and earlier orphans) that the
+// new state does not reference.
+func orphansOf(prev []catalog.Image, pending, keep []string) []string {
+	kept := make(map[string]bool, len(keep))
+	for _, k := range keep {
+		kept[k] = true
+	}
+	var out []string
+	seen := map[string]bool{}
+	add := func(k string) {
+		if !kept[k] && !seen[k] {
+			seen[k] = true
+			out = append(out, k)
+		}
+	}
+	for _, im := range prev {
+		add(im.Key)
+	}
+	for _, k := range pending {
+		add(k)
+	}
+	return out
+}
+
+// collectImages stores every image of p, reusing those already stored under
+// the same URL. It returns the stored images in the product's order and a
+// reason per image that could not be collected.
+func (c *Collector) collectImages(ctx context.Context, p *records.Product, prev []catalog.Image) ([]catalog.Image, []string, error) {
+	byURL := make(map[string]catalog.Image, len(prev))
+	for _, im := range prev {
+		byURL[im.URL] = im
+	}
+	var urls []string
+	seen := map[string]bool{}
+	for _, im := range p.Images {
+		if !seen[im.URL] {
+			seen[im.URL] = true
+			urls = append(urls, im.URL)
+		}
+	}
+	stored := make([]*catalog.Image, len(urls))
+	failed := make([]string, len(urls))
+	var mu sync.Mutex
+	var reused int
+	g, gctx := errgroup.WithContext(ctx)
+	for i, u := range urls {
+		g.Go(func() error {
+			if old, ok := byURL[u]; ok {
+				info, err := c.o.Blobs.Stat(gctx, old.Key)
+				if err == nil && info.Size == old.Size {
+					stored[i] = &old
+					mu.Lock()
+					reused++
+					mu.Unlock()
+					return nil
+				}
+				if err != nil && !errors.Is(err, blobstore.ErrNotFound) {
+					return err
+				}
+			}
+			im, err := c.o.Fetcher.Fetch(gctx, u)
+			if err != nil {
+				var fe *imagefetch.Error
+				if gctx.Err() != nil || !errors.As(err, &fe) {
+					return err
+				}
+				failed[i] = fmt.Sprintf("image %s: %v", u, fe.Err)
+				return nil
+			}
+			k := BlobKey(p.MallID, p.ProductID, im.SHA256, im.Ext())
+			if err := c.o.Blobs.Put(gctx, k, im.Data, im.ContentType); err != nil {
+				return err
+			}
+			stored[i] = &catalog.Image{URL: u, Key: k, Path: c.o.Blobs.Location(k), SHA256: im.SHA256, Size: int64(len(im.Data)), ContentType: im.ContentType}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, nil, err
+	}
+	c.reused.Add(float64(reused))
+	var images []catalog.Image
+	var reasons []string
+	for i := range urls {
+		if stored[i] != nil {
+			images = append(images, *stored[i])
+		}
+		if failed[i] != "" {
+			reasons = append(reasons, failed[i])
+		}
+	}
+	return images, reasons, nil
+}

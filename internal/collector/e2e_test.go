@@ -1,0 +1,743 @@
+package collector_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sr"
+
+	"github.com/shopstream/shopstream/environment"
+	"github.com/shopstream/shopstream/internal/blobstore"
+	"github.com/shopstream/shopstream/internal/catalog"
+	"github.com/shopstream/shopstream/internal/collector"
+	"github.com/shopstream/shopstream/internal/imagefetch"
+	"github.com/shopstream/shopstream/internal/imageserver"
+	"github.com/shopstream/shopstream/internal/productapi"
+	"github.com/shopstream/shopstream/internal/records"
+)
+
+const (
+	productTopic  = "shop_products"
+	completeTopic = "products_with_full_img_set"
+	dlqTopic      = "shop_products_dlq"
+)
+
+// rig is the whole product collector on the embedded stack: kfake, srfake,
+// a real PostgreSQL, a local image directory, a local image server, the
+// collector and the API.
+type rig struct {
+	t       *testing.T
+	brokers []string
+	serde   *records.Serde
+	store   *collector.Store
+	blobs   *blobstore.Local
+	bucket  blobstore.Store  // what the collector stores into: blobs unless a test says otherwise
+	images  *httptest.Server // the allow-listed image server
+	api     *httptest.Server
+	reg     *prometheus.Registry
+	hits    sync.Map // image path -> *atomic.Int64
+	colOpts collector.Options
+}
+
+// startCollector runs a collector instance (its own transactional id) and
+// returns a function that stops it and checks that it stopped cleanly.
+func (r *rig) startCollector(ctx context.Context) (stop func()) {
+	r.t.Helper()
+	o := r.colOpts
+	col, err := collector.New(o)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	r.colOpts.Registerer = nil // a second instance must not register the same metrics again
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- col.Run(ctx) }()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					r.t.Errorf("collector: %v", err)
+				}
+			case <-time.After(10 * time.Second):
+				r.t.Errorf("collector did not stop within 10s of its context ending")
+			}
+		})
+	}
+}
+
+func newRig(t *testing.T) *rig { return newRigWith(t, nil) }
+
+// newRigWith stores images in bucket instead of the local directory.
+func newRigWith(t *testing.T, bucket blobstore.Store) *rig {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	stack, err := environment.Start(ctx, environment.Options{StartKafka: true, StartRegistry: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &rig{t: t, brokers: stack.KafkaBrokers, reg: prometheus.NewRegistry()}
+
+	admin, err := kgo.NewClient(kgo.SeedBrokers(stack.KafkaBrokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kadm.NewClient(admin).CreateTopics(ctx, 3, 1, nil, productTopic, completeTopic, dlqTopic); err != nil {
+		t.Fatal(err)
+	}
+	admin.Close()
+	schemas, err := records.ParseSchemas()
+	if err != nil {
+		t.Fatal(err)
+	}
+	regcl, err := sr.NewClient(sr.URLs(stack.RegistryURL))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.serde = records.NewSerde(schemas, regcl)
+	if r.store, err = collector.OpenStore(ctx, collector.NewTestDatabase(t)); err != nil {
+		t.Fatal(err)
+	}
+	if r.blobs, err = blobstore.NewLocal(filepath.Join(t.TempDir(), "images")); err != nil {
+		t.Fatal(err)
+	}
+	r.bucket = r.blobs
+	if bucket != nil {
+		r.bucket = bucket
+	}
+
+	// A PNG signature and 64 KiB: an image by its first bytes, over the
+	// rig's 32 KiB limit.
+	big := append([]byte("\x89PNG\r\n\x1a\n"), make([]byte, 64<<10)...)
+	gen := imageserver.Handler()
+	r.images = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		n, _ := r.hits.LoadOrStore(req.URL.Path, new(atomic.Int64))
+		n.(*atomic.Int64).Add(1)
+		switch req.URL.Path {
+		case "/big.png":
+			w.Header().Set("Content-Type", "image/png")
+			w.Write(big)
+		case "/page.html":
+			w.Header().Set("Content-Type", "text/html; charset=utf-8")
+			w.Write([]byte("<html><body>not an image</body></html>"))
+		case "/hang.png":
+			<-req.Context().Done()
+		default:
+			gen.ServeHTTP(w, req)
+		}
+	}))
+
+	fetcher := imagefetch.New(imagefetch.Options{
+		AllowHosts: []string{strings.TrimPrefix(r.images.URL, "http://")},
+		Timeout:    400 * time.Millisecond, Attempts: 2, Backoff: 20 * time.Millisecond,
+		MaxBytes: 32 << 10, Registerer: r.reg,
+	})
+	r.colOpts = collector.Options{
+		KafkaOpts:    []kgo.Opt{kgo.SeedBrokers(stack.KafkaBrokers...)},
+		ProductTopic: productTopic, CompleteTopic: completeTopic, DLQTopic: dlqTopic,
+		Serde: r.serde, Store: r.store, Blobs: r.bucket, Fetcher: fetcher,
+		Log:        slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		Registerer: r.reg, RetryBackoff: 50 * time.Millisecond,
+	}
+	stopCollector := r.startCollector(ctx)
+
+	producer, err := kgo.NewClient(kgo.SeedBrokers(stack.KafkaBrokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	api, err := productapi.New(productapi.Options{Kafka: producer, Serde: r.serde, ProductTopic: productTopic, Catalog: r.store, Registerer: r.reg, Gatherer: r.reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.api = httptest.NewServer(api.Handler())
+
+	t.Cleanup(func() {
+		r.api.Close()
+		stopCollector()
+		cancel()
+		r.images.Close()
+		producer.Close()
+		r.store.Close()
+		stack.Close()
+	})
+	return r
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(b []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(b)))
+	return len(b), nil
+}
+
+func (r *rig) imageURL(name string) string { return r.images.URL + "/images/" + name + ".png" }
+
+func (r *rig) hitsOf(path string) int64 {
+	n, ok := r.hits.Load(path)
+	if !ok {
+		return 0
+	}
+	return n.(*atomic.Int64).Load()
+}
+
+// do sends a request to the API and decodes its JSON answer.
+func (r *rig) do(method, path string, body any) (int, map[string]any) {
+	r.t.Helper()
+	var rd io.Reader
+	switch b := body.(type) {
+	case nil:
+	case string:
+		rd = strings.NewReader(b)
+	default:
+		raw, _ := json.Marshal(b)
+		rd = bytes.NewReader(raw)
+	}
+	req, _ := http.NewRequest(method, r.api.URL+path, rd)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
+		r.t.Fatalf("%s %s: content type %q, want application/json", method, path, ct)
+	}
+	var out map[string]any
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		r.t.Fatalf("%s %s: answer is not JSON: %v", method, path, err)
+	}
+	return resp.StatusCode, out
+}
+
+func (r *rig) post(p map[string]any) {
+	r.t.Helper()
+	if code, body := r.do("POST", "/api/v1/products", p); code != http.StatusAccepted {
+		r.t.Fatalf("POST %v: %d %v", p, code, body)
+	}
+}
+
+func product(mall, id, title string, images ...string) map[string]any {
+	p := map[string]any{"mallId": mall, "productId": id, "title": title, "content": "about " + title, "price": "19.99"}
+	if len(images) == 1 {
+		p["imageUrl"] = images[0]
+	} else {
+		p["imageUrls"] = images
+	}
+	return p
+}
+
+// eventually polls cond until it holds or the deadline passes.
+func eventually(t *testing.T, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s", what, within)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func sha(b []byte) string { s := sha256.Sum256(b); return hex.EncodeToString(s[:]) }
+
+func pngSHA(name string) string {
+	b, _ := imageserver.PNG(name, imageserver.DefaultSize)
+	return sha(b)
+}
+
+func images(body map[string]any) []map[string]any {
+	var out []map[string]any
+	list, _ := body["images"].([]any)
+	for _, im := range list {
+		out = append(out, im.(map[string]any))
+	}
+	return out
+}
+
+// topicRecords reads every committed record of a topic.
+func (r *rig) topicRecords(topic string) []*kgo.Record {
+	r.t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(r.brokers...), kgo.ConsumeTopics(topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchIsolationLevel(kgo.ReadCommitted()))
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	ends, err := adm.ListEndOffsets(context.Background(), topic)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	want := map[int32]int64{}
+	ends.Each(func(o kadm.ListedOffset) {
+		if o.Offset > 0 {
+			want[o.Partition] = o.Offset
+		}
+	})
+	var out []*kgo.Record
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for len(want) > 0 && ctx.Err() == nil {
+		fs := cl.PollFetches(ctx)
+		fs.EachRecord(func(rec *kgo.Record) {
+			out = append(out, rec)
+			if rec.Offset+1 >= want[rec.Partition]-1 { // the last offset may be a commit marker
+				delete(want, rec.Partition)
+			}
+		})
+	}
+	return out
+}
+
+func lastByKey(recs []*kgo.Record, key string) *kgo.Record {
+	var last *kgo.Record
+	for _, r := range recs {
+		if string(r.Key) == key {
+			last = r
+		}
+	}
+	return last
+}
+
+func TestCollectUpdateDelete(t *testing.T) {
+	r := newRig(t)
+
+	// POST → the image is stored → GET lists it with its stored path.
+	r.post(product("m1", "p1", "Red mug", r.imageURL("mug-red")))
+	var got map[string]any
+	eventually(t, 20*time.Second, "m1/p1 complete", func() bool {
+		code, body := r.do("GET", "/api/v1/complete-products/p1", nil)
+		got = body
+		return code == http.StatusOK
+	})
+	ims := images(got)
+	if len(ims) != 1 || ims[0]["sha256"] != pngSHA("mug-red") || ims[0]["contentType"] != "image/png" || ims[0]["url"] != r.imageURL("mug-red") {
+		t.Fatalf("complete product images: %v", ims)
+	}
+	oldPath := ims[0]["path"].(string)
+	data, err := os.ReadFile(oldPath)
+	if err != nil || sha(data) != pngSHA("mug-red") {
+		t.Fatalf("stored file %s: %v (sha %s)", oldPath, err, sha(data))
+	}
+	if !strings.HasPrefix(oldPath, r.blobs.Root()) || !strings.HasSuffix(oldPath, "m1/p1/"+pngSHA("mug-red")+".png") {
+		t.Fatalf("stored path %s is not content-addressed under %s", oldPath, r.blobs.Root())
+	}
+	code, list := r.do("GET", "/api/v1/complete-products", nil)
+	items, _ := list["items"].([]any)
+	if code != 200 || len(items) != 1 || images(items[0].(map[string]any))[0]["path"] != oldPath {
+		t.Fatalf("list: %d %v", code, list)
+	}
+	var cp records.CompleteProduct
+	rec := lastByKey(r.topicRecords(completeTopic), "m1/p1")
+	if rec == nil || r.serde.Decode(context.Background(), rec.Value, &cp) != nil || cp.Images[0].Path != oldPath || cp.Product.Name != "Red mug" {
+		t.Fatalf("complete-product topic: %v %+v", rec, cp)
+	}
+
+	// The same identity with the same image: not fetched again.
+	fetched := r.hitsOf("/images/mug-red.png")
+	r.post(product("m1", "p1", "Red mug, large", r.imageURL("mug-red")))
+	eventually(t, 20*time.Second, "title update", func() bool {
+		_, body := r.do("GET", "/api/v1/complete-products/p1?mallId=m1", nil)
+		return body["title"] == "Red mug, large"
+	})
+	if n := r.hitsOf("/images/mug-red.png"); n != fetched {
+		t.Fatalf("unchanged image fetched again: %d requests, was %d", n, fetched)
+	}
+	if n := metricValue(t, r.reg, "shopstream_collector_images_reused_total"); n != 1 {
+		t.Fatalf("images reused metric %v, want 1", n)
+	}
+
+	// A new image URL: re-collected, the old image removed.
+	r.post(product("m1", "p1", "Blue mug", r.imageURL("mug-blue")))
+	eventually(t, 20*time.Second, "re-collected image", func() bool {
+		_, body := r.do("GET", "/api/v1/complete-products/p1", nil)
+		ims := images(body)
+		return len(ims) == 1 && ims[0]["sha256"] == pngSHA("mug-blue")
+	})
+	_, body := r.do("GET", "/api/v1/complete-products/p1", nil)
+	newPath := images(body)[0]["path"].(string)
+	if _, err := os.Stat(newPath); err != nil {
+		t.Fatalf("new image: %v", err)
+	}
+	eventually(t, 5*time.Second, "old image removed", func() bool {
+		_, err := os.Stat(oldPath)
+		return errors.Is(err, fs.ErrNotExist)
+	})
+
+	// DELETE → images gone from storage, GET 404, a tombstone downstream.
+	if code, body := r.do("DELETE", "/api/v1/complete-products/p1", nil); code != http.StatusAccepted || body["key"] != "m1/p1" {
+		t.Fatalf("DELETE: %d %v", code, body)
+	}
+	eventually(t, 20*time.Second, "deleted", func() bool {
+		code, _ := r.do("GET", "/api/v1/complete-products/p1", nil)
+		return code == http.StatusNotFound
+	})
+	eventually(t, 5*time.Second, "image files removed", func() bool {
+		_, err := os.Stat(newPath)
+		entries, _ := os.ReadDir(r.blobs.Root())
+		return errors.Is(err, fs.ErrNotExist) && len(entries) == 0
+	})
+	if rec := lastByKey(r.topicRecords(completeTopic), "m1/p1"); rec == nil || rec.Value != nil {
+		t.Fatalf("the last complete-product record of m1/p1 is not a tombstone: %v", rec)
+	}
+	if code, body := r.do("DELETE", "/api/v1/complete-products/p1", nil); code != http.StatusNotFound {
+		t.Fatalf("second DELETE: %d %v, want 404", code, body)
+	}
+	if n := metricValue(t, r.reg, "shopstream_collector_blobs_deleted_total"); n != 2 {
+		t.Fatalf("blobs deleted metric %v, want 2", n)
+	}
+}
+
+func metricValue(t *testing.T, g prometheus.Gatherer, name string) float64 {
+	t.Helper()
+	mfs, err := g.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name && len(mf.GetMetric()) == 1 {
+			return mf.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	t.Fatalf("no metric %s", name)
+	return 0
+}
+
+// Each bad image ends its product as failed with a reason a user can act
+// on, visible in the API, with the record in the dead-letter topic.
+func TestFailedCollection(t *testing.T) {
+	r := newRig(t)
+	internal := httptest.NewServer(imageserver.Handler()) // loopback, not allow-listed
+	defer internal.Close()
+	var internalHits atomic.Int64
+	internal.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		internalHits.Add(1)
+		imageserver.Handler().ServeHTTP(w, req)
+	})
+	cases := []struct{ id, url, reason string }{
+		{"metadata", "http://169.254.169.254/latest/meta-data/iam", "refused to connect to 169.254.169.254: the cloud metadata service"},
+		{"loopback", internal.URL + "/images/a.png", "refused to connect to 127.0.0.1: a loopback address"},
+		{"too-large", r.images.URL + "/big.png", "over the 32768-byte limit"},
+		{"not-image", r.images.URL + "/page.html", "content type text/html is not an image"},
+		{"hanging", r.images.URL + "/hang.png", "no complete answer within 400ms (after 2 attempts)"},
+		{"missing", r.images.URL + "/nope.jpg", "404 Not Found"},
+	}
+	for _, c := range cases {
+		r.post(product("m1", c.id, c.id, c.url))
+	}
+	// One good product alongside proves the failures do not stall others.
+	r.post(product("m1", "good", "good", r.imageURL("good")))
+	for _, c := range cases {
+		var st map[string]any
+		eventually(t, 20*time.Second, c.id+" reported", func() bool {
+			code, body := r.do("GET", "/api/v1/products/"+c.id+"?mallId=m1", nil)
+			st = body
+			return code == http.StatusOK
+		})
+		reason, _ := st["reason"].(string)
+		if st["status"] != "failed" || !strings.Contains(reason, c.reason) || !strings.Contains(reason, c.url) {
+			t.Errorf("%s: status %v reason %q, want failed saying %q", c.id, st["status"], reason, c.reason)
+		}
+		code, body := r.do("GET", "/api/v1/complete-products/"+c.id, nil)
+		if code != http.StatusNotFound || body["status"] != "failed" || body["reason"] != reason {
+			t.Errorf("%s: GET complete: %d %v, want 404 with status failed and the reason", c.id, code, body)
+		}
+	}
+	if code, _ := r.do("GET", "/api/v1/complete-products/good", nil); code != 200 {
+		t.Fatalf("the good product is not complete: %d", code)
+	}
+	if n := internalHits.Load(); n != 0 {
+		t.Fatalf("the loopback server was reached %d times", n)
+	}
+	if n := r.hitsOf("/hang.png"); n != 2 {
+		t.Fatalf("hanging server: %d attempts, want 2", n)
+	}
+	if n := r.hitsOf("/big.png") + r.hitsOf("/page.html"); n != 2 {
+		t.Fatalf("permanent failures retried: %d requests, want 2", n)
+	}
+	dlq := r.topicRecords(dlqTopic)
+	for _, c := range cases {
+		rec := lastByKey(dlq, "m1/"+c.id)
+		if rec == nil {
+			t.Errorf("%s: no dead letter", c.id)
+			continue
+		}
+		h := map[string]string{}
+		for _, kv := range rec.Headers {
+			h[kv.Key] = string(kv.Value)
+		}
+		var p records.Product
+		if !strings.Contains(h[collector.HeaderReason], c.reason) || h[collector.HeaderTopic] != productTopic || h[collector.HeaderComponent] != "collector" ||
+			r.serde.Decode(context.Background(), rec.Value, &p) != nil || p.ProductID != c.id {
+			t.Errorf("%s: dead letter headers %v, product %+v", c.id, h, p)
+		}
+	}
+	// Nothing of the failed products was stored.
+	var files []string
+	filepath.WalkDir(r.blobs.Root(), func(p string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			files = append(files, p)
+		}
+		return nil
+	})
+	if len(files) != 1 || !strings.Contains(files[0], "/m1/good/") {
+		t.Fatalf("stored files %v, want only the good product's", files)
+	}
+}
+
+// Several malls may use the same productId; reads say so, and pages walk
+// through everything once.
+func TestMallsAndPages(t *testing.T) {
+	r := newRig(t)
+	for _, m := range []string{"m1", "m2", "m3"} {
+		for i := 0; i < 4; i++ {
+			r.post(product(m, fmt.Sprintf("p%d", i), m, r.imageURL(fmt.Sprintf("%s-%d", m, i))))
+		}
+	}
+	eventually(t, 30*time.Second, "12 complete", func() bool {
+		_, body := r.do("GET", "/api/v1/complete-products?limit=100", nil)
+		items, _ := body["items"].([]any)
+		return len(items) == 12
+	})
+	code, body := r.do("GET", "/api/v1/complete-products/p1", nil)
+	if code != http.StatusConflict || fmt.Sprint(body["mallIds"]) != "[m1 m2 m3]" {
+		t.Fatalf("ambiguous GET: %d %v", code, body)
+	}
+	if code, body := r.do("DELETE", "/api/v1/complete-products/p1", nil); code != http.StatusConflict {
+		t.Fatalf("ambiguous DELETE: %d %v", code, body)
+	}
+	if code, body := r.do("GET", "/api/v1/complete-products/p1?mallId=m2", nil); code != 200 || body["mallId"] != "m2" {
+		t.Fatalf("GET with mallId: %d %v", code, body)
+	}
+	if code, _ := r.do("GET", "/api/v1/complete-products/p1?mallId=m9", nil); code != http.StatusNotFound {
+		t.Fatalf("unknown mall: %d", code)
+	}
+	var seen []string
+	cursor := ""
+	for pages := 0; ; pages++ {
+		if pages > 5 {
+			t.Fatal("more than 5 pages of 5")
+		}
+		code, body := r.do("GET", "/api/v1/complete-products?limit=5&cursor="+cursor, nil)
+		if code != 200 {
+			t.Fatalf("page: %d %v", code, body)
+		}
+		for _, it := range body["items"].([]any) {
+			m := it.(map[string]any)
+			seen = append(seen, m["mallId"].(string)+"/"+m["productId"].(string))
+		}
+		next, _ := body["nextCursor"].(string)
+		if next == "" {
+			break
+		}
+		cursor = next
+	}
+	if len(seen) != 12 || seen[0] != "m1/p0" || seen[11] != "m3/p3" {
+		t.Fatalf("paged through %v", seen)
+	}
+	_, body = r.do("GET", "/api/v1/complete-products?mallId=m2&limit=10", nil)
+	if items := body["items"].([]any); len(items) != 4 {
+		t.Fatalf("mallId filter: %d items", len(items))
+	}
+	for i, q := range []string{"limit=0", "limit=101", "limit=x", "cursor=!!!", "cursor=bm9wZQ", "mallId=a/b"} {
+		if code, body := r.do("GET", "/api/v1/complete-products?"+q, nil); code != http.StatusBadRequest || body["fields"] == nil {
+			t.Errorf("#%d %s: %d %v, want 400 naming the field", i, q, code, body)
+		}
+	}
+}
+
+// No accepted product is lost: 1000 concurrent POSTs end as 1000 complete
+// products.
+func TestThousandConcurrentPosts(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short")
+	}
+	r := newRig(t)
+	const n = 1000
+	var wg sync.WaitGroup
+	var accepted atomic.Int64
+	errs := make(chan string, n)
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			raw, _ := json.Marshal(product(fmt.Sprintf("mall-%d", i%10), fmt.Sprintf("prod-%d", i), "thing", r.imageURL(fmt.Sprintf("thing-%d", i%50))))
+			resp, err := http.Post(r.api.URL+"/api/v1/products", "application/json", bytes.NewReader(raw))
+			if err != nil {
+				errs <- err.Error()
+				return
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusAccepted {
+				errs <- resp.Status
+				return
+			}
+			accepted.Add(1)
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Errorf("POST: %s", e)
+	}
+	if accepted.Load() != n {
+		t.Fatalf("%d of %d accepted", accepted.Load(), n)
+	}
+	var count int
+	eventually(t, 90*time.Second, "1000 complete products", func() bool {
+		count = 0
+		cursor := ""
+		for {
+			_, body := r.do("GET", "/api/v1/complete-products?limit=100&cursor="+cursor, nil)
+			count += len(body["items"].([]any))
+			next, _ := body["nextCursor"].(string)
+			if next == "" {
+				return count == n
+			}
+			cursor = next
+		}
+	})
+}
+
+// Instances come and go mid-stream (a rebalance, a stop in the middle of a
+// batch); every product still ends complete, and the complete-product topic
+// holds exactly one committed record per product: nothing lost, nothing
+// emitted twice.
+func TestInstancesComeAndGo(t *testing.T) {
+	r := newRig(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	const n = 300
+	second := r.startCollector(ctx)
+	for i := 0; i < n; i++ {
+		r.post(product(fmt.Sprintf("m%d", i%3), fmt.Sprintf("p%d", i), "x", r.imageURL(fmt.Sprintf("x-%d", i%20))))
+		switch i {
+		case 100:
+			second() // leaves mid-stream
+		case 200:
+			defer r.startCollector(ctx)() // joins mid-stream
+		}
+	}
+	eventually(t, 60*time.Second, "300 complete", func() bool {
+		pg, _ := r.store.ListComplete(context.Background(), catalog.ListQuery{Limit: n + 1})
+		return len(pg) == n
+	})
+	per := map[string]int{}
+	for _, rec := range r.topicRecords(completeTopic) {
+		per[string(rec.Key)]++
+	}
+	if len(per) != n {
+		t.Fatalf("%d keys on the complete-product topic, want %d", len(per), n)
+	}
+	for k, c := range per {
+		if c != 1 {
+			t.Errorf("%s: %d committed records, want 1", k, c)
+		}
+	}
+}
+
+// The same flow against the S3 code path: gocloud.dev's in-memory bucket
+// stands in for S3, which cannot run here.
+func TestCollectIntoABucket(t *testing.T) {
+	bucket, err := blobstore.Open(context.Background(), "mem://", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := newRigWith(t, bucket)
+	r.post(product("m1", "p1", "Mug", r.imageURL("a"), r.imageURL("b")))
+	var body map[string]any
+	eventually(t, 20*time.Second, "complete", func() bool {
+		var code int
+		code, body = r.do("GET", "/api/v1/complete-products/p1", nil)
+		return code == http.StatusOK
+	})
+	ims := images(body)
+	if len(ims) != 2 || ims[0]["path"] != "mem:///m1/p1/"+pngSHA("a")+".png" || ims[1]["path"] != "mem:///m1/p1/"+pngSHA("b")+".png" {
+		t.Fatalf("images %v", ims)
+	}
+	key := "m1/p1/" + pngSHA("a") + ".png"
+	if info, err := bucket.Stat(context.Background(), key); err != nil || info.ContentType != "image/png" {
+		t.Fatalf("stored blob: %+v %v", info, err)
+	}
+	r.do("DELETE", "/api/v1/complete-products/p1", nil)
+	eventually(t, 20*time.Second, "blobs deleted", func() bool {
+		_, errA := bucket.Stat(context.Background(), key)
+		_, errB := bucket.Stat(context.Background(), "m1/p1/"+pngSHA("b")+".png")
+		return errors.Is(errA, blobstore.ErrNotFound) && errors.Is(errB, blobstore.ErrNotFound)
+	})
+}
+
+// Records that are not products go to the dead-letter topic with the reason;
+// the collector goes on.
+func TestUndecodableRecordsAreDeadLettered(t *testing.T) {
+	r := newRig(t)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(r.brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	p := records.Product{MallID: "m1", ProductID: "other", Name: "x", Price: records.Price{Amount: "1", Currency: "USD"}}
+	val, err := r.serde.Encode(context.Background(), nil, productTopic, &p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cl.ProduceSync(context.Background(),
+		&kgo.Record{Topic: productTopic, Key: []byte("m1/plain"), Value: []byte(`{"json":"not avro"}`)},
+		&kgo.Record{Topic: productTopic, Key: []byte("m1/mismatch"), Value: val},
+		&kgo.Record{Topic: productTopic, Value: val},
+	).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	r.post(product("m1", "after", "after", r.imageURL("after")))
+	eventually(t, 20*time.Second, "the next product collected", func() bool {
+		code, _ := r.do("GET", "/api/v1/complete-products/after", nil)
+		return code == http.StatusOK
+	})
+	want := map[string]string{
+		"m1/plain":    "not in the Confluent wire format",
+		"m1/mismatch": `does not match the product's mall_id/product_id "m1/other"`,
+		"":            "record has no key",
+	}
+	dlq := r.topicRecords(dlqTopic)
+	for key, says := range want {
+		rec := lastByKey(dlq, key)
+		if rec == nil {
+			t.Errorf("%q: not dead-lettered", key)
+			continue
+		}
+		reason := ""
+		for _, h := range rec.Headers {
+			if h.Key == collector.HeaderReason {
+				reason = string(h.Value)
+			}
+		}
+		if !strings.Contains(reason, says) {
+			t.Errorf("%q: reason %q, want %q", key, reason, says)
+		}
+	}
+	if code, _ := r.do("GET", "/api/v1/products/other", nil); code != http.StatusNotFound {
+		t.Errorf("a mismatched record created a product: %d", code)
+	}
+}

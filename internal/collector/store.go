@@ -1,0 +1,313 @@
+package collector
+
+import (
+	"context"
+	"embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"sort"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/shopstream/shopstream/internal/catalog"
+	"github.com/shopstream/shopstream/internal/records"
+)
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// Store is the collector's state in PostgreSQL; it is also the product API's
+// catalog.Reader.
+type Store struct {
+	pool *pgxpool.Pool
+}
+
+var _ catalog.Reader = (*Store)(nil)
+
+// OpenStore connects to dsn and applies the embedded migrations.
+func OpenStore(ctx context.Context, dsn string) (*Store, error) {
+	if dsn == "" {
+		return nil, errors.New("no PostgreSQL to keep collected products in: set DATABASE_DSN / --database-dsn (shopstream dev starts one when PostgreSQL is installed: make postgres)")
+	}
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("parse DATABASE_DSN: %w", err)
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("connect to PostgreSQL: %w", err)
+	}
+	s := &Store{pool: pool}
+	if err := s.Migrate(ctx); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// NewStore uses an existing pool (migrations not applied).
+func NewStore(pool *pgxpool.Pool) *Store { return &Store{pool: pool} }
+
+// Close closes the pool.
+func (s *Store) Close() { s.pool.Close() }
+
+// Migrate applies every embedded migration, in name order, under an advisory
+// lock so that a collector and an API starting together do not race.
+func (s *Store) Migrate(ctx context.Context) error {
+	names, err := fs.Glob(migrations, "migrations/*.sql")
+	if err != nil {
+		return err
+	}
+	sort.Strings(names)
+	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('shopstream collector migrations'))`); err != nil {
+			return fmt.Errorf("lock for migrations: %w", err)
+		}
+		for _, n := range names {
+			sql, err := migrations.ReadFile(n)
+			if err != nil {
+				return err
+			}
+			if _, err := tx.Exec(ctx, string(sql)); err != nil {
+				return fmt.Errorf("apply migration %s: %w", n, err)
+			}
+		}
+		return nil
+	})
+}
+
+const productColumns = `product, status, reason, images, collected_at, updated_at`
+
+func scanProduct(row pgx.Row) (catalog.Product, error) {
+	var (
+		p           catalog.Product
+		prod, imgs  []byte
+		status      string
+		collectedAt *time.Time
+	)
+	if err := row.Scan(&prod, &status, &p.Reason, &imgs, &collectedAt, &p.UpdatedAt); err != nil {
+		return p, err
+	}
+	if err := json.Unmarshal(prod, &p.Product); err != nil {
+		return p, fmt.Errorf("decode stored product: %w", err)
+	}
+	if err := json.Unmarshal(imgs, &p.Images); err != nil {
+		return p, fmt.Errorf("decode stored images: %w", err)
+	}
+	p.Status = catalog.Status(status)
+	if collectedAt != nil {
+		p.CollectedAt = collectedAt.UTC()
+	}
+	p.UpdatedAt = p.UpdatedAt.UTC()
+	return p, nil
+}
+
+func collect(rows pgx.Rows) ([]catalog.Product, error) {
+	defer rows.Close()
+	var out []catalog.Product
+	for rows.Next() {
+		p, err := scanProduct(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, p)
+	}
+	return out, rows.Err()
+}
+
+// ListComplete implements catalog.Reader.
+func (s *Store) ListComplete(ctx context.Context, q catalog.ListQuery) ([]catalog.Product, error) {
+	after := catalog.Identity{}
+	hasAfter := q.After != nil
+	if hasAfter {
+		after = *q.After
+	}
+	rows, err := s.pool.Query(ctx, `SELECT `+productColumns+` FROM collected_products
+		WHERE status = 'complete'
+		  AND ($1 = '' OR mall_id = $1)
+		  AND (NOT $2 OR (mall_id, product_id) > ($3, $4))
+		ORDER BY mall_id, product_id
+		LIMIT $5`, q.MallID, hasAfter, after.MallID, after.ProductID, q.Limit)
+	if err != nil {
+		return nil, fmt.Errorf("list complete products: %w", err)
+	}
+	out, err := collect(rows)
+	if err != nil {
+		return nil, fmt.Errorf("list complete products: %w", err)
+	}
+	return out, nil
+}
+
+// Lookup implements catalog.Reader.
+func (s *Store) Lookup(ctx context.Context, productID, mallID string) ([]catalog.Product, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+productColumns+` FROM collected_products
+		WHERE product_id = $1 AND ($2 = '' OR mall_id = $2)
+		ORDER BY mall_id`, productID, mallID)
+	if err != nil {
+		return nil, fmt.Errorf("look up product %s: %w", productID, err)
+	}
+	out, err := collect(rows)
+	if err != nil {
+		return nil, fmt.Errorf("look up product %s: %w", productID, err)
+	}
+	return out, nil
+}
+
+// prior is what the collector knew about a record key before this batch.
+type prior struct {
+	product *catalog.Product // nil when unknown
+	orphans []string         // blob keys waiting to be deleted
+}
+
+// load reads the state of every key of a batch in one round trip.
+func (s *Store) load(ctx context.Context, keys []string) (map[string]*prior, error) {
+	out := make(map[string]*prior, len(keys))
+	for _, k := range keys {
+		out[k] = &prior{}
+	}
+	batch := &pgx.Batch{}
+	batch.Queue(`SELECT record_key, `+productColumns+` FROM collected_products WHERE record_key = ANY($1)`, keys)
+	batch.Queue(`SELECT record_key, blob_key FROM collector_orphan_blobs WHERE record_key = ANY($1)`, keys)
+	br := s.pool.SendBatch(ctx, batch)
+	defer br.Close()
+	rows, err := br.Query()
+	if err != nil {
+		return nil, fmt.Errorf("load collector state: %w", err)
+	}
+	for rows.Next() {
+		var key string
+		var p catalog.Product
+		var prod, imgs []byte
+		var status string
+		var collectedAt *time.Time
+		if err := rows.Scan(&key, &prod, &status, &p.Reason, &imgs, &collectedAt, &p.UpdatedAt); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("load collector state: %w", err)
+		}
+		if err := errors.Join(json.Unmarshal(prod, &p.Product), json.Unmarshal(imgs, &p.Images)); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("load collector state of %s: %w", key, err)
+		}
+		p.Status = catalog.Status(status)
+		if collectedAt != nil {
+			p.CollectedAt = *collectedAt
+		}
+		if pr, ok := out[key]; ok {
+			pr.product = &p
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("load collector state: %w", err)
+	}
+	rows, err = br.Query()
+	if err != nil {
+		return nil, fmt.Errorf("load orphan blobs: %w", err)
+	}
+	for rows.Next() {
+		var key, blob string
+		if err := rows.Scan(&key, &blob); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("load orphan blobs: %w", err)
+		}
+		if pr, ok := out[key]; ok {
+			pr.orphans = append(pr.orphans, blob)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("load orphan blobs: %w", err)
+	}
+	return out, nil
+}
+
+// change is one product's new state: deleted when product is nil.
+type change struct {
+	key     string
+	product *catalog.Product
+	keep    []string // blob keys the new state references
+	orphans []string // blob keys no longer referenced
+}
+
+// apply writes a batch's changes in one transaction: rows upserted or
+// deleted, orphaned blobs recorded, re-referenced blobs un-orphaned.
+func (s *Store) apply(ctx context.Context, changes []change) error {
+	if len(changes) == 0 {
+		return nil
+	}
+	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		batch := &pgx.Batch{}
+		for _, c := range changes {
+			if c.product == nil {
+				batch.Queue(`DELETE FROM collected_products WHERE record_key = $1`, c.key)
+			} else {
+				p := c.product
+				prod, err := json.Marshal(p.Product)
+				if err != nil {
+					return fmt.Errorf("encode product %s: %w", c.key, err)
+				}
+				imgs := p.Images
+				if imgs == nil {
+					imgs = []catalog.Image{}
+				}
+				ij, err := json.Marshal(imgs)
+				if err != nil {
+					return fmt.Errorf("encode images of %s: %w", c.key, err)
+				}
+				var collectedAt *time.Time
+				if !p.CollectedAt.IsZero() {
+					collectedAt = &p.CollectedAt
+				}
+				// A key reused by another identity (possible only with
+				// hand-made records) replaces the old row.
+				batch.Queue(`DELETE FROM collected_products WHERE record_key = $1 AND (mall_id, product_id) <> ($2, $3)`,
+					c.key, p.Product.MallID, p.Product.ProductID)
+				batch.Queue(`INSERT INTO collected_products
+					(mall_id, product_id, record_key, status, reason, product, images, collected_at, updated_at)
+					VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+					ON CONFLICT (mall_id, product_id) DO UPDATE SET
+						record_key = EXCLUDED.record_key, status = EXCLUDED.status, reason = EXCLUDED.reason,
+						product = EXCLUDED.product, images = EXCLUDED.images,
+						collected_at = EXCLUDED.collected_at, updated_at = EXCLUDED.updated_at`,
+					p.Product.MallID, p.Product.ProductID, c.key, string(p.Status), p.Reason, prod, ij, collectedAt, p.UpdatedAt)
+			}
+			if len(c.keep) > 0 {
+				batch.Queue(`DELETE FROM collector_orphan_blobs WHERE blob_key = ANY($1)`, c.keep)
+			}
+			if len(c.orphans) > 0 {
+				batch.Queue(`INSERT INTO collector_orphan_blobs (blob_key, record_key)
+					SELECT unnest($1::text[]), $2 ON CONFLICT (blob_key) DO NOTHING`, c.orphans, c.key)
+			}
+		}
+		if err := tx.SendBatch(ctx, batch).Close(); err != nil {
+			return fmt.Errorf("write collector state: %w", err)
+		}
+		return nil
+	})
+}
+
+// forgetOrphans removes orphan records whose blobs are gone.
+func (s *Store) forgetOrphans(ctx context.Context, keys []string) error {
+	if len(keys) == 0 {
+		return nil
+	}
+	if _, err := s.pool.Exec(ctx, `DELETE FROM collector_orphan_blobs WHERE blob_key = ANY($1)`, keys); err != nil {
+		return fmt.Errorf("forget deleted orphan blobs: %w", err)
+	}
+	return nil
+}
+
+// Status returns the collector's state of one product, for tests and tools.
+func (s *Store) Status(ctx context.Context, mallID, productID string) (*catalog.Product, error) {
+	row := s.pool.QueryRow(ctx, `SELECT `+productColumns+` FROM collected_products WHERE mall_id = $1 AND product_id = $2`, mallID, productID)
+	p, err := scanProduct(row)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read state of %s: %w", records.ProductKey(mallID, productID), err)
+	}
+	return &p, nil
+}

@@ -1,0 +1,91 @@
+package collector
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/shopstream/shopstream/internal/catalog"
+	"github.com/shopstream/shopstream/internal/records"
+)
+
+func TestStoreStateAndReads(t *testing.T) {
+	ctx := context.Background()
+	s, err := OpenStore(ctx, NewTestDatabase(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Migrate(ctx); err != nil {
+		t.Fatalf("second migration: %v", err)
+	}
+	now := time.UnixMilli(1_700_000_000_000).UTC()
+	mk := func(mall, id string, st catalog.Status) change {
+		p := &catalog.Product{Product: records.Product{MallID: mall, ProductID: id, Name: id}, Status: st, UpdatedAt: now,
+			Images: []catalog.Image{{URL: "http://x/" + id, Key: mall + "/" + id + "/k.png", Size: 3}}}
+		if st == catalog.StatusComplete {
+			p.CollectedAt = now
+		} else {
+			p.Reason = "boom"
+		}
+		return change{key: mall + "/" + id, product: p, keep: []string{mall + "/" + id + "/k.png"}}
+	}
+	if err := s.apply(ctx, []change{
+		mk("m1", "a", catalog.StatusComplete), mk("m1", "b", catalog.StatusFailed),
+		mk("m2", "a", catalog.StatusComplete), mk("m2", "c", catalog.StatusComplete),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	page, err := s.ListComplete(ctx, catalog.ListQuery{Limit: 2})
+	if err != nil || len(page) != 2 || page[0].Product.Key() != "m1/a" || page[1].Product.Key() != "m2/a" {
+		t.Fatalf("first page: %v %+v", err, page)
+	}
+	page, _ = s.ListComplete(ctx, catalog.ListQuery{Limit: 2, After: &catalog.Identity{MallID: "m2", ProductID: "a"}})
+	if len(page) != 1 || page[0].Product.Key() != "m2/c" || page[0].Images[0].Key != "m2/c/k.png" || !page[0].CollectedAt.Equal(now) {
+		t.Fatalf("second page: %+v", page)
+	}
+	page, _ = s.ListComplete(ctx, catalog.ListQuery{Limit: 10, MallID: "m1"})
+	if len(page) != 1 || page[0].Product.Key() != "m1/a" {
+		t.Fatalf("mall m1 (failed b left out): %+v", page)
+	}
+	got, _ := s.Lookup(ctx, "a", "")
+	if len(got) != 2 {
+		t.Fatalf("lookup a in every mall: %+v", got)
+	}
+	got, _ = s.Lookup(ctx, "b", "m1")
+	if len(got) != 1 || got[0].Status != catalog.StatusFailed || got[0].Reason != "boom" {
+		t.Fatalf("lookup failed b: %+v", got)
+	}
+
+	// Replacing an image orphans the old blob; deleting orphans the rest;
+	// taking a blob back un-orphans it.
+	ch := mk("m1", "a", catalog.StatusComplete)
+	ch.product.Images[0].Key, ch.keep = "m1/a/new.png", []string{"m1/a/new.png"}
+	ch.orphans = []string{"m1/a/k.png"}
+	if err := s.apply(ctx, []change{ch, {key: "m2/c", orphans: []string{"m2/c/k.png"}}}); err != nil {
+		t.Fatal(err)
+	}
+	pr, err := s.load(ctx, []string{"m1/a", "m2/c", "m9/z"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pr["m2/c"].product != nil || len(pr["m2/c"].orphans) != 1 || pr["m9/z"].product != nil {
+		t.Fatalf("deleted m2/c: %+v", pr["m2/c"])
+	}
+	if pr["m1/a"].product.Images[0].Key != "m1/a/new.png" || len(pr["m1/a"].orphans) != 1 || pr["m1/a"].orphans[0] != "m1/a/k.png" {
+		t.Fatalf("updated m1/a: %+v %+v", pr["m1/a"].product, pr["m1/a"].orphans)
+	}
+	back := mk("m1", "a", catalog.StatusComplete)
+	if err := s.apply(ctx, []change{back}); err != nil {
+		t.Fatal(err)
+	}
+	if pr, _ := s.load(ctx, []string{"m1/a"}); len(pr["m1/a"].orphans) != 0 {
+		t.Fatalf("a re-referenced blob is still orphaned: %v", pr["m1/a"].orphans)
+	}
+	if err := s.forgetOrphans(ctx, []string{"m2/c/k.png"}); err != nil {
+		t.Fatal(err)
+	}
+	if pr, _ := s.load(ctx, []string{"m2/c"}); len(pr["m2/c"].orphans) != 0 {
+		t.Fatalf("forgotten orphan still there: %v", pr["m2/c"].orphans)
+	}
+}

@@ -1,0 +1,295 @@
+// Package imagefetch downloads images from URLs that users give, safely: it
+// refuses internal addresses (after DNS resolution and on every redirect),
+// bounds concurrency, time and size, retries transient failures with
+// backoff, and accepts only bytes that really are images.
+package imagefetch
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"mime"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+)
+
+// Options configures a Fetcher; zero values take the defaults.
+type Options struct {
+	// AllowHosts may resolve to internal addresses: "host" or "host:port".
+	AllowHosts []string
+	// Timeout bounds one attempt, from dialing to the last byte (10s).
+	Timeout time.Duration
+	// Attempts is how many times a transient failure is tried (3).
+	Attempts int
+	// Backoff is the wait before the second attempt, doubled after (250ms).
+	Backoff time.Duration
+	// MaxBytes is the largest image accepted (10 MiB).
+	MaxBytes int64
+	// Concurrency bounds the downloads in flight (16).
+	Concurrency int
+	// Registerer receives the fetcher's metrics; nil registers nowhere.
+	Registerer prometheus.Registerer
+}
+
+// Defaults.
+const (
+	DefaultTimeout     = 10 * time.Second
+	DefaultAttempts    = 3
+	DefaultBackoff     = 250 * time.Millisecond
+	DefaultMaxBytes    = 10 << 20
+	DefaultConcurrency = 16
+)
+
+// Image is a downloaded image.
+type Image struct {
+	Data        []byte
+	ContentType string // sniffed from the bytes
+	SHA256      string // hex
+}
+
+// Ext is the file extension for the image's type.
+func (im *Image) Ext() string { return extFor(im.ContentType) }
+
+// accepted maps the image types we store to their extensions. SVG is left
+// out on purpose: it is a document that can carry scripts.
+var accepted = map[string]string{
+	"image/png":                ".png",
+	"image/jpeg":               ".jpg",
+	"image/gif":                ".gif",
+	"image/webp":               ".webp",
+	"image/bmp":                ".bmp",
+	"image/x-icon":             ".ico",
+	"image/vnd.microsoft.icon": ".ico",
+}
+
+func extFor(ct string) string {
+	if e, ok := accepted[ct]; ok {
+		return e
+	}
+	return ".img"
+}
+
+// Error is a fetch that did not produce an image. Permanent errors (refused,
+// not found, too large, not an image) are not retried.
+type Error struct {
+	URL       string
+	Kind      string // refused, too_large, not_image, http_status, timeout, network, bad_url
+	Permanent bool
+	Err       error
+}
+
+func (e *Error) Error() string { return fmt.Sprintf("fetch image %s: %v", e.URL, e.Err) }
+func (e *Error) Unwrap() error { return e.Err }
+
+// Fetcher downloads images; it is safe for concurrent use.
+type Fetcher struct {
+	o      Options
+	client *http.Client
+	sem    chan struct{}
+
+	fetches  *prometheus.CounterVec
+	duration prometheus.Histogram
+	bytes    prometheus.Counter
+}
+
+// New builds a Fetcher.
+func New(o Options) *Fetcher {
+	if o.Timeout <= 0 {
+		o.Timeout = DefaultTimeout
+	}
+	if o.Attempts <= 0 {
+		o.Attempts = DefaultAttempts
+	}
+	if o.Backoff <= 0 {
+		o.Backoff = DefaultBackoff
+	}
+	if o.MaxBytes <= 0 {
+		o.MaxBytes = DefaultMaxBytes
+	}
+	if o.Concurrency <= 0 {
+		o.Concurrency = DefaultConcurrency
+	}
+	reg := o.Registerer
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	g := newGuard(o.AllowHosts, o.Timeout)
+	tr := &http.Transport{
+		Proxy:                 nil, // a proxy would dial for us and bypass the guard
+		DialContext:           g.DialContext,
+		MaxIdleConns:          o.Concurrency * 2,
+		MaxIdleConnsPerHost:   o.Concurrency,
+		IdleConnTimeout:       60 * time.Second,
+		TLSHandshakeTimeout:   o.Timeout,
+		ResponseHeaderTimeout: o.Timeout,
+	}
+	f := &Fetcher{
+		o:   o,
+		sem: make(chan struct{}, o.Concurrency),
+		client: &http.Client{
+			Transport: tr,
+			CheckRedirect: func(req *http.Request, via []*http.Request) error {
+				if len(via) >= 5 {
+					return &redirectError{"more than 5 redirects"}
+				}
+				if req.URL.Scheme != "http" && req.URL.Scheme != "https" {
+					return &redirectError{"redirect to a " + req.URL.Scheme + " URL"}
+				}
+				return nil
+			},
+		},
+		fetches: promauto.With(reg).NewCounterVec(prometheus.CounterOpts{
+			Name: "shopstream_collector_image_fetches_total",
+			Help: "Image download attempts by outcome (ok, refused, too_large, not_image, http_status, timeout, network, bad_url).",
+		}, []string{"outcome"}),
+		duration: promauto.With(reg).NewHistogram(prometheus.HistogramOpts{
+			Name:    "shopstream_collector_image_fetch_seconds",
+			Help:    "Time of one image download attempt.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 4, 9),
+		}),
+		bytes: promauto.With(reg).NewCounter(prometheus.CounterOpts{
+			Name: "shopstream_collector_image_bytes_total",
+			Help: "Bytes of images downloaded.",
+		}),
+	}
+	return f
+}
+
+// Close releases idle connections.
+func (f *Fetcher) Close() { f.client.CloseIdleConnections() }
+
+// Fetch downloads one image, retrying transient failures.
+func (f *Fetcher) Fetch(ctx context.Context, rawURL string) (*Image, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		f.fetches.WithLabelValues("bad_url").Inc()
+		return nil, &Error{URL: rawURL, Kind: "bad_url", Permanent: true, Err: errors.New("not an absolute http or https URL")}
+	}
+	backoff := f.o.Backoff
+	for attempt := 1; ; attempt++ {
+		im, err := f.attempt(ctx, rawURL)
+		if err == nil {
+			return im, nil
+		}
+		var fe *Error
+		if !errors.As(err, &fe) || fe.Permanent || attempt >= f.o.Attempts || ctx.Err() != nil {
+			if fe != nil && !fe.Permanent && attempt > 1 {
+				fe.Err = fmt.Errorf("%w (after %d attempts)", fe.Err, attempt)
+			}
+			return nil, err
+		}
+		// Full jitter around the doubling backoff, so many products that
+		// failed together do not retry in lockstep.
+		d := backoff/2 + rand.N(backoff/2+1)
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(d):
+		}
+		backoff *= 2
+	}
+}
+
+func (f *Fetcher) attempt(ctx context.Context, rawURL string) (*Image, error) {
+	select {
+	case f.sem <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	defer func() { <-f.sem }()
+	t0 := time.Now()
+	im, err := f.get(ctx, rawURL)
+	f.duration.Observe(time.Since(t0).Seconds())
+	if err != nil {
+		var fe *Error
+		if errors.As(err, &fe) {
+			f.fetches.WithLabelValues(fe.Kind).Inc()
+		}
+		return nil, err
+	}
+	f.fetches.WithLabelValues("ok").Inc()
+	f.bytes.Add(float64(len(im.Data)))
+	return im, nil
+}
+
+func (f *Fetcher) get(ctx context.Context, rawURL string) (*Image, error) {
+	ctx, cancel := context.WithTimeout(ctx, f.o.Timeout)
+	defer cancel()
+	fail := func(kind string, permanent bool, err error) (*Image, error) {
+		return nil, &Error{URL: rawURL, Kind: kind, Permanent: permanent, Err: err}
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, rawURL, nil)
+	if err != nil {
+		return fail("bad_url", true, err)
+	}
+	req.Header.Set("Accept", "image/png, image/jpeg, image/gif, image/webp, image/*;q=0.8")
+	req.Header.Set("User-Agent", "shopstream-collector/1")
+	resp, err := f.client.Do(req)
+	if err != nil {
+		return fail(classify(ctx, err, f.o.Timeout))
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		transient := resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusRequestTimeout
+		return fail("http_status", !transient, fmt.Errorf("server answered %s", resp.Status))
+	}
+	if resp.ContentLength > f.o.MaxBytes {
+		return fail("too_large", true, fmt.Errorf("image is %d bytes, over the %d-byte limit", resp.ContentLength, f.o.MaxBytes))
+	}
+	mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
+	if !strings.HasPrefix(mt, "image/") {
+		if mt == "" {
+			mt = "none"
+		}
+		return fail("not_image", true, fmt.Errorf("content type %s is not an image", mt))
+	}
+	data, err := io.ReadAll(io.LimitReader(resp.Body, f.o.MaxBytes+1))
+	if err != nil {
+		return fail(classify(ctx, err, f.o.Timeout))
+	}
+	if int64(len(data)) > f.o.MaxBytes {
+		return fail("too_large", true, fmt.Errorf("image is over the %d-byte limit", f.o.MaxBytes))
+	}
+	// The header is the server's claim; the bytes decide.
+	sniffed := http.DetectContentType(data)
+	if _, ok := accepted[sniffed]; !ok {
+		return fail("not_image", true, fmt.Errorf("content is %s, not a PNG, JPEG, GIF, WebP, BMP or ICO image (server said %s)", sniffed, mt))
+	}
+	sum := sha256.Sum256(data)
+	return &Image{Data: data, ContentType: sniffed, SHA256: hex.EncodeToString(sum[:])}, nil
+}
+
+// classify turns a transport error into (kind, permanent, error).
+func classify(ctx context.Context, err error, timeout time.Duration) (string, bool, error) {
+	var refused *RefusedError
+	if errors.As(err, &refused) {
+		return "refused", true, refused
+	}
+	var re *redirectError
+	if errors.As(err, &re) {
+		return "bad_url", true, re
+	}
+	var ne net.Error
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
+		return "timeout", false, fmt.Errorf("no complete answer within %s", timeout)
+	}
+	var ue *url.Error
+	if errors.As(err, &ue) && ue.Err != nil {
+		err = ue.Err
+	}
+	return "network", false, err
+}
+
+type redirectError struct{ msg string }
+
+func (e *redirectError) Error() string { return e.msg }

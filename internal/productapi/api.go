@@ -1,0 +1,560 @@
+// Package productapi is the product collector's HTTP API: products in (to
+// the product topic), complete products out (from the collector's catalog),
+// deletes as tombstones, an OpenAPI document, health, metrics, and the
+// embedded image server.
+package productapi
+
+import (
+	"context"
+	_ "embed"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/shopstream/shopstream/internal/catalog"
+	"github.com/shopstream/shopstream/internal/imageserver"
+	"github.com/shopstream/shopstream/internal/records"
+)
+
+//go:embed openapi.json
+var openAPI []byte
+
+// OpenAPI is the API's OpenAPI 3 document.
+func OpenAPI() []byte { return openAPI }
+
+// DefaultAddr is where `shopstream api` listens.
+const DefaultAddr = "127.0.0.1:8080"
+
+// DefaultMaxBody is the largest POST body accepted.
+const DefaultMaxBody = 64 << 10
+
+// Page sizes of GET /api/v1/complete-products.
+const (
+	DefaultLimit = 20
+	MaxLimit     = 100
+)
+
+// Options configures the API.
+type Options struct {
+	Kafka        *kgo.Client
+	Serde        *records.Serde
+	ProductTopic string
+	// Catalog serves the reads; nil makes them answer 503.
+	Catalog catalog.Reader
+	// Registerer receives the API's metrics; Gatherer is served on /metrics.
+	Registerer prometheus.Registerer
+	Gatherer   prometheus.Gatherer
+	Log        *slog.Logger
+	Now        func() time.Time
+	MaxBody    int64
+	// NoImages turns off the embedded image server at /images/.
+	NoImages bool
+}
+
+// API serves the product API.
+type API struct {
+	o        Options
+	mux      *http.ServeMux
+	requests *prometheus.CounterVec
+	latency  *prometheus.HistogramVec
+	accepted prometheus.Counter
+}
+
+// New builds the API.
+func New(o Options) (*API, error) {
+	if o.Kafka == nil || o.Serde == nil || o.ProductTopic == "" {
+		return nil, errors.New("product API needs a Kafka client, a serde and the product topic")
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.MaxBody <= 0 {
+		o.MaxBody = DefaultMaxBody
+	}
+	reg := o.Registerer
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	f := promauto.With(reg)
+	a := &API{
+		o:   o,
+		mux: http.NewServeMux(),
+		requests: f.NewCounterVec(prometheus.CounterOpts{
+			Name: "shopstream_api_requests_total",
+			Help: "HTTP requests to the product API, by route, method and status code.",
+		}, []string{"route", "method", "code"}),
+		latency: f.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "shopstream_api_request_seconds",
+			Help:    "Time to answer an HTTP request to the product API, by route.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 3, 10),
+		}, []string{"route"}),
+		accepted: f.NewCounter(prometheus.CounterOpts{
+			Name: "shopstream_api_products_accepted_total",
+			Help: "Products accepted by POST /api/v1/products and produced to the product topic.",
+		}),
+	}
+	a.handle("/api/v1/products", a.postProduct)
+	a.handle("/api/v1/products/{productId}", a.productStatus)
+	a.handle("/api/v1/complete-products", a.listComplete)
+	a.handle("/api/v1/complete-products/{productId}", a.completeProduct)
+	a.handle("/api/v1/openapi.json", func(w http.ResponseWriter, r *http.Request) {
+		if !allow(w, r, http.MethodGet) {
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(openAPI)
+	})
+	a.handle("/healthz", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	if o.Gatherer != nil {
+		a.mux.Handle("/metrics", promhttp.HandlerFor(o.Gatherer, promhttp.HandlerOpts{EnableOpenMetrics: true}))
+	}
+	if !o.NoImages {
+		a.mux.Handle(imageserver.PathPrefix, imageserver.Handler())
+	}
+	a.handle("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("no route %s %s: see /api/v1/openapi.json", r.Method, r.URL.Path), nil)
+	})
+	return a, nil
+}
+
+// Handler is the API's HTTP handler.
+func (a *API) Handler() http.Handler { return a.mux }
+
+type statusWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (s *statusWriter) WriteHeader(code int) {
+	if s.code == 0 {
+		s.code = code
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusWriter) Write(b []byte) (int, error) {
+	if s.code == 0 {
+		s.code = http.StatusOK
+	}
+	return s.ResponseWriter.Write(b)
+}
+
+func (a *API) handle(pattern string, h http.HandlerFunc) {
+	a.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		t0 := time.Now()
+		sw := &statusWriter{ResponseWriter: w}
+		h(sw, r)
+		if sw.code == 0 {
+			sw.code = http.StatusOK
+		}
+		a.requests.WithLabelValues(pattern, r.Method, strconv.Itoa(sw.code)).Inc()
+		a.latency.WithLabelValues(pattern).Observe(time.Since(t0).Seconds())
+	})
+}
+
+func allow(w http.ResponseWriter, r *http.Request, methods ...string) bool {
+	for _, m := range methods {
+		if r.Method == m || (m == http.MethodGet && r.Method == http.MethodHead) {
+			return true
+		}
+	}
+	allowed := ""
+	for i, m := range methods {
+		if i > 0 {
+			allowed += ", "
+		}
+		allowed += m
+	}
+	w.Header().Set("Allow", allowed)
+	writeError(w, http.StatusMethodNotAllowed, fmt.Sprintf("method %s not allowed on %s: use %s", r.Method, r.URL.Path, allowed), nil)
+	return false
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(v)
+}
+
+// errorBody is every error's shape.
+type errorBody struct {
+	Error   string            `json:"error"`
+	Fields  map[string]string `json:"fields,omitempty"`
+	Status  string            `json:"status,omitempty"`
+	Reason  string            `json:"reason,omitempty"`
+	MallIDs []string          `json:"mallIds,omitempty"`
+}
+
+func writeError(w http.ResponseWriter, code int, msg string, extra *errorBody) {
+	b := errorBody{}
+	if extra != nil {
+		b = *extra
+	}
+	b.Error = msg
+	writeJSON(w, code, b)
+}
+
+// accepted is the answer to POST and DELETE.
+type acceptedBody struct {
+	MallID      string `json:"mallId"`
+	ProductID   string `json:"productId"`
+	Key         string `json:"key"`
+	Status      string `json:"status"`
+	StatusURL   string `json:"statusUrl"`
+	CompleteURL string `json:"completeUrl"`
+}
+
+func links(mall, product string) (status, complete string) {
+	q := "?mallId=" + url.QueryEscape(mall)
+	return "/api/v1/products/" + url.PathEscape(product) + q, "/api/v1/complete-products/" + url.PathEscape(product) + q
+}
+
+func (a *API) postProduct(w http.ResponseWriter, r *http.Request) {
+	if !allow(w, r, http.MethodPost) {
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, a.o.MaxBody))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body is over the %d-byte limit", a.o.MaxBody), nil)
+			return
+		}
+		writeError(w, http.StatusBadRequest, "read body: "+err.Error(), nil)
+		return
+	}
+	in, fields, err := decodeProduct(body)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error(), nil)
+		return
+	}
+	if fields != nil {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("invalid product: %d bad field(s)", len(fields)), &errorBody{Fields: fields})
+		return
+	}
+	now := a.o.Now().UTC().Truncate(time.Millisecond)
+	p := records.Product{
+		ProductID: in.ProductID, MallID: in.MallID, Name: in.Title, Description: in.Content,
+		Price: records.Price{Amount: in.Price, Currency: in.Currency},
+		Tags:  []string{}, Specifications: map[string]string{},
+		CreatedAt: now, UpdatedAt: now,
+	}
+	for _, u := range in.ImageURLs {
+		p.Images = append(p.Images, records.Image{URL: u})
+	}
+	val, err := a.o.Serde.Encode(r.Context(), nil, a.o.ProductTopic, &p)
+	if err != nil {
+		a.o.Log.Error("encode product", "key", p.Key(), "err", err)
+		writeError(w, http.StatusServiceUnavailable, "could not encode the product (is the schema registry up?): "+err.Error(), nil)
+		return
+	}
+	rec := &kgo.Record{Topic: a.o.ProductTopic, Key: []byte(p.Key()), Value: val}
+	if err := a.o.Kafka.ProduceSync(r.Context(), rec).FirstErr(); err != nil {
+		a.o.Log.Error("produce product", "key", p.Key(), "err", err)
+		writeError(w, http.StatusServiceUnavailable, "could not queue the product (is Kafka up?): "+err.Error(), nil)
+		return
+	}
+	a.accepted.Inc()
+	st, cp := links(p.MallID, p.ProductID)
+	w.Header().Set("Location", st)
+	writeJSON(w, http.StatusAccepted, acceptedBody{MallID: p.MallID, ProductID: p.ProductID, Key: p.Key(), Status: "accepted", StatusURL: st, CompleteURL: cp})
+}
+
+// imageView and productView are the JSON of a complete product.
+type imageView struct {
+	URL         string `json:"url"`
+	Path        string `json:"path"`
+	SHA256      string `json:"sha256"`
+	Size        int64  `json:"size"`
+	ContentType string `json:"contentType"`
+}
+
+type productView struct {
+	MallID      string      `json:"mallId"`
+	ProductID   string      `json:"productId"`
+	Title       string      `json:"title"`
+	Content     string      `json:"content"`
+	Price       string      `json:"price"`
+	Currency    string      `json:"currency"`
+	Images      []imageView `json:"images"`
+	CollectedAt time.Time   `json:"collectedAt"`
+	UpdatedAt   time.Time   `json:"updatedAt"`
+}
+
+func viewOf(p catalog.Product) productView {
+	v := productView{
+		MallID: p.Product.MallID, ProductID: p.Product.ProductID, Title: p.Product.Name, Content: p.Product.Description,
+		Price: p.Product.Price.Amount, Currency: p.Product.Price.Currency, Images: []imageView{},
+		CollectedAt: p.CollectedAt, UpdatedAt: p.UpdatedAt,
+	}
+	for _, im := range p.Images {
+		v.Images = append(v.Images, imageView{URL: im.URL, Path: im.Path, SHA256: im.SHA256, Size: im.Size, ContentType: im.ContentType})
+	}
+	return v
+}
+
+type listBody struct {
+	Items      []productView `json:"items"`
+	NextCursor string        `json:"nextCursor,omitempty"`
+}
+
+func encodeCursor(id catalog.Identity) string {
+	b, _ := json.Marshal(id)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func decodeCursor(s string) (*catalog.Identity, error) {
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil {
+		return nil, err
+	}
+	var id catalog.Identity
+	if err := json.Unmarshal(b, &id); err != nil || id.MallID == "" || id.ProductID == "" {
+		return nil, errors.New("not a cursor from this API")
+	}
+	return &id, nil
+}
+
+func (a *API) catalogOr503(w http.ResponseWriter) bool {
+	if a.o.Catalog == nil {
+		writeError(w, http.StatusServiceUnavailable, "no database to read complete products from: set DATABASE_DSN / --database-dsn", nil)
+		return false
+	}
+	return true
+}
+
+func (a *API) listComplete(w http.ResponseWriter, r *http.Request) {
+	if !allow(w, r, http.MethodGet) || !a.catalogOr503(w) {
+		return
+	}
+	q := r.URL.Query()
+	fields := fieldErrors{}
+	limit := DefaultLimit
+	if s := q.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > MaxLimit {
+			fields["limit"] = fmt.Sprintf("must be a whole number from 1 to %d", MaxLimit)
+		}
+		limit = n
+	}
+	var after *catalog.Identity
+	if s := q.Get("cursor"); s != "" {
+		var err error
+		if after, err = decodeCursor(s); err != nil {
+			fields["cursor"] = "not a cursor from this API: use nextCursor of the previous page"
+		}
+	}
+	mall := q.Get("mallId")
+	if mall != "" && !validID(mall) {
+		fields["mallId"] = "use letters, digits, '.', '_' and '-', starting with a letter or digit"
+	}
+	if len(fields) > 0 {
+		writeError(w, http.StatusBadRequest, "invalid query", &errorBody{Fields: fields})
+		return
+	}
+	items, err := a.o.Catalog.ListComplete(r.Context(), catalog.ListQuery{MallID: mall, After: after, Limit: limit + 1})
+	if err != nil {
+		a.o.Log.Error("list complete products", "err", err)
+		writeError(w, http.StatusServiceUnavailable, "could not read complete products: "+err.Error(), nil)
+		return
+	}
+	body := listBody{Items: []productView{}}
+	if len(items) > limit {
+		items = items[:limit]
+		last := items[limit-1].Product
+		body.NextCursor = encodeCursor(catalog.Identity{MallID: last.MallID, ProductID: last.ProductID})
+	}
+	for _, p := range items {
+		body.Items = append(body.Items, viewOf(p))
+	}
+	writeJSON(w, http.StatusOK, body)
+}
+
+// lookup finds the states of the path's product, answering the request
+// itself (400, 503) when it cannot.
+func (a *API) lookup(w http.ResponseWriter, r *http.Request) (string, string, []catalog.Product, bool) {
+	id, mall := r.PathValue("productId"), r.URL.Query().Get("mallId")
+	fields := fieldErrors{}
+	if !validID(id) {
+		fields["productId"] = "use 1 to 64 letters, digits, '.', '_' and '-', starting with a letter or digit"
+	}
+	if mall != "" && !validID(mall) {
+		fields["mallId"] = "use 1 to 64 letters, digits, '.', '_' and '-', starting with a letter or digit"
+	}
+	if len(fields) > 0 {
+		writeError(w, http.StatusBadRequest, "invalid product identity", &errorBody{Fields: fields})
+		return "", "", nil, false
+	}
+	if !a.catalogOr503(w) {
+		return "", "", nil, false
+	}
+	states, err := a.o.Catalog.Lookup(r.Context(), id, mall)
+	if err != nil {
+		a.o.Log.Error("look up product", "product_id", id, "err", err)
+		writeError(w, http.StatusServiceUnavailable, "could not read the product: "+err.Error(), nil)
+		return "", "", nil, false
+	}
+	return id, mall, states, true
+}
+
+func malls(ps []catalog.Product) []string {
+	out := make([]string, len(ps))
+	for i, p := range ps {
+		out[i] = p.Product.MallID
+	}
+	return out
+}
+
+func ambiguous(w http.ResponseWriter, id string, ps []catalog.Product) {
+	writeError(w, http.StatusConflict, fmt.Sprintf("product %s exists in %d malls: add ?mallId= to choose one", id, len(ps)), &errorBody{MallIDs: malls(ps)})
+}
+
+func notFound(w http.ResponseWriter, id, mall string) {
+	where := ""
+	if mall != "" {
+		where = " in mall " + mall
+	}
+	writeError(w, http.StatusNotFound, fmt.Sprintf("no complete product %s%s: it is unknown, or its images are still being collected", id, where), nil)
+}
+
+func (a *API) completeProduct(w http.ResponseWriter, r *http.Request) {
+	if !allow(w, r, http.MethodGet, http.MethodDelete) {
+		return
+	}
+	id, mall, states, ok := a.lookup(w, r)
+	if !ok {
+		return
+	}
+	if r.Method == http.MethodDelete {
+		a.deleteProduct(w, r, id, mall, states)
+		return
+	}
+	var complete, failed []catalog.Product
+	for _, p := range states {
+		if p.Status == catalog.StatusComplete {
+			complete = append(complete, p)
+		} else {
+			failed = append(failed, p)
+		}
+	}
+	switch {
+	case len(complete) > 1:
+		ambiguous(w, id, complete)
+	case len(complete) == 1:
+		writeJSON(w, http.StatusOK, viewOf(complete[0]))
+	case len(failed) == 1:
+		f := failed[0]
+		writeError(w, http.StatusNotFound, fmt.Sprintf("product %s in mall %s is not complete: its image collection failed", id, f.Product.MallID),
+			&errorBody{Status: string(f.Status), Reason: f.Reason, MallIDs: []string{f.Product.MallID}})
+	case len(failed) > 1:
+		writeError(w, http.StatusNotFound, fmt.Sprintf("product %s is not complete in any mall: its image collection failed", id),
+			&errorBody{Status: string(catalog.StatusFailed), MallIDs: malls(failed)})
+	default:
+		notFound(w, id, mall)
+	}
+}
+
+func (a *API) deleteProduct(w http.ResponseWriter, r *http.Request, id, mall string, states []catalog.Product) {
+	switch {
+	case len(states) == 0:
+		notFound(w, id, mall)
+		return
+	case len(states) > 1:
+		ambiguous(w, id, states)
+		return
+	}
+	p := states[0].Product
+	rec := &kgo.Record{Topic: a.o.ProductTopic, Key: []byte(p.Key())} // a tombstone
+	if err := a.o.Kafka.ProduceSync(r.Context(), rec).FirstErr(); err != nil {
+		a.o.Log.Error("produce tombstone", "key", p.Key(), "err", err)
+		writeError(w, http.StatusServiceUnavailable, "could not queue the delete (is Kafka up?): "+err.Error(), nil)
+		return
+	}
+	st, cp := links(p.MallID, p.ProductID)
+	writeJSON(w, http.StatusAccepted, acceptedBody{MallID: p.MallID, ProductID: p.ProductID, Key: p.Key(), Status: "deleting", StatusURL: st, CompleteURL: cp})
+}
+
+// statusBody is the answer to GET /api/v1/products/{productId}.
+type statusBody struct {
+	MallID      string     `json:"mallId"`
+	ProductID   string     `json:"productId"`
+	Status      string     `json:"status"`
+	Reason      string     `json:"reason,omitempty"`
+	Images      int        `json:"images"`
+	CollectedAt *time.Time `json:"collectedAt,omitempty"`
+	UpdatedAt   time.Time  `json:"updatedAt"`
+}
+
+func (a *API) productStatus(w http.ResponseWriter, r *http.Request) {
+	if !allow(w, r, http.MethodGet) {
+		return
+	}
+	id, mall, states, ok := a.lookup(w, r)
+	if !ok {
+		return
+	}
+	switch {
+	case len(states) == 0:
+		where := ""
+		if mall != "" {
+			where = " in mall " + mall
+		}
+		writeError(w, http.StatusNotFound, fmt.Sprintf("the collector has no product %s%s: unknown, or accepted and not collected yet", id, where), &errorBody{Status: "unknown"})
+	case len(states) > 1:
+		ambiguous(w, id, states)
+	default:
+		p := states[0]
+		b := statusBody{MallID: p.Product.MallID, ProductID: p.Product.ProductID, Status: string(p.Status), Reason: p.Reason, Images: len(p.Images), UpdatedAt: p.UpdatedAt}
+		if !p.CollectedAt.IsZero() {
+			b.CollectedAt = &p.CollectedAt
+		}
+		writeJSON(w, http.StatusOK, b)
+	}
+}
+
+// Serve serves h on addr until ctx ends, then shuts down within 5s. It
+// returns once the listener is bound, with the address bound.
+func Serve(ctx context.Context, addr string, h http.Handler, log *slog.Logger) (string, <-chan error, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return "", nil, fmt.Errorf("listen for the product API on %s: %w (set --api-addr / API_ADDR to another address)", addr, err)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 120 * time.Second}
+	done := make(chan error, 1)
+	go func() {
+		err := srv.Serve(ln)
+		if errors.Is(err, http.ErrServerClosed) {
+			err = nil
+		}
+		done <- err
+	}()
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := srv.Shutdown(sctx); err != nil && log != nil {
+			log.Warn("product API shutdown", "err", err)
+		}
+	}()
+	return ln.Addr().String(), done, nil
+}
