@@ -16,6 +16,7 @@ import (
 	"github.com/shopstream/shopstream/environment"
 	"github.com/shopstream/shopstream/internal/config"
 	"github.com/shopstream/shopstream/internal/telemetry"
+	"github.com/shopstream/shopstream/streamer"
 	"github.com/shopstream/shopstream/workers"
 )
 
@@ -31,6 +32,13 @@ func devComponents() []devComponent {
 	return []devComponent{
 		{"temporal worker", func(ctx context.Context, e *env) error {
 			return workers.Run(ctx, e.temporal, e.cfg.TaskQueue, e.activities(), worker.Options{WorkerStopTimeout: 5 * time.Second})
+		}},
+		{"streamer", func(ctx context.Context, e *env) error {
+			s, err := newStreamer(e, streamerOptions{group: streamer.DefaultGroup})
+			if err != nil {
+				return err
+			}
+			return s.Run(ctx)
 		}},
 	}
 }
