@@ -292,3 +292,32 @@ func FuzzNameReader(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkHotPath is the per-record work of the streamer besides Kafka:
+// find the name in the raw bytes, walk the rest, match.
+func BenchmarkHotPath(b *testing.B) {
+	schemas := testSchemas(b)
+	ours := schemas.Schema(records.KindProduct)
+	lay, err := NewLayout(ours, ours)
+	if err != nil {
+		b.Fatal(err)
+	}
+	now := time.Now()
+	p := records.Product{ProductID: "p-123456", MallID: "mall-42", Name: "Galaxy Phone 15, 256 GB, black", Description: "A description of moderate length for a product.",
+		Price: records.Price{Amount: "499.99", Currency: "EUR"}, Category: "electronics", Brand: "Acme", SKU: "SKU-123456",
+		Tags: []string{"new", "sale"}, Images: []records.Image{{URL: "https://img.example/p-123456/1.jpg", Alt: "front"}},
+		Stock: 12, Specifications: map[string]string{"colour": "black"}, CreatedAt: now, UpdatedAt: now}
+	body, err := schemas.API().Marshal(ours, &p)
+	if err != nil {
+		b.Fatal(err)
+	}
+	f := NewFilter(records.FilterState{Version: 1, Substring: "phone"}, false)
+	b.ReportAllocs()
+	b.SetBytes(int64(len(body)))
+	for b.Loop() {
+		name, err := lay.Name(body)
+		if err != nil || !f.Match(name) {
+			b.Fatal("no match")
+		}
+	}
+}

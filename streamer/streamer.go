@@ -511,6 +511,10 @@ type layoutCache struct {
 	ours  avro.Schema
 	now   func() time.Time
 	m     map[int]layoutEntry
+	// The last id and its layout: nearly every record carries the id the
+	// one before it did.
+	lastID  int
+	lastLay *Layout
 }
 
 type layoutEntry struct {
@@ -520,7 +524,13 @@ type layoutEntry struct {
 }
 
 func (c *layoutCache) get(ctx context.Context, id int) (*Layout, error) {
+	if id == c.lastID && c.lastLay != nil {
+		return c.lastLay, nil
+	}
 	if e, ok := c.m[id]; ok && (e.err == nil || c.now().Before(e.retryAt)) {
+		if e.err == nil {
+			c.lastID, c.lastLay = id, e.lay
+		}
 		return e.lay, e.err
 	}
 	w, err := c.serde.WriterSchema(ctx, id)
@@ -535,6 +545,9 @@ func (c *layoutCache) get(ctx context.Context, id int) (*Layout, error) {
 		err = fmt.Errorf("schema id %d: %w", id, err)
 	}
 	c.m[id] = layoutEntry{lay: lay, err: err, retryAt: c.now().Add(time.Minute)}
+	if err == nil {
+		c.lastID, c.lastLay = id, lay
+	}
 	return lay, err
 }
 
