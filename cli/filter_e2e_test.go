@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -64,7 +65,7 @@ type filterStack struct {
 	serde *records.Serde
 }
 
-func startFilterStack(t *testing.T) *filterStack {
+func startFilterStack(t testing.TB) *filterStack {
 	t.Helper()
 	if _, err := environment.FindTemporalCLI(""); err != nil {
 		t.Skipf("needs the Temporal CLI: %v", err)
@@ -252,12 +253,63 @@ func TestFilterEndToEnd(t *testing.T) {
 		t.Fatalf("instances: desired = applied expected: %+v", got.Instances)
 	}
 
-	f.cmd(t, 0, "filter", "clear", "--wait", "--by", "bo")
+	// A second instance, as its own command: it shares the partitions,
+	// reports itself, and counts for --wait.
+	sctx, stopSecond := context.WithCancel(ctx)
+	var secondOut lockedBuffer
+	secondDone := make(chan int, 1)
+	go func() {
+		secondDone <- run(sctx, append([]string{"shopstream", "streamer", "--instance-id", "second"}, f.flags...), strings.NewReader(""), &secondOut, io.Discard)
+	}()
+	metricsURL := ""
+	for deadline := time.Now().Add(30 * time.Second); metricsURL == ""; {
+		if _, rest, ok := strings.Cut(secondOut.String(), "/metrics on "); ok {
+			metricsURL = strings.TrimSpace(rest)
+		} else if time.Now().After(deadline) {
+			t.Fatalf("shopstream streamer did not start:\n%s", secondOut.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	for deadline := time.Now().Add(30 * time.Second); !strings.Contains(f.cmd(t, 0, "filter", "get"), "second"); {
+		if time.Now().After(deadline) {
+			t.Fatal("the second instance does not report itself")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	out = f.cmd(t, 0, "filter", "clear", "--wait", "--by", "bo")
+	if !strings.Contains(out, "applied by 2 live instance(s)") {
+		t.Fatalf("filter clear --wait with two instances:\n%s", out)
+	}
 	keys = f.produce(t, "b", 12)
 	for _, r := range f.filtered(t, keys, 12) {
 		if v, _ := streamer.FilterVersion(r.Headers); v != 5 {
 			t.Errorf("%s passed under v%d after the clear (v5)", r.Key, v)
 		}
+	}
+
+	resp, err := http.Get(metricsURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{"shopstream_streamer_records_in_total", "shopstream_streamer_transactions_committed_total",
+		"shopstream_streamer_e2e_latency_seconds_bucket", `shopstream_streamer_filter_version 5`, "shopstream_streamer_kafka_produce_bytes_total"} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("the second instance's /metrics lacks %s", want)
+		}
+	}
+	stopSecond()
+	select {
+	case code := <-secondDone:
+		if code != 0 {
+			t.Errorf("shopstream streamer exited %d on SIGTERM:\n%s", code, secondOut.String())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("shopstream streamer did not stop within 10s")
+	}
+	if out := f.cmd(t, 0, "filter", "get"); strings.Contains(out, "second") {
+		t.Errorf("a stopped instance is still listed:\n%s", out)
 	}
 
 	// Bad input: exit 2, nothing sent.

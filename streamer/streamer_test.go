@@ -245,10 +245,32 @@ func TestInstancesShareTwelvePartitionsExactlyOnce(t *testing.T) {
 	if total != 6000 {
 		t.Errorf("instances counted %v records in, want 6000", total)
 	}
+	mfs, err := rs[0].reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	families := map[string]bool{}
+	for _, mf := range mfs {
+		families[mf.GetName()] = true
+	}
+	for _, want := range []string{"shopstream_streamer_kafka_produce_bytes_total", "shopstream_streamer_kafka_fetch_bytes_total",
+		"shopstream_streamer_e2e_latency_seconds", "shopstream_streamer_transactions_committed_total"} {
+		if !families[want] {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+
 	for _, r := range rs {
 		if d := r.shutdown(t); d > 10*time.Second {
 			t.Errorf("instance %s stopped in %s", r.s.InstanceID(), d)
 		}
+	}
+	groups, err := e.admin.DescribeGroups(context.Background(), DefaultGroup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := groups[DefaultGroup].Members; len(m) != 0 {
+		t.Errorf("%d members still in the group after every instance stopped", len(m))
 	}
 	reps, err := ReadApplied(context.Background(), e.base, e.topics.FilterApplied)
 	if err != nil {
@@ -370,4 +392,27 @@ func TestMalformedRecordsGoToTheDeadLetterTopic(t *testing.T) {
 	if err != nil || len(listed) != 4 {
 		t.Fatalf("ReadDeadLetters(limit 4) = %d records, %v", len(listed), err)
 	}
+}
+
+func TestStopMidStreamAndResume(t *testing.T) {
+	e := newTestEnv(t, 6)
+	e.setFilter(1, "phone", false)
+	first := e.start(e.config("first"))
+	e.waitAssigned("first", 20*time.Second)
+	stopped := make(chan time.Duration, 1)
+	for i := 0; i < 6000; i += 200 {
+		e.produce(i, i+200)
+		if i == 2000 {
+			// SIGTERM in the middle of the stream: the open transaction is
+			// finished or aborted, the group left, within the bound.
+			go func() { stopped <- first.shutdown(t) }()
+		}
+	}
+	if d := <-stopped; d > 10*time.Second {
+		t.Errorf("stopped in %s", d)
+	}
+	t.Logf("the first instance committed %v records before it stopped", sumCounter(t, first.reg, "shopstream_streamer_records_in_total"))
+	e.start(e.config("second"))
+	e.waitProcessed(DefaultGroup, 60*time.Second)
+	expectSameKeys(t, e.read(e.topics.Filtered), phoneKeys(0, 6000))
 }
