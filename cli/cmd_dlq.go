@@ -25,7 +25,8 @@ func dlqCommand() *cli.Command {
 			Usage: "show the newest dead-lettered records: why, from where, when",
 			Description: "Records land here when the streamer cannot read them: not Confluent-framed Avro (not-framed),\n" +
 				"a schema id the registry does not know (unknown-schema-id), a schema that is not a product\n" +
-				"(wrong-schema), or bytes that do not decode (malformed). Their key, value and headers are kept.\n\n" +
+				"(wrong-schema), bytes that do not decode (malformed), or no key for the compacted filtered topic\n" +
+				"(no-key). Their key, value and headers are kept.\n\n" +
 				"Examples:\n  shopstream dlq list\n  shopstream dlq list --limit 100 --json",
 			Flags: withFlags(
 				&cli.IntFlag{Name: "limit", Value: 20, Usage: "show at most this many, the newest (0: all)"},

@@ -32,10 +32,17 @@ const (
 	ReasonUnknownSchema
 	ReasonWrongSchema
 	ReasonMalformed
+	// ReasonNoKey: the filtered topic is compacted, and Kafka refuses a
+	// record without a key there; forwarding it would abort every
+	// transaction that carries it.
+	ReasonNoKey
 	numReasons
 )
 
-var reasonNames = [numReasons]string{"not-framed", "unknown-schema-id", "wrong-schema", "malformed"}
+var reasonNames = [numReasons]string{"not-framed", "unknown-schema-id", "wrong-schema", "malformed", "no-key"}
+
+// errNoKey is the DLQ error of a record without a key.
+var errNoKey = errors.New("the record has no key (mall_id/product_id): a compacted topic cannot hold it")
 
 func (r Reason) String() string { return reasonNames[r] }
 

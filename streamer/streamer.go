@@ -288,7 +288,9 @@ func (s *Streamer) waitForTopics(ctx context.Context) error {
 	adm := kadm.NewClient(cl)
 	t := s.cfg.Topics
 	want := []string{t.Products, t.Filtered, t.DLQ, t.Filter, t.FilterApplied}
-	var lastLog time.Time
+	// `shopstream dev` creates the topics within seconds: say nothing
+	// unless the wait lasts.
+	lastLog := time.Now().Add(-10 * time.Second)
 	for {
 		details, err := adm.ListTopics(ctx, want...)
 		var missing []string
@@ -403,6 +405,11 @@ func (s *Streamer) handle(ctx context.Context, sess *kgo.GroupTransactSession, r
 	f := s.control.Load().current.Load()
 	t := s.tallyFor(f)
 	t.in++
+	if r.Key == nil {
+		t.deadLettered[ReasonNoKey]++
+		sess.Produce(ctx, deadLetter(s.cfg.Topics.DLQ, r, ReasonNoKey, errNoKey, s.cfg.InstanceID, now), s.promise)
+		return nil
+	}
 	if r.Value == nil { // a tombstone: pass it, so downstream tables delete too
 		t.passed++
 		s.forward(ctx, sess, r, f)

@@ -325,6 +325,9 @@ func TestMalformedRecordsGoToTheDeadLetterTopic(t *testing.T) {
 		rs = append(rs, &kgo.Record{Topic: e.topics.Products, Key: []byte(c.key), Value: c.value,
 			Headers: []kgo.RecordHeader{{Key: "trace", Value: []byte("t-" + c.key)}}})
 	}
+	// A good product without a key: the compacted filtered topic cannot
+	// take it.
+	rs = append(rs, &kgo.Record{Topic: e.topics.Products, Value: goodV})
 	rs = append(rs, &kgo.Record{Topic: e.topics.Products, Key: []byte("tombstone")})
 	if err := e.cl.ProduceSync(ctx, rs...).FirstErr(); err != nil {
 		t.Fatal(err)
@@ -338,12 +341,15 @@ func TestMalformedRecordsGoToTheDeadLetterTopic(t *testing.T) {
 	e.waitProcessed(DefaultGroup, 30*time.Second)
 
 	dead := e.read(e.topics.DLQ)
-	if len(dead) != len(bad) {
-		t.Fatalf("%d records in the DLQ, want %d", len(dead), len(bad))
+	if len(dead) != len(bad)+1 {
+		t.Fatalf("%d records in the DLQ, want %d", len(dead), len(bad)+1)
 	}
 	byKey := map[string]DeadLetter{}
 	for _, d := range dead {
 		byKey[string(d.Key)] = ParseDeadLetter(d)
+	}
+	if d := byKey[""]; d.Reason != "no-key" || !bytes.Equal(d.Value, goodV) {
+		t.Errorf("the keyless product: reason %q, value kept %v", d.Reason, bytes.Equal(d.Value, goodV))
 	}
 	for i, c := range bad {
 		d, ok := byKey[c.key]
@@ -376,8 +382,8 @@ func TestMalformedRecordsGoToTheDeadLetterTopic(t *testing.T) {
 			t.Errorf("the tombstone became a value %q", o.Value)
 		}
 	}
-	if got := sumCounter(t, r.reg, "shopstream_streamer_records_dead_lettered_total"); got != float64(len(bad)) {
-		t.Errorf("dead-lettered counter %v, want %d", got, len(bad))
+	if got := sumCounter(t, r.reg, "shopstream_streamer_records_dead_lettered_total"); got != float64(len(bad)+1) {
+		t.Errorf("dead-lettered counter %v, want %d", got, len(bad)+1)
 	}
 	if got := testutil.ToFloat64(r.s.m.deadLettered.WithLabelValues("1", "malformed")); got != 3 {
 		t.Errorf("malformed counter %v, want 3", got)
