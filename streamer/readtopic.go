@@ -140,14 +140,14 @@ func readUntil(ctx context.Context, cl *kgo.Client, topic string, cu *catchUp, i
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("read topic %s: %w", topic, err)
 		}
-		if fs.Empty() && idle > 0 {
-			return nil // idle: the tail we waited for is not there
-		}
 		for _, fe := range fs.Errors() {
 			if errors.Is(fe.Err, context.DeadlineExceeded) || errors.Is(fe.Err, context.Canceled) {
 				continue
 			}
 			return fmt.Errorf("read topic %s partition %d: %w", fe.Topic, fe.Partition, fe.Err)
+		}
+		if fs.Empty() && idle > 0 {
+			return nil // idle: the tail we waited for is not there
 		}
 		fs.EachRecord(func(r *kgo.Record) {
 			cu.see(r)

@@ -98,6 +98,7 @@ type Streamer struct {
 	layouts layoutCache
 	control atomic.Pointer[control]
 	ready   chan struct{}
+	started atomic.Bool
 
 	// Batch state, owned by the consume loop. out and hdrs are slabs reused
 	// by every transaction, so forwarding allocates nothing per record.
@@ -192,10 +193,14 @@ func (s *Streamer) Filter() *Filter {
 	return nil
 }
 
-// Run runs the instance until ctx ends or it fails. On ctx's end it commits
-// or aborts the open transaction, leaves the group and deletes its applied
-// report, within about 8 seconds.
+// Run runs the instance until ctx ends or it fails; it may be called once.
+// On ctx's end it commits or aborts the open transaction and leaves the
+// group (within endGrace + leaveGrace, 8 s), then deletes its applied report
+// (within 2 s more).
 func (s *Streamer) Run(ctx context.Context) error {
+	if !s.started.CompareAndSwap(false, true) {
+		return errors.New("streamer: Run called twice")
+	}
 	log := s.cfg.Logger
 	if err := s.waitForTopics(ctx); err != nil {
 		if ctx.Err() != nil {
