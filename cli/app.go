@@ -37,6 +37,9 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 			configCommand(),
 			statusCommand(),
 			collectorCommand(), apiCommand(), loadtestCommand(),
+			streamerCommand(),
+			filterCommand(),
+			dlqCommand(),
 		},
 		// urfave prints its own message for a bad flag; make the exit code 2.
 		OnUsageError: func(c *cli.Context, err error, _ bool) error {

@@ -16,6 +16,7 @@ import (
 	"github.com/shopstream/shopstream/environment"
 	"github.com/shopstream/shopstream/internal/config"
 	"github.com/shopstream/shopstream/internal/telemetry"
+	"github.com/shopstream/shopstream/streamer"
 	"github.com/shopstream/shopstream/workers"
 )
 
@@ -33,6 +34,13 @@ func devComponents() []devComponent {
 			return workers.Run(ctx, e.temporal, e.cfg.TaskQueue, e.activities(), worker.Options{WorkerStopTimeout: 5 * time.Second})
 		}},
 		{"product api", devProductAPI}, {"image collector", devCollector},
+		{"streamer", func(ctx context.Context, e *env) error {
+			s, err := newStreamer(e, streamerOptions{group: streamer.DefaultGroup})
+			if err != nil {
+				return err
+			}
+			return s.Run(ctx)
+		}},
 	}
 }
 

@@ -118,5 +118,6 @@ func (e *env) activities() workers.Activities {
 			Schemas:  e.serde.Schemas(),
 			HTTP:     &http.Client{Timeout: 30 * time.Second},
 		},
+		Filter: &activities.Filter{Kafka: e.kafka, Serde: e.serde, Topic: e.cfg.Topics.Filter},
 	}
 }

@@ -1,0 +1,101 @@
+package activities
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sr"
+	"go.temporal.io/sdk/testsuite"
+
+	"github.com/shopstream/shopstream/environment"
+	"github.com/shopstream/shopstream/internal/records"
+	"github.com/shopstream/shopstream/streamer"
+	"github.com/shopstream/shopstream/workflows"
+)
+
+func newFilterActivities(t *testing.T) (*Filter, *kgo.Client) {
+	t.Helper()
+	ctx := context.Background()
+	stack, err := environment.Start(ctx, environment.Options{StartKafka: true, StartRegistry: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = stack.Close() })
+	cl, err := kgo.NewClient(kgo.SeedBrokers(stack.KafkaBrokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	if _, err := kadm.NewClient(cl).CreateTopic(ctx, 1, 1, map[string]*string{"cleanup.policy": kadm.StringPtr("compact")}, "control"); err != nil {
+		t.Fatal(err)
+	}
+	reg, err := sr.NewClient(sr.URLs(stack.RegistryURL))
+	if err != nil {
+		t.Fatal(err)
+	}
+	schemas, err := records.ParseSchemas()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &Filter{Kafka: cl, Serde: records.NewSerde(schemas, reg), Topic: "control"}, cl
+}
+
+func TestPublishAndLoadFilterState(t *testing.T) {
+	f, cl := newFilterActivities(t)
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestActivityEnvironment()
+	env.RegisterActivity(f)
+
+	load := func() workflows.LoadFilterStateResult {
+		t.Helper()
+		v, err := env.ExecuteActivity(workflows.ActivityLoadFilterState, workflows.LoadFilterStateInput{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var res workflows.LoadFilterStateResult
+		if err := v.Get(&res); err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	if res := load(); res.Found {
+		t.Fatalf("empty topic: %+v", res)
+	}
+
+	at := time.UnixMilli(1_700_000_000_000).UTC()
+	for _, st := range []workflows.FilterState{
+		{Version: 1, Substring: "phone", SetAt: at, SetBy: "ana"},
+		{Version: 3, Substring: "Phone", CaseSensitive: true, SetAt: at, SetBy: "bo"},
+		{Version: 2, Substring: "late retry of an older state", SetAt: at},
+	} {
+		v, err := env.ExecuteActivity(workflows.ActivityPublishFilterState, workflows.PublishFilterStateInput{State: st})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var res workflows.PublishFilterStateResult
+		if err := v.Get(&res); err != nil || res.Topic != "control" {
+			t.Fatalf("publish: %+v %v", res, err)
+		}
+	}
+	// Something that is not a filter state: skipped, not fatal.
+	if err := cl.ProduceSync(context.Background(), &kgo.Record{Topic: "control", Key: []byte(streamer.ControlKey), Value: []byte("junk")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+
+	res := load()
+	want := workflows.FilterState{Version: 3, Substring: "Phone", CaseSensitive: true, SetAt: at, SetBy: "bo"}
+	if !res.Found || res.State != want {
+		t.Fatalf("loaded %+v, want %+v", res, want)
+	}
+
+	// What was published is what a streamer reads: the framed Avro
+	// FilterState under the control key.
+	var keys []string
+	err := streamer.ReadTopic(context.Background(), cl.Opts(), "control", 0, func(r *kgo.Record) { keys = append(keys, string(r.Key)) })
+	if err != nil || len(keys) != 4 || keys[0] != streamer.ControlKey {
+		t.Fatalf("control topic keys %v, %v", keys, err)
+	}
+}

@@ -1,0 +1,223 @@
+package streamer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/shopstream/shopstream/internal/records"
+)
+
+// HeaderFilterVersion names the header that every forwarded record carries:
+// the version of the filter that let it through, in decimal.
+const HeaderFilterVersion = "shopstream.filter.version"
+
+// ControlKey is the key of every record on the control topic; compaction
+// keeps the newest.
+const ControlKey = "filter"
+
+// Filter is one filter state as an instance applies it. Version 0 is the
+// state before any was ever published: the empty substring, which lets
+// everything through.
+type Filter struct {
+	Version       int64
+	Substring     string
+	CaseSensitive bool
+	SetAt         time.Time
+	SetBy         string
+	// AppliedAt is when this instance switched to the filter.
+	AppliedAt time.Time
+
+	matcher *Matcher
+	header  kgo.RecordHeader
+}
+
+// NewFilter builds the filter of a published state. forceCaseSensitive is
+// the instance's --case-sensitive: it makes matching case-sensitive whatever
+// the state says.
+func NewFilter(st records.FilterState, forceCaseSensitive bool) *Filter {
+	f := &Filter{
+		Version:       st.Version,
+		Substring:     st.Substring,
+		CaseSensitive: st.CaseSensitive || forceCaseSensitive,
+		SetAt:         st.SetAt,
+		SetBy:         st.SetBy,
+	}
+	f.matcher = NewMatcher(f.Substring, f.CaseSensitive)
+	f.header = kgo.RecordHeader{Key: HeaderFilterVersion, Value: []byte(strconv.FormatInt(f.Version, 10))}
+	return f
+}
+
+// Match reports whether a product's name passes the filter.
+func (f *Filter) Match(name []byte) bool { return f.matcher.Match(name) }
+
+// String describes the filter for logs and the CLI.
+func (f *Filter) String() string { return Describe(f.Version, f.Substring, f.CaseSensitive) }
+
+// Describe writes a filter state the way every shopstream command shows it.
+func Describe(version int64, substring string, caseSensitive bool) string {
+	mode := "case-insensitive"
+	if caseSensitive {
+		mode = "case-sensitive"
+	}
+	if substring == "" {
+		return fmt.Sprintf("v%d: everything passes", version)
+	}
+	return fmt.Sprintf("v%d: name contains %q (%s)", version, substring, mode)
+}
+
+// FilterVersion returns the filter version a forwarded record carries.
+func FilterVersion(headers []kgo.RecordHeader) (int64, bool) {
+	for _, h := range headers {
+		if h.Key == HeaderFilterVersion {
+			v, err := strconv.ParseInt(string(h.Value), 10, 64)
+			return v, err == nil
+		}
+	}
+	return 0, false
+}
+
+// control follows the control topic from its start and holds the filter
+// the hot path applies. The hot path loads it once per record, so a change
+// takes effect between two records.
+type control struct {
+	cl            *kgo.Client
+	serde         *records.Serde
+	topic         string
+	caseSensitive bool
+	log           *slog.Logger
+	now           func() time.Time
+	m             *metrics
+
+	current atomic.Pointer[Filter]
+	// changed wakes the reporter; it holds at most one wake-up, the reporter
+	// reads current itself.
+	changed chan struct{}
+}
+
+func newControl(cfg *Config, m *metrics) (*control, error) {
+	cl, err := kgo.NewClient(readerOpts(cfg.Kafka, cfg.Topics.Filter)...)
+	if err != nil {
+		return nil, fmt.Errorf("create the reader of control topic %s: %w", cfg.Topics.Filter, err)
+	}
+	return &control{
+		cl: cl, serde: cfg.Serde, topic: cfg.Topics.Filter, caseSensitive: cfg.CaseSensitive,
+		log: cfg.Logger, now: cfg.Now, m: m, changed: make(chan struct{}, 1),
+	}, nil
+}
+
+// load reads the control topic up to the end it has now and applies the
+// newest state, so an instance never starts with "everything passes" by
+// accident. An empty topic means no filter was ever set: version 0.
+func (c *control) load(ctx context.Context) error {
+	cu, err := newCatchUp(ctx, kadm.NewClient(c.cl), c.topic)
+	if err != nil {
+		return err
+	}
+	var newest *kgo.Record
+	var states []*kgo.Record
+	err = readUntil(ctx, c.cl, c.topic, cu, 0, func(r *kgo.Record) {
+		newest = r
+		states = append(states, r)
+	})
+	if err != nil {
+		return err
+	}
+	c.apply(NewFilter(records.FilterState{}, c.caseSensitive))
+	for _, r := range states {
+		if err := c.decodeAndApply(ctx, r); err != nil {
+			if r == newest {
+				// Better not to run than to run the wrong filter.
+				return fmt.Errorf("the newest filter state on %s (partition %d offset %d) does not decode: %w", c.topic, r.Partition, r.Offset, err)
+			}
+			c.log.Warn("skip an old filter state that does not decode", "topic", c.topic, "offset", r.Offset, "err", err)
+		}
+	}
+	return nil
+}
+
+// follow applies each new state until ctx ends.
+func (c *control) follow(ctx context.Context) error {
+	for {
+		fs := c.cl.PollFetches(ctx)
+		if ctx.Err() != nil || fs.IsClientClosed() {
+			return nil
+		}
+		for _, fe := range fs.Errors() {
+			c.log.Error("read the control topic", "topic", fe.Topic, "partition", fe.Partition, "err", fe.Err)
+			c.m.controlErrors.Inc()
+		}
+		fs.EachRecord(func(r *kgo.Record) {
+			if !r.Attrs.IsControl() && ctx.Err() == nil {
+				// A state that never decodes is logged and counted; the
+				// only other error is ctx ending, seen at the next poll.
+				_ = c.decodeAndApply(ctx, r)
+			}
+		})
+	}
+}
+
+// decodeAndApply applies a state newer than the current one. A state that
+// can never decode is skipped (and counted); a registry that does not answer
+// is retried, with the current filter in force meanwhile.
+func (c *control) decodeAndApply(ctx context.Context, r *kgo.Record) error {
+	if r.Value == nil {
+		return nil // a tombstone is not a state
+	}
+	var st records.FilterState
+	for attempt := 0; ; attempt++ {
+		err := c.serde.Decode(ctx, r.Value, &st)
+		if err == nil {
+			break
+		}
+		if permanent(err) {
+			c.m.controlErrors.Inc()
+			c.log.Error("skip a filter state that does not decode", "topic", c.topic, "offset", r.Offset, "err", err)
+			return err
+		}
+		c.log.Warn("decode a filter state: the registry does not answer, retrying", "err", err)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(backoff(attempt)):
+		}
+	}
+	if cur := c.current.Load(); cur != nil && st.Version <= cur.Version {
+		return nil
+	}
+	c.apply(NewFilter(st, c.caseSensitive))
+	return nil
+}
+
+func (c *control) apply(f *Filter) {
+	f.AppliedAt = c.now()
+	c.current.Store(f)
+	c.m.filterVersion.Set(float64(f.Version))
+	c.m.filterAppliedAt.Set(float64(f.AppliedAt.UnixMilli()) / 1000)
+	c.log.Info("filter applied", "filter", f.String())
+	select {
+	case c.changed <- struct{}{}:
+	default:
+	}
+}
+
+func (c *control) close() { c.cl.Close() }
+
+// permanent says that decoding will fail the same way however often it is
+// tried.
+func permanent(err error) bool {
+	return errors.Is(err, records.ErrNotFramed) || errors.Is(err, records.ErrUnknownSchemaID) ||
+		errors.Is(err, records.ErrWrongSchema) || errors.Is(err, records.ErrMalformed)
+}
+
+func backoff(attempt int) time.Duration {
+	d := 100 * time.Millisecond << min(attempt, 6)
+	return min(d, 5*time.Second)
+}

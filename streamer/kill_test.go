@@ -1,0 +1,168 @@
+package streamer
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sr"
+
+	"github.com/shopstream/shopstream/internal/config"
+	"github.com/shopstream/shopstream/internal/records"
+)
+
+// A test re-runs this test binary as a streamer instance in its own process,
+// so that it can SIGKILL it: no deferred End, no LeaveGroup, an open
+// transaction left behind, as when a machine dies.
+const (
+	childEnv         = "STREAMER_TEST_CHILD"
+	childBrokersEnv  = "STREAMER_TEST_CHILD_BROKERS"
+	childRegistryEnv = "STREAMER_TEST_CHILD_REGISTRY"
+)
+
+// Short timeouts make a dead member's partitions move, and its open
+// transaction abort, within seconds (kfake's minimum session timeout is 6 s).
+const (
+	killSessionTimeout = 6 * time.Second
+	killTxnTimeout     = 6 * time.Second
+)
+
+func TestMain(m *testing.M) {
+	if id := os.Getenv(childEnv); id != "" {
+		os.Exit(runChild(id))
+	}
+	os.Exit(m.Run())
+}
+
+func runChild(id string) int {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	reg, err := sr.NewClient(sr.URLs(os.Getenv(childRegistryEnv)))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	schemas, err := records.ParseSchemas()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	s, err := New(Config{
+		Kafka:  []kgo.Opt{kgo.SeedBrokers(strings.Split(os.Getenv(childBrokersEnv), ",")...), kgo.ClientID(id)},
+		Serde:  records.NewSerde(schemas, reg),
+		Topics: config.Default().Topics, InstanceID: id, HeartbeatInterval: 200 * time.Millisecond,
+		SessionTimeout: killSessionTimeout, TransactionTimeout: killTxnTimeout,
+		Registerer: prometheus.NewRegistry(),
+	})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	go func() {
+		<-s.Ready()
+		fmt.Println("ready")
+	}()
+	if err := s.Run(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return 0
+}
+
+func TestKilledInstanceLosesAndDuplicatesNothing(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits out a session timeout")
+	}
+	e := newTestEnv(t, 12)
+	e.setFilter(1, "phone", false)
+
+	child := exec.Command(os.Args[0], "-test.run=^$")
+	child.Env = append(os.Environ(), childEnv+"=victim",
+		childBrokersEnv+"="+strings.Join(e.stack.KafkaBrokers, ","), childRegistryEnv+"="+e.stack.RegistryURL)
+	child.Stderr = os.Stderr
+	stdout, err := child.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := child.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = child.Process.Kill()
+		_ = child.Wait()
+	})
+	ready := make(chan bool, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		ready <- sc.Scan() && sc.Text() == "ready"
+		for sc.Scan() {
+		}
+	}()
+	select {
+	case ok := <-ready:
+		if !ok {
+			t.Fatal("the child instance did not start")
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the child instance was not ready in 30s")
+	}
+
+	var rs []*running
+	for _, id := range []string{"survivor-1", "survivor-2"} {
+		cfg := e.config(id)
+		cfg.SessionTimeout, cfg.TransactionTimeout = killSessionTimeout, killTxnTimeout
+		rs = append(rs, e.start(cfg))
+	}
+	e.waitAssigned("victim", 20*time.Second)
+
+	// Products stream in; a third of the way through, the victim dies.
+	const total = 9000
+	for i := 0; i < total; i += 100 {
+		e.produce(i, i+100)
+		if i == total/3 {
+			if err := child.Process.Kill(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	e.waitProcessed(DefaultGroup, 90*time.Second)
+	expectSameKeys(t, e.read(e.topics.Filtered), phoneKeys(0, total))
+
+	var survivors float64
+	for _, r := range rs {
+		survivors += sumCounter(t, r.reg, "shopstream_streamer_records_in_total")
+	}
+	if survivors >= total {
+		t.Errorf("the survivors processed all %v records: the victim committed nothing before it died, so the test proved little", survivors)
+	}
+	t.Logf("the victim committed %v of %d records before SIGKILL", total-survivors, total)
+}
+
+// waitAssigned waits until the group member with client id clientID owns
+// partitions.
+func (e *testEnv) waitAssigned(clientID string, timeout time.Duration) {
+	e.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		groups, err := e.admin.DescribeGroups(context.Background(), DefaultGroup)
+		if err == nil {
+			for _, m := range groups[DefaultGroup].Members {
+				if a, ok := m.Assigned.AsConsumer(); ok && m.ClientID == clientID && len(a.Topics) > 0 && len(a.Topics[0].Partitions) > 0 {
+					return
+				}
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	e.t.Fatalf("member %s owns no partition after %s", clientID, timeout)
+}

@@ -1,0 +1,380 @@
+package streamer
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/hamba/avro/v2"
+
+	"github.com/shopstream/shopstream/internal/records"
+)
+
+// Errors of the raw reader. They wrap records.ErrMalformed and are values,
+// so a bad record costs no allocation to reject.
+var (
+	errTruncated  = fmt.Errorf("%w: the value ends inside a field (truncated)", records.ErrMalformed)
+	errNegative   = fmt.Errorf("%w: a negative length or count", records.ErrMalformed)
+	errVarint     = fmt.Errorf("%w: a varint longer than its type allows", records.ErrMalformed)
+	errTrailing   = fmt.Errorf("%w: bytes after the end of the record", records.ErrMalformed)
+	errUnionIndex = fmt.Errorf("%w: a union branch index out of range", records.ErrMalformed)
+	errEnumIndex  = fmt.Errorf("%w: an enum index out of range", records.ErrMalformed)
+	errTooDeep    = fmt.Errorf("%w: values nested deeper than %d levels", records.ErrMalformed, maxDepth)
+)
+
+// maxDepth bounds the nesting a recursive writer schema could make a hostile
+// value walk through, so a crafted value cannot exhaust the stack.
+const maxDepth = 64
+
+// ReadName returns the name of an Avro-encoded Product body: the third of
+// its three leading string fields (product_id, mall_id, name). The name is a
+// sub-slice of body; nothing is copied or allocated. It reads nothing past
+// the name: Layout.Name also checks that the whole record is there.
+func ReadName(body []byte) ([]byte, error) {
+	i, err := skipString(body, 0)
+	if err != nil {
+		return nil, err
+	}
+	if i, err = skipString(body, i); err != nil {
+		return nil, err
+	}
+	start, end, err := readString(body, i)
+	if err != nil {
+		return nil, err
+	}
+	return body[start:end:end], nil
+}
+
+// readLong decodes a zig-zag varint of at most maxBytes bytes at b[i:].
+func readLong(b []byte, i, maxBytes int) (v int64, next int, err error) {
+	var u uint64
+	for n := 0; n < maxBytes; n++ {
+		if i+n >= len(b) {
+			return 0, 0, errTruncated
+		}
+		c := b[i+n]
+		u |= uint64(c&0x7f) << (7 * n)
+		if c < 0x80 {
+			return int64(u>>1) ^ -int64(u&1), i + n + 1, nil
+		}
+	}
+	return 0, 0, errVarint
+}
+
+// readString returns the bounds of the string or bytes value at b[i:].
+func readString(b []byte, i int) (start, end int, err error) {
+	l, i, err := readLong(b, i, 10)
+	if err != nil {
+		return 0, 0, err
+	}
+	if l < 0 {
+		return 0, 0, errNegative
+	}
+	if l > int64(len(b)-i) {
+		return 0, 0, errTruncated
+	}
+	return i, i + int(l), nil
+}
+
+func skipString(b []byte, i int) (int, error) {
+	_, end, err := readString(b, i)
+	return end, err
+}
+
+// Layout reads a Product's name from a body written with one particular
+// writer schema and checks that the body holds exactly one whole record, by
+// walking every field after the name without decoding it. It allocates
+// nothing per value.
+type Layout struct {
+	root *node
+}
+
+type kind uint8
+
+const (
+	kindNull kind = iota
+	kindBool
+	kindInt
+	kindLong
+	kindFloat
+	kindDouble
+	kindBytes // string or bytes
+	kindFixed
+	kindEnum
+	kindArray
+	kindMap
+	kindUnion
+	kindRecord
+)
+
+type node struct {
+	kind     kind
+	size     int     // fixed: its size; enum: number of symbols
+	elem     *node   // array items, map values
+	children []*node // record fields, union branches
+	// empty says that a value of this type takes no bytes at all (null, a
+	// record of nulls), so a block of them needs no walking.
+	empty bool
+}
+
+// productPrefix is what the raw reader relies on: the writer's first three
+// fields, in order, all plain strings.
+var productPrefix = [3]string{"product_id", "mall_id", "name"}
+
+// NewLayout checks that writer is a Product-shaped record (its first three
+// fields are the strings product_id, mall_id and name) that resolves to the
+// reader schema ours (nil skips that check), and compiles the walker for it.
+// The error wraps records.ErrWrongSchema.
+func NewLayout(writer, ours avro.Schema) (*Layout, error) {
+	rec, ok := deref(writer).(*avro.RecordSchema)
+	if !ok {
+		return nil, fmt.Errorf("%w: a %s, not a record", records.ErrWrongSchema, writer.Type())
+	}
+	fields := rec.Fields()
+	if len(fields) < len(productPrefix) {
+		return nil, fmt.Errorf("%w: record %s has %d fields, a product starts with %v", records.ErrWrongSchema, rec.FullName(), len(fields), productPrefix)
+	}
+	for i, want := range productPrefix {
+		f := fields[i]
+		p, ok := deref(f.Type()).(*avro.PrimitiveSchema)
+		if f.Name() != want || !ok || p.Type() != avro.String {
+			return nil, fmt.Errorf("%w: record %s field %d is %s (%s), a product's is %s (string)", records.ErrWrongSchema, rec.FullName(), i, f.Name(), f.Type().Type(), want)
+		}
+	}
+	if ours != nil && writer.Fingerprint() != ours.Fingerprint() {
+		if err := avro.NewSchemaCompatibility().Compatible(ours, writer); err != nil {
+			return nil, fmt.Errorf("%w: record %s does not resolve to shopstream's Product: %v", records.ErrWrongSchema, rec.FullName(), err)
+		}
+	}
+	root, err := compile(writer, map[string]*node{})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", records.ErrWrongSchema, err)
+	}
+	return &Layout{root: root}, nil
+}
+
+func deref(s avro.Schema) avro.Schema {
+	if r, ok := s.(*avro.RefSchema); ok {
+		return r.Schema()
+	}
+	return s
+}
+
+// compile turns a schema into a walker node. Named types are compiled once,
+// so a recursive schema becomes a cyclic graph rather than endless recursion.
+func compile(s avro.Schema, named map[string]*node) (*node, error) {
+	if r, ok := s.(*avro.RefSchema); ok {
+		if n, ok := named[r.Schema().FullName()]; ok {
+			return n, nil
+		}
+		s = r.Schema()
+	}
+	switch s := s.(type) {
+	case *avro.NullSchema:
+		return &node{kind: kindNull, empty: true}, nil
+	case *avro.PrimitiveSchema:
+		switch s.Type() {
+		case avro.Boolean:
+			return &node{kind: kindBool}, nil
+		case avro.Int:
+			return &node{kind: kindInt}, nil
+		case avro.Long:
+			return &node{kind: kindLong}, nil
+		case avro.Float:
+			return &node{kind: kindFloat}, nil
+		case avro.Double:
+			return &node{kind: kindDouble}, nil
+		case avro.String, avro.Bytes:
+			return &node{kind: kindBytes}, nil
+		}
+	case *avro.FixedSchema:
+		n := &node{kind: kindFixed, size: s.Size(), empty: s.Size() == 0}
+		named[s.FullName()] = n
+		return n, nil
+	case *avro.EnumSchema:
+		n := &node{kind: kindEnum, size: len(s.Symbols())}
+		named[s.FullName()] = n
+		return n, nil
+	case *avro.ArraySchema:
+		elem, err := compile(s.Items(), named)
+		if err != nil {
+			return nil, err
+		}
+		return &node{kind: kindArray, elem: elem}, nil
+	case *avro.MapSchema:
+		elem, err := compile(s.Values(), named)
+		if err != nil {
+			return nil, err
+		}
+		return &node{kind: kindMap, elem: elem}, nil
+	case *avro.UnionSchema:
+		n := &node{kind: kindUnion}
+		for _, t := range s.Types() {
+			c, err := compile(t, named)
+			if err != nil {
+				return nil, err
+			}
+			n.children = append(n.children, c)
+		}
+		return n, nil
+	case *avro.RecordSchema:
+		n := &node{kind: kindRecord}
+		named[s.FullName()] = n // before the fields: they may refer back
+		n.empty = true
+		for _, f := range s.Fields() {
+			c, err := compile(f.Type(), named)
+			if err != nil {
+				return nil, err
+			}
+			n.children = append(n.children, c)
+			n.empty = n.empty && c.empty
+		}
+		return n, nil
+	}
+	return nil, fmt.Errorf("schema type %s is not supported", s.Type())
+}
+
+// Name returns the product's name (a sub-slice of body) after checking that
+// body is exactly one whole record of the layout's schema.
+func (l *Layout) Name(body []byte) ([]byte, error) {
+	fields := l.root.children
+	i, err := skipString(body, 0)
+	if err != nil {
+		return nil, err
+	}
+	if i, err = skipString(body, i); err != nil {
+		return nil, err
+	}
+	start, end, err := readString(body, i)
+	if err != nil {
+		return nil, err
+	}
+	i = end
+	for _, f := range fields[len(productPrefix):] {
+		if i, err = skip(f, body, i, 1); err != nil {
+			return nil, err
+		}
+	}
+	if i != len(body) {
+		return nil, errTrailing
+	}
+	return body[start:end:end], nil
+}
+
+// skip walks the value of type n at b[i:] and returns where it ends.
+func skip(n *node, b []byte, i, depth int) (int, error) {
+	if depth > maxDepth {
+		return 0, errTooDeep
+	}
+	switch n.kind {
+	case kindNull:
+		return i, nil
+	case kindBool:
+		if i >= len(b) {
+			return 0, errTruncated
+		}
+		return i + 1, nil
+	case kindInt:
+		_, i, err := readLong(b, i, 5)
+		return i, err
+	case kindLong:
+		_, i, err := readLong(b, i, 10)
+		return i, err
+	case kindFloat:
+		return fixedWidth(b, i, 4)
+	case kindDouble:
+		return fixedWidth(b, i, 8)
+	case kindBytes:
+		return skipString(b, i)
+	case kindFixed:
+		return fixedWidth(b, i, n.size)
+	case kindEnum:
+		v, i, err := readLong(b, i, 5)
+		if err != nil {
+			return 0, err
+		}
+		if v < 0 || v >= int64(n.size) {
+			return 0, errEnumIndex
+		}
+		return i, nil
+	case kindUnion:
+		v, i, err := readLong(b, i, 10)
+		if err != nil {
+			return 0, err
+		}
+		if v < 0 || v >= int64(len(n.children)) {
+			return 0, errUnionIndex
+		}
+		return skip(n.children[v], b, i, depth+1)
+	case kindRecord:
+		var err error
+		for _, f := range n.children {
+			if i, err = skip(f, b, i, depth+1); err != nil {
+				return 0, err
+			}
+		}
+		return i, nil
+	case kindArray, kindMap:
+		return skipBlocks(n, b, i, depth)
+	}
+	return 0, errors.New("unreachable: unknown node kind")
+}
+
+// skipBlocks walks the blocks of an array or map: each block is a count
+// (negative: followed by the block's size in bytes), then that many items; a
+// zero count ends the value.
+func skipBlocks(n *node, b []byte, i, depth int) (int, error) {
+	for {
+		count, next, err := readLong(b, i, 10)
+		if err != nil {
+			return 0, err
+		}
+		i = next
+		if count == 0 {
+			return i, nil
+		}
+		if count < 0 {
+			if count == -1<<63 {
+				return 0, errNegative
+			}
+			count = -count
+			size, next, err := readLong(b, i, 10)
+			if err != nil {
+				return 0, err
+			}
+			if size < 0 {
+				return 0, errNegative
+			}
+			i = next
+			if size > int64(len(b)-i) {
+				return 0, errTruncated
+			}
+		}
+		isMap := n.kind == kindMap
+		if n.elem.empty && !isMap {
+			continue // items of no bytes: nothing to walk, however many
+		}
+		// Every item takes at least one byte, so a count beyond the bytes
+		// left is a lie; checking it first keeps a hostile count from
+		// spinning.
+		if count > int64(len(b)-i) {
+			return 0, errTruncated
+		}
+		for ; count > 0; count-- {
+			if isMap {
+				if i, err = skipString(b, i); err != nil {
+					return 0, err
+				}
+			}
+			if i, err = skip(n.elem, b, i, depth+1); err != nil {
+				return 0, err
+			}
+		}
+	}
+}
+
+func fixedWidth(b []byte, i, n int) (int, error) {
+	if n > len(b)-i {
+		return 0, errTruncated
+	}
+	return i + n, nil
+}

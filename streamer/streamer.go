@@ -1,0 +1,578 @@
+package streamer
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/hamba/avro/v2"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/plugin/kprom"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/shopstream/shopstream/internal/config"
+	"github.com/shopstream/shopstream/internal/records"
+)
+
+// DefaultGroup is the consumer group the instances share unless told
+// otherwise.
+const DefaultGroup = "shopstream-streamer"
+
+// Defaults of the optional Config fields.
+const (
+	DefaultMaxBatch          = 10000
+	DefaultHeartbeatInterval = 5 * time.Second
+)
+
+// Shutdown bounds: after ctx ends, the open transaction gets endGrace to
+// commit or abort, then leaving the group gets leaveGrace; together well
+// inside the 10 s an orchestrator gives between SIGTERM and SIGKILL.
+const (
+	endGrace   = 5 * time.Second
+	leaveGrace = 3 * time.Second
+)
+
+// Config configures one streamer instance.
+type Config struct {
+	// Kafka are the connection options every client of the instance starts
+	// from (seed brokers, dial timeout, TLS, SASL).
+	Kafka  []kgo.Opt
+	Serde  *records.Serde
+	Topics config.Topics
+	// Group is the consumer group; DefaultGroup when empty.
+	Group string
+	// InstanceID names the instance on the applied topic and in its
+	// transactional id; it must be unique among live instances.
+	// DefaultInstanceID() when empty.
+	InstanceID string
+	// CaseSensitive makes this instance match case-sensitively whatever the
+	// filter state says.
+	CaseSensitive bool
+	// MaxBatch bounds the records of one transaction.
+	MaxBatch int
+	// HeartbeatInterval is how often the instance reports its applied
+	// filter.
+	HeartbeatInterval time.Duration
+	// SessionTimeout and TransactionTimeout override franz-go's defaults
+	// (45 s and 40 s) when set: how soon a dead instance's partitions move
+	// and its open transaction is aborted.
+	SessionTimeout     time.Duration
+	TransactionTimeout time.Duration
+
+	Registerer prometheus.Registerer
+	Logger     *slog.Logger
+	Now        func() time.Time
+}
+
+// DefaultInstanceID is the host name and a random suffix, unique per process.
+func DefaultInstanceID() string {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "streamer"
+	}
+	return host + "-" + randomHex(3)
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b) // crypto/rand.Read never fails on Linux
+	return hex.EncodeToString(b)
+}
+
+// Streamer is one instance: it follows the control topic, reports its
+// applied filter and runs the exactly-once consume-filter-produce loop.
+type Streamer struct {
+	cfg     Config
+	txnID   string
+	m       *metrics
+	layouts layoutCache
+	control atomic.Pointer[control]
+	ready   chan struct{}
+	started atomic.Bool
+
+	// Batch state, owned by the consume loop. out and hdrs are slabs reused
+	// by every transaction, so forwarding allocates nothing per record.
+	out        []kgo.Record
+	nOut       int
+	hdrs       []kgo.RecordHeader
+	tallies    []tally
+	produceErr atomic.Pointer[error]
+	promise    func(*kgo.Record, error)
+}
+
+// New checks cfg, fills in its defaults and registers the metrics.
+func New(cfg Config) (*Streamer, error) {
+	if cfg.Serde == nil {
+		return nil, errors.New("streamer: no serde (schema registry client) given")
+	}
+	if len(cfg.Kafka) == 0 {
+		return nil, errors.New("streamer: no Kafka connection options given")
+	}
+	t := cfg.Topics
+	for _, name := range []string{t.Products, t.Filtered, t.DLQ, t.Filter, t.FilterApplied} {
+		if name == "" {
+			return nil, fmt.Errorf("streamer: a topic is not named: %+v", t)
+		}
+	}
+	if cfg.Group == "" {
+		cfg.Group = DefaultGroup
+	}
+	if cfg.InstanceID == "" {
+		cfg.InstanceID = DefaultInstanceID()
+	}
+	if strings.ContainsAny(cfg.InstanceID, " \t\n/") {
+		return nil, fmt.Errorf("streamer: instance id %q: use letters, digits, '-', '_' or '.'", cfg.InstanceID)
+	}
+	if cfg.MaxBatch == 0 {
+		cfg.MaxBatch = DefaultMaxBatch
+	}
+	if cfg.MaxBatch < 1 || cfg.MaxBatch > 1_000_000 {
+		return nil, fmt.Errorf("streamer: max batch %d: want 1 to 1000000", cfg.MaxBatch)
+	}
+	if cfg.HeartbeatInterval <= 0 {
+		cfg.HeartbeatInterval = DefaultHeartbeatInterval
+	}
+	if cfg.Registerer == nil {
+		cfg.Registerer = prometheus.NewRegistry()
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	cfg.Logger = cfg.Logger.With("instance", cfg.InstanceID)
+	m, err := newMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	s := &Streamer{
+		cfg: cfg,
+		// The group's generation fences a zombie (KIP-447), so the
+		// transactional id only has to be unique; the random suffix keeps
+		// two instances given the same id from fencing each other.
+		txnID: "shopstream-streamer-" + cfg.InstanceID + "-" + randomHex(4),
+		m:     m,
+		layouts: layoutCache{
+			serde: cfg.Serde, ours: cfg.Serde.Schemas().Schema(records.KindProduct),
+			now: cfg.Now, m: map[int]layoutEntry{},
+		},
+		ready: make(chan struct{}),
+		out:   make([]kgo.Record, cfg.MaxBatch),
+	}
+	s.promise = func(_ *kgo.Record, err error) {
+		if err != nil {
+			s.produceErr.CompareAndSwap(nil, &err)
+		}
+	}
+	return s, nil
+}
+
+// InstanceID is the instance's id on the applied topic.
+func (s *Streamer) InstanceID() string { return s.cfg.InstanceID }
+
+// Ready is closed once the instance applied the control topic's newest
+// filter and created its group session.
+func (s *Streamer) Ready() <-chan struct{} { return s.ready }
+
+// Filter is the filter the instance applies now; nil before Ready.
+func (s *Streamer) Filter() *Filter {
+	if c := s.control.Load(); c != nil {
+		return c.current.Load()
+	}
+	return nil
+}
+
+// Run runs the instance until ctx ends or it fails; it may be called once.
+// On ctx's end it commits or aborts the open transaction and leaves the
+// group (within endGrace + leaveGrace, 8 s), then deletes its applied report
+// (within 2 s more).
+func (s *Streamer) Run(ctx context.Context) error {
+	if !s.started.CompareAndSwap(false, true) {
+		return errors.New("streamer: Run called twice")
+	}
+	log := s.cfg.Logger
+	if err := s.waitForTopics(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
+	c, err := newControl(&s.cfg, s.m)
+	if err != nil {
+		return err
+	}
+	defer c.close()
+	if err := c.load(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("load the filter from control topic %s: %w", s.cfg.Topics.Filter, err)
+	}
+	s.control.Store(c)
+
+	kp := kprom.NewMetrics("shopstream_streamer_kafka")
+	if err := s.cfg.Registerer.Register(kp); err != nil {
+		return fmt.Errorf("register the Kafka client metrics: %w", err)
+	}
+	defer s.cfg.Registerer.Unregister(kp)
+	sess, err := kgo.NewGroupTransactSession(s.sessionOpts(kp)...)
+	if err != nil {
+		return fmt.Errorf("create the group transact session: %w", err)
+	}
+	log.Info("streamer started", "group", s.cfg.Group, "transactional_id", s.txnID,
+		"from", s.cfg.Topics.Products, "to", s.cfg.Topics.Filtered, "filter", c.current.Load().String())
+	close(s.ready)
+
+	// The loop and the control follower end together; the reporter ends
+	// after the loop left the group, so its last act, deleting this
+	// instance's report, comes when the instance really is gone.
+	g, gctx := errgroup.WithContext(ctx)
+	rctx, stopReporter := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopReporter()
+	rep := newReporter(&s.cfg, c.cl, c)
+	repDone := make(chan struct{})
+	go func() {
+		defer close(repDone)
+		_ = rep.run(rctx)
+	}()
+	g.Go(func() error { return c.follow(gctx) })
+	g.Go(func() error { return s.consume(gctx, sess) })
+	err = g.Wait()
+	stopReporter()
+	<-repDone
+	log.Info("streamer stopped", "err", err)
+	return err
+}
+
+func (s *Streamer) sessionOpts(kp *kprom.Metrics) []kgo.Opt {
+	log := s.cfg.Logger
+	opts := append(append([]kgo.Opt(nil), s.cfg.Kafka...),
+		kgo.TransactionalID(s.txnID),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.ConsumerGroup(s.cfg.Group),
+		kgo.ConsumeTopics(s.cfg.Topics.Products),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.RequireStableFetchOffsets(),
+		kgo.WithHooks(kp),
+		kgo.WithLogger(kgoLogger{log}),
+		kgo.OnPartitionsAssigned(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
+			log.Info("partitions assigned", "partitions", m)
+		}),
+		kgo.OnPartitionsRevoked(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
+			log.Info("partitions revoked", "partitions", m)
+		}),
+	)
+	if s.cfg.SessionTimeout > 0 {
+		opts = append(opts, kgo.SessionTimeout(s.cfg.SessionTimeout))
+	}
+	if s.cfg.TransactionTimeout > 0 {
+		opts = append(opts, kgo.TransactionTimeout(s.cfg.TransactionTimeout))
+	}
+	return opts
+}
+
+// waitForTopics waits until every topic the instance uses exists: `shopstream
+// dev` starts the streamer before its bootstrap creates them.
+func (s *Streamer) waitForTopics(ctx context.Context) error {
+	cl, err := kgo.NewClient(s.cfg.Kafka...)
+	if err != nil {
+		return fmt.Errorf("create a Kafka client: %w", err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	t := s.cfg.Topics
+	want := []string{t.Products, t.Filtered, t.DLQ, t.Filter, t.FilterApplied}
+	// `shopstream dev` creates the topics within seconds: say nothing
+	// unless the wait lasts.
+	lastLog := time.Now().Add(-10 * time.Second)
+	for {
+		details, err := adm.ListTopics(ctx, want...)
+		var missing []string
+		if err == nil {
+			for _, name := range want {
+				if d, ok := details[name]; !ok || errors.Is(d.Err, kerr.UnknownTopicOrPartition) {
+					missing = append(missing, name)
+				} else if d.Err != nil {
+					err = fmt.Errorf("describe topic %s: %w", name, d.Err)
+				}
+			}
+		}
+		if err == nil && len(missing) == 0 {
+			return nil
+		}
+		if time.Since(lastLog) > 15*time.Second {
+			lastLog = time.Now()
+			if err != nil {
+				s.cfg.Logger.Warn("cannot list topics yet, retrying", "err", err)
+			} else {
+				s.cfg.Logger.Warn("waiting for topics (run `shopstream bootstrap`)", "missing", missing)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+// consume is the exactly-once loop: poll a batch, filter it inside one
+// transaction, commit the output and the consumed offsets together.
+func (s *Streamer) consume(ctx context.Context, sess *kgo.GroupTransactSession) error {
+	defer s.leave(sess)
+	for {
+		fs := sess.PollRecords(ctx, s.cfg.MaxBatch)
+		if ctx.Err() != nil || fs.IsClientClosed() {
+			// Polled but unprocessed records were never committed: the
+			// partitions' next owner reads them again.
+			return nil
+		}
+		var fetchErr bool
+		fs.EachError(func(topic string, p int32, err error) {
+			fetchErr = true
+			s.cfg.Logger.Error("fetch", "topic", topic, "partition", p, "err", err)
+		})
+		if fs.NumRecords() == 0 {
+			if fetchErr {
+				sleep(ctx, time.Second)
+			}
+			continue
+		}
+		if err := s.batch(ctx, sess, fs); err != nil {
+			return err
+		}
+	}
+}
+
+// batch runs one transaction over the polled records.
+func (s *Streamer) batch(ctx context.Context, sess *kgo.GroupTransactSession, fs kgo.Fetches) error {
+	if err := sess.Begin(); err != nil {
+		return fmt.Errorf("begin a transaction: %w", err)
+	}
+	s.nOut, s.hdrs, s.tallies = 0, s.hdrs[:0], s.tallies[:0]
+	s.produceErr.Store(nil)
+	// Producing must not stop half-way when ctx ends: the batch is
+	// finished, then committed or aborted, within endGrace.
+	pctx := context.WithoutCancel(ctx)
+	now := s.cfg.Now()
+	var transient error
+	fs.EachRecord(func(r *kgo.Record) {
+		if transient == nil {
+			transient = s.handle(pctx, sess, r, now)
+		}
+	})
+	produceErr := s.produceErr.Load()
+	ectx, cancel := endContext(ctx)
+	committed, err := sess.End(ectx, kgo.TransactionEndTry(transient == nil && produceErr == nil))
+	cancel()
+	if err != nil {
+		s.m.aborts.Inc()
+		return fmt.Errorf("end a transaction of %d records: %w", fs.NumRecords(), err)
+	}
+	if !committed {
+		s.m.aborts.Inc()
+		switch {
+		case transient != nil:
+			s.cfg.Logger.Warn("transaction aborted, retrying", "err", transient)
+			sleep(ctx, time.Second)
+		case produceErr != nil:
+			s.cfg.Logger.Error("transaction aborted: a produce failed, retrying", "err", *produceErr)
+			sleep(ctx, time.Second)
+		default:
+			s.cfg.Logger.Info("transaction aborted: the group rebalanced; the records are read again by their new owner")
+		}
+		return nil
+	}
+	s.m.commits.Inc()
+	s.m.flush(s.tallies)
+	done := s.cfg.Now()
+	for i := range s.out[:s.nOut] {
+		s.m.latency.Observe(done.Sub(s.out[i].Timestamp).Seconds())
+	}
+	return nil
+}
+
+// handle filters one record inside the open transaction. It returns an
+// error only for a failure that is not the record's fault (the registry did
+// not answer), which aborts the batch to be tried again.
+func (s *Streamer) handle(ctx context.Context, sess *kgo.GroupTransactSession, r *kgo.Record, now time.Time) error {
+	f := s.control.Load().current.Load()
+	t := s.tallyFor(f)
+	t.in++
+	if r.Key == nil {
+		t.deadLettered[ReasonNoKey]++
+		sess.Produce(ctx, deadLetter(s.cfg.Topics.DLQ, r, ReasonNoKey, errNoKey, s.cfg.InstanceID, now), s.promise)
+		return nil
+	}
+	if r.Value == nil { // a tombstone: pass it, so downstream tables delete too
+		t.passed++
+		s.forward(ctx, sess, r, f)
+		return nil
+	}
+	name, err := s.name(ctx, r.Value)
+	if err != nil {
+		reason, ok := reasonOf(err)
+		if !ok {
+			return err
+		}
+		t.deadLettered[reason]++
+		sess.Produce(ctx, deadLetter(s.cfg.Topics.DLQ, r, reason, err, s.cfg.InstanceID, now), s.promise)
+		return nil
+	}
+	if !f.Match(name) {
+		t.dropped++
+		return nil
+	}
+	t.passed++
+	s.forward(ctx, sess, r, f)
+	return nil
+}
+
+// name reads a framed product's name from its raw bytes.
+func (s *Streamer) name(ctx context.Context, value []byte) ([]byte, error) {
+	id, body, err := records.SplitHeader(value)
+	if err != nil {
+		return nil, err
+	}
+	lay, err := s.layouts.get(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	name, err := lay.Name(body)
+	if err != nil {
+		return nil, fmt.Errorf("schema id %d: %w", id, err)
+	}
+	return name, nil
+}
+
+// forward produces r unchanged to the filtered topic, plus the filter
+// version header.
+func (s *Streamer) forward(ctx context.Context, sess *kgo.GroupTransactSession, r *kgo.Record, f *Filter) {
+	out := &s.out[s.nOut]
+	s.nOut++
+	start := len(s.hdrs)
+	s.hdrs = append(s.hdrs, r.Headers...)
+	s.hdrs = append(s.hdrs, f.header)
+	end := len(s.hdrs)
+	*out = kgo.Record{
+		Topic: s.cfg.Topics.Filtered, Key: r.Key, Value: r.Value,
+		Headers: s.hdrs[start:end:end], Timestamp: r.Timestamp,
+	}
+	sess.Produce(ctx, out, s.promise)
+}
+
+func (s *Streamer) tallyFor(f *Filter) *tally {
+	v := string(f.header.Value)
+	if n := len(s.tallies); n > 0 && s.tallies[n-1].version == v {
+		return &s.tallies[n-1]
+	}
+	s.tallies = append(s.tallies, tally{version: v})
+	return &s.tallies[len(s.tallies)-1]
+}
+
+// leave closes the session, which leaves the group, within leaveGrace.
+func (s *Streamer) leave(sess *kgo.GroupTransactSession) {
+	done := make(chan struct{})
+	go func() {
+		sess.Close()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(leaveGrace):
+		s.cfg.Logger.Warn("leaving the group takes longer than expected; stopping anyway", "waited", leaveGrace)
+	}
+}
+
+// endContext bounds ending a transaction: normally by the transaction
+// timeout, and by endGrace once ctx ends.
+func endContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	ectx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	stop := context.AfterFunc(ctx, func() { time.AfterFunc(endGrace, cancel) })
+	return ectx, func() {
+		stop()
+		cancel()
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
+// layoutCache maps schema ids to layouts, asking the registry once per id.
+// A negative answer is kept for a minute: a registry that lost its state
+// may learn the id again. Only the consume loop uses it.
+type layoutCache struct {
+	serde *records.Serde
+	ours  avro.Schema
+	now   func() time.Time
+	m     map[int]layoutEntry
+	// The last id and its layout: nearly every record carries the id the
+	// one before it did.
+	lastID  int
+	lastLay *Layout
+}
+
+type layoutEntry struct {
+	lay     *Layout
+	err     error
+	retryAt time.Time
+}
+
+func (c *layoutCache) get(ctx context.Context, id int) (*Layout, error) {
+	if id == c.lastID && c.lastLay != nil {
+		return c.lastLay, nil
+	}
+	if e, ok := c.m[id]; ok && (e.err == nil || c.now().Before(e.retryAt)) {
+		if e.err == nil {
+			c.lastID, c.lastLay = id, e.lay
+		}
+		return e.lay, e.err
+	}
+	w, err := c.serde.WriterSchema(ctx, id)
+	if err != nil {
+		if _, ok := reasonOf(err); ok {
+			c.m[id] = layoutEntry{err: err, retryAt: c.now().Add(time.Minute)}
+		}
+		return nil, err
+	}
+	lay, err := NewLayout(w, c.ours)
+	if err != nil {
+		err = fmt.Errorf("schema id %d: %w", id, err)
+	}
+	c.m[id] = layoutEntry{lay: lay, err: err, retryAt: c.now().Add(time.Minute)}
+	if err == nil {
+		c.lastID, c.lastLay = id, lay
+	}
+	return lay, err
+}
+
+// kgoLogger passes franz-go's warnings and errors to the instance's logger;
+// its info level narrates every transaction.
+type kgoLogger struct{ l *slog.Logger }
+
+func (k kgoLogger) Level() kgo.LogLevel { return kgo.LogLevelWarn }
+
+func (k kgoLogger) Log(level kgo.LogLevel, msg string, keyvals ...any) {
+	l := slog.LevelWarn
+	if level == kgo.LogLevelError {
+		l = slog.LevelError
+	}
+	k.l.Log(context.Background(), l, "kafka: "+msg, keyvals...)
+}
