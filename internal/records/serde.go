@@ -167,7 +167,9 @@ func (s *Serde) WriterSchema(ctx context.Context, id int) (avro.Schema, error) {
 	if ok {
 		return w, nil
 	}
-	text, err := s.client.SchemaTextByID(ctx, id)
+	// GET /schemas/ids/{id} rather than .../schema: srfake JSON-quotes the
+	// raw text that the latter returns, the former is the same everywhere.
+	ss, err := s.client.SchemaByID(ctx, id)
 	if err != nil {
 		var re *sr.ResponseError
 		if errors.As(err, &re) && re.StatusCode == http.StatusNotFound {
@@ -175,7 +177,7 @@ func (s *Serde) WriterSchema(ctx context.Context, id int) (avro.Schema, error) {
 		}
 		return nil, fmt.Errorf("fetch schema id %d: %w", id, err)
 	}
-	w, err = avro.Parse(text)
+	w, err = avro.Parse(ss.Schema)
 	if err != nil {
 		return nil, fmt.Errorf("%w: schema id %d does not parse: %v", ErrWrongSchema, id, err)
 	}
