@@ -33,6 +33,9 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 			bootstrapCommand(),
 			workerCommand(),
 			configCommand(),
+			searchCommand(),
+			recsCommand(),
+			recommenderCommand(),
 		},
 		// urfave prints its own message for a bad flag; make the exit code 2.
 		OnUsageError: func(c *cli.Context, err error, _ bool) error {

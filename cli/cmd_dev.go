@@ -32,6 +32,7 @@ func devComponents() []devComponent {
 		{"temporal worker", func(ctx context.Context, e *env) error {
 			return workers.Run(ctx, e.temporal, e.cfg.TaskQueue, e.activities(), worker.Options{WorkerStopTimeout: 5 * time.Second})
 		}},
+		{"recommender", runRecommender},
 	}
 }
 

@@ -49,6 +49,9 @@ type Config struct {
 	// topic to the end offsets it found at start, just before prompts are
 	// joined.
 	OnCaughtUp func(products int)
+	// TopicWait is how long Run waits for missing topics to be created
+	// (by `shopstream bootstrap`) before it gives up; 0 does not wait.
+	TopicWait time.Duration
 	// KafkaOpts are appended to every Kafka client's options.
 	KafkaOpts []kgo.Opt
 
@@ -137,7 +140,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	defer admCl.Close()
 	admin := kadm.NewClient(admCl)
-	parts, err := checkTopics(ctx, admin, cfg.Topics)
+	parts, err := waitTopics(ctx, admin, &cfg)
 	if err != nil {
 		return err
 	}
@@ -170,6 +173,36 @@ func Run(ctx context.Context, cfg Config) error {
 	return err
 }
 
+// waitTopics checks the topics, waiting up to cfg.TopicWait for missing
+// ones to appear.
+func waitTopics(ctx context.Context, admin *kadm.Client, cfg *Config) (topicPartitions, error) {
+	deadline := time.Now().Add(cfg.TopicWait)
+	lastLog := time.Time{}
+	for {
+		parts, err := checkTopics(ctx, admin, cfg.Topics)
+		var missing *missingTopicError
+		if err == nil || !errors.As(err, &missing) || time.Now().After(deadline) {
+			return parts, err
+		}
+		if time.Since(lastLog) > 10*time.Second {
+			cfg.Logger.Warn("waiting for the recommender's topics", "missing", missing.topic, "hint", "run `shopstream bootstrap`")
+			lastLog = time.Now()
+		}
+		if err := sleep(ctx, 500*time.Millisecond); err != nil {
+			return parts, err
+		}
+	}
+}
+
+type missingTopicError struct {
+	topic string
+	err   error
+}
+
+func (e *missingTopicError) Error() string {
+	return fmt.Sprintf("topic %s does not exist (%v): create the topics with `shopstream bootstrap`", e.topic, e.err)
+}
+
 // topicPartitions are the partition counts Run checked at start.
 type topicPartitions struct {
 	find, recommendations, dlq int32
@@ -188,7 +221,7 @@ func checkTopics(ctx context.Context, admin *kadm.Client, t config.Topics) (topi
 	for _, name := range names {
 		d, ok := details[name]
 		if !ok || d.Err != nil || len(d.Partitions) == 0 {
-			return topicPartitions{}, fmt.Errorf("topic %s does not exist (%v): create the topics with `shopstream bootstrap`", name, d.Err)
+			return topicPartitions{}, &missingTopicError{name, d.Err}
 		}
 		n[name] = int32(len(d.Partitions))
 	}
