@@ -358,4 +358,3 @@ func printSearchResult(w io.Writer, p *records.SearchPrompt, rec *records.Recomm
 	fmt.Fprintf(w, "search %s: %d product(s) recommended to %s for %q\n", p.SearchID, len(mine), p.UserID, p.Query)
 	printProducts(w, mine)
 }
-
