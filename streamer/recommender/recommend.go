@@ -17,33 +17,45 @@ const MaxQueryBytes = 1024
 // Apply returns the user's Recommendation after the prompt p, given the
 // previous one (nil when the user has none) and the products the prompt
 // matched (ordered by key, as Table.Lookup returns them). The rules, which
-// ksql/ must reproduce (see testdata/scenario.json):
+// ksql/ reproduces (see testdata/scenario.json):
 //
 //   - every matched product becomes a recommendation carrying the prompt's
 //     search id, with recommended_at = the prompt's searched_at;
-//   - a product already recommended is replaced by the new recommendation
-//     (distinct by mall_id/product_id);
+//   - a product is listed once (by mall_id/product_id), with its newest
+//     recommendation: a late prompt (older searched_at) does not replace a
+//     newer one;
 //   - products are ordered newest first (recommended_at descending, then
 //     "mall_id/product_id" ascending) and at most MaxProducts are kept;
-//   - last_query and last_searched_at are the prompt's, match or not.
+//   - last_query and last_searched_at are those of the newest prompt,
+//     whether it matched anything or not.
 //
-// prev is not modified.
+// So the result depends on which prompts were joined with which products,
+// not on the order the prompts were processed in: ksqlDB, which
+// repartitions prompts by name and so loses their order per user, arrives
+// at the same list. prev is not modified.
 func Apply(prev *records.Recommendation, p *records.SearchPrompt, matches []*Product) *records.Recommendation {
 	next := &records.Recommendation{UserID: p.UserID, LastQuery: p.Query, LastSearchedAt: p.SearchedAt}
 	var old []records.RecommendedProduct
 	if prev != nil {
 		old = prev.Products
+		if prev.LastSearchedAt.After(p.SearchedAt) {
+			next.LastQuery, next.LastSearchedAt = prev.LastQuery, prev.LastSearchedAt
+		}
 	}
 	n := min(len(matches)+len(old), MaxProducts)
 	next.Products = make([]records.RecommendedProduct, 0, n)
 	for _, m := range matches {
+		if i := find(old, m.MallID, m.ProductID); i >= 0 && old[i].RecommendedAt.After(p.SearchedAt) {
+			continue // already recommended by a newer prompt: kept below
+		}
 		next.Products = append(next.Products, records.RecommendedProduct{
 			ProductID: m.ProductID, MallID: m.MallID, Name: m.Name, Price: m.Price,
 			SearchID: p.SearchID, RecommendedAt: p.SearchedAt,
 		})
 	}
+	added := next.Products
 	for _, o := range old {
-		if !matched(matches, o.MallID, o.ProductID) {
+		if !listed(added, o.MallID, o.ProductID) {
 			next.Products = append(next.Products, o)
 		}
 	}
@@ -58,13 +70,17 @@ func Apply(prev *records.Recommendation, p *records.SearchPrompt, matches []*Pro
 	return next
 }
 
-func matched(ms []*Product, mallID, productID string) bool {
-	for _, m := range ms {
-		if m.ProductID == productID && m.MallID == mallID {
-			return true
+func find(ps []records.RecommendedProduct, mallID, productID string) int {
+	for i := range ps {
+		if ps[i].ProductID == productID && ps[i].MallID == mallID {
+			return i
 		}
 	}
-	return false
+	return -1
+}
+
+func listed(ps []records.RecommendedProduct, mallID, productID string) bool {
+	return find(ps, mallID, productID) >= 0
 }
 
 // newestFirst orders by recommended_at descending, then by the product's

@@ -17,11 +17,11 @@ func TestScenarioOneInstance(t *testing.T) {
 	in := h.start("one", nil)
 	h.run(s, func() []*instance { return []*instance{in} }, nil)
 	h.check(s, 1)
-	// What the metrics say follows from testdata/scenario.json: 13 valid
-	// prompts, 9 of which matched 10 products in all; 6 products remain.
+	// What the metrics say follows from testdata/scenario.json: 14 valid
+	// prompts, 10 of which matched 11 products in all; 6 products remain.
 	for name, want := range map[string]float64{
-		"shopstream_recommender_prompts_total":      13,
-		"shopstream_recommender_matches_total":      10,
+		"shopstream_recommender_prompts_total":      14,
+		"shopstream_recommender_matches_total":      11,
 		"shopstream_recommender_table_products":     6,
 		"shopstream_recommender_table_caught_up":    1,
 		"shopstream_recommender_dead_letters_total": 6, // 5 prompts, 1 product
@@ -34,8 +34,8 @@ func TestScenarioOneInstance(t *testing.T) {
 	if got := metricSeries(t, in.reg, "shopstream_recommender_prompts_total", "result", "unmatched"); got != 4 {
 		t.Errorf("unmatched prompts = %v, want 4", got)
 	}
-	if got := metricSeries(t, in.reg, "shopstream_recommender_join_latency_seconds", "", ""); got != 13 {
-		t.Errorf("join latency observed %v times, want 13", got)
+	if got := metricSeries(t, in.reg, "shopstream_recommender_join_latency_seconds", "", ""); got != 14 {
+		t.Errorf("join latency observed %v times, want 14", got)
 	}
 	in.stop(t)
 }
