@@ -36,7 +36,7 @@ type joiner struct {
 	mu    sync.Mutex
 	stale map[int32]bool
 
-	matches []*Product // reused lookup buffer
+	matches []Product // reused lookup buffer
 }
 
 func newJoiner(cfg *Config, table *Table, admin *kadm.Client, m *metrics, parts topicPartitions) *joiner {

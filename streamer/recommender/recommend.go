@@ -33,7 +33,7 @@ const MaxQueryBytes = 1024
 // not on the order the prompts were processed in: ksqlDB, which
 // repartitions prompts by name and so loses their order per user, arrives
 // at the same list. prev is not modified.
-func Apply(prev *records.Recommendation, p *records.SearchPrompt, matches []*Product) *records.Recommendation {
+func Apply(prev *records.Recommendation, p *records.SearchPrompt, matches []Product) *records.Recommendation {
 	next := &records.Recommendation{UserID: p.UserID, LastQuery: p.Query, LastSearchedAt: p.SearchedAt}
 	var old []records.RecommendedProduct
 	if prev != nil {
@@ -42,10 +42,18 @@ func Apply(prev *records.Recommendation, p *records.SearchPrompt, matches []*Pro
 			next.LastQuery, next.LastSearchedAt = prev.LastQuery, prev.LastSearchedAt
 		}
 	}
+	if len(matches) == 0 {
+		// Nothing new: share the previous list, which nobody modifies.
+		next.Products = old
+		if next.Products == nil {
+			next.Products = []records.RecommendedProduct{}
+		}
+		return next
+	}
 	n := min(len(matches)+len(old), MaxProducts)
 	next.Products = make([]records.RecommendedProduct, 0, n)
 	for _, m := range matches {
-		if i := find(old, m.MallID, m.ProductID); i >= 0 && old[i].RecommendedAt.After(p.SearchedAt) {
+		if i := findProduct(old, m.MallID, m.ProductID); i >= 0 && old[i].RecommendedAt.After(p.SearchedAt) {
 			continue // already recommended by a newer prompt: kept below
 		}
 		next.Products = append(next.Products, records.RecommendedProduct{
@@ -70,7 +78,7 @@ func Apply(prev *records.Recommendation, p *records.SearchPrompt, matches []*Pro
 	return next
 }
 
-func find(ps []records.RecommendedProduct, mallID, productID string) int {
+func findProduct(ps []records.RecommendedProduct, mallID, productID string) int {
 	for i := range ps {
 		if ps[i].ProductID == productID && ps[i].MallID == mallID {
 			return i
@@ -80,7 +88,7 @@ func find(ps []records.RecommendedProduct, mallID, productID string) int {
 }
 
 func listed(ps []records.RecommendedProduct, mallID, productID string) bool {
-	return find(ps, mallID, productID) >= 0
+	return findProduct(ps, mallID, productID) >= 0
 }
 
 // newestFirst orders by recommended_at descending, then by the product's

@@ -76,7 +76,9 @@ func TestTableKeepsIDsFromTheValue(t *testing.T) {
 	tbl := NewTable()
 	tbl.Upsert("m1/p1", product("m1", "p1", "x", "1"))
 	tbl.Upsert("odd-key", product("m2", "p2", "y", "2"))
-	for i, c := range []struct{ key, mall, id string }{{"m1/p1", "m1", "p1"}, {"odd-key", "m2", "p2"}} {
+	tbl.Upsert("x", product("", "p", "z", "3"))
+	tbl.Upsert("/", product("", "", "w", "4"))
+	for i, c := range []struct{ key, mall, id string }{{"m1/p1", "m1", "p1"}, {"odd-key", "m2", "p2"}, {"x", "", "p"}, {"/", "", ""}} {
 		p, ok := tbl.Get(c.key)
 		if !ok || p.MallID != c.mall || p.ProductID != c.id {
 			t.Errorf("#%d: Get(%q) = %+v, %v; want mall %s product %s", i, c.key, p, ok, c.mall, c.id)
@@ -109,5 +111,58 @@ func TestTableChainOrderUnderManyUpdates(t *testing.T) {
 		if got[i-1].Key >= got[i].Key {
 			t.Fatalf("chain out of order at %d: %s then %s", i, got[i-1].Key, got[i].Key)
 		}
+	}
+}
+
+// Updates and deletes leave garbage in the arena; compaction must keep
+// every live product intact.
+func TestTableCompaction(t *testing.T) {
+	tbl := NewTable()
+	long := strings.Repeat("x", 200)
+	for round := range 30 {
+		for i := range 1000 {
+			key := fmt.Sprintf("m%d/p%d", i%7, i)
+			if i%3 == 0 && round%2 == 1 {
+				tbl.Delete(key)
+				continue
+			}
+			p := product(fmt.Sprintf("m%d", i%7), fmt.Sprintf("p%d", i), fmt.Sprintf("Name %d %s round %d", i%50, long, round), fmt.Sprint(round))
+			if i%5 == 0 {
+				p.MallID = "elsewhere" // a key that is not mall/product
+			}
+			p.Price.Currency = []string{"USD", "EUR", fmt.Sprintf("X%d", i)}[i%3]
+			tbl.Upsert(key, p)
+		}
+	}
+	if len(tbl.arena) > 4<<20 {
+		t.Errorf("arena holds %d bytes after 30 rounds over 1000 products: not compacted", len(tbl.arena))
+	}
+	products, _ := tbl.Len()
+	seen := 0
+	for i := range 1000 {
+		key := fmt.Sprintf("m%d/p%d", i%7, i)
+		got, ok := tbl.Get(key)
+		if i%3 == 0 { // deleted in the last (odd) round
+			if ok {
+				t.Errorf("%s survived its delete", key)
+			}
+			continue
+		}
+		seen++
+		mall := fmt.Sprintf("m%d", i%7)
+		if i%5 == 0 {
+			mall = "elsewhere"
+		}
+		want := Product{Key: key, MallID: mall, ProductID: fmt.Sprintf("p%d", i), Name: fmt.Sprintf("Name %d %s round %d", i%50, long, 29),
+			Price: records.Price{Amount: "29", Currency: []string{"USD", "EUR", fmt.Sprintf("X%d", i)}[i%3]}}
+		if !ok || got != want {
+			t.Fatalf("%s = %+v, want %+v", key, got, want)
+		}
+		if n := len(tbl.Lookup(nil, Normalize(want.Name))); n < 1 {
+			t.Fatalf("%s not found by its name", key)
+		}
+	}
+	if products != seen {
+		t.Errorf("Len says %d products, %d found", products, seen)
 	}
 }
