@@ -75,6 +75,9 @@ func (j *joiner) run(ctx context.Context) error {
 		kgo.TransactionTimeout(j.cfg.TransactionTimeout),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.RequireStableFetchOffsets(),
+		// kfake holds a new member's first fetch for the whole max wait
+		// even when prompts arrive; a second bounds that first answer.
+		kgo.FetchMaxWait(time.Second),
 		// Each user's recommendation goes to the partition number of the
 		// user's prompts; see checkTopics.
 		kgo.RecordPartitioner(kgo.ManualPartitioner()),
@@ -139,6 +142,13 @@ func (c *crashError) Error() string { return c.err.Error() }
 // batch joins one poll's prompts in one transaction. It returns whether the
 // transaction committed; an error means it did not.
 func (j *joiner) batch(ctx context.Context, sess *kgo.GroupTransactSession, fetches kgo.Fetches) (bool, error) {
+	t0 := time.Now()
+	var tRestored, tJoined time.Time
+	defer func() {
+		if !tJoined.IsZero() {
+			j.log.Debug("batch", "records", fetches.NumRecords(), "restore", tRestored.Sub(t0), "join", tJoined.Sub(tRestored), "commit", time.Since(tJoined))
+		}
+	}()
 	j.dropStale()
 	var need []int32
 	fetches.EachPartition(func(fp kgo.FetchTopicPartition) {
@@ -157,6 +167,7 @@ func (j *joiner) batch(ctx context.Context, sess *kgo.GroupTransactSession, fetc
 		j.log.Info("restored users' recommendations", "partitions", need, "users", countUsers(restored))
 	}
 
+	tRestored = time.Now()
 	if err := sess.Begin(); err != nil {
 		return false, fmt.Errorf("begin transaction: %w", err)
 	}
@@ -200,6 +211,7 @@ func (j *joiner) batch(ctx context.Context, sess *kgo.GroupTransactSession, fetc
 	if perr != nil {
 		return false, j.abort(sess, perr)
 	}
+	tJoined = time.Now()
 	// Ending must not be cut short by a shutdown: the batch is already
 	// produced, and a clean end beats a transaction left to time out.
 	ectx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
