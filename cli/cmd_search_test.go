@@ -251,3 +251,33 @@ func TestSearchThenRecs(t *testing.T) {
 		t.Errorf("recs --follow --json printed %q, want null then carol's update", lines)
 	}
 }
+
+// `shopstream recommender` runs until Ctrl-C, serves /metrics and says
+// when it joins.
+func TestRecommenderCommand(t *testing.T) {
+	s := newSearchStack(t)
+	ctx, cancel := context.WithCancel(s.ctx)
+	var out syncBuffer
+	done := make(chan int, 1)
+	go func() {
+		code, _ := runAppTo(ctx, "", &out, s.withConn([]string{"recommender", "--metrics-addr", "127.0.0.1:0", "--instance-id", "cmd-test"})...)
+		done <- code
+	}()
+	for deadline := time.Now().Add(20 * time.Second); !strings.Contains(out.String(), "joining prompts"); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("recommender did not start within 20s; printed %q", out.String())
+		}
+	}
+	if !strings.Contains(out.String(), "table holds 0 filtered products") || !strings.Contains(out.String(), "/metrics on 127.0.0.1:") {
+		t.Errorf("recommender printed %q", out.String())
+	}
+	cancel()
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Errorf("recommender exited %d after Ctrl-C, want 0", code)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("recommender did not stop within 10s of Ctrl-C")
+	}
+}

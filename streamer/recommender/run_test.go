@@ -68,3 +68,44 @@ func TestNoTemporalDependency(t *testing.T) {
 		}
 	}
 }
+
+// Started before `shopstream bootstrap` (as `shopstream dev` starts it),
+// Run waits for its topics instead of failing.
+func TestRunWaitsForTopics(t *testing.T) {
+	h := newHarness(t)
+	topics := h.topics
+	topics.Filtered = "filtered_later"
+	caught := make(chan int, 1)
+	done := make(chan error, 1)
+	ctx, cancel := context.WithCancel(h.ctx)
+	defer cancel()
+	go func() {
+		done <- Run(ctx, Config{Brokers: h.brokers, Topics: topics, Serde: h.serde, InstanceID: "waiter",
+			TopicWait: 30 * time.Second, OnCaughtUp: func(n int) { caught <- n }})
+	}()
+	time.Sleep(time.Second)
+	select {
+	case err := <-done:
+		t.Fatalf("Run returned %v before its topic existed", err)
+	case <-caught:
+		t.Fatal("Run caught up on a topic that does not exist")
+	default:
+	}
+	if _, err := h.admin.CreateTopic(h.ctx, testPartitions, 1, nil, topics.Filtered); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case n := <-caught:
+		if n != 0 {
+			t.Errorf("caught up with %d products, want 0", n)
+		}
+	case err := <-done:
+		t.Fatalf("Run returned %v", err)
+	case <-time.After(20 * time.Second):
+		t.Fatal("Run did not start within 20s of the topic's creation")
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Run returned %v after cancel", err)
+	}
+}
