@@ -78,12 +78,3 @@ func deadLetter(topic string, r *kgo.Record, bad *badRecord, now time.Time) *kgo
 	h = append(h, r.Headers...)
 	return &kgo.Record{Topic: topic, Key: r.Key, Value: r.Value, Headers: h}
 }
-
-func header(r *kgo.Record, key string) string {
-	for _, h := range r.Headers {
-		if h.Key == key {
-			return string(h.Value)
-		}
-	}
-	return ""
-}

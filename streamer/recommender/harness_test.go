@@ -538,3 +538,12 @@ func (h *harness) check(s scenario, instances int) {
 		}
 	}
 }
+
+func header(r *kgo.Record, key string) string {
+	for _, h := range r.Headers {
+		if h.Key == key {
+			return string(h.Value)
+		}
+	}
+	return ""
+}
