@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/http"
 	"sort"
+	"time"
 
 	"github.com/hamba/avro/v2"
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -25,6 +27,9 @@ type Bootstrap struct {
 	Registry *sr.Client
 	Schemas  *records.Schemas
 	HTTP     *http.Client
+
+	ksqlFiles fs.FS            // the ksqlDB migrations; nil: those built in (ksql.Files)
+	now       func() time.Time // nil: time.Now
 }
 
 func (b *Bootstrap) admin() *kadm.Client { return kadm.NewClient(b.Kafka) }
@@ -277,13 +282,14 @@ func (b *Bootstrap) ApplyConnectors(ctx context.Context, in workflows.ApplyConne
 		"applying Kafka Connect connectors is not built yet (issue #6): unset KAFKA_CONNECT_URL or run with --only topics,schemas", workflows.ErrTypeInvalidInput, nil)
 }
 
-// ApplyKsqlMigrations applies the ksqlDB migrations when a ksqlDB URL is set.
+// ApplyKsqlMigrations applies the ksqlDB migrations of ksql/ when a ksqlDB
+// URL is set: in version order, each once, recorded with its checksum (see
+// ksql.go).
 func (b *Bootstrap) ApplyKsqlMigrations(ctx context.Context, in workflows.ApplyKsqlInput) (workflows.StepResult, error) {
 	if in.KsqlURL == "" {
 		return workflows.StepResult{Skipped: "KSQLDB_URL not set"}, nil
 	}
-	return workflows.StepResult{}, temporal.NewNonRetryableApplicationError(
-		"applying ksqlDB migrations is not built yet (issue #5): unset KSQLDB_URL or run with --only topics,schemas", workflows.ErrTypeInvalidInput, nil)
+	return b.applyKsql(ctx, in)
 }
 
 func isNotFound(err error) bool {

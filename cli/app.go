@@ -40,6 +40,9 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 			streamerCommand(),
 			filterCommand(),
 			dlqCommand(),
+			searchCommand(),
+			recsCommand(),
+			recommenderCommand(),
 		},
 		// urfave prints its own message for a bad flag; make the exit code 2.
 		OnUsageError: func(c *cli.Context, err error, _ bool) error {

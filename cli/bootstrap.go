@@ -74,7 +74,9 @@ func bootstrapInput(cfg *config.Config, ts topicSettings, steps []string) workfl
 			{Subject: records.Subject(t.Filter), Kind: string(records.KindFilterState)},
 		}},
 		Connectors: workflows.ApplyConnectorsInput{ConnectURL: cfg.KafkaConnectURL},
-		Ksql:       workflows.ApplyKsqlInput{KsqlURL: cfg.KsqlDBURL},
+		Ksql: workflows.ApplyKsqlInput{KsqlURL: cfg.KsqlDBURL, Vars: map[string]string{
+			"filtered_topic": t.Filtered, "find_topic": t.Find, "recom_topic": t.Recommendations,
+		}},
 	}
 }
 

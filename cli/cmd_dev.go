@@ -34,12 +34,13 @@ func devComponents() []devComponent {
 			return workers.Run(ctx, e.temporal, e.cfg.TaskQueue, e.activities(), worker.Options{WorkerStopTimeout: 5 * time.Second})
 		}},
 		{"product api", devProductAPI}, {"image collector", devCollector},
+		// The streamer process: the filter and the built-in recommender.
 		{"streamer", func(ctx context.Context, e *env) error {
-			s, err := newStreamer(e, streamerOptions{group: streamer.DefaultGroup})
+			parts, err := streamerParts(e, streamerOptions{group: streamer.DefaultGroup, recommender: true})
 			if err != nil {
 				return err
 			}
-			return s.Run(ctx)
+			return runParts(ctx, parts)
 		}},
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/urfave/cli/v2"
 	"golang.org/x/sync/errgroup"
@@ -12,6 +13,7 @@ import (
 	"github.com/shopstream/shopstream/internal/config"
 	"github.com/shopstream/shopstream/internal/telemetry"
 	"github.com/shopstream/shopstream/streamer"
+	"github.com/shopstream/shopstream/streamer/recommender"
 )
 
 // streamerOptions are the flags of `shopstream streamer`.
@@ -20,6 +22,8 @@ type streamerOptions struct {
 	group         string
 	caseSensitive bool
 	maxBatch      int
+	// recommender runs the built-in recommender in the same process.
+	recommender bool
 }
 
 func streamerFlags() []cli.Flag {
@@ -28,6 +32,7 @@ func streamerFlags() []cli.Flag {
 		&cli.StringFlag{Name: "group", EnvVars: []string{"STREAMER_GROUP"}, Value: streamer.DefaultGroup, Usage: "consumer group the instances share", Category: "Streamer"},
 		&cli.BoolFlag{Name: "case-sensitive", EnvVars: []string{"STREAMER_CASE_SENSITIVE"}, Usage: "match case-sensitively whatever the filter says (default: as each filter state says; states are case-insensitive unless set with --case-sensitive)", Category: "Streamer"},
 		&cli.IntFlag{Name: "max-batch", EnvVars: []string{"STREAMER_MAX_BATCH"}, Value: streamer.DefaultMaxBatch, Usage: "most records in one transaction", Category: "Streamer"},
+		&cli.StringFlag{Name: "recommender", EnvVars: []string{"STREAMER_RECOMMENDER"}, Value: "on", Usage: "run the built-in recommender in this process: on, or off when ksqlDB builds the recommendations", Category: "Streamer"},
 	}
 }
 
@@ -35,6 +40,13 @@ func readStreamerOptions(c *cli.Context) (streamerOptions, error) {
 	o := streamerOptions{
 		instanceID: c.String("instance-id"), group: c.String("group"),
 		caseSensitive: c.Bool("case-sensitive"), maxBatch: c.Int("max-batch"),
+	}
+	switch c.String("recommender") {
+	case "on":
+		o.recommender = true
+	case "off":
+	default:
+		return o, usageErr("--recommender %q: want on or off", c.String("recommender"))
 	}
 	if o.maxBatch < 1 || o.maxBatch > 1_000_000 {
 		return o, usageErr("--max-batch %d: want 1 to 1000000", o.maxBatch)
@@ -80,7 +92,30 @@ func streamerParts(e *env, o streamerOptions) ([]streamerPart, error) {
 	if err != nil {
 		return nil, err
 	}
-	return []streamerPart{{"filter", s.Run}}, nil
+	parts := []streamerPart{{"filter", s.Run}}
+	if o.recommender {
+		rc := recommender.ConfigFrom(e.cfg, e.serde, e.metrics, e.log.With("component", "recommender"))
+		rc.Group = recommender.DefaultGroup
+		// One process, one id: unique when several instances share a host.
+		rc.InstanceID = s.InstanceID()
+		rc.TopicWait = 2 * time.Minute // `shopstream dev` bootstraps after its components start
+		parts = append(parts, streamerPart{"recommender", func(ctx context.Context) error { return recommender.Run(ctx, rc) }})
+	}
+	return parts, nil
+}
+
+// runParts runs the parts until ctx ends or one fails.
+func runParts(ctx context.Context, parts []streamerPart) error {
+	g, gctx := errgroup.WithContext(ctx)
+	for _, p := range parts {
+		g.Go(func() error {
+			if err := p.run(gctx); err != nil && !errors.Is(err, context.Canceled) {
+				return fmt.Errorf("%s: %w", p.name, err)
+			}
+			return nil
+		})
+	}
+	return g.Wait()
 }
 
 func newStreamer(e *env, o streamerOptions) (*streamer.Streamer, error) {
@@ -118,18 +153,9 @@ func runStreamerCommand(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(c.App.Writer, "streamer: %s -> %s in group %s; /metrics on http://%s/metrics\n",
-		cfg.Topics.Products, cfg.Topics.Filtered, o.group, addr)
-	g, gctx := errgroup.WithContext(c.Context)
-	for _, p := range parts {
-		g.Go(func() error {
-			if err := p.run(gctx); err != nil && !errors.Is(err, context.Canceled) {
-				return fmt.Errorf("%s: %w", p.name, err)
-			}
-			return nil
-		})
-	}
-	return g.Wait()
+	fmt.Fprintf(c.App.Writer, "streamer: %s -> %s in group %s (recommender %s); /metrics on http://%s/metrics\n",
+		cfg.Topics.Products, cfg.Topics.Filtered, o.group, c.String("recommender"), addr)
+	return runParts(c.Context, parts)
 }
 
 // serveStreamerMetrics serves /metrics on --metrics-addr. Left at its

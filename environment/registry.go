@@ -1,6 +1,7 @@
 package environment
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -48,10 +49,38 @@ func newPersistentRegistry(path string) (*persistentRegistry, error) {
 	if err := json.Unmarshal(raw, &saved); err != nil {
 		return nil, fmt.Errorf("parse saved schemas %s: %w (delete the file to start with an empty registry)", path, err)
 	}
+	seeded := map[int]bool{}
 	for _, s := range saved {
-		p.reg.SeedSchema(s.Subject, s.Version, s.ID, s.Schema)
+		if !seeded[s.ID] {
+			p.reg.SeedSchema(s.Subject, s.Version, s.ID, s.Schema)
+			seeded[s.ID] = true
+			continue
+		}
+		// srfake seeds an id once (and panics on a second seed); another
+		// subject with the same schema is registered, which reuses the id.
+		if err := p.register(s); err != nil {
+			return nil, fmt.Errorf("restore saved schemas %s: %w (delete the file to start with an empty registry)", path, err)
+		}
 	}
 	return p, nil
+}
+
+func (p *persistentRegistry) register(s savedSchema) error {
+	body, err := json.Marshal(s.Schema)
+	if err != nil {
+		return err
+	}
+	rec := httptest.NewRecorder()
+	req := httptest.NewRequest(http.MethodPost, "/subjects/"+s.Subject+"/versions", bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/vnd.schemaregistry.v1+json")
+	p.reg.Handler().ServeHTTP(rec, req)
+	var got struct {
+		ID int `json:"id"`
+	}
+	if rec.Code != http.StatusOK || json.Unmarshal(rec.Body.Bytes(), &got) != nil || got.ID != s.ID {
+		return fmt.Errorf("subject %s version %d: registering it again gave %d %s, want id %d", s.Subject, s.Version, rec.Code, rec.Body.String(), s.ID)
+	}
+	return nil
 }
 
 // ServeHTTP passes every request to srfake and saves the registry after each

@@ -97,6 +97,8 @@ type ApplyConnectorsInput struct {
 // ApplyKsqlInput names the ksqlDB REST endpoint.
 type ApplyKsqlInput struct {
 	KsqlURL string
+	// Vars fill the ${NAME} placeholders of the migration files (topic names).
+	Vars map[string]string
 }
 
 // ItemResult is the outcome of one topic, subject, connector or migration.

@@ -107,3 +107,32 @@ func TestDecodeErrors(t *testing.T) {
 		}
 	}
 }
+
+// A consumer's serde has never encoded anything: it must fetch the writer's
+// schema from the registry by id.
+func TestDecodeWithAnotherSerde(t *testing.T) {
+	ctx := context.Background()
+	schemas, err := ParseSchemas()
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(srfake.NewRegistry().Handler())
+	t.Cleanup(srv.Close)
+	cl, err := sr.NewClient(sr.URLs(srv.URL))
+	if err != nil {
+		t.Fatal(err)
+	}
+	producer, consumer := NewSerde(schemas, cl), NewSerde(schemas, cl)
+	in := SearchPrompt{SearchID: "s", UserID: "u", Query: "iPhone 15", SearchedAt: time.UnixMilli(5).UTC()}
+	b, err := producer.Encode(ctx, nil, "find", &in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out SearchPrompt
+	if err := consumer.Decode(ctx, b, &out); err != nil {
+		t.Fatalf("a fresh serde cannot decode: %v", err)
+	}
+	if out != in {
+		t.Fatalf("decoded %+v, want %+v", out, in)
+	}
+}

@@ -1,0 +1,56 @@
+package main
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/shopstream/shopstream/internal/config"
+	"github.com/shopstream/shopstream/internal/telemetry"
+	"github.com/shopstream/shopstream/streamer/recommender"
+)
+
+func recommenderCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "recommender",
+		Usage: "run the built-in recommender alone: join search prompts with the filtered products into per-user recommendations",
+		Description: "The streamer process runs it by default; run it alone to scale it apart from the filter, and not\n" +
+			"at all when ksqlDB builds the recommendations. Instances share the prompts as a consumer group\n" +
+			"(--group); each reads the whole filtered topic into its own table before joining. Exactly once;\n" +
+			"a restarted instance rebuilds its table and users from Kafka. Stops cleanly on SIGINT/SIGTERM.\n\n" +
+			"Example:\n  shopstream recommender --instance-id recs-1 --metrics-addr 127.0.0.1:9465",
+		Flags: withFlags(logFlag,
+			&cli.StringFlag{Name: "group", EnvVars: []string{"RECOMMENDER_GROUP"}, Value: recommender.DefaultGroup, Usage: "consumer group of the recommender instances"},
+			&cli.StringFlag{Name: "instance-id", EnvVars: []string{"RECOMMENDER_INSTANCE_ID"}, Usage: "this instance's name, stable across restarts and unique among instances (default: the host name)"},
+			&cli.DurationFlag{Name: "wait-for-topics", Value: time.Minute, Usage: "how long to wait for `shopstream bootstrap` to create missing topics"},
+		),
+		Action: func(c *cli.Context) error {
+			cfg, err := config.FromContext(c)
+			if err != nil {
+				return usageErr("%v", err)
+			}
+			// A long-running command logs at --log-level (info) by default.
+			logger, err := telemetry.NewLogger(c.App.ErrWriter, c.String("log-level"))
+			if err != nil {
+				return usageErr("%v", err)
+			}
+			e, err := connectWith(c.Context, cfg, logger, true, false)
+			if err != nil {
+				return err
+			}
+			defer e.close()
+			addr, err := telemetry.Serve(c.Context, cfg.MetricsAddrFor("recommender"), e.metrics)
+			if err != nil {
+				return err
+			}
+			rc := recommender.ConfigFrom(cfg, e.serde, e.metrics, logger)
+			rc.Group, rc.InstanceID, rc.TopicWait = c.String("group"), c.String("instance-id"), c.Duration("wait-for-topics")
+			rc.OnCaughtUp = func(products int) {
+				fmt.Fprintf(c.App.Writer, "recommender: table holds %d filtered products; joining prompts from %s as group %s; /metrics on %s\n",
+					products, cfg.Topics.Find, rc.Group, addr)
+			}
+			return recommender.Run(c.Context, rc)
+		},
+	}
+}

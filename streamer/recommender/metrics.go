@@ -1,0 +1,50 @@
+package recommender
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+)
+
+type metrics struct {
+	prompts       *prometheus.CounterVec // result: matched, unmatched
+	matches       prometheus.Counter
+	joinLatency   prometheus.Histogram
+	tableProducts prometheus.Gauge
+	tableNames    prometheus.Gauge
+	tableCaughtUp prometheus.Gauge
+	catchUp       prometheus.Gauge
+	deadLetters   *prometheus.CounterVec // source: prompts, products; reason
+	transactions  *prometheus.CounterVec // result: committed, aborted
+	users         prometheus.Gauge
+	restores      prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	f := promauto.With(reg)
+	const ns, sub = "shopstream", "recommender"
+	return &metrics{
+		prompts: f.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "prompts_total",
+			Help: "Search prompts joined and committed, by whether any product matched."}, []string{"result"}),
+		matches: f.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "matches_total",
+			Help: "Products recommended (one per matching product per prompt)."}),
+		joinLatency: f.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Subsystem: sub, Name: "join_latency_seconds",
+			Help:    "From a prompt's record timestamp to the commit of the recommendation it produced.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60}}),
+		tableProducts: f.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "table_products",
+			Help: "Filtered products in this instance's table."}),
+		tableNames: f.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "table_names",
+			Help: "Distinct normalised names in this instance's table."}),
+		tableCaughtUp: f.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "table_caught_up",
+			Help: "1 once the table has read the filtered topic up to the end offsets it found at start; prompts are joined only then."}),
+		catchUp: f.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "table_catch_up_seconds",
+			Help: "How long the table took to read the filtered topic up to its end offsets at start."}),
+		deadLetters: f.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "dead_letters_total",
+			Help: "Records sent to the dead-letter topic, by input and reason."}, []string{"source", "reason"}),
+		transactions: f.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "transactions_total",
+			Help: "Transactions ended, by result (aborted: a rebalance or an error; the prompts are joined again)."}, []string{"result"}),
+		users: f.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "users",
+			Help: "Users whose recommendations this instance holds (those of its assigned partitions)."}),
+		restores: f.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "partition_restores_total",
+			Help: "Partitions whose users' recommendations were restored from the recommendations topic."}),
+	}
+}

@@ -1,0 +1,246 @@
+package recommender
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/shopstream/shopstream/internal/config"
+	"github.com/shopstream/shopstream/internal/records"
+)
+
+// DefaultGroup is the consumer group of the recommender's instances.
+const DefaultGroup = "shopstream-recommender"
+
+// Config is what Run needs. Brokers, Topics and Serde are required.
+type Config struct {
+	Brokers []string
+	// Topics names the filtered products (read whole into the table), the
+	// prompts (consumed as a group), the recommendations (written, and read
+	// back to restore users) and the dead-letter topic.
+	Topics config.Topics
+	Serde  *records.Serde
+	// Group is the consumer group; DefaultGroup when empty.
+	Group string
+	// InstanceID names this instance; its transactional id is
+	// Group-InstanceID. Keep it stable across restarts (the default is the
+	// host name), so a restarted instance fences its predecessor's open
+	// transaction at once instead of waiting for it to time out; and make it
+	// unique among live instances.
+	InstanceID string
+	// TransactionTimeout bounds how long a crashed instance's transaction
+	// can hold back readers; 30s when zero.
+	TransactionTimeout time.Duration
+	DialTimeout        time.Duration
+	// Registerer receives the metrics; none are exported when nil.
+	Registerer prometheus.Registerer
+	Logger     *slog.Logger
+	Now        func() time.Time
+	// OnCaughtUp, when set, is called once the table has read the filtered
+	// topic to the end offsets it found at start, just before prompts are
+	// joined.
+	OnCaughtUp func(products int)
+	// TopicWait is how long Run waits for missing topics to be created
+	// (by `shopstream bootstrap`) before it gives up; 0 does not wait.
+	TopicWait time.Duration
+	// KafkaOpts are appended to every Kafka client's options.
+	KafkaOpts []kgo.Opt
+
+	hooks *testHooks
+}
+
+// testHooks let tests crash an instance at chosen points.
+type testHooks struct {
+	// afterProduce runs after a batch's records are written, before the
+	// transaction ends; an error makes the instance stop at once, as if it
+	// crashed, leaving the transaction open.
+	afterProduce func() error
+	// onTable receives the instance's table, to watch it catch up.
+	onTable func(*Table)
+}
+
+// ConfigFrom fills a Config from shopstream's configuration.
+func ConfigFrom(cfg *config.Config, serde *records.Serde, reg prometheus.Registerer, logger *slog.Logger) Config {
+	return Config{
+		Brokers: cfg.KafkaBrokers, Topics: cfg.Topics, Serde: serde,
+		DialTimeout: cfg.DialTimeout, Registerer: reg, Logger: logger,
+	}
+}
+
+func (c *Config) setDefaults() error {
+	if len(c.Brokers) == 0 {
+		return errors.New("recommender: no Kafka brokers")
+	}
+	if c.Serde == nil {
+		return errors.New("recommender: no serde")
+	}
+	for _, t := range []struct{ what, name string }{
+		{"filtered", c.Topics.Filtered}, {"find", c.Topics.Find},
+		{"recommendations", c.Topics.Recommendations}, {"dead-letter", c.Topics.DLQ},
+	} {
+		if t.name == "" {
+			return fmt.Errorf("recommender: the %s topic has no name", t.what)
+		}
+	}
+	if c.Group == "" {
+		c.Group = DefaultGroup
+	}
+	if c.InstanceID == "" {
+		host, err := os.Hostname()
+		if err != nil || host == "" {
+			host = "instance"
+		}
+		c.InstanceID = host
+	}
+	if c.TransactionTimeout == 0 {
+		c.TransactionTimeout = 30 * time.Second
+	}
+	if c.DialTimeout == 0 {
+		c.DialTimeout = 10 * time.Second
+	}
+	if c.Registerer == nil {
+		c.Registerer = prometheus.NewRegistry()
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return nil
+}
+
+func (c *Config) kafkaOpts(extra ...kgo.Opt) []kgo.Opt {
+	opts := []kgo.Opt{kgo.SeedBrokers(c.Brokers...), kgo.DialTimeout(c.DialTimeout)}
+	opts = append(opts, extra...)
+	return append(opts, c.KafkaOpts...)
+}
+
+// Run joins prompts with the table of filtered products until ctx ends. It
+// first reads the filtered topic up to its end offsets, then joins prompts
+// as a member of the group. It returns nil after a clean stop, which takes
+// at most a few seconds after ctx ends.
+func Run(ctx context.Context, cfg Config) error {
+	if err := cfg.setDefaults(); err != nil {
+		return err
+	}
+	m := newMetrics(cfg.Registerer)
+	admCl, err := kgo.NewClient(cfg.kafkaOpts()...)
+	if err != nil {
+		return fmt.Errorf("create Kafka client: %w", err)
+	}
+	defer admCl.Close()
+	admin := kadm.NewClient(admCl)
+	parts, err := waitTopics(ctx, admin, &cfg)
+	if err != nil {
+		return err
+	}
+	table := NewTable()
+	if cfg.hooks != nil && cfg.hooks.onTable != nil {
+		cfg.hooks.onTable(table)
+	}
+	ld, err := newLoader(&cfg, table, admin, m)
+	if err != nil {
+		return err
+	}
+	defer ld.close()
+
+	g, gctx := errgroup.WithContext(ctx)
+	caughtUp := make(chan struct{})
+	g.Go(func() error { return ld.run(gctx, caughtUp) })
+	g.Go(func() error {
+		select {
+		case <-caughtUp:
+		case <-gctx.Done():
+			return nil
+		}
+		j := newJoiner(&cfg, table, admin, m, parts)
+		return j.run(gctx)
+	})
+	err = g.Wait()
+	if ctx.Err() != nil && (err == nil || errors.Is(err, context.Canceled)) {
+		return nil
+	}
+	return err
+}
+
+// waitTopics checks the topics, waiting up to cfg.TopicWait for missing
+// ones to appear.
+func waitTopics(ctx context.Context, admin *kadm.Client, cfg *Config) (topicPartitions, error) {
+	deadline := time.Now().Add(cfg.TopicWait)
+	lastLog := time.Time{}
+	for {
+		parts, err := checkTopics(ctx, admin, cfg.Topics)
+		var missing *missingTopicError
+		if err == nil || !errors.As(err, &missing) || time.Now().After(deadline) {
+			return parts, err
+		}
+		if time.Since(lastLog) > 10*time.Second {
+			cfg.Logger.Warn("waiting for the recommender's topics", "missing", missing.topic, "hint", "run `shopstream bootstrap`")
+			lastLog = time.Now()
+		}
+		if err := sleep(ctx, 500*time.Millisecond); err != nil {
+			return parts, err
+		}
+	}
+}
+
+type missingTopicError struct {
+	topic string
+	err   error
+}
+
+func (e *missingTopicError) Error() string {
+	return fmt.Sprintf("topic %s does not exist (%v): create the topics with `shopstream bootstrap`", e.topic, e.err)
+}
+
+// topicPartitions are the partition counts Run checked at start.
+type topicPartitions struct {
+	find, recommendations, dlq int32
+}
+
+// checkTopics makes sure every topic exists, and that prompts and
+// recommendations are co-partitioned: a user's recommendations are written
+// to, and restored from, the partition number of the user's prompts.
+func checkTopics(ctx context.Context, admin *kadm.Client, t config.Topics) (topicPartitions, error) {
+	names := []string{t.Filtered, t.Find, t.Recommendations, t.DLQ}
+	details, err := admin.ListTopics(ctx, names...)
+	if err != nil {
+		return topicPartitions{}, fmt.Errorf("describe topics %v: %w", names, err)
+	}
+	n := map[string]int32{}
+	for _, name := range names {
+		d, ok := details[name]
+		if !ok || d.Err != nil || len(d.Partitions) == 0 {
+			return topicPartitions{}, &missingTopicError{name, d.Err}
+		}
+		n[name] = int32(len(d.Partitions))
+	}
+	if n[t.Find] != n[t.Recommendations] {
+		return topicPartitions{}, fmt.Errorf("topics %s (%d partitions) and %s (%d partitions) must have the same number of partitions: "+
+			"the recommender restores each user's recommendations from the partition that matches the user's prompts "+
+			"(run `shopstream bootstrap --force` to reconcile them)", t.Find, n[t.Find], t.Recommendations, n[t.Recommendations])
+	}
+	return topicPartitions{find: n[t.Find], recommendations: n[t.Recommendations], dlq: n[t.DLQ]}, nil
+}
+
+// sleep waits d or until ctx ends.
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
