@@ -167,7 +167,12 @@ func (s *Serde) WriterSchema(ctx context.Context, id int) (avro.Schema, error) {
 	if ok {
 		return w, nil
 	}
-	text, err := s.client.SchemaTextByID(ctx, id)
+	// GET /schemas/ids/{id} rather than its /schema variant: srfake answers
+	// the latter with a JSON-quoted string where Confluent's registry sends
+	// the bare schema, so a decoder that had not registered the schema
+	// itself (any other process) failed against the embedded stack.
+	ss, err := s.client.SchemaByID(ctx, id)
+	text := ss.Schema
 	if err != nil {
 		var re *sr.ResponseError
 		if errors.As(err, &re) && re.StatusCode == http.StatusNotFound {

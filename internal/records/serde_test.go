@@ -107,3 +107,35 @@ func TestDecodeErrors(t *testing.T) {
 		}
 	}
 }
+
+// A decoder that did not register the schema itself (another process) reads
+// it from the registry by id.
+func TestDecodeInAnotherSerdeFetchesTheWriterSchema(t *testing.T) {
+	ctx := context.Background()
+	schemas, err := ParseSchemas()
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(srfake.NewRegistry().Handler())
+	t.Cleanup(srv.Close)
+	newSerde := func() *Serde {
+		cl, err := sr.NewClient(sr.URLs(srv.URL))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return NewSerde(schemas, cl)
+	}
+	in := &CompleteProduct{Product: Product{ProductID: "p", MallID: "m", Name: "n", Price: Price{Amount: "1", Currency: "EUR"},
+		CreatedAt: time.UnixMilli(1).UTC(), UpdatedAt: time.UnixMilli(2).UTC()}, CollectedAt: time.UnixMilli(3).UTC()}
+	b, err := newSerde().Encode(ctx, nil, "products_with_full_img_set", in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out CompleteProduct
+	if err := newSerde().Decode(ctx, b, &out); err != nil {
+		t.Fatalf("decode with a fresh serde: %v", err)
+	}
+	if out.Product.Name != "n" || !out.CollectedAt.Equal(in.CollectedAt) {
+		t.Fatalf("decoded %+v, want %+v", out, in)
+	}
+}
