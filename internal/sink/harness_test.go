@@ -6,6 +6,7 @@ import (
 	"math/rand"
 	"reflect"
 	"sort"
+	"sync"
 	"testing"
 	"time"
 
@@ -89,6 +90,7 @@ type world struct {
 	recs                         map[string]stored[records.Recommendation]
 	ends                         map[string]map[int32]int64 // next offset per produced partition
 	records                      int
+	mu                           sync.Mutex // a producer goroutine writes while the test reads ends
 }
 
 type stored[T any] struct {
@@ -133,7 +135,11 @@ func (m mix) total() int { return m.products + m.filtered + m.complete + m.searc
 
 // produce writes m's records in chunks (each chunk interleaves the topics)
 // and records the final state of every key in w.
-func (r *rig) produce(t testing.TB, w *world, m mix, seed int64) {
+func (r *rig) produce(t testing.TB, w *world, m mix, seed int64) { r.producePaced(t, w, m, seed, 0) }
+
+// producePaced is produce with a pause after each chunk of 2000 records, so
+// that records keep arriving while a test interrupts the sink.
+func (r *rig) producePaced(t testing.TB, w *world, m mix, seed int64, pause time.Duration) {
 	t.Helper()
 	rng := rand.New(rand.NewSource(seed))
 	type op struct {
@@ -231,6 +237,7 @@ func (r *rig) produce(t testing.TB, w *world, m mix, seed int64) {
 			}
 			return a.Offset < b.Offset
 		})
+		w.mu.Lock()
 		for _, pr := range res {
 			byRec[pr.Record].apply(pr.Record.Partition, pr.Record.Offset)
 			if w.ends[pr.Record.Topic] == nil {
@@ -240,8 +247,12 @@ func (r *rig) produce(t testing.TB, w *world, m mix, seed int64) {
 				w.ends[pr.Record.Topic][pr.Record.Partition] = next
 			}
 		}
+		w.mu.Unlock()
+		time.Sleep(pause)
 	}
+	w.mu.Lock()
 	w.records += len(ops)
+	w.mu.Unlock()
 }
 
 // interleave mixes the topics' records at random, keeping each topic's own
@@ -270,6 +281,8 @@ func interleave[T any](rng *rand.Rand, in []T, group func(T) string) []T {
 
 // caughtUp says whether the store's offsets reached everything produced.
 func caughtUp(ctx context.Context, store *pgstore.Store, w *world) (bool, int64, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	var topics []string
 	for t := range w.ends {
 		topics = append(topics, t)
@@ -329,6 +342,9 @@ func diffMaps[T any](t testing.TB, table string, got, want map[string]stored[T])
 		case !ok:
 			missing++
 			example = fmt.Sprintf("missing %s", k)
+			if missing <= 5 {
+				t.Logf("%s: missing %s, written at %d/%d", table, k, wv.Partition, wv.Offset)
+			}
 		case !reflect.DeepEqual(gv, wv):
 			differ++
 			example = fmt.Sprintf("%s:\n got %+v\nwant %+v", k, gv, wv)
@@ -415,4 +431,34 @@ func readRecs(t testing.TB, ctx context.Context, store *pgstore.Store) map[strin
 		t.Fatalf("read recommendations: %v", err)
 	}
 	return out
+}
+
+// logState logs what a failed test needs to see: the dead letters and the
+// stored offsets.
+func (r *rig) logState(t testing.TB, store *pgstore.Store) {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(r.stack.KafkaBrokers...), kgo.ConsumeTopics(r.topics.DLQ),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Log(err)
+		return
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	f := cl.PollFetches(ctx)
+	t.Logf("dead-letter topic: %d records", f.NumRecords())
+	for i, rec := range f.Records() {
+		if i == 3 {
+			break
+		}
+		for _, h := range rec.Headers {
+			if h.Key == HeaderReason {
+				t.Logf("dead letter from %s/%d@%d: %s", rec.Topic, rec.Partition, rec.Offset, h.Value)
+			}
+		}
+	}
+	rows, _ := store.Pool.Query(context.Background(), "SELECT topic || '/' || partition || ' ' || next_offset FROM sink_offsets ORDER BY 1")
+	offs, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	t.Logf("stored offsets %v (err %v)", offs, err)
 }

@@ -2,6 +2,7 @@ package sink
 
 import (
 	"context"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -13,7 +14,15 @@ import (
 	"github.com/shopstream/shopstream/internal/pgstore"
 )
 
-func TestMain(m *testing.M) { pgtest.Main(m) }
+func TestMain(m *testing.M) {
+	if os.Getenv(helperEnv) != "" {
+		os.Exit(runHelper())
+	}
+	pgtest.Main(m)
+}
+
+// dbFor returns a fresh database for the test.
+func dbFor(t testing.TB) string { return pgtest.DB(t) }
 
 func openStore(t testing.TB, dsn string) *pgstore.Store {
 	t.Helper()
