@@ -93,7 +93,7 @@ func TestApplyUpsertsDeletesAndAdvancesOffsets(t *testing.T) {
 	res, err := s.Apply(ctx, &Batch{Group: "g", Rows: map[*Table][]Row{Products: {
 		upsert(t, a, 0), upsert(t, b, 1), upsert(t, c, 2),
 		upsert(t, product("m1", "a", "Apple v2", 10), 3), // the last record of a key wins
-		{Key: b.Key(), Deleted: true, Offset: 4},          // a tombstone after an upsert deletes
+		{Key: b.Key(), Deleted: true, Offset: 4},         // a tombstone after an upsert deletes
 	}}, Offsets: []Offset{{Topic: "shop_products", Partition: 0, Stored: NoOffset, Next: 5}}})
 	if err != nil {
 		t.Fatalf("apply: %v", err)
