@@ -32,6 +32,7 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 			devCommand(),
 			bootstrapCommand(),
 			workerCommand(),
+			sinkCommand(),
 			configCommand(),
 		},
 		// urfave prints its own message for a bad flag; make the exit code 2.
