@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/http"
 	"sort"
+	"time"
 
 	"github.com/hamba/avro/v2"
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -24,6 +26,10 @@ type Bootstrap struct {
 	Registry *sr.Client
 	Schemas  *records.Schemas
 	HTTP     *http.Client
+	// Connectors holds the Kafka Connect configs (environment.ConnectorConfigs).
+	Connectors fs.FS
+
+	connectPoll time.Duration // how often to poll a connector's status; tests shorten it
 }
 
 // EnsureTopics creates missing topics and reports drift on existing ones;
@@ -266,8 +272,7 @@ func (b *Bootstrap) ApplyConnectors(ctx context.Context, in workflows.ApplyConne
 	if in.ConnectURL == "" {
 		return workflows.StepResult{Skipped: "KAFKA_CONNECT_URL not set"}, nil
 	}
-	return workflows.StepResult{}, temporal.NewNonRetryableApplicationError(
-		"applying Kafka Connect connectors is not built yet (issue #6): unset KAFKA_CONNECT_URL or run with --only topics,schemas", workflows.ErrTypeInvalidInput, nil)
+	return b.applyConnectors(ctx, in)
 }
 
 // ApplyKsqlMigrations applies the ksqlDB migrations when a ksqlDB URL is set.

@@ -13,6 +13,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/shopstream/shopstream/activities"
+	"github.com/shopstream/shopstream/environment"
 	"github.com/shopstream/shopstream/internal/clients"
 	"github.com/shopstream/shopstream/internal/config"
 	"github.com/shopstream/shopstream/internal/records"
@@ -100,10 +101,11 @@ func connectWith(ctx context.Context, cfg *config.Config, logger *slog.Logger, n
 func (e *env) activities() workers.Activities {
 	return workers.Activities{
 		Bootstrap: &activities.Bootstrap{
-			Admin:    e.admin,
-			Registry: e.serde.Registry(),
-			Schemas:  e.serde.Schemas(),
-			HTTP:     &http.Client{Timeout: 30 * time.Second},
+			Admin:      e.admin,
+			Registry:   e.serde.Registry(),
+			Schemas:    e.serde.Schemas(),
+			HTTP:       &http.Client{Timeout: 30 * time.Second},
+			Connectors: environment.ConnectorConfigs(),
 		},
 	}
 }
