@@ -215,7 +215,7 @@ func TestApplyConnectorsCreatesWaitsAndIsIdempotent(t *testing.T) {
 	}
 	products := f.connectors["shopstream-products-sink"].config
 	if products["topics"] != "p" || products["errors.deadletterqueue.topic.name"] != "dlq" ||
-		products["connection.password"] != "${env:CONNECT_JDBC_PASSWORD}" || products["insert.mode"] != "upsert" ||
+		products["connection.password"] != "${env:SINK_JDBC_PASSWORD}" || products["insert.mode"] != "upsert" ||
 		products["delete.enabled"] != "true" || products["primary.key.mode"] != "record_key" {
 		t.Errorf("products connector config %v: want topics resolved, ${env:...} left to Connect, upsert by record key, delete on tombstone", products)
 	}
