@@ -288,6 +288,7 @@ func writeRows(ctx context.Context, tx pgx.Tx, t *Table, rs []Row) error {
 			return fmt.Errorf("merge into %s: %w", t.Name, err)
 		}
 	}
+
 	// Rows staged by a savepoint that commits stay until the transaction
 	// ends; empty the stage so the next row is merged alone.
 	if len(rs) == 1 {

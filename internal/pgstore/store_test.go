@@ -2,6 +2,7 @@ package pgstore
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"reflect"
 	"strings"
@@ -255,3 +256,46 @@ func TestValuesRejectWhatPostgresCannotStore(t *testing.T) {
 }
 
 func contains(s, sub string) bool { return strings.Contains(s, sub) }
+
+func TestHandWrittenJSONMatchesEncodingJSON(t *testing.T) {
+	images := []records.Image{{URL: "http://x/\"q\"\\", Alt: "tab\tnew\nline \x01 é ☃ \u2028"}, {}}
+	specs := map[string]string{"a\"": "b\\", "ü": "\x1f"}
+	stored := []records.StoredImage{{URL: "u", Path: "p/\"", SHA256: "ab", Size: 42, ContentType: "image/png"}}
+	for i, c := range []struct {
+		got []byte
+		v   any
+	}{{imagesJSON(images), images}, {imagesJSON(nil), []records.Image{}}, {stringMapJSON(specs), specs}, {stringMapJSON(nil), map[string]string{}},
+		{storedImagesJSON(stored), stored}} {
+		var got, want any
+		if err := json.Unmarshal(c.got, &got); err != nil {
+			t.Fatalf("#%d: %s is not JSON: %v", i, c.got, err)
+		}
+		raw, _ := json.Marshal(c.v)
+		_ = json.Unmarshal(raw, &want)
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("#%d: %s decodes to %v, want %v", i, c.got, got, want)
+		}
+	}
+}
+
+func TestParseDecimalKeepsTheScale(t *testing.T) {
+	for i, c := range []struct {
+		in   string
+		want string
+		ok   bool
+	}{{"19.90", "19.90", true}, {"-0.5", "-0.5", true}, {"7", "7", true}, {"123456789012345678901234.000001", "123456789012345678901234.000001", true},
+		{"", "", false}, {"1.", "", false}, {".5", "", false}, {"1e3", "", false}, {"NaN", "", false}, {"1.2.3", "", false}, {"--1", "", false}} {
+		n, ok := parseDecimal(c.in)
+		if ok != c.ok {
+			t.Errorf("#%d parseDecimal(%q) ok = %v", i, c.in, ok)
+			continue
+		}
+		if !ok {
+			continue
+		}
+		v, err := n.Value()
+		if err != nil || v != c.want {
+			t.Errorf("#%d parseDecimal(%q) = %v (%v), want %s", i, c.in, v, err, c.want)
+		}
+	}
+}

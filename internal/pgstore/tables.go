@@ -3,11 +3,8 @@ package pgstore
 import (
 	"encoding/json"
 	"fmt"
-	"regexp"
 	"strings"
 	"unicode/utf8"
-
-	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/shopstream/shopstream/internal/records"
 )
@@ -88,8 +85,6 @@ func (e *InvalidError) Error() string { return e.Reason }
 
 func invalid(format string, a ...any) error { return &InvalidError{Reason: fmt.Sprintf(format, a...)} }
 
-var decimal = regexp.MustCompile(`^-?[0-9]{1,100}(\.[0-9]{1,100})?$`)
-
 // text checks that strings can be stored: PostgreSQL's text and jsonb take
 // neither NUL characters nor invalid UTF-8.
 func text(field, s string) error {
@@ -125,35 +120,16 @@ func ProductValues(key string, p *records.Product) ([]any, error) {
 	if err := checkProduct(key, p); err != nil {
 		return nil, err
 	}
-	var amount pgtype.Numeric
-	if !decimal.MatchString(p.Price.Amount) {
+	amount, ok := parseDecimal(p.Price.Amount)
+	if !ok {
 		return nil, invalid("price.amount %q is not a decimal number", truncate(p.Price.Amount))
-	}
-	if err := amount.Scan(p.Price.Amount); err != nil {
-		return nil, invalid("price.amount %q: %v", truncate(p.Price.Amount), err)
 	}
 	tags := p.Tags
 	if tags == nil {
 		tags = []string{}
 	}
-	images := p.Images
-	if images == nil {
-		images = []records.Image{}
-	}
-	specs := p.Specifications
-	if specs == nil {
-		specs = map[string]string{}
-	}
-	imagesJSON, err := jsonb("images", images)
-	if err != nil {
-		return nil, err
-	}
-	specsJSON, err := jsonb("specifications", specs)
-	if err != nil {
-		return nil, err
-	}
 	return []any{key, p.ProductID, p.MallID, p.Name, p.Description, amount, p.Price.Currency,
-		p.Category, p.Brand, p.SKU, tags, imagesJSON, p.Stock, specsJSON, p.CreatedAt, p.UpdatedAt}, nil
+		p.Category, p.Brand, p.SKU, tags, imagesJSON(p.Images), p.Stock, stringMapJSON(p.Specifications), p.CreatedAt, p.UpdatedAt}, nil
 }
 
 func checkProduct(key string, p *records.Product) error {
@@ -190,20 +166,12 @@ func CompleteProductValues(key string, c *records.CompleteProduct) ([]any, error
 	if err != nil {
 		return nil, err
 	}
-	stored := c.Images
-	if stored == nil {
-		stored = []records.StoredImage{}
-	}
-	for _, im := range stored {
+	for _, im := range c.Images {
 		if err := texts("images", []string{im.URL, im.Path, im.SHA256, im.ContentType}); err != nil {
 			return nil, err
 		}
 	}
-	storedJSON, err := jsonb("images", stored)
-	if err != nil {
-		return nil, err
-	}
-	return append(vals, storedJSON, c.CollectedAt), nil
+	return append(vals, storedImagesJSON(c.Images), c.CollectedAt), nil
 }
 
 // SearchValues returns a search's columns; the record key is the user.

@@ -35,21 +35,26 @@ func TestSinkExactlyOnceWhenCancelledAtRandomPoints(t *testing.T) {
 	}()
 	rng := rand.New(rand.NewSource(time.Now().UnixNano()))
 	kills, midRun := 0, 0
-	for done := false; !done || kills < 15; kills++ {
-		select {
-		case <-produced:
-			done = true
-		default:
+	// Stop it until 10 stops have interrupted it with work left, or it
+	// has written everything.
+	for ; midRun < 10 && kills < 60; kills++ {
+		if isDone(produced) && behind(t, store, w) == 0 {
+			break
 		}
+		before := behind(t, store, w)
 		_, stop := runInBackground(t, r, store, nil)
-		time.Sleep(time.Duration(20+rng.Intn(300)) * time.Millisecond)
+		// Stop it a random moment after it has written something, so the
+		// stop lands while it works through the backlog.
+		waitProgress(t, store, w, before)
+		time.Sleep(time.Duration(rng.Intn(80)) * time.Millisecond)
 		stop()
-		if ok, behind, _ := caughtUp(context.Background(), store, w); !ok {
+		if n := behind(t, store, w); n > 0 {
 			midRun++
-			t.Logf("stop #%d: %d records still to write", kills+1, behind)
+			t.Logf("stop #%d: %d records still to write", kills+1, n)
 		}
 	}
-	if midRun < 5 {
+	<-produced // then the final state is known
+	if midRun < 10 {
 		t.Fatalf("only %d of %d stops came before the sink had caught up: the test did not interrupt it", midRun, kills)
 	}
 	_, stop := runInBackground(t, r, store, nil)
@@ -124,22 +129,21 @@ func TestSinkExactlyOnceAcrossSIGKILL(t *testing.T) {
 	}()
 	rng := rand.New(rand.NewSource(time.Now().UnixNano()))
 	kills, midRun := 0, 0
-	for done := false; !done || kills < 6; kills++ {
-		select {
-		case <-produced:
-			done = true
-		default:
+	for ; midRun < 5 && kills < 30; kills++ {
+		if isDone(produced) && behind(t, store, w) == 0 {
+			break
 		}
 		cmd := exec.Command(os.Args[0], "-test.run=^$")
 		cmd.Env = append(os.Environ(), helperEnv+"=1",
 			"HELPER_BROKERS="+strings.Join(r.stack.KafkaBrokers, ","), "HELPER_REGISTRY="+r.stack.RegistryURL, "HELPER_DSN="+dsn)
 		var out strings.Builder
 		cmd.Stdout, cmd.Stderr = &out, &out
+		before := behind(t, store, w)
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		_, before, _ := caughtUp(context.Background(), store, w)
-		time.Sleep(time.Duration(200+rng.Intn(600)) * time.Millisecond)
+		waitProgress(t, store, w, before)
+		time.Sleep(time.Duration(rng.Intn(150)) * time.Millisecond)
 		if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
 			t.Fatal(err)
 		}
@@ -147,12 +151,13 @@ func TestSinkExactlyOnceAcrossSIGKILL(t *testing.T) {
 		if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || ws.Signal() != syscall.SIGKILL {
 			t.Fatalf("helper #%d ended before it was killed (%v):\n%s", kills+1, err, out.String())
 		}
-		if ok, behind, _ := caughtUp(context.Background(), store, w); !ok {
+		if n := behind(t, store, w); n > 0 {
 			midRun++
-			t.Logf("kill #%d: %d records behind before, %d after", kills+1, before, behind)
+			t.Logf("kill #%d: %d records behind before, %d after", kills+1, before, n)
 		}
 	}
-	if midRun < 3 {
+	<-produced
+	if midRun < 5 {
 		t.Fatalf("only %d of %d kills came before the sink had caught up: the test did not interrupt it", midRun, kills)
 	}
 	s, cl := r.newSink(t, store, nil, staticMember()...)
@@ -168,5 +173,41 @@ func TestSinkExactlyOnceAcrossSIGKILL(t *testing.T) {
 	assertTablesEqualWorld(t, store, w)
 	if t.Failed() {
 		r.logState(t, store)
+	}
+}
+
+func isDone(c <-chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
+}
+
+// behind is how many produced records the store's offsets have not reached.
+func behind(t testing.TB, store *pgstore.Store, w *world) int64 {
+	t.Helper()
+	_, n, err := caughtUp(context.Background(), store, w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// waitProgress waits until the sink has written something since the backlog
+// was before, or there is nothing left to write.
+func waitProgress(t testing.TB, store *pgstore.Store, w *world, before int64) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		n := behind(t, store, w)
+		if n < before || n == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the sink wrote nothing in 30s (%d records behind)", n)
+		}
+		time.Sleep(2 * time.Millisecond)
 	}
 }
