@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -43,16 +45,21 @@ const (
 
 // build decodes a poll. It fails only on what a retry can fix (the schema
 // registry unreachable); a record that cannot be decoded or stored becomes a
-// dead letter.
+// dead letter. Records are decoded on every core, then assembled in log
+// order.
 func (s *Sink) build(ctx context.Context, fetches kgo.Fetches) (*batch, error) {
 	b := &batch{
 		rows:      map[*pgstore.Table][]pgstore.Row{},
 		byOffset:  map[tp]map[int64]*kgo.Record{},
 		highWater: map[tp]int64{},
 	}
-	var err error
+	type item struct {
+		r   route
+		rec *kgo.Record
+	}
+	var items []item
 	fetches.EachPartition(func(p kgo.FetchTopicPartition) {
-		if err != nil || len(p.Records) == 0 {
+		if len(p.Records) == 0 {
 			return
 		}
 		key := tp{p.Topic, p.Partition}
@@ -65,22 +72,54 @@ func (s *Sink) build(ctx context.Context, fetches kgo.Fetches) (*batch, error) {
 		b.byOffset[key] = recs
 		for _, rec := range p.Records {
 			recs[rec.Offset] = rec
-			b.records++
-			row, dead, rerr := s.row(ctx, r, rec)
-			if rerr != nil {
-				err = rerr
-				return
-			}
-			if dead != nil {
-				b.dead = append(b.dead, *dead)
-				continue
-			}
-			b.rows[r.table] = append(b.rows[r.table], row)
+			items = append(items, item{r, rec})
 		}
 		last := p.Records[len(p.Records)-1]
 		b.offsets = append(b.offsets, pgstore.Offset{Topic: p.Topic, Partition: p.Partition, Next: last.Offset + 1})
 	})
-	return b, err
+	type result struct {
+		row  pgstore.Row
+		dead *deadLetter
+		err  error
+	}
+	results := make([]result, len(items))
+	decode := func(from, to int) {
+		for i := from; i < to; i++ {
+			res := &results[i]
+			res.row, res.dead, res.err = s.row(ctx, items[i].r, items[i].rec)
+			if res.err != nil {
+				return
+			}
+		}
+	}
+	workers := runtime.GOMAXPROCS(0)
+	if len(items) < 512 || workers == 1 {
+		decode(0, len(items))
+	} else {
+		var wg sync.WaitGroup
+		chunk := (len(items) + workers - 1) / workers
+		for from := 0; from < len(items); from += chunk {
+			wg.Add(1)
+			go func(from, to int) {
+				defer wg.Done()
+				decode(from, to)
+			}(from, min(from+chunk, len(items)))
+		}
+		wg.Wait()
+	}
+	for i, res := range results {
+		if res.err != nil {
+			return nil, res.err
+		}
+		b.records++
+		if res.dead != nil {
+			b.dead = append(b.dead, *res.dead)
+			continue
+		}
+		t := items[i].r.table
+		b.rows[t] = append(b.rows[t], res.row)
+	}
+	return b, nil
 }
 
 func (s *Sink) row(ctx context.Context, r route, rec *kgo.Record) (pgstore.Row, *deadLetter, error) {
