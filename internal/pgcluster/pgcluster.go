@@ -36,7 +36,7 @@ import (
 var ErrNotInstalled = errors.New("PostgreSQL's server programs (initdb, postgres) are not installed")
 
 // InstallHint tells a user how to get the server programs.
-const InstallHint = "install them with `sudo apt-get install postgresql` (or run `make postgres`), or set DATABASE_DSN to a running server"
+const InstallHint = "install PostgreSQL's server programs with `sudo apt-get install postgresql` (or `make postgres`), or set DATABASE_DSN to a running server"
 
 // Options says where the cluster lives and how it runs.
 type Options struct {
