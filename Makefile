@@ -8,7 +8,7 @@ export TEMPORAL_CLI := $(BIN)/temporal
 GO_SOURCES := $(shell find . -path ./.data -prune -o \( -name '*.go' -o -name '*.avsc' -o -name '*.sql' -o -name '*.json' \) -print) go.mod go.sum
 
 .PHONY: build run dev test test-deps bench bootstrap temporal postgres clean \
-        create-topics create-connectors ksqldb-migration
+        create-topics create-connectors ksqldb-migration docker-compose up down
 
 build: $(BIN)/shopstream
 
@@ -43,7 +43,22 @@ ksqldb-migration: build
 postgres:
 	@scripts/ensure-postgres.sh
 
-test-deps: temporal postgres
+# Debian's docker-compose validates environment/compose.yaml in the tests.
+docker-compose:
+	@scripts/ensure-docker-compose.sh
+
+test-deps: temporal postgres docker-compose
+
+# The full external stack (environment/compose.yaml); credentials come from
+# environment/.env (copy environment/.env.example). PROFILES= starts the core
+# alone. Uses the compose plugin when present, else docker-compose.
+PROFILES ?= app connect ksql observability tools
+COMPOSE ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
+up:
+	@test -f environment/.env || { echo "environment/.env is missing: cp environment/.env.example environment/.env and set the passwords"; exit 2; }
+	$(COMPOSE) -f environment/compose.yaml $(foreach p,$(PROFILES),--profile $(p)) up -d --build
+down:
+	$(COMPOSE) -f environment/compose.yaml $(foreach p,app connect ksql observability tools,--profile $(p)) down
 
 test: test-deps
 	$(GO) vet ./...

@@ -30,6 +30,10 @@ type Bootstrap struct {
 
 	ksqlFiles fs.FS            // the ksqlDB migrations; nil: those built in (ksql.Files)
 	now       func() time.Time // nil: time.Now
+	// Connectors holds the Kafka Connect configs (environment.ConnectorConfigs).
+	Connectors fs.FS
+
+	connectPoll time.Duration // how often to poll a connector's status; tests shorten it
 }
 
 func (b *Bootstrap) admin() *kadm.Client { return kadm.NewClient(b.Kafka) }
@@ -278,8 +282,7 @@ func (b *Bootstrap) ApplyConnectors(ctx context.Context, in workflows.ApplyConne
 	if in.ConnectURL == "" {
 		return workflows.StepResult{Skipped: "KAFKA_CONNECT_URL not set"}, nil
 	}
-	return workflows.StepResult{}, temporal.NewNonRetryableApplicationError(
-		"applying Kafka Connect connectors is not built yet (issue #6): unset KAFKA_CONNECT_URL or run with --only topics,schemas", workflows.ErrTypeInvalidInput, nil)
+	return b.applyConnectors(ctx, in)
 }
 
 // ApplyKsqlMigrations applies the ksqlDB migrations of ksql/ when a ksqlDB

@@ -34,6 +34,7 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 			devCommand(),
 			bootstrapCommand(),
 			workerCommand(),
+			sinkCommand(),
 			configCommand(),
 			statusCommand(),
 			collectorCommand(), apiCommand(), loadtestCommand(),

@@ -73,7 +73,7 @@ func bootstrapInput(cfg *config.Config, ts topicSettings, steps []string) workfl
 			{Subject: records.Subject(t.Recommendations), Kind: string(records.KindRecommendation)},
 			{Subject: records.Subject(t.Filter), Kind: string(records.KindFilterState)},
 		}},
-		Connectors: workflows.ApplyConnectorsInput{ConnectURL: cfg.KafkaConnectURL},
+		Connectors: workflows.ApplyConnectorsInput{ConnectURL: cfg.KafkaConnectURL, Vars: connectorVars(cfg)},
 		Ksql: workflows.ApplyKsqlInput{KsqlURL: cfg.KsqlDBURL, Vars: map[string]string{
 			"filtered_topic": t.Filtered, "find_topic": t.Find, "recom_topic": t.Recommendations,
 		}},

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"text/tabwriter"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/shopstream/shopstream/environment"
 	"github.com/shopstream/shopstream/internal/config"
+	"github.com/shopstream/shopstream/internal/sink"
 	"github.com/shopstream/shopstream/internal/telemetry"
 	"github.com/shopstream/shopstream/streamer"
 	"github.com/shopstream/shopstream/workers"
@@ -41,6 +43,12 @@ func devComponents() []devComponent {
 				return err
 			}
 			return runParts(ctx, parts)
+		}},
+		{"sink", func(ctx context.Context, e *env) error {
+			if e.cfg.DatabaseDSN == "" {
+				return nil // no PostgreSQL: dev said so at start
+			}
+			return runSink(ctx, e, sinkSettings{group: sink.DefaultGroup, batchSize: 5000}, io.Discard)
 		}},
 	}
 }
@@ -116,6 +124,11 @@ func runDev(c *cli.Context) error {
 	}()
 	cfg.KafkaBrokers, cfg.SchemaRegistryURL = stack.KafkaBrokers, stack.RegistryURL
 	cfg.TemporalAddress, cfg.TemporalUIURL = stack.TemporalAddress, stack.TemporalUIURL
+	pg, err := startDevPostgres(c.Context, cfg, out)
+	if err != nil {
+		return err
+	}
+	defer pg.stop()
 
 	e, err := connectWith(c.Context, cfg, logger, true, true)
 	if err != nil {
@@ -156,6 +169,8 @@ func runDev(c *cli.Context) error {
 	fmt.Fprintf(tw, "  Schema registry\t%s\t%s\n", config.Mask(cfg.SchemaRegistryURL), startedNote(stack, "schema registry", filepath.Join(cfg.DataDir, "schema-registry.json")))
 	fmt.Fprintf(tw, "  Temporal\t%s\t%s\n", cfg.TemporalAddress, startedNote(stack, "temporal", filepath.Join(cfg.DataDir, "temporal.db")))
 	fmt.Fprintf(tw, "  Temporal Web UI\t%s\t\n", cfg.TemporalUIURL)
+	pgAddr, pgNote := pg.note(cfg)
+	fmt.Fprintf(tw, "  PostgreSQL\t%s\t%s\n", pgAddr, pgNote)
 	if metricsAddr != "" {
 		fmt.Fprintf(tw, "  Metrics\thttp://%s/metrics\t\n", metricsAddr)
 	}

@@ -1,12 +1,10 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -94,18 +92,6 @@ func runAppTo(ctx context.Context, stdin string, out *syncBuffer, args ...string
 	return code, errb.String()
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-func (s *syncBuffer) WriteString(v string) { s.Write([]byte(v)) }
-func (s *syncBuffer) String() string       { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 func (s *searchStack) run(t *testing.T, stdin string, args ...string) (int, string, string) {
 	t.Helper()

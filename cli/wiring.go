@@ -14,6 +14,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/shopstream/shopstream/activities"
+	"github.com/shopstream/shopstream/environment"
 	"github.com/shopstream/shopstream/internal/clients"
 	"github.com/shopstream/shopstream/internal/config"
 	"github.com/shopstream/shopstream/internal/records"
@@ -113,10 +114,11 @@ func connectWith(ctx context.Context, cfg *config.Config, logger *slog.Logger, n
 func (e *env) activities() workers.Activities {
 	return workers.Activities{
 		Bootstrap: &activities.Bootstrap{
-			Kafka:    e.kafka,
-			Registry: e.serde.Registry(),
-			Schemas:  e.serde.Schemas(),
-			HTTP:     &http.Client{Timeout: 30 * time.Second},
+			Kafka:      e.kafka,
+			Registry:   e.serde.Registry(),
+			Schemas:    e.serde.Schemas(),
+			HTTP:       &http.Client{Timeout: 30 * time.Second},
+			Connectors: environment.ConnectorConfigs(),
 		},
 		Filter: &activities.Filter{Kafka: e.kafka, Serde: e.serde, Topic: e.cfg.Topics.Filter},
 	}

@@ -1,0 +1,234 @@
+package environment_test
+
+import (
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/shopstream/shopstream/internal/config"
+	"github.com/shopstream/shopstream/internal/pgstore"
+	"github.com/shopstream/shopstream/internal/records"
+	"github.com/shopstream/shopstream/internal/sink"
+)
+
+// dockerCompose finds Debian's docker-compose (1.29), which validates a
+// compose file without a Docker engine. No engine runs here, so the stack
+// itself is not started by any test.
+func dockerCompose(t *testing.T) string {
+	t.Helper()
+	p, err := exec.LookPath("docker-compose")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("docker-compose is needed and CI=true: install it with scripts/ensure-docker-compose.sh (make test-deps)")
+		}
+		t.Skip("docker-compose is not installed (apt-get install docker-compose, or make test-deps)")
+	}
+	return p
+}
+
+// compose runs docker-compose in this directory with a clean environment,
+// so the developer's own variables cannot make a broken file pass.
+func compose(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	cmd := exec.Command(dockerCompose(t), args...)
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+func TestComposeFileIsValid(t *testing.T) {
+	if out, err := compose(t, "--env-file", ".env.example", "-f", "compose.yaml", "config", "-q"); err != nil {
+		t.Fatalf("docker-compose config -q: %v\n%s", err, out)
+	}
+	// Without credentials compose refuses, and says where they come from.
+	empty := filepath.Join(t.TempDir(), "empty.env")
+	if err := os.WriteFile(empty, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := compose(t, "--env-file", empty, "-f", "compose.yaml", "config", "-q")
+	if err == nil || !strings.Contains(out, ".env.example") {
+		t.Fatalf("without an .env: err %v, output %q; want a refusal naming .env.example", err, out)
+	}
+}
+
+type composeFile struct {
+	Services map[string]struct {
+		Profiles    []string       `yaml:"profiles"`
+		Image       string         `yaml:"image"`
+		Command     []string       `yaml:"command"`
+		Environment map[string]any `yaml:"environment"`
+	} `yaml:"services"`
+}
+
+// The resolved file holds the whole stack; the core needs no profile, so
+// `docker-compose up` starts it alone, and every other part has one.
+func TestComposeStackAndProfiles(t *testing.T) {
+	out, err := compose(t, "--env-file", ".env.example", "-f", "compose.yaml", "config")
+	if err != nil {
+		t.Fatalf("docker-compose config: %v\n%s", err, out)
+	}
+	var f composeFile
+	if err := yaml.Unmarshal([]byte(out), &f); err != nil {
+		t.Fatalf("parse the resolved compose file: %v", err)
+	}
+	core := map[string]bool{"kafka-1": true, "kafka-2": true, "kafka-3": true, "schema-registry": true, "postgres": true, "temporal": true, "temporal-ui": true}
+	want := []string{"akhq", "grafana", "kafka-1", "kafka-2", "kafka-3", "kafka-connect", "ksqldb", "postgres", "prometheus", "schema-registry",
+		"shopstream-bootstrap", "shopstream-sink", "shopstream-streamer", "shopstream-worker", "temporal", "temporal-ui"}
+	var got []string
+	for name, s := range f.Services {
+		got = append(got, name)
+		if core[name] && len(s.Profiles) > 0 {
+			t.Errorf("core service %s has profiles %v: the core must start alone", name, s.Profiles)
+		}
+		if !core[name] && len(s.Profiles) == 0 {
+			t.Errorf("service %s has no profile: it would start with the core", name)
+		}
+	}
+	sort.Strings(got)
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("services %v, want %v", got, want)
+	}
+	if c := f.Services["shopstream-sink"].Command; len(c) != 1 || c[0] != "sink" {
+		t.Errorf("shopstream-sink runs %v, want [sink]", c)
+	}
+	if dsn, _ := f.Services["shopstream-sink"].Environment["DATABASE_DSN"].(string); !strings.Contains(dsn, "@postgres:5432/shopstream") {
+		t.Errorf("the sink's DATABASE_DSN is %q, want the compose postgres", dsn)
+	}
+	// Every env var a shopstream service gets is a setting shopstream reads.
+	known := map[string]bool{}
+	for _, row := range config.EnvTable() {
+		known[row[1]] = true
+	}
+	known["LOG_LEVEL"] = true
+	for _, name := range []string{"shopstream-worker", "shopstream-sink", "shopstream-streamer", "shopstream-bootstrap"} {
+		for k := range f.Services[name].Environment {
+			if !known[k] && k != "TOPIC_REPLICATION_FACTOR" {
+				t.Errorf("%s sets %s, which shopstream does not read", name, k)
+			}
+		}
+	}
+}
+
+// metricNames records the names of the metrics a component registers.
+type metricNames map[string]bool
+
+var fqName = regexp.MustCompile(`fqName: "([^"]+)"`)
+
+func (m metricNames) Register(c prometheus.Collector) error {
+	ch := make(chan *prometheus.Desc, 16)
+	go func() { c.Describe(ch); close(ch) }()
+	for d := range ch {
+		if s := fqName.FindStringSubmatch(d.String()); s != nil {
+			m[s[1]] = true
+		}
+	}
+	return nil
+}
+func (m metricNames) MustRegister(cs ...prometheus.Collector) {
+	for _, c := range cs {
+		_ = m.Register(c)
+	}
+}
+func (m metricNames) Unregister(prometheus.Collector) bool { return false }
+
+var metricRef = regexp.MustCompile(`\bshopstream_sink_[a-z_]+`)
+
+// The dashboards, the alert rules and Prometheus's config parse, and every
+// sink metric they name is one the sink exports.
+func TestDashboardsAndAlertsNameRealMetrics(t *testing.T) {
+	names := metricNames{}
+	if _, err := sink.New(sink.Options{Topics: config.Default().Topics, Store: &pgstore.Store{}, Serde: &records.Serde{}, Registerer: names}); err != nil {
+		t.Fatal(err)
+	}
+	exists := func(ref string) bool {
+		for _, suffix := range []string{"", "_bucket", "_sum", "_count"} {
+			if strings.HasSuffix(ref, suffix) && names[strings.TrimSuffix(ref, suffix)] {
+				return true
+			}
+		}
+		return false
+	}
+	var texts []string
+	dashboards, _ := filepath.Glob("../dashboards/*.json")
+	if len(dashboards) == 0 {
+		t.Fatal("no dashboard in dashboards/")
+	}
+	for _, p := range dashboards {
+		raw, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var d struct {
+			UID    string `json:"uid"`
+			Panels []struct {
+				Targets []struct {
+					Expr string `json:"expr"`
+				} `json:"targets"`
+			} `json:"panels"`
+		}
+		if err := json.Unmarshal(raw, &d); err != nil || d.UID == "" || len(d.Panels) == 0 {
+			t.Fatalf("%s: %v (uid %q, %d panels)", p, err, d.UID, len(d.Panels))
+		}
+		for _, pn := range d.Panels {
+			for _, tg := range pn.Targets {
+				texts = append(texts, tg.Expr)
+			}
+		}
+	}
+	var rules struct {
+		Groups []struct {
+			Rules []struct {
+				Alert string `yaml:"alert"`
+				Expr  string `yaml:"expr"`
+			} `yaml:"rules"`
+		} `yaml:"groups"`
+	}
+	raw, err := os.ReadFile("../dashboards/alerts.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.Unmarshal(raw, &rules); err != nil || len(rules.Groups) == 0 {
+		t.Fatalf("alerts.yml: %v", err)
+	}
+	for _, g := range rules.Groups {
+		for _, r := range g.Rules {
+			if r.Alert == "" || r.Expr == "" {
+				t.Errorf("alert rule %+v lacks a name or an expression", r)
+			}
+			texts = append(texts, r.Expr)
+		}
+	}
+	var prom struct {
+		RuleFiles     []string `yaml:"rule_files"`
+		ScrapeConfigs []struct {
+			JobName string `yaml:"job_name"`
+		} `yaml:"scrape_configs"`
+	}
+	raw, err = os.ReadFile("prometheus/prometheus.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.Unmarshal(raw, &prom); err != nil || len(prom.RuleFiles) == 0 || len(prom.ScrapeConfigs) == 0 {
+		t.Fatalf("prometheus.yml: %v (%+v)", err, prom)
+	}
+	refs := 0
+	for _, text := range texts {
+		for _, ref := range metricRef.FindAllString(text, -1) {
+			refs++
+			if !exists(ref) {
+				t.Errorf("%q names %s, which the sink does not export (it exports %v)", text, ref, names)
+			}
+		}
+	}
+	if refs == 0 {
+		t.Fatal("the dashboards and alerts name no sink metric")
+	}
+}

@@ -1,0 +1,213 @@
+package sink
+
+import (
+	"context"
+	"fmt"
+	"math/rand"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sr"
+
+	"github.com/shopstream/shopstream/internal/config"
+	"github.com/shopstream/shopstream/internal/pgstore"
+	"github.com/shopstream/shopstream/internal/records"
+)
+
+// The sink is stopped (its context cancelled) at random points, over and
+// over, while records keep arriving; the tables still equal the final state
+// of their topics, row by row and record by record.
+func TestSinkExactlyOnceWhenCancelledAtRandomPoints(t *testing.T) {
+	r := newRig(t, 3)
+	store := openStore(t, dbFor(t))
+	w := newWorld()
+	r.produce(t, w, mix{products: 20000, filtered: 10000, complete: 5000, searches: 10000, recs: 5000, tombstoneEvery: 10}, 2)
+
+	produced := make(chan struct{})
+	go func() {
+		defer close(produced)
+		r.producePaced(t, w, mix{products: 20000, filtered: 10000, complete: 10000, searches: 5000, recs: 5000, tombstoneEvery: 10}, 3, 150*time.Millisecond)
+	}()
+	rng := rand.New(rand.NewSource(time.Now().UnixNano()))
+	kills, midRun := 0, 0
+	// Stop it until 10 stops have interrupted it with work left, or it
+	// has written everything.
+	for ; midRun < 10 && kills < 60; kills++ {
+		if isDone(produced) && behind(t, store, w) == 0 {
+			break
+		}
+		before := behind(t, store, w)
+		_, stop := runInBackground(t, r, store, nil)
+		// Stop it a random moment after it has written something, so the
+		// stop lands while it works through the backlog.
+		waitProgress(t, store, w, before)
+		time.Sleep(time.Duration(rng.Intn(80)) * time.Millisecond)
+		stop()
+		if n := behind(t, store, w); n > 0 {
+			midRun++
+			t.Logf("stop #%d: %d records still to write", kills+1, n)
+		}
+	}
+	<-produced // then the final state is known
+	if midRun < 10 {
+		t.Fatalf("only %d of %d stops came before the sink had caught up: the test did not interrupt it", midRun, kills)
+	}
+	_, stop := runInBackground(t, r, store, nil)
+	waitCaughtUp(t, store, w, 3*time.Minute)
+	stop()
+	assertTablesEqualWorld(t, store, w)
+	if t.Failed() {
+		r.logState(t, store)
+	}
+}
+
+// helperEnv names what the helper process needs.
+const helperEnv = "SHOPSTREAM_SINK_TEST_HELPER"
+
+// runHelper is the body of the subprocess that TestSinkExactlyOnceAcrossSIGKILL
+// kills: a sink that runs until it is killed.
+func runHelper() int {
+	brokers, registry, dsn := os.Getenv("HELPER_BROKERS"), os.Getenv("HELPER_REGISTRY"), os.Getenv("HELPER_DSN")
+	ctx := context.Background()
+	store, _, err := pgstore.Open(ctx, dsn)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "helper:", err)
+		return 1
+	}
+	schemas, err := records.ParseSchemas()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "helper:", err)
+		return 1
+	}
+	reg, err := sr.NewClient(sr.URLs(registry))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "helper:", err)
+		return 1
+	}
+	s, err := New(Options{Group: testGroup, Topics: config.Default().Topics, Store: store, Serde: records.NewSerde(schemas, reg)})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "helper:", err)
+		return 1
+	}
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(strings.Split(brokers, ",")...)}, append(s.KafkaOpts(), staticMember()...)...)...)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "helper:", err)
+		return 1
+	}
+	fmt.Println("helper: running")
+	if err := s.Run(ctx, cl); err != nil {
+		fmt.Fprintln(os.Stderr, "helper:", err)
+		return 1
+	}
+	return 0
+}
+
+// staticMember makes a restarted sink take over the killed one's place at
+// once, instead of waiting for its session to time out.
+func staticMember() []kgo.Opt {
+	return []kgo.Opt{kgo.InstanceID("sink-under-test"), kgo.SessionTimeout(6 * time.Second)}
+}
+
+// The sink runs in a subprocess that is killed with SIGKILL at random
+// points (no deferred cleanup, no rollback but PostgreSQL's own) while
+// records keep arriving; the tables still equal the final state.
+func TestSinkExactlyOnceAcrossSIGKILL(t *testing.T) {
+	r := newRig(t, 3)
+	dsn := dbFor(t)
+	store := openStore(t, dsn)
+	w := newWorld()
+	r.produce(t, w, mix{products: 15000, filtered: 5000, complete: 5000, searches: 5000, recs: 5000, tombstoneEvery: 8}, 4)
+	produced := make(chan struct{})
+	go func() {
+		defer close(produced)
+		r.producePaced(t, w, mix{products: 15000, filtered: 5000, complete: 5000, searches: 5000, recs: 5000, tombstoneEvery: 8}, 5, 300*time.Millisecond)
+	}()
+	rng := rand.New(rand.NewSource(time.Now().UnixNano()))
+	kills, midRun := 0, 0
+	for ; midRun < 5 && kills < 30; kills++ {
+		if isDone(produced) && behind(t, store, w) == 0 {
+			break
+		}
+		cmd := exec.Command(os.Args[0], "-test.run=^$")
+		cmd.Env = append(os.Environ(), helperEnv+"=1",
+			"HELPER_BROKERS="+strings.Join(r.stack.KafkaBrokers, ","), "HELPER_REGISTRY="+r.stack.RegistryURL, "HELPER_DSN="+dsn)
+		var out strings.Builder
+		cmd.Stdout, cmd.Stderr = &out, &out
+		before := behind(t, store, w)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		waitProgress(t, store, w, before)
+		time.Sleep(time.Duration(rng.Intn(150)) * time.Millisecond)
+		if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		err := cmd.Wait()
+		if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || ws.Signal() != syscall.SIGKILL {
+			t.Fatalf("helper #%d ended before it was killed (%v):\n%s", kills+1, err, out.String())
+		}
+		if n := behind(t, store, w); n > 0 {
+			midRun++
+			t.Logf("kill #%d: %d records behind before, %d after", kills+1, before, n)
+		}
+	}
+	<-produced
+	if midRun < 5 {
+		t.Fatalf("only %d of %d kills came before the sink had caught up: the test did not interrupt it", midRun, kills)
+	}
+	s, cl := r.newSink(t, store, nil, staticMember()...)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx, cl) }()
+	waitCaughtUp(t, store, w, 3*time.Minute)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	cl.Close()
+	assertTablesEqualWorld(t, store, w)
+	if t.Failed() {
+		r.logState(t, store)
+	}
+}
+
+func isDone(c <-chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
+}
+
+// behind is how many produced records the store's offsets have not reached.
+func behind(t testing.TB, store *pgstore.Store, w *world) int64 {
+	t.Helper()
+	_, n, err := caughtUp(context.Background(), store, w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// waitProgress waits until the sink has written something since the backlog
+// was before, or there is nothing left to write.
+func waitProgress(t testing.TB, store *pgstore.Store, w *world, before int64) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		n := behind(t, store, w)
+		if n < before || n == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the sink wrote nothing in 30s (%d records behind)", n)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}

@@ -1,0 +1,357 @@
+// Package sink materialises shopstream's topics into PostgreSQL exactly once.
+// A consumer group reads the product, complete-product, filtered-product,
+// search and recommendation topics; each poll becomes one transaction that
+// upserts and deletes rows (package pgstore) and advances the partitions'
+// offsets stored beside them. On assignment the sink starts every partition
+// from the offset stored in PostgreSQL, so a crash at any point neither loses
+// nor repeats a record. Kafka's own committed offsets are only advisory (for
+// lag tools such as AKHQ).
+package sink
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/shopstream/shopstream/internal/config"
+	"github.com/shopstream/shopstream/internal/pgstore"
+	"github.com/shopstream/shopstream/internal/records"
+)
+
+// DefaultGroup is the sink's consumer group.
+const DefaultGroup = "shopstream-sink"
+
+// Options configure a Sink.
+type Options struct {
+	// Group is the consumer group; offsets are stored per group.
+	Group  string
+	Topics config.Topics
+	Store  *pgstore.Store
+	Serde  *records.Serde
+	// Registerer receives the sink's metrics; nil registers nowhere.
+	Registerer prometheus.Registerer
+	Logger     *slog.Logger
+	// BatchSize caps the records of one transaction.
+	BatchSize int
+	// MinBackoff and MaxBackoff bound the wait between retries while
+	// PostgreSQL, the registry or the dead-letter topic is unavailable.
+	MinBackoff, MaxBackoff time.Duration
+	Now                    func() time.Time
+}
+
+// Sink is one member of the sink's consumer group.
+type Sink struct {
+	opts   Options
+	log    *slog.Logger
+	m      *metrics
+	routes map[string]route
+
+	mu sync.Mutex
+	// stored holds the offset PostgreSQL has for each assigned partition
+	// (pgstore.NoOffset when none): the compare-and-set base of the next
+	// batch.
+	stored map[tp]int64
+}
+
+type tp struct {
+	topic     string
+	partition int32
+}
+
+// route says how a topic's records become rows.
+type route struct {
+	table  *pgstore.Table
+	values func(ctx context.Context, s *records.Serde, key string, value []byte) ([]any, error)
+}
+
+// New builds a sink; Run runs it on a client built with KafkaOpts.
+func New(o Options) (*Sink, error) {
+	if o.Store == nil || o.Serde == nil {
+		return nil, errors.New("sink: a store and a serde are required")
+	}
+	if o.Group == "" {
+		o.Group = DefaultGroup
+	}
+	if o.BatchSize <= 0 {
+		o.BatchSize = 5000
+	}
+	if o.MinBackoff <= 0 {
+		o.MinBackoff = 200 * time.Millisecond
+	}
+	if o.MaxBackoff < o.MinBackoff {
+		o.MaxBackoff = 10 * time.Second
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Registerer == nil {
+		o.Registerer = prometheus.NewRegistry()
+	}
+	t := o.Topics
+	return &Sink{
+		opts: o,
+		log:  o.Logger.With("component", "sink", "group", o.Group),
+		m:    newMetrics(o.Registerer),
+		routes: map[string]route{
+			t.Products:         {pgstore.Products, productValues},
+			t.Filtered:         {pgstore.FilteredProducts, productValues},
+			t.CompleteProducts: {pgstore.CompleteProducts, completeProductValues},
+			t.Find:             {pgstore.Searches, searchValues},
+			t.Recommendations:  {pgstore.Recommendations, recommendationValues},
+		},
+		stored: map[tp]int64{},
+	}, nil
+}
+
+// Topics lists the topics the sink materialises.
+func (s *Sink) Topics() []string {
+	t := s.opts.Topics
+	return []string{t.Products, t.Filtered, t.CompleteProducts, t.Find, t.Recommendations}
+}
+
+// KafkaOpts are the consumer options Run's client must be built with.
+func (s *Sink) KafkaOpts() []kgo.Opt {
+	return []kgo.Opt{
+		kgo.ConsumerGroup(s.opts.Group),
+		kgo.ConsumeTopics(s.Topics()...),
+		kgo.DisableAutoCommit(),
+		// Rebalances wait until the polled batch is written, so a partition
+		// is never revoked in the middle of one.
+		kgo.BlockRebalanceOnPoll(),
+		// The streamer writes its topics in transactions.
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.AdjustFetchOffsetsFn(s.startFromStoredOffsets),
+		kgo.OnPartitionsRevoked(s.forget),
+		kgo.OnPartitionsLost(s.forget),
+	}
+}
+
+// startFromStoredOffsets replaces the offsets Kafka has for newly assigned
+// partitions with the ones stored in PostgreSQL, or the log start when none.
+// PostgreSQL may be down: it retries until the group session ends.
+func (s *Sink) startFromStoredOffsets(ctx context.Context, assigned map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
+	topics := make([]string, 0, len(assigned))
+	for t := range assigned {
+		topics = append(topics, t)
+	}
+	var stored map[string]map[int32]int64
+	err := s.retry(ctx, "read stored offsets", func() (err error) {
+		stored, err = s.opts.Store.Offsets(ctx, s.opts.Group, topics)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]map[int32]kgo.Offset, len(assigned))
+	for topic, parts := range assigned {
+		out[topic] = make(map[int32]kgo.Offset, len(parts))
+		for p := range parts {
+			next, ok := stored[topic][p]
+			if ok {
+				out[topic][p] = kgo.NewOffset().At(next).WithEpoch(-1)
+				s.stored[tp{topic, p}] = next
+			} else {
+				out[topic][p] = kgo.NewOffset().AtStart()
+				s.stored[tp{topic, p}] = pgstore.NoOffset
+			}
+			s.log.Debug("partition assigned", "topic", topic, "partition", p, "stored_offset", s.stored[tp{topic, p}])
+		}
+	}
+	return out, nil
+}
+
+func (s *Sink) forget(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for topic, parts := range lost {
+		for _, p := range parts {
+			delete(s.stored, tp{topic, p})
+			s.m.lag.DeleteLabelValues(topic, strconv.Itoa(int(p)))
+		}
+	}
+}
+
+// Run consumes until ctx ends or the client is closed. Every poll is written
+// in one transaction, retried with backoff while PostgreSQL, the registry or
+// the dead-letter topic is unavailable; records that cannot be decoded or
+// stored go to the dead-letter topic. An interrupted batch is rolled back and
+// read again by whoever owns the partition next.
+func (s *Sink) Run(ctx context.Context, cl *kgo.Client) error {
+	s.log.Info("sink started", "topics", s.Topics(), "batch_size", s.opts.BatchSize)
+	var lastKafkaCommit time.Time
+	for {
+		fetches := cl.PollRecords(ctx, s.opts.BatchSize)
+		if fetches.IsClientClosed() || ctx.Err() != nil {
+			cl.AllowRebalance()
+			return nil
+		}
+		fetches.EachError(func(topic string, p int32, err error) {
+			if !errors.Is(err, context.Canceled) {
+				s.m.fetchErrors.Inc()
+				s.log.Warn("fetch", "topic", topic, "partition", p, "err", err)
+			}
+		})
+		err := s.handle(ctx, cl, fetches)
+		cl.AllowRebalance()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		// Kafka's committed offsets only inform lag tools; PostgreSQL's are
+		// the ones the sink resumes from.
+		if now := s.opts.Now(); now.Sub(lastKafkaCommit) > time.Second {
+			lastKafkaCommit = now
+			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			if err := cl.CommitUncommittedOffsets(cctx); err != nil && ctx.Err() == nil {
+				s.log.Debug("advisory Kafka commit", "err", err)
+			}
+			cancel()
+		}
+	}
+}
+
+// handle writes one poll's records.
+func (s *Sink) handle(ctx context.Context, cl *kgo.Client, fetches kgo.Fetches) error {
+	if fetches.NumRecords() == 0 {
+		return nil
+	}
+	start := s.opts.Now()
+	var b *batch
+	err := s.retry(ctx, "decode records", func() (err error) {
+		b, err = s.build(ctx, fetches)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	produced := map[tp]map[int64]bool{} // dead letters sent by an earlier attempt of this batch
+	var res pgstore.Result
+	err = s.retry(ctx, "write batch", func() (err error) {
+		s.mu.Lock()
+		for i := range b.offsets {
+			o := &b.offsets[i]
+			stored, ok := s.stored[tp{o.Topic, o.Partition}]
+			if !ok {
+				stored = pgstore.NoOffset // revoked meanwhile: the store refuses the batch if another member wrote it
+			}
+			o.Stored = stored
+		}
+		s.mu.Unlock()
+		res, err = s.opts.Store.Apply(ctx, &pgstore.Batch{
+			Group: s.opts.Group, Rows: b.rows, Offsets: b.offsets,
+			BeforeCommit: func(ctx context.Context, rejected []pgstore.Rejected) error {
+				return s.deadLetter(ctx, cl, b, rejected, produced)
+			},
+		})
+		var conflict *pgstore.OffsetConflictError
+		if errors.As(err, &conflict) {
+			s.m.conflicts.Inc()
+			s.log.Warn("batch dropped: another consumer wrote these partitions; reading them again from the stored offsets", "err", err)
+			return s.resync(ctx, cl, b.offsets)
+		}
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if res.Upserts == nil { // dropped after a conflict
+		return nil
+	}
+	s.mu.Lock()
+	for _, o := range b.offsets {
+		key := tp{o.Topic, o.Partition}
+		if _, ok := s.stored[key]; ok {
+			s.stored[key] = o.Next
+		}
+		if hw, ok := b.highWater[key]; ok {
+			s.m.lag.WithLabelValues(o.Topic, strconv.Itoa(int(o.Partition))).Set(float64(max(hw-o.Next, 0)))
+		}
+	}
+	s.mu.Unlock()
+	for table, n := range res.Upserts {
+		s.m.rows.WithLabelValues(table, "upsert").Add(float64(n))
+	}
+	for table, n := range res.Deletes {
+		s.m.rows.WithLabelValues(table, "delete").Add(float64(n))
+	}
+	s.m.records.Add(float64(b.records))
+	s.m.batchSeconds.Observe(s.opts.Now().Sub(start).Seconds())
+	return nil
+}
+
+// resync reloads the stored offsets of a batch's partitions and points the
+// consumer at them, dropping what it had buffered.
+func (s *Sink) resync(ctx context.Context, cl *kgo.Client, offs []pgstore.Offset) error {
+	topics := map[string]bool{}
+	for _, o := range offs {
+		topics[o.Topic] = true
+	}
+	names := make([]string, 0, len(topics))
+	for t := range topics {
+		names = append(names, t)
+	}
+	stored, err := s.opts.Store.Offsets(ctx, s.opts.Group, names)
+	if err != nil {
+		return err
+	}
+	set := map[string]map[int32]kgo.EpochOffset{}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, o := range offs {
+		key := tp{o.Topic, o.Partition}
+		if _, ok := s.stored[key]; !ok {
+			continue // no longer ours
+		}
+		next, ok := stored[o.Topic][o.Partition]
+		if !ok {
+			continue
+		}
+		s.stored[key] = next
+		if set[o.Topic] == nil {
+			set[o.Topic] = map[int32]kgo.EpochOffset{}
+		}
+		set[o.Topic][o.Partition] = kgo.EpochOffset{Epoch: -1, Offset: next}
+	}
+	cl.SetOffsets(set)
+	return nil
+}
+
+// retry runs f until it succeeds, backing off between attempts, or until ctx
+// ends.
+func (s *Sink) retry(ctx context.Context, what string, f func() error) error {
+	wait := s.opts.MinBackoff
+	for attempt := 1; ; attempt++ {
+		err := f()
+		if err == nil {
+			if attempt > 1 {
+				s.log.Info(what+": recovered", "attempts", attempt)
+			}
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		s.m.retries.WithLabelValues(what).Inc()
+		s.log.Warn(what+": retrying", "attempt", attempt, "in", wait, "err", err)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
+		}
+		wait = min(wait*2, s.opts.MaxBackoff)
+	}
+}
