@@ -17,13 +17,18 @@ import (
 // and its exported methods become the activities that workflows call by name.
 type Activities struct {
 	Bootstrap *activities.Bootstrap
+	Emulate   *activities.Emulate
 }
 
 // Register registers every workflow and the given activities.
 func Register(r worker.Registry, acts Activities) {
 	r.RegisterWorkflow(workflows.Bootstrap)
+	r.RegisterWorkflow(workflows.EmulateShop)
 	if acts.Bootstrap != nil {
 		r.RegisterActivity(acts.Bootstrap)
+	}
+	if acts.Emulate != nil {
+		r.RegisterActivity(acts.Emulate)
 	}
 }
 

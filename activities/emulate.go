@@ -1,0 +1,447 @@
+package activities
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/shopstream/shopstream/internal/records"
+	"github.com/shopstream/shopstream/internal/shopgen"
+	"github.com/shopstream/shopstream/workflows"
+)
+
+// Emulate implements the EmulateShop workflow's activities.
+//
+// Exactly once: a batch produces its records in one Kafka transaction under a
+// transactional id of its own (workflow id + batch index), and commits, in
+// the same transaction, an offset for a consumer group of its own (the
+// marker). A retry first re-initialises the transactional id, which fences
+// every earlier attempt (a zombie's commit fails from then on, and its open
+// transaction is aborted or, if already committing, completed), then reads
+// the marker: if an earlier attempt committed, the batch reports that commit
+// instead of producing again.
+type Emulate struct {
+	brokers []string
+	opts    []kgo.Opt
+	admin   *kadm.Client
+	serde   *records.Serde
+	metrics *emulateMetrics
+	now     func() time.Time
+
+	// Test hooks. beforeCommit runs once a batch's records are all in Kafka,
+	// before the marker and the commit; afterCommit runs after the commit,
+	// before the batch reports. An error from either is the activity's
+	// error: tests use them to stall an attempt into a zombie, or to lose a
+	// commit's report the way a worker that dies at that moment does.
+	beforeCommit func(in workflows.EmulateBatchInput) error
+	afterCommit  func(in workflows.EmulateBatchInput) error
+}
+
+// NewEmulate builds the activities over the brokers (each batch opens its
+// own transactional client there, with opts added), an admin client on the
+// same cluster and the serde. Metrics register on reg.
+func NewEmulate(brokers []string, admin *kadm.Client, serde *records.Serde, reg prometheus.Registerer, opts ...kgo.Opt) (*Emulate, error) {
+	m, err := newEmulateMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
+	return &Emulate{brokers: brokers, opts: opts, admin: admin, serde: serde, metrics: m, now: time.Now}, nil
+}
+
+// ProducerOpts are the producer settings of a batch; the benchmark's plain
+// producer uses the same, so the comparison is fair.
+func ProducerOpts() []kgo.Opt {
+	return []kgo.Opt{
+		kgo.ProducerBatchMaxBytes(1 << 20),
+		kgo.MaxBufferedRecords(20_000),
+	}
+}
+
+// BatchTransactionalID is the transactional id of one batch, and also the
+// consumer group whose committed offsets mark the batch as committed.
+func BatchTransactionalID(workflowID string, batch int64) string {
+	return "shopstream-emulate/" + workflowID + "/" + strconv.FormatInt(batch, 10)
+}
+
+const markerPrefix = "shopstream emulate batch: records="
+
+// EmulateBatch produces records [in.First, in.First+in.Count) in one
+// transaction, or reports the commit of an earlier attempt.
+func (e *Emulate) EmulateBatch(ctx context.Context, in workflows.EmulateBatchInput) (res workflows.EmulateBatchResult, err error) {
+	t0 := e.now()
+	info := activity.GetInfo(ctx)
+	outcome := "failed"
+	defer func() {
+		e.metrics.batchSeconds.WithLabelValues(outcome).Observe(e.now().Sub(t0).Seconds())
+	}()
+	if in.Count < 1 || in.Topic == "" || in.WorkflowID == "" {
+		return res, temporal.NewNonRetryableApplicationError(fmt.Sprintf("batch %d: bad input (count %d, topic %q, workflow %q)", in.Batch, in.Count, in.Topic, in.WorkflowID), workflows.ErrTypeInvalidInput, nil)
+	}
+	gen, err := shopgen.New(shopgen.Options{Seed: in.Seed, Shops: in.Shops, ImageBaseURL: in.ImageBaseURL, Now: in.ProductTime})
+	if err != nil {
+		return res, temporal.NewNonRetryableApplicationError(fmt.Sprintf("batch %d: %v", in.Batch, err), workflows.ErrTypeInvalidInput, err)
+	}
+	schemaID, err := e.serde.SchemaID(ctx, in.Topic, records.KindProduct)
+	if err != nil {
+		return res, fmt.Errorf("batch %d: %w", in.Batch, err)
+	}
+
+	topicID, err := e.topicID(ctx, in.Topic)
+	if err != nil {
+		return res, fmt.Errorf("batch %d: %w", in.Batch, err)
+	}
+
+	txnID := BatchTransactionalID(in.WorkflowID, in.Batch)
+	txnTimeout := time.Minute
+	if in.Rate > 0 {
+		txnTimeout = max(txnTimeout, time.Duration(2*float64(in.Count)/in.Rate*float64(time.Second)))
+	}
+	opts := append([]kgo.Opt{
+		kgo.SeedBrokers(e.brokers...),
+		kgo.TransactionalID(txnID),
+		kgo.TransactionTimeout(txnTimeout),
+		kgo.DefaultProduceTopic(in.Topic),
+	}, ProducerOpts()...)
+	cl, err := kgo.NewClient(append(opts, e.opts...)...)
+	if err != nil {
+		return res, fmt.Errorf("batch %d: create transactional producer %s: %w", in.Batch, txnID, err)
+	}
+	defer cl.Close()
+
+	// Fence every earlier attempt of this batch before looking for its
+	// commit: after this no zombie can commit, so what the marker says is
+	// final.
+	if _, _, err := cl.ProducerID(ctx); err != nil {
+		return res, fmt.Errorf("batch %d: initialise transactional id %s: %w", in.Batch, txnID, err)
+	}
+	if prior, ok, err := e.committedBatch(ctx, txnID); err != nil {
+		return res, fmt.Errorf("batch %d: %w", in.Batch, err)
+	} else if ok {
+		outcome = "recovered"
+		prior.Batch = in.Batch
+		activity.GetLogger(ctx).Info("batch already committed by an earlier attempt", "batch", in.Batch, "attempt", info.Attempt, "records", prior.Records)
+		return prior, nil
+	}
+
+	if err := cl.BeginTransaction(); err != nil {
+		return res, fmt.Errorf("batch %d: begin transaction: %w", in.Batch, err)
+	}
+	ends, err := e.produce(ctx, cl, gen, in, schemaID)
+	if err == nil && e.beforeCommit != nil {
+		err = e.beforeCommit(in)
+	}
+	if err == nil {
+		err = e.commitMarker(ctx, cl, txnID, in.Topic, topicID, ends, in.Count)
+	}
+	if err != nil {
+		abort(cl)
+		return res, fmt.Errorf("batch %d: %w", in.Batch, err)
+	}
+	if err := cl.EndTransaction(ctx, kgo.TryCommit); err != nil {
+		abort(cl)
+		return res, fmt.Errorf("batch %d: commit transaction: %w", in.Batch, err)
+	}
+	e.metrics.records.Add(float64(in.Count))
+	if e.afterCommit != nil {
+		if err := e.afterCommit(in); err != nil {
+			return res, err
+		}
+	}
+	outcome = "committed"
+	return workflows.EmulateBatchResult{Batch: in.Batch, Records: in.Count, Partitions: ends}, nil
+}
+
+// produce generates and sends the batch's records and waits until Kafka has
+// them all; it returns, per partition, the offset after the last one.
+func (e *Emulate) produce(ctx context.Context, cl *kgo.Client, gen *shopgen.Generator, in workflows.EmulateBatchInput, schemaID int) (map[int32]int64, error) {
+	var (
+		mu       sync.Mutex
+		firstErr error
+		ends     = map[int32]int64{}
+	)
+	promise := func(r *kgo.Record, err error) {
+		mu.Lock()
+		if err != nil {
+			if firstErr == nil {
+				firstErr = err
+			}
+		} else if r.Offset+1 > ends[r.Partition] {
+			ends[r.Partition] = r.Offset + 1
+		}
+		mu.Unlock()
+	}
+	// One allocation for the records and a few for their bytes, not one
+	// per record: keys and values are cut from a shared buffer.
+	recs := make([]kgo.Record, in.Count)
+	var p records.Product
+	buf := make([]byte, 0, 1<<20)
+	start := e.now()
+	lastBeat := start
+	var err error
+	for i := range recs {
+		index := uint64(in.First) + uint64(i)
+		gen.Fill(&p, index)
+		if cap(buf)-len(buf) < 4096 {
+			buf = make([]byte, 0, 1<<20)
+		}
+		k := len(buf)
+		buf = append(buf, p.MallID...)
+		buf = append(buf, '/')
+		buf = append(buf, p.ProductID...)
+		v := len(buf)
+		if buf, err = e.serde.AppendEncode(buf, schemaID, records.KindProduct, &p); err != nil {
+			return nil, fmt.Errorf("encode product %d: %w", index, err)
+		}
+		r := &recs[i]
+		r.Key, r.Value = buf[k:v:v], buf[v:len(buf):len(buf)]
+		cl.Produce(ctx, r, promise)
+
+		if i&1023 == 1023 {
+			if err := ctx.Err(); err != nil {
+				return nil, fmt.Errorf("stopped after %d of %d records: %w", i+1, in.Count, err)
+			}
+			if now := e.now(); now.Sub(lastBeat) >= time.Second {
+				activity.RecordHeartbeat(ctx, i+1)
+				lastBeat = now
+			}
+		}
+		if in.Rate > 0 {
+			if err := pace(ctx, start, i+1, in.Rate); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if err := cl.Flush(ctx); err != nil {
+		return nil, fmt.Errorf("flush %d records: %w", in.Count, err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if firstErr != nil {
+		return nil, fmt.Errorf("produce to %s: %w", in.Topic, firstErr)
+	}
+	return ends, nil
+}
+
+// pace sleeps until sent records are due at rate records a second.
+func pace(ctx context.Context, start time.Time, sent int, rate float64) error {
+	due := start.Add(time.Duration(float64(sent) / rate * float64(time.Second)))
+	d := time.Until(due)
+	if d <= time.Millisecond {
+		return nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// commitMarker commits, inside the open transaction, the batch's end offsets
+// for its own consumer group: they become visible exactly when the records
+// do, and a retry reads them to learn the batch was committed.
+func (e *Emulate) commitMarker(ctx context.Context, cl *kgo.Client, group, topic string, topicID kadm.TopicID, ends map[int32]int64, count int64) error {
+	id, epoch, err := cl.ProducerID(ctx)
+	if err != nil {
+		return fmt.Errorf("read producer id for the commit marker: %w", err)
+	}
+	add := kmsg.NewPtrAddOffsetsToTxnRequest()
+	add.TransactionalID, add.ProducerID, add.ProducerEpoch, add.Group = group, id, epoch, group
+	addResp, err := retryConcurrent(ctx, func() (int16, error) {
+		r, err := add.RequestWith(ctx, cl)
+		if err != nil {
+			return 0, err
+		}
+		return r.ErrorCode, nil
+	})
+	if err = errors.Join(err, kerr.ErrorForCode(addResp)); err != nil {
+		return fmt.Errorf("add commit marker group %s to the transaction: %w", group, err)
+	}
+	req := kmsg.NewPtrTxnOffsetCommitRequest()
+	req.TransactionalID, req.Group, req.ProducerID, req.ProducerEpoch = group, group, id, epoch
+	req.Generation, req.MemberID = -1, ""
+	meta := markerPrefix + strconv.FormatInt(count, 10)
+	t := kmsg.NewTxnOffsetCommitRequestTopic()
+	t.Topic, t.TopicID = topic, topicID // the name up to v5, the id from v6
+	for p, off := range ends {
+		rp := kmsg.NewTxnOffsetCommitRequestTopicPartition()
+		rp.Partition, rp.Offset, rp.LeaderEpoch, rp.Metadata = p, off, -1, &meta
+		t.Partitions = append(t.Partitions, rp)
+	}
+	req.Topics = append(req.Topics, t)
+	resp, err := req.RequestWith(ctx, cl)
+	if err != nil {
+		return fmt.Errorf("commit marker offsets for group %s: %w", group, err)
+	}
+	for _, rt := range resp.Topics {
+		for _, rp := range rt.Partitions {
+			if err := kerr.ErrorForCode(rp.ErrorCode); err != nil {
+				return fmt.Errorf("commit marker offset %s[%d] for group %s: %w", rt.Topic, rp.Partition, group, err)
+			}
+		}
+	}
+	return nil
+}
+
+// topicID looks the topic up, so a missing topic is a clear error and the
+// marker can name the topic by id where the protocol wants that.
+func (e *Emulate) topicID(ctx context.Context, topic string) (kadm.TopicID, error) {
+	details, err := e.admin.ListTopics(ctx, topic)
+	if err != nil {
+		return kadm.TopicID{}, fmt.Errorf("describe topic %s: %w", topic, err)
+	}
+	d, ok := details[topic]
+	if !ok || errors.Is(d.Err, kerr.UnknownTopicOrPartition) {
+		return kadm.TopicID{}, fmt.Errorf("topic %s does not exist: run `shopstream bootstrap` (or `shopstream dev`) to create it", topic)
+	}
+	if d.Err != nil {
+		return kadm.TopicID{}, fmt.Errorf("describe topic %s: %w", topic, d.Err)
+	}
+	return d.ID, nil
+}
+
+// committedBatch reads a batch's marker. Only call it after fencing the
+// batch's transactional id, so that no commit of it can still be pending.
+func (e *Emulate) committedBatch(ctx context.Context, group string) (workflows.EmulateBatchResult, bool, error) {
+	var res workflows.EmulateBatchResult
+	offs, err := e.admin.FetchOffsets(kadm.RequireStable(ctx), group)
+	if errors.Is(err, kerr.GroupIDNotFound) {
+		return res, false, nil
+	}
+	if err != nil {
+		return res, false, fmt.Errorf("read commit marker of group %s: %w", group, err)
+	}
+	if err := offs.Error(); err != nil {
+		return res, false, fmt.Errorf("read commit marker of group %s: %w", group, err)
+	}
+	res.Partitions = map[int32]int64{}
+	found := false
+	offs.Each(func(o kadm.OffsetResponse) {
+		if !strings.HasPrefix(o.Metadata, markerPrefix) {
+			return
+		}
+		n, err := strconv.ParseInt(strings.TrimPrefix(o.Metadata, markerPrefix), 10, 64)
+		if err != nil {
+			return
+		}
+		found = true
+		res.Records = n
+		res.Partitions[o.Partition] = o.At
+	})
+	res.AlreadyCommitted = found
+	return res, found, nil
+}
+
+// EmulateCleanup deletes the markers of batches the workflow has recorded as
+// done; a marker that is already gone is fine.
+func (e *Emulate) EmulateCleanup(ctx context.Context, in workflows.EmulateCleanupInput) (workflows.EmulateCleanupResult, error) {
+	var res workflows.EmulateCleanupResult
+	const chunk = 200
+	for first := in.FirstBatch; first < in.EndBatch; first += chunk {
+		var groups []string
+		for b := first; b < min(first+chunk, in.EndBatch); b++ {
+			groups = append(groups, BatchTransactionalID(in.WorkflowID, b))
+		}
+		resp, err := e.admin.DeleteGroups(ctx, groups...)
+		if err != nil {
+			return res, fmt.Errorf("delete commit markers of batches %d to %d: %w", first, first+int64(len(groups))-1, err)
+		}
+		for _, r := range resp {
+			switch {
+			case r.Err == nil:
+				res.Deleted++
+			case errors.Is(r.Err, kerr.GroupIDNotFound):
+			default:
+				return res, fmt.Errorf("delete commit marker %s: %w", r.Group, r.Err)
+			}
+		}
+		activity.RecordHeartbeat(ctx, first)
+	}
+	return res, nil
+}
+
+// abort ends the open transaction without committing, with a context of its
+// own: the activity's may be the reason we are aborting.
+func abort(cl *kgo.Client) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_ = cl.AbortBufferedRecords(ctx)
+	_ = cl.EndTransaction(ctx, kgo.TryAbort)
+}
+
+// retryConcurrent repeats a transactional request while the coordinator says
+// an earlier transaction of this id is still ending.
+func retryConcurrent(ctx context.Context, do func() (int16, error)) (int16, error) {
+	backoff := 20 * time.Millisecond
+	for {
+		code, err := do()
+		if err != nil || code != kerr.ConcurrentTransactions.Code {
+			return code, err
+		}
+		select {
+		case <-ctx.Done():
+			return code, ctx.Err()
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, time.Second)
+	}
+}
+
+type emulateMetrics struct {
+	records      prometheus.Counter
+	batchSeconds *prometheus.HistogramVec
+}
+
+func newEmulateMetrics(reg prometheus.Registerer) (*emulateMetrics, error) {
+	m := &emulateMetrics{
+		records: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "shopstream_emulate_records_produced_total",
+			Help: "Products that emulation batches committed to Kafka.",
+		}),
+		batchSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "shopstream_emulate_batch_duration_seconds",
+			Help:    "How long an emulation batch activity took, by outcome: committed, recovered (an earlier attempt had committed) or failed.",
+			Buckets: prometheus.ExponentialBuckets(0.01, 2, 14),
+		}, []string{"outcome"}),
+	}
+	var err error
+	if m.records, err = register(reg, m.records); err != nil {
+		return nil, err
+	}
+	if m.batchSeconds, err = register(reg, m.batchSeconds); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// register registers c, or returns the collector already registered under
+// its name, so building the activities twice on one registry is fine.
+func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
+	if reg == nil {
+		return c, nil
+	}
+	if err := reg.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if existing, ok := are.ExistingCollector.(C); ok {
+				return existing, nil
+			}
+		}
+		return c, fmt.Errorf("register emulation metrics: %w", err)
+	}
+	return c, nil
+}
