@@ -167,7 +167,10 @@ func (s *Serde) WriterSchema(ctx context.Context, id int) (avro.Schema, error) {
 	if ok {
 		return w, nil
 	}
-	text, err := s.client.SchemaTextByID(ctx, id)
+	// GET /schemas/ids/{id}, not .../schema: srfake answers the latter with
+	// the schema as a JSON string rather than the raw schema Confluent sends.
+	fetched, err := s.client.SchemaByID(ctx, id)
+	text := fetched.Schema
 	if err != nil {
 		var re *sr.ResponseError
 		if errors.As(err, &re) && re.StatusCode == http.StatusNotFound {

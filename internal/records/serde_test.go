@@ -107,3 +107,31 @@ func TestDecodeErrors(t *testing.T) {
 		}
 	}
 }
+
+// A consumer that did not encode the value itself must fetch the writer's
+// schema from the registry by id and decode with it.
+func TestDecodeWithAFreshSerde(t *testing.T) {
+	ctx := context.Background()
+	schemas, err := ParseSchemas()
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(srfake.NewRegistry().Handler())
+	defer srv.Close()
+	cl, err := sr.NewClient(sr.URLs(srv.URL))
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := SearchPrompt{SearchID: "s", UserID: "u", Query: "phone", SearchedAt: time.UnixMilli(5).UTC()}
+	b, err := NewSerde(schemas, cl).Encode(ctx, nil, "t", &in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out SearchPrompt
+	if err := NewSerde(schemas, cl).Decode(ctx, b, &out); err != nil {
+		t.Fatal(err)
+	}
+	if out != in {
+		t.Fatalf("got %+v, want %+v", out, in)
+	}
+}
