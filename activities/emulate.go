@@ -208,7 +208,10 @@ func (e *Emulate) produce(ctx context.Context, cl *kgo.Client, gen *shopgen.Gene
 		r.Key, r.Value = buf[k:v:v], buf[v:len(buf):len(buf)]
 		cl.Produce(ctx, r, promise)
 
-		if i&1023 == 1023 {
+		// Heartbeat about once a second, which is also how a cancel or a
+		// newer attempt of this batch reaches us; a paced batch looks at
+		// the clock anyway.
+		if i&255 == 255 || in.Rate > 0 {
 			if err := ctx.Err(); err != nil {
 				return nil, fmt.Errorf("stopped after %d of %d records: %w", i+1, in.Count, err)
 			}

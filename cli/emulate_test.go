@@ -319,9 +319,7 @@ func TestEmulateOnEmbeddedStack(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "is completed") || !strings.Contains(out, "done: 10000 products committed") {
 		t.Errorf("emulate status exited %d:\n%s", code, out)
 	}
-	if path := os.Getenv("SHOPSTREAM_RECORD_HISTORY"); path != "" {
-		recordHistory(t, te, id, path)
-	}
+	recordHistory(t, te, id, "emulate_shop.json")
 }
 
 func TestEmulateSurvivesAKilledWorker(t *testing.T) {
@@ -389,6 +387,7 @@ func TestEmulateCancel(t *testing.T) {
 	// Nothing of the batches that were running when the cancel came is
 	// visible: the topic holds exactly the whole batches.
 	te.assertExactly(int(committed))
+	recordHistory(t, te, id, "emulate_shop_canceled.json")
 }
 
 func TestEmulateRejectsBadInput(t *testing.T) {
@@ -466,8 +465,14 @@ func metricValue(t *testing.T, e *env, name string) float64 {
 }
 
 // recordHistory saves the run's history for the workflows package's replay
-// test: SHOPSTREAM_RECORD_HISTORY=$PWD/workflows/testdata/emulate_shop.json.
-func recordHistory(t *testing.T, te *testEnv, id, path string) {
+// test when SHOPSTREAM_RECORD_HISTORY names a directory
+// (SHOPSTREAM_RECORD_HISTORY=$PWD/workflows/testdata).
+func recordHistory(t *testing.T, te *testEnv, id, name string) {
+	dir := os.Getenv("SHOPSTREAM_RECORD_HISTORY")
+	if dir == "" {
+		return
+	}
+	path := filepath.Join(dir, name)
 	cliPath, err := environment.FindTemporalCLI("")
 	if err != nil {
 		t.Fatal(err)
