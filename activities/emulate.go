@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -119,6 +120,8 @@ func (e *Emulate) EmulateBatch(ctx context.Context, in workflows.EmulateBatchInp
 		return res, fmt.Errorf("batch %d: create transactional producer %s: %w", in.Batch, txnID, err)
 	}
 	defer cl.Close()
+	sent, stopBeats := heartbeat(ctx)
+	defer stopBeats()
 
 	// Fence every earlier attempt of this batch before looking for its
 	// commit: after this no zombie can commit, so what the marker says is
@@ -138,7 +141,7 @@ func (e *Emulate) EmulateBatch(ctx context.Context, in workflows.EmulateBatchInp
 	if err := cl.BeginTransaction(); err != nil {
 		return res, fmt.Errorf("batch %d: begin transaction: %w", in.Batch, err)
 	}
-	ends, err := e.produce(ctx, cl, gen, in, schemaID)
+	ends, err := e.produce(ctx, cl, gen, in, schemaID, sent)
 	if err == nil && e.beforeCommit != nil {
 		err = e.beforeCommit(in)
 	}
@@ -165,7 +168,7 @@ func (e *Emulate) EmulateBatch(ctx context.Context, in workflows.EmulateBatchInp
 
 // produce generates and sends the batch's records and waits until Kafka has
 // them all; it returns, per partition, the offset after the last one.
-func (e *Emulate) produce(ctx context.Context, cl *kgo.Client, gen *shopgen.Generator, in workflows.EmulateBatchInput, schemaID int) (map[int32]int64, error) {
+func (e *Emulate) produce(ctx context.Context, cl *kgo.Client, gen *shopgen.Generator, in workflows.EmulateBatchInput, schemaID int, sent *atomic.Int64) (map[int32]int64, error) {
 	var (
 		mu       sync.Mutex
 		firstErr error
@@ -188,8 +191,8 @@ func (e *Emulate) produce(ctx context.Context, cl *kgo.Client, gen *shopgen.Gene
 	var p records.Product
 	buf := make([]byte, 0, 1<<20)
 	start := e.now()
-	lastBeat := start
 	var err error
+
 	for i := range recs {
 		index := uint64(in.First) + uint64(i)
 		gen.Fill(&p, index)
@@ -208,16 +211,10 @@ func (e *Emulate) produce(ctx context.Context, cl *kgo.Client, gen *shopgen.Gene
 		r.Key, r.Value = buf[k:v:v], buf[v:len(buf):len(buf)]
 		cl.Produce(ctx, r, promise)
 
-		// Heartbeat about once a second, which is also how a cancel or a
-		// newer attempt of this batch reaches us; a paced batch looks at
-		// the clock anyway.
-		if i&255 == 255 || in.Rate > 0 {
+		sent.Store(int64(i) + 1)
+		if i&255 == 255 {
 			if err := ctx.Err(); err != nil {
 				return nil, fmt.Errorf("stopped after %d of %d records: %w", i+1, in.Count, err)
-			}
-			if now := e.now(); now.Sub(lastBeat) >= time.Second {
-				activity.RecordHeartbeat(ctx, i+1)
-				lastBeat = now
 			}
 		}
 		if in.Rate > 0 {
@@ -235,6 +232,31 @@ func (e *Emulate) produce(ctx context.Context, cl *kgo.Client, gen *shopgen.Gene
 		return nil, fmt.Errorf("produce to %s: %w", in.Topic, firstErr)
 	}
 	return ends, nil
+}
+
+// heartbeat heartbeats every second until stopped, with the records sent so
+// far, for as long as the batch runs, flush and
+// commit included: that is how a cancel, or the server giving up on this
+// attempt, reaches ctx. A broker that went away stalls the batch without
+// failing it, and the batch goes on when the broker returns.
+func heartbeat(ctx context.Context) (sent *atomic.Int64, stop func()) {
+	sent = new(atomic.Int64)
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				activity.RecordHeartbeat(ctx, sent.Load())
+			}
+		}
+	}()
+	return sent, func() { close(done) }
 }
 
 // pace sleeps until sent records are due at rate records a second.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/urfave/cli/v2"
 	"go.temporal.io/sdk/client"
@@ -94,6 +96,12 @@ type testEnv struct {
 	brokers   []string
 	topic     string
 	taskQueue string
+	suffix    string
+}
+
+// id is a workflow id unique to this run of the test.
+func (te *testEnv) id(name string) string {
+	return workflows.EmulateWorkflowIDPrefix + name + "-" + te.suffix
 }
 
 func newTestEnv(t *testing.T, brokers []string) *testEnv {
@@ -102,8 +110,9 @@ func newTestEnv(t *testing.T, brokers []string) *testEnv {
 	if brokers == nil {
 		brokers = stack.KafkaBrokers
 	}
-	name := strings.NewReplacer("/", "_", " ", "_").Replace(t.Name())
-	te := &testEnv{t: t, stack: stack, brokers: brokers, topic: "products_" + name, taskQueue: "tq-" + name}
+	// Unique per run, so -count=N can share the stack.
+	name := strings.NewReplacer("/", "_", " ", "_").Replace(t.Name()) + "-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	te := &testEnv{t: t, stack: stack, brokers: brokers, topic: "products_" + name, taskQueue: "tq-" + name, suffix: name[len(name)-6:]}
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
 	if err != nil {
 		t.Fatal(err)
@@ -283,7 +292,7 @@ func TestEmulateOnEmbeddedStack(t *testing.T) {
 	te := newTestEnv(t, nil)
 	w := te.startWorker()
 	ctx := context.Background()
-	id := workflows.EmulateWorkflowIDPrefix + "it-10000"
+	id := te.id("it-10000")
 	code, out, errOut := te.shopstream(ctx, "emulate", "--count", "10_000", "--id", id, "--seed", "7")
 	if code != 0 {
 		t.Fatalf("emulate exited %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
@@ -326,7 +335,7 @@ func TestEmulateSurvivesAKilledWorker(t *testing.T) {
 	te := newTestEnv(t, nil)
 	first := te.startChildWorker()
 	ctx := context.Background()
-	id := workflows.EmulateWorkflowIDPrefix + "it-killed"
+	id := te.id("it-killed")
 	// 20 batches of 1000, four at a time, each taking about 0.8 s: the
 	// kill lands while batches are mid-transaction.
 	code, out, errOut := te.shopstream(ctx, "emulate", "--count", "20000", "--batch-size", "1000", "--rate", "5000",
@@ -359,11 +368,67 @@ func TestEmulateSurvivesAKilledWorker(t *testing.T) {
 	te.assertExactly(20_000)
 }
 
+func TestEmulateSurvivesABrokerOutage(t *testing.T) {
+	dir := t.TempDir()
+	port := freePort(t)
+	startKafka := func() *kfake.Cluster {
+		c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.Ports(port), kfake.DataDir(dir))
+		if err != nil {
+			t.Fatalf("start Kafka on port %d: %v", port, err)
+		}
+		return c
+	}
+	kafka := startKafka()
+	te := newTestEnv(t, kafka.ListenAddrs())
+	te.startWorker()
+	ctx := context.Background()
+	id := te.id("it-outage")
+	code, out, errOut := te.shopstream(ctx, "emulate", "--count", "20000", "--batch-size", "1000", "--rate", "5000",
+		"--heartbeat-timeout", "5s", "--id", id, "--detach")
+	if code != 0 {
+		t.Fatalf("emulate exited %d\n%s\n%s", code, out, errOut)
+	}
+	tc := te.temporal()
+	var before workflows.EmulateProgress
+	waitFor(t, 30*time.Second, "some batches committed, others running", func() bool {
+		p, err := queryProgress(ctx, tc, id)
+		before = p
+		return err == nil && p.Committed >= 4000 && p.Running > 0
+	})
+	// The broker goes away with transactions open, and comes back with
+	// what it had stored.
+	kafka.Close()
+	t.Logf("broker stopped with %d of 20000 committed and %d batches running", before.Committed, before.Running)
+	time.Sleep(3 * time.Second)
+	kafka = startKafka()
+	defer kafka.Close()
+	wctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	var res workflows.EmulateShopResult
+	if err := tc.GetWorkflow(wctx, id, "").Get(wctx, &res); err != nil {
+		t.Fatal(err)
+	}
+	if res.Committed != 20_000 {
+		t.Fatalf("workflow says %d committed, want 20000", res.Committed)
+	}
+	te.assertExactly(20_000)
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
 func TestEmulateCancel(t *testing.T) {
 	te := newTestEnv(t, nil)
 	te.startWorker()
 	ctx := context.Background()
-	id := workflows.EmulateWorkflowIDPrefix + "it-cancel"
+	id := te.id("it-cancel")
 	code, out, errOut := te.shopstream(ctx, "emulate", "--count", "1M", "--batch-size", "1000", "--rate", "2000", "--id", id, "--detach")
 	if code != 0 {
 		t.Fatalf("emulate exited %d\n%s\n%s", code, out, errOut)
