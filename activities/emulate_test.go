@@ -38,7 +38,7 @@ type kafkaFixture struct {
 	serde   *records.Serde
 }
 
-func newKafkaFixture(t *testing.T) *kafkaFixture {
+func newKafkaFixture(t testing.TB) *kafkaFixture {
 	t.Helper()
 	c, err := kfake.NewCluster(kfake.NumBrokers(1))
 	if err != nil {
@@ -68,7 +68,7 @@ func newKafkaFixture(t *testing.T) *kafkaFixture {
 	return f
 }
 
-func (f *kafkaFixture) emulate(t *testing.T, reg prometheus.Registerer) *Emulate {
+func (f *kafkaFixture) emulate(t testing.TB, reg prometheus.Registerer) *Emulate {
 	t.Helper()
 	e, err := NewEmulate(f.brokers, f.admin, f.serde, reg)
 	if err != nil {

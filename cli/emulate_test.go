@@ -62,7 +62,7 @@ type stackOnce struct {
 	err   error
 }
 
-func (s *stackOnce) get(t *testing.T) *environment.Stack {
+func (s *stackOnce) get(t testing.TB) *environment.Stack {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("starts the embedded stack")
