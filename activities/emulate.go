@@ -40,6 +40,10 @@ type Emulate struct {
 	serde   *records.Serde
 	metrics *emulateMetrics
 	now     func() time.Time
+	// Shared by every batch's client: a new client would otherwise build
+	// its own compressors, and a batch its own buffers, each time.
+	compressor kgo.Compressor
+	chunks     sync.Pool // *[]byte of chunkSize, for keys and values
 
 	// Test hooks. beforeCommit runs once a batch's records are all in Kafka,
 	// before the marker and the commit; afterCommit runs after the commit,
@@ -58,7 +62,11 @@ func NewEmulate(brokers []string, admin *kadm.Client, serde *records.Serde, reg 
 	if err != nil {
 		return nil, err
 	}
-	return &Emulate{brokers: brokers, opts: opts, admin: admin, serde: serde, metrics: m, now: time.Now}, nil
+	compressor, err := kgo.DefaultCompressor(kgo.SnappyCompression(), kgo.NoCompression())
+	if err != nil {
+		return nil, fmt.Errorf("build the producers' compressor: %w", err)
+	}
+	return &Emulate{brokers: brokers, opts: opts, admin: admin, serde: serde, metrics: m, now: time.Now, compressor: compressor}, nil
 }
 
 // ProducerOpts are the producer settings of a batch; the benchmark's plain
@@ -67,6 +75,9 @@ func ProducerOpts() []kgo.Opt {
 	return []kgo.Opt{
 		kgo.ProducerBatchMaxBytes(1 << 20),
 		kgo.MaxBufferedRecords(20_000),
+		// KIP-714 telemetry: each short-lived batch client would gather and
+		// compress its own metrics for the broker.
+		kgo.DisableClientMetrics(),
 	}
 }
 
@@ -75,6 +86,9 @@ func ProducerOpts() []kgo.Opt {
 func BatchTransactionalID(workflowID string, batch int64) string {
 	return "shopstream-emulate/" + workflowID + "/" + strconv.FormatInt(batch, 10)
 }
+
+// chunkSize is the size of the pooled buffers records are cut from.
+const chunkSize = 1 << 20
 
 const markerPrefix = "shopstream emulate batch: records="
 
@@ -110,6 +124,7 @@ func (e *Emulate) EmulateBatch(ctx context.Context, in workflows.EmulateBatchInp
 		txnTimeout = max(txnTimeout, time.Duration(2*float64(in.Count)/in.Rate*float64(time.Second)))
 	}
 	opts := append([]kgo.Opt{
+		kgo.WithCompressor(e.compressor),
 		kgo.SeedBrokers(e.brokers...),
 		kgo.TransactionalID(txnID),
 		kgo.TransactionTimeout(txnTimeout),
@@ -119,6 +134,14 @@ func (e *Emulate) EmulateBatch(ctx context.Context, in workflows.EmulateBatchInp
 	if err != nil {
 		return res, fmt.Errorf("batch %d: create transactional producer %s: %w", in.Batch, txnID, err)
 	}
+	// Deferred before Close, so it runs after: only then has the client let
+	// go of the records' bytes.
+	var chunks []*[]byte
+	defer func() {
+		for _, c := range chunks {
+			e.chunks.Put(c)
+		}
+	}()
 	defer cl.Close()
 	sent, stopBeats := heartbeat(ctx)
 	defer stopBeats()
@@ -141,7 +164,7 @@ func (e *Emulate) EmulateBatch(ctx context.Context, in workflows.EmulateBatchInp
 	if err := cl.BeginTransaction(); err != nil {
 		return res, fmt.Errorf("batch %d: begin transaction: %w", in.Batch, err)
 	}
-	ends, err := e.produce(ctx, cl, gen, in, schemaID, sent)
+	ends, err := e.produce(ctx, cl, gen, in, schemaID, sent, &chunks)
 	if err == nil && e.beforeCommit != nil {
 		err = e.beforeCommit(in)
 	}
@@ -168,7 +191,7 @@ func (e *Emulate) EmulateBatch(ctx context.Context, in workflows.EmulateBatchInp
 
 // produce generates and sends the batch's records and waits until Kafka has
 // them all; it returns, per partition, the offset after the last one.
-func (e *Emulate) produce(ctx context.Context, cl *kgo.Client, gen *shopgen.Generator, in workflows.EmulateBatchInput, schemaID int, sent *atomic.Int64) (map[int32]int64, error) {
+func (e *Emulate) produce(ctx context.Context, cl *kgo.Client, gen *shopgen.Generator, in workflows.EmulateBatchInput, schemaID int, sent *atomic.Int64, chunks *[]*[]byte) (map[int32]int64, error) {
 	var (
 		mu       sync.Mutex
 		firstErr error
@@ -185,36 +208,51 @@ func (e *Emulate) produce(ctx context.Context, cl *kgo.Client, gen *shopgen.Gene
 		}
 		mu.Unlock()
 	}
-	// One allocation for the records and a few for their bytes, not one
-	// per record: keys and values are cut from a shared buffer.
+	// One allocation for the records and none for their bytes once the
+	// worker has run a batch: keys and values are cut from pooled chunks.
 	recs := make([]kgo.Record, in.Count)
 	var p records.Product
-	buf := make([]byte, 0, 1<<20)
+	chunk := func() []byte {
+		c, ok := e.chunks.Get().(*[]byte)
+		if !ok {
+			b := make([]byte, 0, chunkSize)
+			c = &b
+		}
+		*chunks = append(*chunks, c)
+		return (*c)[:0]
+	}
+	buf := chunk()
 	start := e.now()
 	var err error
-	// The generator's own Avro writer is several times cheaper than the
-	// generic one; it is used only while it writes exactly our schema.
+	// The generator writes key and value itself, several times cheaper than
+	// filling a Product for the generic encoder; only while it writes
+	// exactly our schema.
 	fast := shopgen.WritesSchema(e.serde.Schemas().Schema(records.KindProduct))
+	header := [5]byte{0, byte(schemaID >> 24), byte(schemaID >> 16), byte(schemaID >> 8), byte(schemaID)}
 
 	for i := range recs {
 		index := uint64(in.First) + uint64(i)
-		gen.Fill(&p, index)
 		if cap(buf)-len(buf) < 4096 {
-			buf = make([]byte, 0, 1<<20)
+			buf = chunk()
 		}
 		k := len(buf)
-		buf = append(buf, p.MallID...)
-		buf = append(buf, '/')
-		buf = append(buf, p.ProductID...)
-		v := len(buf)
+		var v int
 		if fast {
-			buf = append(buf, 0, byte(schemaID>>24), byte(schemaID>>16), byte(schemaID>>8), byte(schemaID))
-			buf = shopgen.AppendProductAvro(buf, &p)
-		} else if buf, err = e.serde.AppendEncode(buf, schemaID, records.KindProduct, &p); err != nil {
-			return nil, fmt.Errorf("encode product %d: %w", index, err)
+			var keyLen int
+			buf, keyLen = gen.AppendKeyValue(buf, index, header[:])
+			v = k + keyLen
+		} else {
+			gen.Fill(&p, index)
+			buf = append(buf, p.MallID...)
+			buf = append(buf, '/')
+			buf = append(buf, p.ProductID...)
+			v = len(buf)
+			if buf, err = e.serde.AppendEncode(buf, schemaID, records.KindProduct, &p); err != nil {
+				return nil, fmt.Errorf("encode product %d: %w", index, err)
+			}
 		}
 		r := &recs[i]
-		r.Key, r.Value = buf[k:v:v], buf[v:len(buf):len(buf)]
+		r.Key, r.Value = buf[k:v:v], buf[v:len(buf):len(buf)] // the value starts with the header
 		cl.Produce(ctx, r, promise)
 
 		sent.Store(int64(i) + 1)

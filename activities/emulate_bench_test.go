@@ -1,11 +1,15 @@
 package activities
 
 import (
+	"context"
 	"strconv"
 	"testing"
 
+	"github.com/twmb/franz-go/pkg/kgo"
 	"go.temporal.io/sdk/testsuite"
 
+	"github.com/shopstream/shopstream/internal/records"
+	"github.com/shopstream/shopstream/internal/shopgen"
 	"github.com/shopstream/shopstream/workflows"
 )
 
@@ -30,4 +34,37 @@ func BenchmarkEmulateBatch(b *testing.B) {
 			b.ReportMetric(float64(size)*float64(b.N)/b.Elapsed().Seconds(), "records/s")
 		})
 	}
+}
+
+// BenchmarkPlainProduce sends 10000 records generated beforehand through
+// one idempotent producer, for comparison with BenchmarkEmulateBatch.
+func BenchmarkPlainProduce(b *testing.B) {
+	f := newKafkaFixture(b)
+	const size = 10_000
+	in := batchInput(0, size)
+	gen, err := shopgen.New(shopgen.Options{Seed: in.Seed, Shops: in.Shops, ImageBaseURL: in.ImageBaseURL, Now: in.ProductTime})
+	if err != nil {
+		b.Fatal(err)
+	}
+	recs := make([]kgo.Record, size)
+	var p records.Product
+	for i := range recs {
+		gen.Fill(&p, uint64(i))
+		recs[i] = kgo.Record{Topic: testTopic, Key: []byte(p.Key()), Value: shopgen.AppendProductAvro([]byte{0, 0, 0, 0, 1}, &p)}
+	}
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(f.brokers...)}, ProducerOpts()...)...)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer cl.Close()
+	b.ResetTimer()
+	for range b.N {
+		for i := range recs {
+			cl.Produce(context.Background(), &recs[i], nil)
+		}
+		if err := cl.Flush(context.Background()); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(size)*float64(b.N)/b.Elapsed().Seconds(), "records/s")
 }

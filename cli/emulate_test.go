@@ -532,7 +532,7 @@ func metricValue(t *testing.T, e *env, name string) float64 {
 // recordHistory saves the run's history for the workflows package's replay
 // test when SHOPSTREAM_RECORD_HISTORY names a directory
 // (SHOPSTREAM_RECORD_HISTORY=$PWD/workflows/testdata).
-func recordHistory(t *testing.T, te *testEnv, id, name string) {
+func recordHistory(t testing.TB, te *testEnv, id, name string) {
 	dir := os.Getenv("SHOPSTREAM_RECORD_HISTORY")
 	if dir == "" {
 		return

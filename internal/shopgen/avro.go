@@ -75,6 +75,76 @@ func AppendProductAvro(dst []byte, p *records.Product) []byte {
 	return dst
 }
 
+// AppendKeyValue appends product index as a Kafka record would carry it: the
+// key (mall_id/product_id), then header (the Confluent framing), then the
+// Avro body that AppendProductAvro writes for Fill's product, byte for byte.
+// It returns dst and the key's length. It builds no Product and allocates
+// nothing when dst has room, so it is what the batch activity uses.
+func (g *Generator) AppendKeyValue(dst []byte, index uint64, header []byte) ([]byte, int) {
+	d := g.draw(index)
+	c := d.c
+	start := len(dst)
+	mall := g.malls[d.shop]
+	dst = append(dst, mall...)
+	dst = append(dst, '/')
+	dst = g.appendProductID(dst, index)
+	keyLen := len(dst) - start
+	idLen := g.productIDLen(index)
+	// Appending from dst to itself is fine even if it grows: the old
+	// array stays valid while we copy from it.
+	productID := dst[len(dst)-idLen:]
+	dst = append(dst, header...)
+
+	dst = appendLong(dst, int64(idLen))
+	dst = append(dst, productID...)
+	dst = appendString(dst, mall)
+	dst = appendString(dst, d.name)
+	dst = d.appendDescription(appendLong(dst, int64(d.descriptionLen())))
+	dst = d.appendAmount(appendLong(dst, int64(d.amountLen())))
+	dst = appendString(dst, g.mallCur[d.shop])
+	dst = appendString(dst, c.name)
+	dst = appendString(dst, c.brands[d.bi])
+	dst = d.appendSKU(appendLong(dst, skuLen))
+
+	tags := d.tags()
+	size := 0
+	for _, t := range tags {
+		size += stringSize(t)
+	}
+	dst = appendLong(appendLong(dst, -int64(len(tags))), int64(size))
+	for _, t := range tags {
+		dst = appendString(dst, t)
+	}
+	dst = append(dst, 0)
+
+	urlLen := len(g.imageURL) + idLen + len("-1.png")
+	size = 0
+	for i := 0; i < d.nImages; i++ {
+		size += lenSize(urlLen) + lenSize(len(d.name)+len(", ")+len(views[i]))
+	}
+	dst = appendLong(appendLong(dst, -int64(d.nImages)), int64(size))
+	for i := 0; i < d.nImages; i++ {
+		dst = g.appendImageURL(appendLong(dst, int64(urlLen)), productID, i)
+		dst = d.appendAlt(appendLong(dst, int64(len(d.name)+len(", ")+len(views[i]))), i)
+	}
+	dst = append(dst, 0)
+
+	dst = appendLong(dst, int64(d.stock))
+	size = c.specKeysSize
+	for _, slot := range c.specSlots {
+		size += stringSize(d.specValue(slot))
+	}
+	dst = appendLong(appendLong(dst, -int64(len(c.specSlots))), int64(size))
+	for i, slot := range c.specSlots {
+		dst = appendString(dst, c.specKeys[i])
+		dst = appendString(dst, d.specValue(slot))
+	}
+	dst = append(dst, 0)
+	dst = appendLong(dst, d.created)
+	dst = appendLong(dst, d.updated)
+	return dst, keyLen
+}
+
 // appendSortedMap writes the map's entries in key order; small maps, as
 // products have, sort on the stack.
 func appendSortedMap(dst []byte, m map[string]string) []byte {
@@ -104,8 +174,10 @@ func appendSortedMap(dst []byte, m map[string]string) []byte {
 }
 
 // stringSize is how many bytes appendString writes for s.
-func stringSize(s string) int {
-	n := len(s)
+func stringSize(s string) int { return lenSize(len(s)) }
+
+// lenSize is how many bytes a string of n bytes takes: its length, then it.
+func lenSize(n int) int {
 	size := 1
 	for u := uint64(n) << 1; u >= 0x80; u >>= 7 {
 		size++

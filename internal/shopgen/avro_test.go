@@ -100,3 +100,37 @@ func BenchmarkFillAppendAvro(b *testing.B) {
 		i++
 	}
 }
+
+func TestAppendKeyValueIsFillThenAppendProductAvro(t *testing.T) {
+	for _, o := range []Options{{Seed: 5}, {Seed: 1 << 60, Shops: 999, ImageBaseURL: "https://cdn.example.com/i/"}} {
+		g := newGen(t, o)
+		header := []byte{0, 0, 0, 0, 9}
+		var p records.Product
+		buf := make([]byte, 0, 64) // small: appending must survive growing
+		for _, i := range []uint64{0, 1, 9, 10, 99, 12345, 1e9, 1<<64 - 1} {
+			for j := uint64(0); j < 300; j++ {
+				index := i + j
+				g.Fill(&p, index)
+				want := AppendProductAvro(append([]byte(p.Key()), header...), &p)
+				got, keyLen := g.AppendKeyValue(buf[:0], index, header)
+				if !bytes.Equal(got, want) || keyLen != len(p.Key()) {
+					t.Fatalf("seed %d index %d: AppendKeyValue differs from Fill+AppendProductAvro\n got %q (key %d)\nwant %q (key %d)", o.Seed, index, got, keyLen, want, len(p.Key()))
+				}
+			}
+		}
+	}
+}
+
+// BenchmarkAppendKeyValue is what the batch activity spends on a record
+// before Kafka.
+func BenchmarkAppendKeyValue(b *testing.B) {
+	g := newGen(b, Options{Seed: 99, Shops: 10})
+	buf := make([]byte, 0, 4096)
+	header := []byte{0, 0, 0, 0, 1}
+	b.ReportAllocs()
+	i := uint64(0)
+	for b.Loop() {
+		buf, _ = g.AppendKeyValue(buf[:0], i, header)
+		i++
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"hash/fnv"
 	"math/bits"
 	"net/url"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -54,7 +55,20 @@ type genCategory struct {
 	names      []string // brand x noun x series, precomputed so a name costs nothing
 	brandCodes []string
 	brandTags  []string
+	// The specifications in key order (as Avro maps are written here):
+	// their keys, which value each is (specColor, specWarranty, or
+	// specOwn+i for the category's own spec i), and the keys' encoded size.
+	specKeys     []string
+	specSlots    []int
+	specKeysSize int
 }
+
+// Slots of the specifications every product has; a category's own follow.
+const (
+	specColor = iota
+	specWarranty
+	specOwn
+)
 
 // New builds a generator; it rejects options a user could get wrong.
 func New(o Options) (*Generator, error) {
@@ -88,7 +102,20 @@ func New(o Options) (*Generator, error) {
 	}
 	g.cats = make([]genCategory, len(catalogue))
 	for ci, c := range catalogue {
+		if len(c.specs) > maxSpecs {
+			return nil, fmt.Errorf("category %s has %d specifications, at most %d fit", c.name, len(c.specs), maxSpecs)
+		}
 		gc := genCategory{category: c}
+		gc.specKeys = []string{"color", "warranty"}
+		gc.specSlots = []int{specColor, specWarranty}
+		for i, sp := range c.specs {
+			gc.specKeys = append(gc.specKeys, sp.key)
+			gc.specSlots = append(gc.specSlots, specOwn+i)
+		}
+		sort.Sort(bySpecKey{&gc})
+		for _, k := range gc.specKeys {
+			gc.specKeysSize += stringSize(k)
+		}
 		for _, b := range c.brands {
 			gc.brandCodes = append(gc.brandCodes, brandCode(b))
 			gc.brandTags = append(gc.brandTags, strings.ToLower(b))
@@ -101,6 +128,16 @@ func New(o Options) (*Generator, error) {
 		g.cats[ci] = gc
 	}
 	return g, nil
+}
+
+// bySpecKey sorts a category's specification keys and slots together.
+type bySpecKey struct{ c *genCategory }
+
+func (s bySpecKey) Len() int           { return len(s.c.specKeys) }
+func (s bySpecKey) Less(i, j int) bool { return s.c.specKeys[i] < s.c.specKeys[j] }
+func (s bySpecKey) Swap(i, j int) {
+	s.c.specKeys[i], s.c.specKeys[j] = s.c.specKeys[j], s.c.specKeys[i]
+	s.c.specSlots[i], s.c.specSlots[j] = s.c.specSlots[j], s.c.specSlots[i]
 }
 
 // CheckImageBaseURL accepts an absolute http(s) URL.
@@ -141,91 +178,194 @@ func (g *Generator) Product(index uint64) records.Product {
 // pays one allocation per product (the strings that are not vocabulary);
 // strings set by earlier calls stay valid.
 func (g *Generator) Fill(p *records.Product, index uint64) {
-	r := rng(mix(g.opts.Seed ^ mix(index+0x9e3779b97f4a7c15)))
-	ci := r.intn(len(g.cats))
-	c := &g.cats[ci]
-	bi, ni, si := r.intn(len(c.brands)), r.intn(len(c.nouns)), r.intn(len(series))
-	name := c.names[(bi*len(c.nouns)+ni)*len(series)+si]
-	shop := r.intn(len(g.malls))
-	color := colors[r.intn(len(colors))]
-	cents := c.minCents + r.intn(c.maxCents-c.minCents+1)
-	nImages := 1 + r.intn(3)
+	d := g.draw(index)
+	c := d.c
 
 	// Every string that is not vocabulary is appended to one buffer, which
 	// becomes one string; the fields are substrings of it.
 	b := g.scratch[:0]
-	b = append(b, g.prefix...)
-	b = strconv.AppendUint(b, index, 10)
+	b = g.appendProductID(b, index)
 	idEnd := len(b)
-	b = append(b, name...)
-	b = append(b, " in "...)
-	b = append(b, color...)
-	b = append(b, ": "...)
-	b = append(b, features[r.intn(len(features))]...)
-	b = append(b, '.')
+	b = d.appendDescription(b)
 	descEnd := len(b)
-	b = append(b, c.brandCodes[bi]...)
-	b = append(b, '-')
-	b = append(b, c.code...)
-	b = append(b, '-')
-	b = appendHex32(b, uint32(r.next()))
+	b = d.appendSKU(b)
 	skuEnd := len(b)
-	b = strconv.AppendInt(b, int64(cents/100), 10)
-	b = append(b, '.', byte('0'+cents%100/10), byte('0'+cents%10))
+	b = d.appendAmount(b)
 	amountEnd := len(b)
 	var imgEnds [3][2]int
-	for i := 0; i < nImages; i++ {
-		b = append(b, g.imageURL...)
-		b = append(b, b[:idEnd]...)
-		b = append(b, '-', byte('1'+i))
-		b = append(b, ".png"...)
+	for i := 0; i < d.nImages; i++ {
+		b = g.appendImageURL(b, b[:idEnd], i)
 		imgEnds[i][0] = len(b)
-		b = append(b, name...)
-		b = append(b, ", "...)
-		b = append(b, views[i]...)
+		b = d.appendAlt(b, i)
 		imgEnds[i][1] = len(b)
 	}
 	g.scratch = b
 	s := string(b)
 
 	p.ProductID = s[:idEnd]
-	p.MallID = g.malls[shop]
-	p.Name = name
+	p.MallID = g.malls[d.shop]
+	p.Name = d.name
 	p.Description = s[idEnd:descEnd]
-	p.Price = records.Price{Amount: s[skuEnd:amountEnd], Currency: g.mallCur[shop]}
+	p.Price = records.Price{Amount: s[skuEnd:amountEnd], Currency: g.mallCur[d.shop]}
 	p.Category = c.name
-	p.Brand = c.brands[bi]
+	p.Brand = c.brands[d.bi]
 	p.SKU = s[descEnd:skuEnd]
-	p.Tags = append(p.Tags[:0], c.name, c.nouns[ni], c.brandTags[bi])
-	if l := r.intn(2 * len(labels)); l < len(labels) {
-		p.Tags = append(p.Tags, labels[l])
-	}
+	p.Tags = append(p.Tags[:0], d.tags()...)
 	p.Images = p.Images[:0]
 	start := amountEnd
-	for i := 0; i < nImages; i++ {
+	for i := 0; i < d.nImages; i++ {
 		p.Images = append(p.Images, records.Image{URL: s[start:imgEnds[i][0]], Alt: s[imgEnds[i][0]:imgEnds[i][1]]})
 		start = imgEnds[i][1]
 	}
-	if r.intn(20) == 0 {
-		p.Stock = 0 // out of stock, as some products are
-	} else {
-		p.Stock = int32(1 + r.intn(500))
-	}
+	p.Stock = d.stock
 	if p.Specifications == nil {
-		p.Specifications = make(map[string]string, 4)
+		p.Specifications = make(map[string]string, 2+len(c.specs))
 	} else {
 		clear(p.Specifications)
 	}
-	p.Specifications["color"] = color
-	p.Specifications["warranty"] = warranties[r.intn(len(warranties))]
-	for _, sp := range c.specs {
-		p.Specifications[sp.key] = sp.values[r.intn(len(sp.values))]
+	p.Specifications["color"] = d.color
+	p.Specifications["warranty"] = d.warranty
+	for i, sp := range c.specs {
+		p.Specifications[sp.key] = d.specs[i]
+	}
+	p.CreatedAt = time.UnixMilli(d.created).UTC()
+	p.UpdatedAt = time.UnixMilli(d.updated).UTC()
+}
+
+// maxSpecs bounds a category's own specifications.
+const maxSpecs = 4
+
+// draw is every random choice that makes one product; Fill and
+// AppendKeyValue turn it into the same product.
+type draw struct {
+	c                *genCategory
+	bi, ni           int
+	name             string
+	shop             int
+	color            string
+	cents            int
+	nImages          int
+	feature          string
+	sku              uint32
+	label            string // "" for none
+	stock            int32
+	warranty         string
+	specs            [maxSpecs]string
+	created, updated int64
+	tagBuf           [4]string
+}
+
+func (g *Generator) draw(index uint64) draw {
+	r := rng(mix(g.opts.Seed ^ mix(index+0x9e3779b97f4a7c15)))
+	var d draw
+	d.c = &g.cats[r.intn(len(g.cats))]
+	c := d.c
+	var si int
+	d.bi, d.ni, si = r.intn(len(c.brands)), r.intn(len(c.nouns)), r.intn(len(series))
+	d.name = c.names[(d.bi*len(c.nouns)+d.ni)*len(series)+si]
+	d.shop = r.intn(len(g.malls))
+	d.color = colors[r.intn(len(colors))]
+	d.cents = c.minCents + r.intn(c.maxCents-c.minCents+1)
+	d.nImages = 1 + r.intn(3)
+	d.feature = features[r.intn(len(features))]
+	d.sku = uint32(r.next())
+	if l := r.intn(2 * len(labels)); l < len(labels) {
+		d.label = labels[l]
+	}
+	if r.intn(20) == 0 {
+		d.stock = 0 // out of stock, as some products are
+	} else {
+		d.stock = int32(1 + r.intn(500))
+	}
+	d.warranty = warranties[r.intn(len(warranties))]
+	for i, sp := range c.specs {
+		d.specs[i] = sp.values[r.intn(len(sp.values))]
 	}
 	const year = 365 * 24 * time.Hour / time.Millisecond
-	created := g.nowMs - int64(r.intn(int(year)))
-	updated := created + int64(r.intn(int(g.nowMs-created)+1))
-	p.CreatedAt = time.UnixMilli(created).UTC()
-	p.UpdatedAt = time.UnixMilli(updated).UTC()
+	d.created = g.nowMs - int64(r.intn(int(year)))
+	d.updated = d.created + int64(r.intn(int(g.nowMs-d.created)+1))
+	return d
+}
+
+func (d *draw) tags() []string {
+	t := append(d.tagBuf[:0], d.c.name, d.c.nouns[d.ni], d.c.brandTags[d.bi])
+	if d.label != "" {
+		t = append(t, d.label)
+	}
+	return t
+}
+
+// specValue returns the value of the i-th specification in key order.
+func (d *draw) specValue(slot int) string {
+	switch slot {
+	case specColor:
+		return d.color
+	case specWarranty:
+		return d.warranty
+	}
+	return d.specs[slot-specOwn]
+}
+
+func (g *Generator) appendProductID(b []byte, index uint64) []byte {
+	return strconv.AppendUint(append(b, g.prefix...), index, 10)
+}
+
+func (g *Generator) productIDLen(index uint64) int {
+	return len(g.prefix) + decimalDigits(index)
+}
+
+func (d *draw) appendDescription(b []byte) []byte {
+	b = append(b, d.name...)
+	b = append(b, " in "...)
+	b = append(b, d.color...)
+	b = append(b, ": "...)
+	b = append(b, d.feature...)
+	return append(b, '.')
+}
+
+func (d *draw) descriptionLen() int {
+	return len(d.name) + len(" in ") + len(d.color) + len(": ") + len(d.feature) + 1
+}
+
+func (d *draw) appendSKU(b []byte) []byte {
+	b = append(b, d.c.brandCodes[d.bi]...)
+	b = append(b, '-')
+	b = append(b, d.c.code...)
+	b = append(b, '-')
+	return appendHex32(b, d.sku)
+}
+
+const skuLen = 3 + 1 + 3 + 1 + 8
+
+func (d *draw) appendAmount(b []byte) []byte {
+	b = strconv.AppendInt(b, int64(d.cents/100), 10)
+	return append(b, '.', byte('0'+d.cents%100/10), byte('0'+d.cents%10))
+}
+
+func (d *draw) amountLen() int {
+	return decimalDigits(uint64(d.cents/100)) + 3
+}
+
+func (g *Generator) appendImageURL(b, productID []byte, i int) []byte {
+	b = append(b, g.imageURL...)
+	b = append(b, productID...)
+	b = append(b, '-', byte('1'+i))
+	return append(b, ".png"...)
+}
+
+func (d *draw) appendAlt(b []byte, i int) []byte {
+	b = append(b, d.name...)
+	b = append(b, ", "...)
+	return append(b, views[i]...)
+}
+
+func decimalDigits(v uint64) int {
+	n := 1
+	for v >= 10 {
+		v /= 10
+		n++
+	}
+	return n
 }
 
 // rng is splitmix64: tiny, fast, and good enough to pick vocabulary.
