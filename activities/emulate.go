@@ -44,6 +44,8 @@ type Emulate struct {
 	// its own compressors, and a batch its own buffers, each time.
 	compressor kgo.Compressor
 	chunks     sync.Pool // *[]byte of chunkSize, for keys and values
+	gensMu     sync.Mutex
+	gens       []cachedGenerator
 
 	// Test hooks. beforeCommit runs once a batch's records are all in Kafka,
 	// before the marker and the commit; afterCommit runs after the commit,
@@ -67,6 +69,34 @@ func NewEmulate(brokers []string, admin *kadm.Client, serde *records.Serde, reg 
 		return nil, fmt.Errorf("build the producers' compressor: %w", err)
 	}
 	return &Emulate{brokers: brokers, opts: opts, admin: admin, serde: serde, metrics: m, now: time.Now, compressor: compressor}, nil
+}
+
+// generator returns the generator for o, built once: building one makes
+// its vocabulary tables, and AppendKeyValue, all a batch uses, only reads
+// them. A worker serves a handful of runs at a time; the cache keeps the
+// latest few.
+func (e *Emulate) generator(o shopgen.Options) (*shopgen.Generator, error) {
+	e.gensMu.Lock()
+	defer e.gensMu.Unlock()
+	for _, g := range e.gens {
+		if g.opts == o {
+			return g.gen, nil
+		}
+	}
+	gen, err := shopgen.New(o)
+	if err != nil {
+		return nil, err
+	}
+	e.gens = append(e.gens, cachedGenerator{o, gen})
+	if len(e.gens) > 8 {
+		e.gens = e.gens[1:]
+	}
+	return gen, nil
+}
+
+type cachedGenerator struct {
+	opts shopgen.Options
+	gen  *shopgen.Generator
 }
 
 // ProducerOpts are the producer settings of a batch; the benchmark's plain
@@ -104,7 +134,7 @@ func (e *Emulate) EmulateBatch(ctx context.Context, in workflows.EmulateBatchInp
 	if in.Count < 1 || in.Topic == "" || in.WorkflowID == "" {
 		return res, temporal.NewNonRetryableApplicationError(fmt.Sprintf("batch %d: bad input (count %d, topic %q, workflow %q)", in.Batch, in.Count, in.Topic, in.WorkflowID), workflows.ErrTypeInvalidInput, nil)
 	}
-	gen, err := shopgen.New(shopgen.Options{Seed: in.Seed, Shops: in.Shops, ImageBaseURL: in.ImageBaseURL, Now: in.ProductTime})
+	gen, err := e.generator(shopgen.Options{Seed: in.Seed, Shops: in.Shops, ImageBaseURL: in.ImageBaseURL, Now: in.ProductTime})
 	if err != nil {
 		return res, temporal.NewNonRetryableApplicationError(fmt.Sprintf("batch %d: %v", in.Batch, err), workflows.ErrTypeInvalidInput, err)
 	}
@@ -161,10 +191,13 @@ func (e *Emulate) EmulateBatch(ctx context.Context, in workflows.EmulateBatchInp
 		return prior, nil
 	}
 
+	tReady := e.now()
+
 	if err := cl.BeginTransaction(); err != nil {
 		return res, fmt.Errorf("batch %d: begin transaction: %w", in.Batch, err)
 	}
 	ends, err := e.produce(ctx, cl, gen, in, schemaID, sent, &chunks)
+	tProduced := e.now()
 	if err == nil && e.beforeCommit != nil {
 		err = e.beforeCommit(in)
 	}
@@ -186,6 +219,8 @@ func (e *Emulate) EmulateBatch(ctx context.Context, in workflows.EmulateBatchInp
 		}
 	}
 	outcome = "committed"
+	activity.GetLogger(ctx).Debug("batch committed", "batch", in.Batch, "records", in.Count,
+		"setup", tReady.Sub(t0), "produce", tProduced.Sub(tReady), "commit", e.now().Sub(tProduced))
 	return workflows.EmulateBatchResult{Batch: in.Batch, Records: in.Count, Partitions: ends}, nil
 }
 
@@ -228,6 +263,12 @@ func (e *Emulate) produce(ctx context.Context, cl *kgo.Client, gen *shopgen.Gene
 	// filling a Product for the generic encoder; only while it writes
 	// exactly our schema.
 	fast := shopgen.WritesSchema(e.serde.Schemas().Schema(records.KindProduct))
+	filler := gen // Fill uses scratch space: the shared generator is not for it
+	if !fast {
+		if filler, err = shopgen.New(shopgen.Options{Seed: in.Seed, Shops: in.Shops, ImageBaseURL: in.ImageBaseURL, Now: in.ProductTime}); err != nil {
+			return nil, err
+		}
+	}
 	header := [5]byte{0, byte(schemaID >> 24), byte(schemaID >> 16), byte(schemaID >> 8), byte(schemaID)}
 
 	for i := range recs {
@@ -242,7 +283,7 @@ func (e *Emulate) produce(ctx context.Context, cl *kgo.Client, gen *shopgen.Gene
 			buf, keyLen = gen.AppendKeyValue(buf, index, header[:])
 			v = k + keyLen
 		} else {
-			gen.Fill(&p, index)
+			filler.Fill(&p, index)
 			buf = append(buf, p.MallID...)
 			buf = append(buf, '/')
 			buf = append(buf, p.ProductID...)

@@ -79,7 +79,8 @@ func AppendProductAvro(dst []byte, p *records.Product) []byte {
 // key (mall_id/product_id), then header (the Confluent framing), then the
 // Avro body that AppendProductAvro writes for Fill's product, byte for byte.
 // It returns dst and the key's length. It builds no Product and allocates
-// nothing when dst has room, so it is what the batch activity uses.
+// nothing when dst has room, so it is what the batch activity uses. Unlike
+// Fill it only reads the generator, so goroutines may share one.
 func (g *Generator) AppendKeyValue(dst []byte, index uint64, header []byte) ([]byte, int) {
 	d := g.draw(index)
 	c := d.c

@@ -37,8 +37,8 @@ type Options struct {
 	Now time.Time
 }
 
-// Generator fills products. It keeps scratch space, so one goroutine uses
-// one Generator.
+// Generator makes products. Fill keeps scratch space, so one goroutine
+// fills with one Generator; AppendKeyValue may be called concurrently.
 type Generator struct {
 	opts     Options
 	prefix   string // product id prefix: the seed's first 32 bits in hex and a dash
