@@ -143,11 +143,6 @@ func (e *Emulate) EmulateBatch(ctx context.Context, in workflows.EmulateBatchInp
 		return res, fmt.Errorf("batch %d: %w", in.Batch, err)
 	}
 
-	topicID, err := e.topicID(ctx, in.Topic)
-	if err != nil {
-		return res, fmt.Errorf("batch %d: %w", in.Batch, err)
-	}
-
 	txnID := BatchTransactionalID(in.WorkflowID, in.Batch)
 	txnTimeout := time.Minute
 	if in.Rate > 0 {
@@ -175,6 +170,13 @@ func (e *Emulate) EmulateBatch(ctx context.Context, in workflows.EmulateBatchInp
 	defer cl.Close()
 	sent, stopBeats := heartbeat(ctx)
 	defer stopBeats()
+
+	// The batch's own new client has no cached metadata: a topic created a
+	// moment ago (as `shopstream dev` does before the first run) is seen.
+	topicID, err := topicID(ctx, kadm.NewClient(cl), in.Topic)
+	if err != nil {
+		return res, fmt.Errorf("batch %d: %w", in.Batch, err)
+	}
 
 	// Fence every earlier attempt of this batch before looking for its
 	// commit: after this no zombie can commit, so what the marker says is
@@ -409,8 +411,8 @@ func (e *Emulate) commitMarker(ctx context.Context, cl *kgo.Client, group, topic
 
 // topicID looks the topic up, so a missing topic is a clear error and the
 // marker can name the topic by id where the protocol wants that.
-func (e *Emulate) topicID(ctx context.Context, topic string) (kadm.TopicID, error) {
-	details, err := e.admin.ListTopics(ctx, topic)
+func topicID(ctx context.Context, admin *kadm.Client, topic string) (kadm.TopicID, error) {
+	details, err := admin.ListTopics(ctx, topic)
 	if err != nil {
 		return kadm.TopicID{}, fmt.Errorf("describe topic %s: %w", topic, err)
 	}

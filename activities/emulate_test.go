@@ -329,3 +329,21 @@ func TestShopLimitsAgree(t *testing.T) {
 		t.Fatalf("workflows allows %d shops, the generator %d", workflows.MaxEmulateShops, shopgen.MaxShops)
 	}
 }
+
+// `shopstream dev` creates the topics a moment before the first run: a
+// batch must see a topic that did not exist when it last looked.
+func TestEmulateBatchSeesANewTopic(t *testing.T) {
+	f := newKafkaFixture(t)
+	e := f.emulate(t, nil)
+	in := batchInput(0, 100)
+	in.Topic = "created_late"
+	if _, err := runBatch(t, e, in); err == nil {
+		t.Fatal("a batch into a missing topic succeeded")
+	}
+	if _, err := f.admin.CreateTopic(context.Background(), 1, 1, nil, in.Topic); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := runBatch(t, e, in); err != nil || res.Records != 100 {
+		t.Fatalf("batch right after the topic was created: %+v, %v", res, err)
+	}
+}
