@@ -43,7 +43,7 @@ func emulateCommand() *cli.Command {
 			"  shopstream emulate cancel shopstream-emulate-20260101-120000-ab12",
 		Flags: withFlags(
 			&cli.StringFlag{Name: "count", Aliases: []string{"n"}, Usage: "how many products to publish: 100000, 100_000, 100k, 1M or 1e6 (required)"},
-			&cli.Int64Flag{Name: "batch-size", Usage: "products per batch (one activity, one Kafka transaction); 0 picks count/100 within [1000, 50000]"},
+			&cli.Int64Flag{Name: "batch-size", Usage: "products per batch (one activity, one Kafka transaction); 0 picks count/100 within [5000, 50000]"},
 			&cli.IntFlag{Name: "shops", Value: workflows.DefaultEmulateShops, Usage: "how many malls the products are spread over"},
 			&cli.Uint64Flag{Name: "seed", Usage: "makes the products reproducible across runs; 0 derives it from the workflow id"},
 			&cli.Float64Flag{Name: "rate", Usage: "at most this many products a second over the whole run; 0 is as fast as Kafka takes them"},

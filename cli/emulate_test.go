@@ -317,7 +317,7 @@ func TestEmulateOnEmbeddedStack(t *testing.T) {
 	if err := te.temporal().GetWorkflow(ctx, id, "").Get(ctx, &res); err != nil {
 		t.Fatal(err)
 	}
-	if res.Committed != 10_000 || res.Batches != 10 || res.Seed != 7 || len(res.Partitions) != 3 {
+	if res.Committed != 10_000 || res.Batches != 2 || res.Seed != 7 || len(res.Partitions) != 3 {
 		t.Fatalf("result %+v", res)
 	}
 	if got := metricValue(t, w, "shopstream_emulate_records_produced_total"); got != 10_000 {

@@ -7,7 +7,7 @@ import (
 )
 
 // TestEmulateShopReplay replays histories recorded from real runs on the
-// Temporal dev server (a finished run of 10 batches, and a run canceled
+// Temporal dev server (a finished run of 2 batches, and a run canceled
 // mid-batch), so a change that makes EmulateShop non-deterministic fails
 // here rather than on workers with runs in flight. Re-record them with
 // SHOPSTREAM_RECORD_HISTORY=$PWD/workflows/testdata go test ./cli -run 'TestEmulateOnEmbeddedStack|TestEmulateCancel'.
