@@ -82,7 +82,8 @@ func AppendProductAvro(dst []byte, p *records.Product) []byte {
 // nothing when dst has room, so it is what the batch activity uses. Unlike
 // Fill it only reads the generator, so goroutines may share one.
 func (g *Generator) AppendKeyValue(dst []byte, index uint64, header []byte) ([]byte, int) {
-	d := g.draw(index)
+	var d draw
+	g.draw(&d, index)
 	c := d.c
 	start := len(dst)
 	mall := g.malls[d.shop]

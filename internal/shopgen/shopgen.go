@@ -178,7 +178,8 @@ func (g *Generator) Product(index uint64) records.Product {
 // pays one allocation per product (the strings that are not vocabulary);
 // strings set by earlier calls stay valid.
 func (g *Generator) Fill(p *records.Product, index uint64) {
-	d := g.draw(index)
+	var d draw
+	g.draw(&d, index)
 	c := d.c
 
 	// Every string that is not vocabulary is appended to one buffer, which
@@ -255,9 +256,9 @@ type draw struct {
 	tagBuf           [4]string
 }
 
-func (g *Generator) draw(index uint64) draw {
+func (g *Generator) draw(d *draw, index uint64) {
 	r := rng(mix(g.opts.Seed ^ mix(index+0x9e3779b97f4a7c15)))
-	var d draw
+	d.label = ""
 	d.c = &g.cats[r.intn(len(g.cats))]
 	c := d.c
 	var si int
@@ -284,7 +285,6 @@ func (g *Generator) draw(index uint64) draw {
 	const year = 365 * 24 * time.Hour / time.Millisecond
 	d.created = g.nowMs - int64(r.intn(int(year)))
 	d.updated = d.created + int64(r.intn(int(g.nowMs-d.created)+1))
-	return d
 }
 
 func (d *draw) tags() []string {
