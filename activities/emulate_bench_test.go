@@ -2,10 +2,13 @@ package activities
 
 import (
 	"context"
+	"io"
+	"log/slog"
 	"strconv"
 	"testing"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	sdklog "go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/shopstream/shopstream/internal/records"
@@ -21,6 +24,7 @@ func BenchmarkEmulateBatch(b *testing.B) {
 			f := newKafkaFixture(b)
 			e := f.emulate(b, nil)
 			var s testsuite.WorkflowTestSuite
+			s.SetLogger(sdklog.NewStructuredLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
 			env := s.NewTestActivityEnvironment()
 			env.RegisterActivity(e)
 			b.ResetTimer()
