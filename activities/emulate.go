@@ -25,14 +25,23 @@ import (
 
 // Emulate implements the EmulateShop workflow's activities.
 //
-// Exactly once: a batch produces its records in one Kafka transaction under a
-// transactional id of its own (workflow id + batch index), and commits, in
-// the same transaction, an offset for a consumer group of its own (the
-// marker). A retry first re-initialises the transactional id, which fences
-// every earlier attempt (a zombie's commit fails from then on, and its open
-// transaction is aborted or, if already committing, completed), then reads
-// the marker: if an earlier attempt committed, the batch reports that commit
-// instead of producing again.
+// Exactly once: a batch produces its records in one Kafka transaction and
+// commits, in the same transaction, an offset for a consumer group of its
+// own (the batch's marker), so the marker is visible exactly when the
+// records are. The transactional id belongs to the batch's slot (one of the
+// run's Concurrency lanes; the workflow never runs two batches in one slot),
+// so a worker can keep the slot's producer from one batch to the next
+// instead of building a client, connections and buffers each time.
+//
+// A batch first makes sure no other producer of its slot can commit any
+// more: a new producer's InitProducerID fences every earlier one (their open
+// transactions are aborted, or completed if already committing); a kept
+// producer adds the marker group to its transaction, which the broker only
+// accepts while nobody has fenced it, and a refused one is replaced by a new
+// one. Only then does it read the marker: if an earlier attempt committed
+// the batch, it reports that commit instead of producing again. A producer
+// that fences ours later makes our commit fail, and the retry finds the
+// other commit's marker.
 type Emulate struct {
 	brokers []string
 	opts    []kgo.Opt
@@ -46,6 +55,8 @@ type Emulate struct {
 	chunks     sync.Pool // *[]byte of chunkSize, for keys and values
 	gensMu     sync.Mutex
 	gens       []cachedGenerator
+	prodsMu    sync.Mutex
+	prods      map[producerKey]*producer // idle producers by slot
 
 	// Test hooks. beforeCommit runs once a batch's records are all in Kafka,
 	// before the marker and the commit; afterCommit runs after the commit,
@@ -68,7 +79,8 @@ func NewEmulate(brokers []string, admin *kadm.Client, serde *records.Serde, reg 
 	if err != nil {
 		return nil, fmt.Errorf("build the producers' compressor: %w", err)
 	}
-	return &Emulate{brokers: brokers, opts: opts, admin: admin, serde: serde, metrics: m, now: time.Now, compressor: compressor}, nil
+	return &Emulate{brokers: brokers, opts: opts, admin: admin, serde: serde, metrics: m, now: time.Now, compressor: compressor,
+		prods: map[producerKey]*producer{}}, nil
 }
 
 // generator returns the generator for o, built once: building one makes
@@ -111,10 +123,15 @@ func ProducerOpts() []kgo.Opt {
 	}
 }
 
-// BatchTransactionalID is the transactional id of one batch, and also the
-// consumer group whose committed offsets mark the batch as committed.
-func BatchTransactionalID(workflowID string, batch int64) string {
-	return "shopstream-emulate/" + workflowID + "/" + strconv.FormatInt(batch, 10)
+// SlotTransactionalID is the transactional id of one slot of a run.
+func SlotTransactionalID(workflowID string, slot int) string {
+	return "shopstream-emulate/" + workflowID + "/slot-" + strconv.Itoa(slot)
+}
+
+// BatchMarkerGroup is the consumer group whose committed offsets mark a
+// batch as committed.
+func BatchMarkerGroup(workflowID string, batch int64) string {
+	return "shopstream-emulate/" + workflowID + "/batch-" + strconv.FormatInt(batch, 10)
 }
 
 // chunkSize is the size of the pooled buffers records are cut from.
@@ -143,75 +160,56 @@ func (e *Emulate) EmulateBatch(ctx context.Context, in workflows.EmulateBatchInp
 		return res, fmt.Errorf("batch %d: %w", in.Batch, err)
 	}
 
-	txnID := BatchTransactionalID(in.WorkflowID, in.Batch)
-	txnTimeout := time.Minute
-	if in.Rate > 0 {
-		txnTimeout = max(txnTimeout, time.Duration(2*float64(in.Count)/in.Rate*float64(time.Second)))
-	}
-	opts := append([]kgo.Opt{
-		kgo.WithCompressor(e.compressor),
-		kgo.SeedBrokers(e.brokers...),
-		kgo.TransactionalID(txnID),
-		kgo.TransactionTimeout(txnTimeout),
-		kgo.DefaultProduceTopic(in.Topic),
-	}, ProducerOpts()...)
-	cl, err := kgo.NewClient(append(opts, e.opts...)...)
+	key := producerKey{txnID: SlotTransactionalID(in.WorkflowID, in.Slot), topic: in.Topic}
+	marker := BatchMarkerGroup(in.WorkflowID, in.Batch)
+	sent, stopBeats := heartbeat(ctx)
+	defer stopBeats()
+
+	p, err := e.fencedProducer(ctx, key, marker, in)
 	if err != nil {
-		return res, fmt.Errorf("batch %d: create transactional producer %s: %w", in.Batch, txnID, err)
+		return res, fmt.Errorf("batch %d: %w", in.Batch, err)
 	}
-	// Deferred before Close, so it runs after: only then has the client let
-	// go of the records' bytes.
+	// Keys and values are cut from pooled chunks; they go back to the pool
+	// once the producer has let go of them (closed, or all committed).
 	var chunks []*[]byte
+	keep := false
 	defer func() {
+		if keep {
+			e.park(key, p)
+		} else {
+			p.cl.Close()
+		}
 		for _, c := range chunks {
 			e.chunks.Put(c)
 		}
 	}()
-	defer cl.Close()
-	sent, stopBeats := heartbeat(ctx)
-	defer stopBeats()
 
-	// The batch's own new client has no cached metadata: a topic created a
-	// moment ago (as `shopstream dev` does before the first run) is seen.
-	topicID, err := topicID(ctx, kadm.NewClient(cl), in.Topic)
-	if err != nil {
-		return res, fmt.Errorf("batch %d: %w", in.Batch, err)
-	}
-
-	// Fence every earlier attempt of this batch before looking for its
-	// commit: after this no zombie can commit, so what the marker says is
-	// final.
-	if _, _, err := cl.ProducerID(ctx); err != nil {
-		return res, fmt.Errorf("batch %d: initialise transactional id %s: %w", in.Batch, txnID, err)
-	}
-	if prior, ok, err := e.committedBatch(ctx, txnID); err != nil {
+	if prior, ok, err := e.committedBatch(ctx, marker); err != nil {
+		abortOpen(p.cl, key.txnID)
 		return res, fmt.Errorf("batch %d: %w", in.Batch, err)
 	} else if ok {
+		abortOpen(p.cl, key.txnID)
 		outcome = "recovered"
 		prior.Batch = in.Batch
 		activity.GetLogger(ctx).Info("batch already committed by an earlier attempt", "batch", in.Batch, "attempt", info.Attempt, "records", prior.Records)
 		return prior, nil
 	}
-
 	tReady := e.now()
 
-	if err := cl.BeginTransaction(); err != nil {
-		return res, fmt.Errorf("batch %d: begin transaction: %w", in.Batch, err)
-	}
-	ends, err := e.produce(ctx, cl, gen, in, schemaID, sent, &chunks)
+	ends, err := e.produce(ctx, p.cl, gen, in, schemaID, sent, &chunks)
 	tProduced := e.now()
 	if err == nil && e.beforeCommit != nil {
 		err = e.beforeCommit(in)
 	}
 	if err == nil {
-		err = e.commitMarker(ctx, cl, txnID, in.Topic, topicID, ends, in.Count)
+		err = commitMarker(ctx, p.cl, key.txnID, marker, in.Topic, p.topicID, ends, in.Count)
 	}
 	if err != nil {
-		abort(cl)
+		abort(p.cl)
 		return res, fmt.Errorf("batch %d: %w", in.Batch, err)
 	}
-	if err := cl.EndTransaction(ctx, kgo.TryCommit); err != nil {
-		abort(cl)
+	if err := p.cl.EndTransaction(ctx, kgo.TryCommit); err != nil {
+		abort(p.cl)
 		return res, fmt.Errorf("batch %d: commit transaction: %w", in.Batch, err)
 	}
 	e.metrics.records.Add(float64(in.Count))
@@ -220,6 +218,7 @@ func (e *Emulate) EmulateBatch(ctx context.Context, in workflows.EmulateBatchInp
 			return res, err
 		}
 	}
+	keep = true
 	outcome = "committed"
 	activity.GetLogger(ctx).Debug("batch committed", "batch", in.Batch, "records", in.Count,
 		"setup", tReady.Sub(t0), "produce", tProduced.Sub(tReady), "commit", e.now().Sub(tProduced))
@@ -363,28 +362,17 @@ func pace(ctx context.Context, start time.Time, sent int, rate float64) error {
 	}
 }
 
-// commitMarker commits, inside the open transaction, the batch's end offsets
-// for its own consumer group: they become visible exactly when the records
-// do, and a retry reads them to learn the batch was committed.
-func (e *Emulate) commitMarker(ctx context.Context, cl *kgo.Client, group, topic string, topicID kadm.TopicID, ends map[int32]int64, count int64) error {
+// commitMarker commits, inside the open transaction (which fencedProducer
+// added the marker group to), the batch's end offsets for its marker group:
+// they become visible exactly when the records do, and a retry reads them
+// to learn the batch was committed.
+func commitMarker(ctx context.Context, cl *kgo.Client, txnID, group, topic string, topicID kadm.TopicID, ends map[int32]int64, count int64) error {
 	id, epoch, err := cl.ProducerID(ctx)
 	if err != nil {
 		return fmt.Errorf("read producer id for the commit marker: %w", err)
 	}
-	add := kmsg.NewPtrAddOffsetsToTxnRequest()
-	add.TransactionalID, add.ProducerID, add.ProducerEpoch, add.Group = group, id, epoch, group
-	addResp, err := retryConcurrent(ctx, func() (int16, error) {
-		r, err := add.RequestWith(ctx, cl)
-		if err != nil {
-			return 0, err
-		}
-		return r.ErrorCode, nil
-	})
-	if err = errors.Join(err, kerr.ErrorForCode(addResp)); err != nil {
-		return fmt.Errorf("add commit marker group %s to the transaction: %w", group, err)
-	}
 	req := kmsg.NewPtrTxnOffsetCommitRequest()
-	req.TransactionalID, req.Group, req.ProducerID, req.ProducerEpoch = group, group, id, epoch
+	req.TransactionalID, req.Group, req.ProducerID, req.ProducerEpoch = txnID, group, id, epoch
 	req.Generation, req.MemberID = -1, ""
 	meta := markerPrefix + strconv.FormatInt(count, 10)
 	t := kmsg.NewTxnOffsetCommitRequestTopic()
@@ -407,6 +395,147 @@ func (e *Emulate) commitMarker(ctx context.Context, cl *kgo.Client, group, topic
 		}
 	}
 	return nil
+}
+
+// producerKey names the producer of one slot of one run.
+type producerKey struct{ txnID, topic string }
+
+// producer is a slot's transactional client, kept by a worker between
+// batches.
+type producer struct {
+	cl      *kgo.Client
+	topicID kadm.TopicID
+	idle    *time.Timer
+}
+
+// producerIdle is how long a worker keeps a slot's producer unused.
+const producerIdle = time.Minute
+
+// fencedProducer returns the slot's producer with a transaction open that
+// holds the marker group, once no other producer of the slot can commit:
+// a kept producer proves it by the broker accepting the marker group, a new
+// one by initialising the transactional id.
+func (e *Emulate) fencedProducer(ctx context.Context, key producerKey, marker string, in workflows.EmulateBatchInput) (*producer, error) {
+	if p := e.take(key); p != nil {
+		if err := beginWithMarker(ctx, p.cl, key.txnID, marker); err == nil {
+			return p, nil
+		}
+		// Fenced by another worker's producer of this slot, or broken:
+		// start over with a new one, which fences the other.
+		p.cl.Close()
+	}
+	p, err := e.newProducer(ctx, key, in)
+	if err != nil {
+		return nil, err
+	}
+	if err := beginWithMarker(ctx, p.cl, key.txnID, marker); err != nil {
+		p.cl.Close()
+		return nil, err
+	}
+	return p, nil
+}
+
+func (e *Emulate) newProducer(ctx context.Context, key producerKey, in workflows.EmulateBatchInput) (*producer, error) {
+	txnTimeout := time.Minute
+	if in.Rate > 0 {
+		txnTimeout = max(txnTimeout, time.Duration(2*float64(in.Count)/in.Rate*float64(time.Second)))
+	}
+	opts := append([]kgo.Opt{
+		kgo.WithCompressor(e.compressor),
+		kgo.SeedBrokers(e.brokers...),
+		kgo.TransactionalID(key.txnID),
+		kgo.TransactionTimeout(txnTimeout),
+		kgo.DefaultProduceTopic(key.topic),
+	}, ProducerOpts()...)
+	cl, err := kgo.NewClient(append(opts, e.opts...)...)
+	if err != nil {
+		return nil, fmt.Errorf("create transactional producer %s: %w", key.txnID, err)
+	}
+	// A new client has no cached metadata: a topic created a moment ago (as
+	// `shopstream dev` does before the first run) is seen.
+	tid, err := topicID(ctx, kadm.NewClient(cl), key.topic)
+	if err != nil {
+		cl.Close()
+		return nil, err
+	}
+	// Initialising the transactional id fences every earlier producer of
+	// the slot: from now on none of them can commit.
+	if _, _, err := cl.ProducerID(ctx); err != nil {
+		cl.Close()
+		return nil, fmt.Errorf("initialise transactional id %s: %w", key.txnID, err)
+	}
+	return &producer{cl: cl, topicID: tid}, nil
+}
+
+// beginWithMarker opens a transaction and adds the marker group to it.
+func beginWithMarker(ctx context.Context, cl *kgo.Client, txnID, group string) error {
+	if err := cl.BeginTransaction(); err != nil {
+		return fmt.Errorf("begin transaction: %w", err)
+	}
+	id, epoch, err := cl.ProducerID(ctx)
+	if err != nil {
+		return fmt.Errorf("read producer id of %s: %w", txnID, err)
+	}
+	add := kmsg.NewPtrAddOffsetsToTxnRequest()
+	add.TransactionalID, add.ProducerID, add.ProducerEpoch, add.Group = txnID, id, epoch, group
+	code, err := retryConcurrent(ctx, func() (int16, error) {
+		r, err := add.RequestWith(ctx, cl)
+		if err != nil {
+			return 0, err
+		}
+		return r.ErrorCode, nil
+	})
+	if err = errors.Join(err, kerr.ErrorForCode(code)); err != nil {
+		return fmt.Errorf("add marker group %s to a transaction of %s: %w", group, txnID, err)
+	}
+	return nil
+}
+
+// take hands out the slot's kept producer, if this worker has one.
+func (e *Emulate) take(key producerKey) *producer {
+	e.prodsMu.Lock()
+	defer e.prodsMu.Unlock()
+	p := e.prods[key]
+	if p != nil {
+		delete(e.prods, key)
+		p.idle.Stop()
+	}
+	return p
+}
+
+// park keeps a producer whose transaction has ended for the slot's next
+// batch, and closes it if none comes within producerIdle.
+func (e *Emulate) park(key producerKey, p *producer) {
+	e.prodsMu.Lock()
+	defer e.prodsMu.Unlock()
+	if old := e.prods[key]; old != nil {
+		old.idle.Stop()
+		old.cl.Close()
+	}
+	e.prods[key] = p
+	p.idle = time.AfterFunc(producerIdle, func() {
+		e.prodsMu.Lock()
+		mine := e.prods[key] == p
+		if mine {
+			delete(e.prods, key)
+		}
+		e.prodsMu.Unlock()
+		if mine {
+			p.cl.Close()
+		}
+	})
+}
+
+// closeProducers closes the producers the worker keeps. (Not exported: the
+// worker registers every exported method as an activity.)
+func (e *Emulate) closeProducers() {
+	e.prodsMu.Lock()
+	defer e.prodsMu.Unlock()
+	for k, p := range e.prods {
+		p.idle.Stop()
+		p.cl.Close()
+		delete(e.prods, k)
+	}
 }
 
 // topicID looks the topic up, so a missing topic is a clear error and the
@@ -466,7 +595,7 @@ func (e *Emulate) EmulateCleanup(ctx context.Context, in workflows.EmulateCleanu
 	for first := in.FirstBatch; first < in.EndBatch; first += chunk {
 		var groups []string
 		for b := first; b < min(first+chunk, in.EndBatch); b++ {
-			groups = append(groups, BatchTransactionalID(in.WorkflowID, b))
+			groups = append(groups, BatchMarkerGroup(in.WorkflowID, b))
 		}
 		resp, err := e.admin.DeleteGroups(ctx, groups...)
 		if err != nil {
@@ -493,6 +622,21 @@ func abort(cl *kgo.Client) {
 	defer cancel()
 	_ = cl.AbortBufferedRecords(ctx)
 	_ = cl.EndTransaction(ctx, kgo.TryAbort)
+}
+
+// abortOpen ends a transaction that holds only the marker group: kgo did not
+// add it, so kgo's EndTransaction would not end it. The producer is closed
+// afterwards, as its epoch has moved on.
+func abortOpen(cl *kgo.Client, txnID string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	id, epoch, err := cl.ProducerID(ctx)
+	if err != nil {
+		return
+	}
+	req := kmsg.NewPtrEndTxnRequest()
+	req.TransactionalID, req.ProducerID, req.ProducerEpoch, req.Commit = txnID, id, epoch, false
+	_, _ = req.RequestWith(ctx, cl)
 }
 
 // retryConcurrent repeats a transactional request while the coordinator says

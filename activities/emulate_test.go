@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -74,6 +75,7 @@ func (f *kafkaFixture) emulate(t testing.TB, reg prometheus.Registerer) *Emulate
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(e.closeProducers)
 	return e
 }
 
@@ -316,7 +318,7 @@ func TestEmulateCleanupDeletesMarkers(t *testing.T) {
 	if res := clean(); res.Deleted != 2 {
 		t.Fatalf("cleanup deleted %d markers, want 2", res.Deleted)
 	}
-	if _, ok, err := e.committedBatch(context.Background(), BatchTransactionalID("test-wf", 1)); err != nil || ok {
+	if _, ok, err := e.committedBatch(context.Background(), BatchMarkerGroup("test-wf", 1)); err != nil || ok {
 		t.Fatalf("marker of batch 1 after cleanup: found %v, err %v", ok, err)
 	}
 	if res := clean(); res.Deleted != 0 {
@@ -345,5 +347,66 @@ func TestEmulateBatchSeesANewTopic(t *testing.T) {
 	}
 	if res, err := runBatch(t, e, in); err != nil || res.Records != 100 {
 		t.Fatalf("batch right after the topic was created: %+v, %v", res, err)
+	}
+}
+
+// countInits counts InitProducerID requests, one per new producer.
+func countInits(f *kafkaFixture) *atomic.Int32 {
+	var n atomic.Int32
+	f.cluster.ControlKey(int16(kmsg.InitProducerID), func(kmsg.Request) (kmsg.Response, error, bool) {
+		f.cluster.KeepControl()
+		n.Add(1)
+		return nil, nil, false
+	})
+	return &n
+}
+
+func TestEmulateBatchKeepsTheSlotsProducer(t *testing.T) {
+	f := newKafkaFixture(t)
+	e := f.emulate(t, nil)
+	inits := countInits(f)
+	for _, first := range []int64{0, 1000, 2000} {
+		if _, err := runBatch(t, e, batchInput(first, 1000)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := inits.Load(); n != 1 {
+		t.Errorf("three batches in one slot initialised %d producers, want 1", n)
+	}
+	f.assertOnce(t, 3000)
+}
+
+func TestEmulateBatchReplacesAFencedProducer(t *testing.T) {
+	f := newKafkaFixture(t)
+	w1, w2 := f.emulate(t, nil), f.emulate(t, nil) // two workers
+	inits := countInits(f)
+	if _, err := runBatch(t, w1, batchInput(0, 1000)); err != nil {
+		t.Fatal(err)
+	}
+	// The slot's next batch runs on the other worker, whose new producer
+	// fences the one the first worker kept.
+	if _, err := runBatch(t, w2, batchInput(1000, 1000)); err != nil {
+		t.Fatal(err)
+	}
+	// The first worker's kept producer is refused; it makes a new one
+	// within the same attempt.
+	if _, err := runBatch(t, w1, batchInput(2000, 1000)); err != nil {
+		t.Fatal(err)
+	}
+	if n := inits.Load(); n != 3 {
+		t.Errorf("%d producers initialised, want 3 (w1, w2, w1 again)", n)
+	}
+	f.assertOnce(t, 3000)
+}
+
+func (f *kafkaFixture) assertOnce(t *testing.T, want int) {
+	t.Helper()
+	keys, _ := f.readCommitted(t, want)
+	total := 0
+	for _, n := range keys {
+		total += n
+	}
+	if len(keys) != want || total != want {
+		t.Fatalf("topic holds %d records with %d distinct keys, want %d of each", total, len(keys), want)
 	}
 }

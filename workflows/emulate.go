@@ -82,8 +82,12 @@ type EmulateResume struct {
 
 // EmulateBatchInput asks one activity to produce records [First, First+Count).
 type EmulateBatchInput struct {
-	WorkflowID   string
-	Batch        int64
+	WorkflowID string
+	Batch      int64
+	// Slot is which of the run's Concurrency lanes the batch runs in: no two
+	// batches in flight share one, so a lane's Kafka transactional id (and
+	// the producer a worker keeps for it) serves one batch at a time.
+	Slot         int
 	First        int64
 	Count        int64
 	Topic        string
@@ -296,19 +300,26 @@ func EmulateShop(ctx workflow.Context, in EmulateShopInput) (EmulateShopResult, 
 
 	sel := workflow.NewSelector(ctx)
 	runFirst, next := st.NextBatch, st.NextBatch
+	free := make([]int, conc) // slots not in use, lowest last
+	for i := range free {
+		free[i] = conc - 1 - i
+	}
 	var failed error
 	for {
 		for failed == nil && ctx.Err() == nil && running < conc && next < total &&
 			next-runFirst < MaxEmulateBatchesPerRun && !info.GetContinueAsNewSuggested() {
 			b := next
 			first := b * batchSize
+			slot := free[len(free)-1]
+			free = free[:len(free)-1]
 			bin := EmulateBatchInput{
-				WorkflowID: info.WorkflowExecution.ID, Batch: b, First: first, Count: min(batchSize, in.Count-first),
+				WorkflowID: info.WorkflowExecution.ID, Batch: b, Slot: slot, First: first, Count: min(batchSize, in.Count-first),
 				Topic: in.Topic, Seed: in.Seed, Shops: in.Shops, ImageBaseURL: in.ImageBaseURL,
 				ProductTime: st.ProductTime, Rate: in.batchRate(),
 			}
 			sel.AddFuture(workflow.ExecuteActivity(actx, ActivityEmulateBatch, bin), func(f workflow.Future) {
 				running--
+				free = append(free, slot)
 				var r EmulateBatchResult
 				if err := f.Get(ctx, &r); err != nil {
 					if failed == nil {

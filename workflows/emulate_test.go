@@ -3,6 +3,7 @@ package workflows
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sort"
 	"sync"
 	"testing"
@@ -27,6 +28,8 @@ type batchRecorder struct {
 	calls       []EmulateBatchInput
 	inFlight    int
 	maxInFlight int
+	slotsInUse  map[int]bool
+	slotClash   string
 	fail        map[int64]int // batch -> attempts that fail before one succeeds
 	cleaned     []EmulateCleanupInput
 }
@@ -41,6 +44,13 @@ func (r *batchRecorder) cleanup(_ context.Context, in EmulateCleanupInput) (Emul
 func (r *batchRecorder) batch(ctx context.Context, in EmulateBatchInput) (EmulateBatchResult, error) {
 	r.mu.Lock()
 	r.calls = append(r.calls, in)
+	if r.slotsInUse == nil {
+		r.slotsInUse = map[int]bool{}
+	}
+	if r.slotsInUse[in.Slot] && r.slotClash == "" {
+		r.slotClash = fmt.Sprintf("batch %d started in slot %d while another batch ran there", in.Batch, in.Slot)
+	}
+	r.slotsInUse[in.Slot] = true
 	r.inFlight++
 	r.maxInFlight = max(r.maxInFlight, r.inFlight)
 	failNow := r.fail[in.Batch] > 0
@@ -53,6 +63,7 @@ func (r *batchRecorder) batch(ctx context.Context, in EmulateBatchInput) (Emulat
 	time.Sleep(2 * time.Millisecond)
 	r.mu.Lock()
 	r.inFlight--
+	r.slotsInUse[in.Slot] = false
 	r.mu.Unlock()
 	if failNow {
 		return EmulateBatchResult{}, errors.New("broker went away")
@@ -123,6 +134,13 @@ func TestEmulateShopSplitsIntoBatches(t *testing.T) {
 	}
 	if r.maxInFlight > 3 || r.maxInFlight < 2 {
 		t.Errorf("at most %d batches ran at once, want 2 or 3 (concurrency 3)", r.maxInFlight)
+	}
+	slots := map[int]bool{}
+	for _, c := range r.calls {
+		slots[c.Slot] = true
+	}
+	if r.slotClash != "" || len(slots) != 3 || !slots[0] || !slots[2] {
+		t.Errorf("slots used %v, clash %q: want slots 0 to 2, one batch at a time in each", slots, r.slotClash)
 	}
 	// The recorder writes even batches to partition 0, odd ones to 1.
 	if res.Partitions[0] != 10_500 || res.Partitions[1] != 10_000 {
