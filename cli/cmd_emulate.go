@@ -52,7 +52,7 @@ func emulateCommand() *cli.Command {
 			&cli.StringFlag{Name: "id", Usage: "workflow (or schedule) id; default " + workflows.EmulateWorkflowIDPrefix + "<time>-<random>"},
 			&cli.BoolFlag{Name: "detach", Usage: "print the workflow id and return without waiting"},
 			&cli.DurationFlag{Name: "every", Usage: "create a Temporal Schedule that runs this emulation at this interval (at least 1s) instead of one run"},
-			&cli.DurationFlag{Name: "heartbeat-timeout", Hidden: true, Usage: "how soon a batch whose worker died is retried elsewhere (default 20s)"},
+			&cli.DurationFlag{Name: "heartbeat-timeout", Hidden: true, Usage: "how soon a batch whose worker died is retried elsewhere, and a cancel reaches a running batch (default 10s)"},
 		),
 		Action: runEmulate,
 		Subcommands: []*cli.Command{

@@ -59,7 +59,8 @@ type EmulateShopInput struct {
 	// ImageBaseURL prefixes the products' image URLs.
 	ImageBaseURL string
 	// HeartbeatTimeout is how soon a batch whose worker died is retried
-	// elsewhere (0: 20s).
+	// elsewhere (0: 10s). It also bounds how soon a running batch hears of a
+	// cancel: the SDK sends heartbeats at most every 0.8 of it.
 	HeartbeatTimeout time.Duration
 
 	// Resume is set by the workflow itself when it continues as new.
@@ -278,7 +279,7 @@ func EmulateShop(ctx workflow.Context, in EmulateShopInput) (EmulateShopResult, 
 
 	heartbeat := in.HeartbeatTimeout
 	if heartbeat == 0 {
-		heartbeat = 20 * time.Second
+		heartbeat = 10 * time.Second
 	}
 	startToClose := 5 * time.Minute
 	if r := in.batchRate(); r > 0 {
