@@ -67,8 +67,8 @@ type Emulate struct {
 	afterCommit  func(in workflows.EmulateBatchInput) error
 }
 
-// NewEmulate builds the activities over the brokers (each batch opens its
-// own transactional client there, with opts added), an admin client on the
+// NewEmulate builds the activities over the brokers (where each slot's
+// transactional producer connects, with opts added), an admin client on the
 // same cluster and the serde. Metrics register on reg.
 func NewEmulate(brokers []string, admin *kadm.Client, serde *records.Serde, reg prometheus.Registerer, opts ...kgo.Opt) (*Emulate, error) {
 	m, err := newEmulateMetrics(reg)
@@ -117,8 +117,8 @@ func ProducerOpts() []kgo.Opt {
 	return []kgo.Opt{
 		kgo.ProducerBatchMaxBytes(1 << 20),
 		kgo.MaxBufferedRecords(20_000),
-		// KIP-714 telemetry: each short-lived batch client would gather and
-		// compress its own metrics for the broker.
+		// KIP-714 telemetry: every slot's producer would gather and compress
+		// its own metrics for the broker.
 		kgo.DisableClientMetrics(),
 	}
 }
@@ -321,10 +321,10 @@ func (e *Emulate) produce(ctx context.Context, cl *kgo.Client, gen *shopgen.Gene
 }
 
 // heartbeat heartbeats every second until stopped, with the records sent so
-// far, for as long as the batch runs, flush and
-// commit included: that is how a cancel, or the server giving up on this
-// attempt, reaches ctx. A broker that went away stalls the batch without
-// failing it, and the batch goes on when the broker returns.
+// far, for the whole batch, flush and commit included: that is how a cancel,
+// or the server giving up on this attempt, reaches ctx. A broker that went
+// away stalls the batch without failing it, and the batch goes on when the
+// broker returns.
 func heartbeat(ctx context.Context) (sent *atomic.Int64, stop func()) {
 	sent = new(atomic.Int64)
 	done := make(chan struct{})
