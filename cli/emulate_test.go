@@ -331,6 +331,22 @@ func TestEmulateOnEmbeddedStack(t *testing.T) {
 	recordHistory(t, te, id, "emulate_shop.json")
 }
 
+func TestEmulateContinuesAsNew(t *testing.T) {
+	te := newTestEnv(t, nil)
+	te.startWorker()
+	id := te.id("it-can")
+	// 600 batches: the workflow continues as new after 500, and the command
+	// follows the chain to the end.
+	code, out, errOut := te.shopstream(context.Background(), "emulate", "--count", "1200", "--batch-size", "2", "--concurrency", "8", "--id", id)
+	if code != 0 {
+		t.Fatalf("emulate exited %d\n%s\n%s", code, out, errOut)
+	}
+	if !strings.Contains(out, "done: 1200 products committed") || !strings.Contains(out, "(600 batches in 2 run(s)") {
+		t.Fatalf("summary does not show 1200 products over two runs:\n%s", out)
+	}
+	te.assertExactly(1200)
+}
+
 func TestEmulateSurvivesAKilledWorker(t *testing.T) {
 	te := newTestEnv(t, nil)
 	first := te.startChildWorker()
