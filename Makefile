@@ -67,5 +67,8 @@ test: test-deps
 bench: build temporal
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
+bench-emulate: temporal
+	$(GO) test ./cli -run '^$$' -bench EmulateVsRaw -benchtime 1x
+
 clean:
 	rm -rf $(BIN) .data

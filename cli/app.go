@@ -33,6 +33,7 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 		Commands: []*cli.Command{
 			devCommand(),
 			bootstrapCommand(),
+			emulateCommand(),
 			workerCommand(),
 			sinkCommand(),
 			configCommand(),

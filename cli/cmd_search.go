@@ -8,14 +8,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"time"
 	"unicode/utf8"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/urfave/cli/v2"
-	"golang.org/x/term"
 
 	"github.com/shopstream/shopstream/internal/records"
 	"github.com/shopstream/shopstream/streamer/recommender"
@@ -88,7 +86,7 @@ func runSearch(c *cli.Context) error {
 			return usageErr("%v", err)
 		}
 		prompts = []string{q}
-	} else if f, ok := c.App.Reader.(*os.File); ok && isTerminal(f) {
+	} else if isTerminal(c.App.Reader) {
 		interactive = true
 	} else {
 		// From a pipe or a file: check every line before sending any.
@@ -108,10 +106,6 @@ func runSearch(c *cli.Context) error {
 	}
 	return s.search(c.Context, prompts)
 }
-
-// isTerminal tells a person typing from a pipe or a file (/dev/null is a
-// character device too, so the file mode cannot tell).
-func isTerminal(f *os.File) bool { return term.IsTerminal(int(f.Fd())) }
 
 // readPrompts reads every line and checks each; one bad line refuses all.
 func readPrompts(r io.Reader) ([]string, error) {

@@ -92,7 +92,6 @@ func runAppTo(ctx context.Context, stdin string, out *syncBuffer, args ...string
 	return code, errb.String()
 }
 
-
 func (s *searchStack) run(t *testing.T, stdin string, args ...string) (int, string, string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(s.ctx, time.Minute)

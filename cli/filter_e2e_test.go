@@ -8,7 +8,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -365,26 +364,10 @@ func TestFilterEndToEnd(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		recordHistory(t, f.stack.TemporalAddress, first.GetRunID(), filepath.Join(dir, "stream_filter_continued.json"))
-		recordHistory(t, f.stack.TemporalAddress, cur.GetWorkflowExecutionInfo().GetExecution().GetRunId(), filepath.Join(dir, "stream_filter_running.json"))
+		writeHistory(t, f.stack.TemporalAddress, workflows.StreamFilterWorkflowID, first.GetRunID(), filepath.Join(dir, "stream_filter_continued.json"))
+		writeHistory(t, f.stack.TemporalAddress, workflows.StreamFilterWorkflowID, cur.GetWorkflowExecutionInfo().GetExecution().GetRunId(), filepath.Join(dir, "stream_filter_running.json"))
 	}
 }
 
 // recordHistory writes a run's history as `temporal workflow show --output
 // json` prints it, for workflows' replay test.
-func recordHistory(t *testing.T, address, runID, file string) {
-	t.Helper()
-	bin, err := environment.FindTemporalCLI("")
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := exec.Command(bin, "workflow", "show", "-w", workflows.StreamFilterWorkflowID, "-r", runID,
-		"--output", "json", "--address", address).Output()
-	if err != nil {
-		t.Fatalf("temporal workflow show: %v", err)
-	}
-	if err := os.WriteFile(file, out, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("recorded %s", file)
-}

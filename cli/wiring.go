@@ -112,7 +112,12 @@ func connectWith(ctx context.Context, cfg *config.Config, logger *slog.Logger, n
 
 // activities builds every activity family over the env's clients.
 func (e *env) activities() workers.Activities {
+	emulate, err := activities.NewEmulate(e.cfg.KafkaBrokers, e.admin, e.serde, e.metrics, kgo.DialTimeout(e.cfg.DialTimeout))
+	if err != nil {
+		e.log.Error("emulation activities not registered", "err", err)
+	}
 	return workers.Activities{
+		Emulate: emulate,
 		Bootstrap: &activities.Bootstrap{
 			Kafka:      e.kafka,
 			Registry:   e.serde.Registry(),

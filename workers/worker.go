@@ -18,17 +18,22 @@ import (
 type Activities struct {
 	Bootstrap *activities.Bootstrap
 	Filter    *activities.Filter
+	Emulate   *activities.Emulate
 }
 
 // Register registers every workflow and the given activities.
 func Register(r worker.Registry, acts Activities) {
 	r.RegisterWorkflow(workflows.Bootstrap)
 	r.RegisterWorkflow(workflows.StreamFilter)
+	r.RegisterWorkflow(workflows.EmulateShop)
 	if acts.Bootstrap != nil {
 		r.RegisterActivity(acts.Bootstrap)
 	}
 	if acts.Filter != nil {
 		r.RegisterActivity(acts.Filter)
+	}
+	if acts.Emulate != nil {
+		r.RegisterActivity(acts.Emulate)
 	}
 }
 
