@@ -15,7 +15,7 @@ import (
 
 // startStack runs the embedded stack on free ports, with the real Temporal
 // dev server, and returns the flags that point commands at it.
-func startStack(t *testing.T) (*environment.Stack, []string) {
+func startStack(t testing.TB) (*environment.Stack, []string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
@@ -30,14 +30,14 @@ func startStack(t *testing.T) (*environment.Stack, []string) {
 		"--temporal-address", stack.TemporalAddress,
 		"--temporal-ui-url", stack.TemporalUIURL,
 		"--metrics-addr", "127.0.0.1:0",
-		"--data-dir", t.TempDir(),
+		"--data-dir", devDataDir(t),
 	}
 	return stack, flags
 }
 
 // startDev runs `shopstream dev` against the stack until the test ends and
 // waits for its ready line.
-func startDev(t *testing.T, flags []string) (output func() string) {
+func startDev(t testing.TB, flags []string) (output func() string) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	var out, errOut syncBuffer
@@ -64,6 +64,7 @@ func startDev(t *testing.T, flags []string) (output func() string) {
 	for !strings.Contains(out.String(), "shopstream dev: ready") {
 		select {
 		case code := <-done:
+			done <- code // for the cleanup, which waits for the exit
 			t.Fatalf("dev exited %d before it was ready:\n%s\n%s", code, out.String(), errOut.String())
 		default:
 		}

@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -25,24 +24,6 @@ import (
 	"github.com/shopstream/shopstream/streamer"
 	"github.com/shopstream/shopstream/workflows"
 )
-
-// lockedBuffer is written by a running command while the test reads it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // shopstream runs the binary's entry point as a user would and returns the
 // exit code, standard output and standard error.
@@ -66,24 +47,9 @@ type filterStack struct {
 
 func startFilterStack(t testing.TB) *filterStack {
 	t.Helper()
-	if _, err := environment.FindTemporalCLI(""); err != nil {
-		t.Skipf("needs the Temporal CLI: %v", err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	stack, err := environment.Start(ctx, environment.Options{StartKafka: true, StartRegistry: true, StartTemporal: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = stack.Close() })
-	f := &filterStack{stack: stack, flags: []string{
-		"--kafka-brokers", strings.Join(stack.KafkaBrokers, ","),
-		"--schema-registry-url", stack.RegistryURL,
-		"--temporal-address", stack.TemporalAddress,
-		"--temporal-ui-url", stack.TemporalUIURL,
-		"--metrics-addr", "127.0.0.1:0",
-		"--data-dir", t.TempDir(),
-	}}
+	stack, flags := startStack(t)
+	f := &filterStack{stack: stack, flags: flags}
+	var err error
 	if f.cl, err = kgo.NewClient(kgo.SeedBrokers(stack.KafkaBrokers...)); err != nil {
 		t.Fatal(err)
 	}
@@ -97,33 +63,7 @@ func startFilterStack(t testing.TB) *filterStack {
 		t.Fatal(err)
 	}
 	f.serde = records.NewSerde(schemas, reg)
-
-	dctx, stop := context.WithCancel(context.Background())
-	var out, errOut lockedBuffer
-	done := make(chan int, 1)
-	go func() {
-		done <- run(dctx, append([]string{"shopstream", "dev"}, f.flags...), strings.NewReader(""), &out, &errOut)
-	}()
-	t.Cleanup(func() {
-		stop()
-		select {
-		case <-done:
-		case <-time.After(15 * time.Second):
-			t.Errorf("dev did not stop within 15s")
-		}
-	})
-	deadline := time.Now().Add(2 * time.Minute)
-	for !strings.Contains(out.String(), "shopstream dev: ready") {
-		select {
-		case code := <-done:
-			t.Fatalf("dev exited %d before it was ready:\n%s\n%s", code, out.String(), errOut.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("dev not ready after 2 minutes:\n%s\n%s", out.String(), errOut.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	startDev(t, flags)
 	return f
 }
 
@@ -255,7 +195,7 @@ func TestFilterEndToEnd(t *testing.T) {
 	// A second instance, as its own command: it shares the partitions,
 	// reports itself, and counts for --wait.
 	sctx, stopSecond := context.WithCancel(ctx)
-	var secondOut lockedBuffer
+	var secondOut syncBuffer
 	secondDone := make(chan int, 1)
 	go func() {
 		secondDone <- run(sctx, append([]string{"shopstream", "streamer", "--instance-id", "second"}, f.flags...), strings.NewReader(""), &secondOut, io.Discard)

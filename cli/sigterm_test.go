@@ -32,7 +32,7 @@ func TestDevBinaryStopsOnSIGTERM(t *testing.T) {
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("build: %v\n%s", err, out)
 	}
-	cmd := exec.Command(bin, "dev", "--data-dir", t.TempDir(), "--log-level", "warn")
+	cmd := exec.Command(bin, "dev", "--data-dir", devDataDir(t), "--log-level", "warn")
 	cmd.Env = os.Environ()
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
