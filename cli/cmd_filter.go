@@ -273,6 +273,31 @@ type instanceView struct {
 	State   string `json:"state"`
 }
 
+// filterInstances reads every streamer instance's applied-filter report and
+// compares it with the desired version.
+func filterInstances(ctx context.Context, e *env, desired int64, now time.Time) ([]instanceView, error) {
+	reps, err := streamer.ReadApplied(ctx, e.kafka.Opts(), e.cfg.Topics.FilterApplied)
+	if err != nil {
+		return nil, err
+	}
+	views := make([]instanceView, 0, len(reps))
+	for _, r := range reps {
+		v := instanceView{AppliedReport: r, Live: r.Live(now), Applied: r.Version == desired}
+		switch {
+		case !v.Live:
+			v.State = "gone (no heartbeat since " + r.HeartbeatAt.Format(time.RFC3339) + ")"
+		case v.Applied:
+			v.State = "applied"
+		case r.Version < desired:
+			v.State = "behind"
+		default:
+			v.State = "ahead"
+		}
+		views = append(views, v)
+	}
+	return views, nil
+}
+
 func getFilter(c *cli.Context) error {
 	e, err := connect(c, true, true)
 	if err != nil {
@@ -286,25 +311,10 @@ func getFilter(c *cli.Context) error {
 	if err != nil && !noWorkflow {
 		return fmt.Errorf("%w (is a worker running? `shopstream dev` or `shopstream worker`)", err)
 	}
-	reps, err := streamer.ReadApplied(ctx, e.kafka.Opts(), e.cfg.Topics.FilterApplied)
+	now := time.Now()
+	views, err := filterInstances(ctx, e, st.Desired.Version, now)
 	if err != nil {
 		return err
-	}
-	now := time.Now()
-	views := make([]instanceView, 0, len(reps))
-	for _, r := range reps {
-		v := instanceView{AppliedReport: r, Live: r.Live(now), Applied: r.Version == st.Desired.Version}
-		switch {
-		case !v.Live:
-			v.State = "gone (no heartbeat since " + r.HeartbeatAt.Format(time.RFC3339) + ")"
-		case v.Applied:
-			v.State = "applied"
-		case r.Version < st.Desired.Version:
-			v.State = "behind"
-		default:
-			v.State = "ahead"
-		}
-		views = append(views, v)
 	}
 	out := c.App.Writer
 	if c.Bool("json") {

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"sort"
@@ -12,6 +13,7 @@ import (
 
 	"log/slog"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/urfave/cli/v2"
@@ -21,6 +23,7 @@ import (
 	"github.com/shopstream/shopstream/internal/clients"
 	"github.com/shopstream/shopstream/internal/config"
 	"github.com/shopstream/shopstream/internal/telemetry"
+	"github.com/shopstream/shopstream/workflows"
 )
 
 // statusReport answers "is it working?"; `status --json` prints it as is.
@@ -69,7 +72,7 @@ func (r *statusReport) problem(format string, a ...any) {
 type statusCheck func(ctx context.Context, e *env, r *statusReport, interval time.Duration)
 
 func statusChecks() []statusCheck {
-	return []statusCheck{kafkaStatus, temporalStatus}
+	return []statusCheck{kafkaStatus, temporalStatus, filterStatus, sinkStatus}
 }
 
 func statusCommand() *cli.Command {
@@ -271,7 +274,7 @@ func printStatus(w io.Writer, r *statusReport) {
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%+d\t\n", g.Group, g.State, g.Members, g.Lag, g.LagChange)
 	}
 	tw.Flush()
-	for _, name := range sortedSectionNames(r.Sections) {
+	for _, name := range sortedKeys(r.Sections) {
 		fmt.Fprintf(w, "\n%s:\n", strings.ToUpper(name))
 		if p, ok := r.Sections[name].(interface{ print(io.Writer) }); ok {
 			p.print(w)
@@ -295,11 +298,121 @@ func printStatus(w io.Writer, r *statusReport) {
 	}
 }
 
-func sortedSectionNames(m map[string]any) []string {
-	names := make([]string, 0, len(m))
-	for k := range m {
-		names = append(names, k)
+// filterSection is the filter's desired version against what each live
+// streamer instance applied.
+type filterSection struct {
+	Desired   int64          `json:"desired_version"`
+	Substring string         `json:"substring"`
+	SetAt     time.Time      `json:"set_at"`
+	Instances []instanceView `json:"instances"`
+}
+
+func (f filterSection) print(w io.Writer) {
+	fmt.Fprintf(w, "  desired v%d %q (set %s)\n", f.Desired, f.Substring, f.SetAt.Format(time.RFC3339))
+	if len(f.Instances) == 0 {
+		fmt.Fprintln(w, "  no streamer instance reports")
 	}
-	sort.Strings(names)
-	return names
+	for _, v := range f.Instances {
+		fmt.Fprintf(w, "  %-40s v%-5d %s\n", v.Instance, v.Version, v.State)
+	}
+}
+
+// filterStaleAfter is how long an instance may stay behind a change before
+// status calls it unhealthy (the alert rule uses the same bound).
+const filterStaleAfter = time.Minute
+
+func filterStatus(ctx context.Context, e *env, r *statusReport, _ time.Duration) {
+	if e.kafka == nil || e.temporal == nil {
+		return // kafkaStatus and temporalStatus reported why
+	}
+	st, err := queryFilter(ctx, e)
+	if errors.Is(err, errNoFilterWorkflow) {
+		st = workflows.StreamFilterStatus{} // none set yet: v0, everything passes
+	} else if err != nil {
+		r.problem("%v", err)
+		return
+	}
+	now := time.Now()
+	views, err := filterInstances(ctx, e, st.Desired.Version, now)
+	if err != nil {
+		r.problem("read the applied filter versions: %v", err)
+		return
+	}
+	sec := filterSection{Desired: st.Desired.Version, Substring: st.Desired.Substring, SetAt: st.Desired.SetAt, Instances: views}
+	live := 0
+	for _, v := range views {
+		if !v.Live {
+			continue
+		}
+		live++
+		if !v.Applied && now.Sub(st.Desired.SetAt) > filterStaleAfter {
+			r.problem("streamer %s applies filter v%d, desired v%d for over %s", v.Instance, v.Version, st.Desired.Version, filterStaleAfter)
+		}
+	}
+	if live == 0 {
+		r.problem("no live streamer instance reports a filter version: is `shopstream streamer` (or dev) running?")
+	}
+	r.Sections["filter"] = sec
+}
+
+// sinkSection is when the sink last wrote, from its offsets in PostgreSQL.
+type sinkSection struct {
+	LastWrite time.Time        `json:"last_write"`
+	Rows      map[string]int64 `json:"rows"`
+}
+
+func (s sinkSection) print(w io.Writer) {
+	if s.LastWrite.IsZero() {
+		fmt.Fprintln(w, "  no write yet")
+	} else {
+		fmt.Fprintf(w, "  last write %s (%s ago)\n", s.LastWrite.Format(time.RFC3339), time.Since(s.LastWrite).Round(time.Second))
+	}
+	for _, t := range sortedKeys(s.Rows) {
+		fmt.Fprintf(w, "  %-20s %d rows\n", t, s.Rows[t])
+	}
+}
+
+func sinkStatus(ctx context.Context, e *env, r *statusReport, _ time.Duration) {
+	dsn := e.cfg.DatabaseDSN
+	if dsn == "" {
+		var err error
+		if dsn, err = devDSN(e.cfg.DataDir); err != nil {
+			return // no database configured: nothing to report
+		}
+	}
+	qctx, cancel := context.WithTimeout(ctx, e.cfg.DialTimeout)
+	defer cancel()
+	conn, err := pgx.Connect(qctx, dsn)
+	if err != nil {
+		r.problem("cannot reach the sink's PostgreSQL at %s: %v", config.Mask(dsn), err)
+		return
+	}
+	defer conn.Close(ctx)
+	sec := sinkSection{Rows: map[string]int64{}}
+	var last *time.Time
+	if err := conn.QueryRow(qctx, `SELECT max(updated_at) FROM sink_offsets`).Scan(&last); err != nil {
+		r.problem("read the sink's offsets: %v (has `shopstream sink` run its migrations?)", err)
+		return
+	}
+	if last != nil {
+		sec.LastWrite = *last
+	}
+	for _, t := range []string{"products", "filtered_products", "complete_products", "searches", "recommendations"} {
+		var n int64
+		if err := conn.QueryRow(qctx, "SELECT count(*) FROM "+t).Scan(&n); err != nil {
+			r.problem("count rows of %s: %v", t, err)
+			return
+		}
+		sec.Rows[t] = n
+	}
+	r.Sections["sink"] = sec
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }

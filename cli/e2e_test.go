@@ -116,14 +116,28 @@ func TestBootstrapEndToEnd(t *testing.T) {
 		t.Fatalf("drift without --force changed shop_products to %d partitions", n)
 	}
 
-	// status: healthy, every topic, the bootstrap run with its link.
-	code, out, stderr = runApp(t, ctx, append([]string{"status", "--json", "--interval", "200ms"}, flags...)...)
+	// status: healthy (once dev's streamer has reported its filter), every
+	// topic, the bootstrap run with its link.
+	var rep statusReport
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		code, out, stderr = runApp(t, ctx, append([]string{"status", "--json", "--interval", "200ms"}, flags...)...)
+		rep = statusReport{}
+		if err := json.Unmarshal([]byte(out), &rep); err != nil {
+			t.Fatalf("status --json: %v\n%s\n%s", err, out, stderr)
+		}
+		if code == 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 	if code != 0 {
 		t.Fatalf("status exited %d on a healthy stack: %s\n%s", code, stderr, out)
 	}
-	var rep statusReport
-	if err := json.Unmarshal([]byte(out), &rep); err != nil {
-		t.Fatalf("status --json: %v\n%s", err, out)
+	if f, ok := rep.Sections["filter"].(map[string]any); !ok || len(f["instances"].([]any)) == 0 {
+		t.Errorf("status shows no filter versions of dev's streamer: %v", rep.Sections["filter"])
+	}
+	if _, ok := rep.Sections["sink"]; !ok && strings.Contains(devOut(), "PostgreSQL") && !strings.Contains(devOut(), "without the sink") {
+		t.Errorf("dev runs a sink but status shows no sink section: %v", rep.Sections)
 	}
 	if !rep.Healthy || len(rep.Topics) != 8 {
 		t.Fatalf("status: healthy %v, %d topics, problems %v", rep.Healthy, len(rep.Topics), rep.Problems)
