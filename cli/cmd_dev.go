@@ -28,23 +28,34 @@ import (
 type devComponent struct {
 	name string
 	run  func(ctx context.Context, e *env) error
+	// ready, when not nil, closes once the component works; dev prints its
+	// ready line only after that, so a command run at once finds it working.
+	ready chan struct{}
 }
 
 func devComponents() []devComponent {
+	streamerReady := make(chan struct{})
 	return []devComponent{
-		{"temporal worker", func(ctx context.Context, e *env) error {
+		{name: "temporal worker", run: func(ctx context.Context, e *env) error {
 			return workers.Run(ctx, e.temporal, e.cfg.TaskQueue, e.activities(), worker.Options{WorkerStopTimeout: 5 * time.Second})
 		}},
-		{"product api", devProductAPI}, {"image collector", devCollector},
+		{name: "product api", run: devProductAPI}, {name: "image collector", run: devCollector},
 		// The streamer process: the filter and the built-in recommender.
-		{"streamer", func(ctx context.Context, e *env) error {
+		{name: "streamer", ready: streamerReady, run: func(ctx context.Context, e *env) error {
 			parts, err := streamerParts(e, streamerOptions{group: streamer.DefaultGroup, recommender: true})
 			if err != nil {
 				return err
 			}
+			go func() {
+				select {
+				case <-parts[0].ready:
+					close(streamerReady)
+				case <-ctx.Done():
+				}
+			}()
 			return runParts(ctx, parts)
 		}},
-		{"sink", func(ctx context.Context, e *env) error {
+		{name: "sink", run: func(ctx context.Context, e *env) error {
 			if e.cfg.DatabaseDSN == "" {
 				return nil // no PostgreSQL: dev said so at start
 			}
@@ -143,7 +154,8 @@ func runDev(c *cli.Context) error {
 	ctx, cancel := context.WithCancel(c.Context)
 	defer cancel()
 	g, gctx := errgroup.WithContext(ctx)
-	for _, comp := range devComponents() {
+	comps := devComponents()
+	for _, comp := range comps {
 		comp := comp
 		g.Go(func() error {
 			if err := comp.run(gctx, e); err != nil && !errors.Is(err, context.Canceled) {
@@ -161,6 +173,20 @@ func runDev(c *cli.Context) error {
 			cancel()
 			_ = g.Wait()
 			return err
+		}
+	}
+
+	for _, comp := range comps {
+		if comp.ready == nil {
+			continue
+		}
+		select {
+		case <-comp.ready:
+		case <-gctx.Done():
+			cancel()
+			return errors.Join(g.Wait(), fmt.Errorf("%s stopped before it was ready", comp.name))
+		case <-time.After(time.Minute):
+			logger.Warn("component not ready after a minute; going on", "component", comp.name)
 		}
 	}
 

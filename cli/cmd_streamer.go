@@ -83,6 +83,8 @@ func streamerCommand() *cli.Command {
 type streamerPart struct {
 	name string
 	run  func(ctx context.Context) error
+	// ready, when not nil, closes once the part has started its work.
+	ready <-chan struct{}
 }
 
 // streamerParts lists what `shopstream streamer` runs. Another hot-path
@@ -92,14 +94,14 @@ func streamerParts(e *env, o streamerOptions) ([]streamerPart, error) {
 	if err != nil {
 		return nil, err
 	}
-	parts := []streamerPart{{"filter", s.Run}}
+	parts := []streamerPart{{"filter", s.Run, s.Ready()}}
 	if o.recommender {
 		rc := recommender.ConfigFrom(e.cfg, e.serde, e.metrics, e.log.With("component", "recommender"))
 		rc.Group = recommender.DefaultGroup
 		// One process, one id: unique when several instances share a host.
 		rc.InstanceID = s.InstanceID()
 		rc.TopicWait = 2 * time.Minute // `shopstream dev` bootstraps after its components start
-		parts = append(parts, streamerPart{"recommender", func(ctx context.Context) error { return recommender.Run(ctx, rc) }})
+		parts = append(parts, streamerPart{name: "recommender", run: func(ctx context.Context) error { return recommender.Run(ctx, rc) }})
 	}
 	return parts, nil
 }
