@@ -171,7 +171,11 @@ func runDev(c *cli.Context) error {
 		bcancel()
 		if err != nil {
 			cancel()
-			_ = g.Wait()
+			// A component that failed (a taken port, say) cancelled the
+			// bootstrap: report the cause, not the cancellation.
+			if werr := g.Wait(); werr != nil {
+				return werr
+			}
 			return err
 		}
 	}
