@@ -67,9 +67,9 @@ func listDLQ(c *cli.Context) error {
 		return nil
 	}
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "TIME\tREASON\tFROM\tKEY\tVALUE\tERROR")
+	fmt.Fprintln(tw, "TIME\tBY\tREASON\tFROM\tKEY\tVALUE\tERROR")
 	for _, d := range dead {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", d.Time.Local().Format("2006-01-02 15:04:05.000"), d.Reason,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", d.Time.Local().Format("2006-01-02 15:04:05.000"), d.Component, d.Reason,
 			d.SourceTopic+"/"+strconv.Itoa(int(d.SourcePartition))+"@"+strconv.FormatInt(d.SourceOffset, 10),
 			preview(d.Key, 24), fmt.Sprintf("%d bytes %s", len(d.Value), preview(d.Value, 16)), d.Error)
 	}

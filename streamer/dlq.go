@@ -9,18 +9,20 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/shopstream/shopstream/internal/deadletter"
+
 	"github.com/shopstream/shopstream/internal/records"
 )
 
 // Headers a dead-lettered record carries besides its original ones.
 const (
-	HeaderDLQReason          = "shopstream.dlq.reason"
-	HeaderDLQError           = "shopstream.dlq.error"
-	HeaderDLQSourceTopic     = "shopstream.dlq.source.topic"
-	HeaderDLQSourcePartition = "shopstream.dlq.source.partition"
-	HeaderDLQSourceOffset    = "shopstream.dlq.source.offset"
-	HeaderDLQTime            = "shopstream.dlq.time"
-	HeaderDLQInstance        = "shopstream.dlq.instance"
+	HeaderDLQReason          = deadletter.HeaderReason
+	HeaderDLQError           = deadletter.HeaderError
+	HeaderDLQSourceTopic     = deadletter.HeaderSourceTopic
+	HeaderDLQSourcePartition = deadletter.HeaderSourcePartition
+	HeaderDLQSourceOffset    = deadletter.HeaderSourceOffset
+	HeaderDLQTime            = deadletter.HeaderTime
+	HeaderDLQInstance        = deadletter.HeaderInstance
 )
 
 // Reason says why a record went to the dead-letter topic.
@@ -65,18 +67,7 @@ func reasonOf(err error) (Reason, bool) {
 // deadLetter builds the dead-letter record of r: its key, value and headers
 // unchanged, plus headers that say why, from where and when.
 func deadLetter(topic string, r *kgo.Record, reason Reason, err error, instance string, now time.Time) *kgo.Record {
-	h := make([]kgo.RecordHeader, 0, len(r.Headers)+7)
-	h = append(h, r.Headers...)
-	h = append(h,
-		kgo.RecordHeader{Key: HeaderDLQReason, Value: []byte(reason.String())},
-		kgo.RecordHeader{Key: HeaderDLQError, Value: []byte(err.Error())},
-		kgo.RecordHeader{Key: HeaderDLQSourceTopic, Value: []byte(r.Topic)},
-		kgo.RecordHeader{Key: HeaderDLQSourcePartition, Value: []byte(strconv.FormatInt(int64(r.Partition), 10))},
-		kgo.RecordHeader{Key: HeaderDLQSourceOffset, Value: []byte(strconv.FormatInt(r.Offset, 10))},
-		kgo.RecordHeader{Key: HeaderDLQTime, Value: []byte(now.UTC().Format(time.RFC3339Nano))},
-		kgo.RecordHeader{Key: HeaderDLQInstance, Value: []byte(instance)},
-	)
-	return &kgo.Record{Topic: topic, Key: r.Key, Value: r.Value, Headers: h}
+	return deadletter.Record(topic, r, deadletter.Why{Component: "streamer", Instance: instance, Reason: reason.String(), Detail: err.Error()}, now)
 }
 
 // DeadLetter is one record of the dead-letter topic as `shopstream dlq list`
@@ -88,6 +79,7 @@ type DeadLetter struct {
 	SourcePartition int32
 	SourceOffset    int64
 	Time            time.Time
+	Component       string
 	Instance        string
 	Key             []byte
 	Value           []byte
@@ -121,6 +113,8 @@ func ParseDeadLetter(r *kgo.Record) DeadLetter {
 			}
 		case HeaderDLQInstance:
 			d.Instance = v
+		case deadletter.HeaderComponent:
+			d.Component = v
 		default:
 			d.Headers = append(d.Headers, h)
 		}

@@ -13,7 +13,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -21,6 +20,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/shopstream/shopstream/internal/deadletter"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/shopstream/shopstream/internal/blobstore"
@@ -31,12 +32,12 @@ import (
 
 // Dead-letter headers: why a record could not be collected, and where from.
 const (
-	HeaderReason    = "shopstream.dlq.reason"
-	HeaderComponent = "shopstream.dlq.component"
-	HeaderTopic     = "shopstream.dlq.topic"
-	HeaderPartition = "shopstream.dlq.partition"
-	HeaderOffset    = "shopstream.dlq.offset"
-	HeaderFailedAt  = "shopstream.dlq.failed_at"
+	HeaderReason    = deadletter.HeaderReason
+	HeaderComponent = deadletter.HeaderComponent
+	HeaderTopic     = deadletter.HeaderSourceTopic
+	HeaderPartition = deadletter.HeaderSourcePartition
+	HeaderOffset    = deadletter.HeaderSourceOffset
+	HeaderFailedAt  = deadletter.HeaderTime
 )
 
 // DefaultGroup is the collector's consumer group.
@@ -405,19 +406,7 @@ func (c *Collector) invalid(res *result, reason string) *result {
 
 // deadLetter keeps the original key and bytes and says why in headers.
 func (c *Collector) deadLetter(rec *kgo.Record, reason string) *kgo.Record {
-	return &kgo.Record{
-		Topic: c.o.DLQTopic,
-		Key:   rec.Key,
-		Value: rec.Value,
-		Headers: append(append([]kgo.RecordHeader(nil), rec.Headers...),
-			kgo.RecordHeader{Key: HeaderReason, Value: []byte(reason)},
-			kgo.RecordHeader{Key: HeaderComponent, Value: []byte("collector")},
-			kgo.RecordHeader{Key: HeaderTopic, Value: []byte(rec.Topic)},
-			kgo.RecordHeader{Key: HeaderPartition, Value: []byte(strconv.Itoa(int(rec.Partition)))},
-			kgo.RecordHeader{Key: HeaderOffset, Value: []byte(strconv.FormatInt(rec.Offset, 10))},
-			kgo.RecordHeader{Key: HeaderFailedAt, Value: []byte(c.o.Now().UTC().Format(time.RFC3339Nano))},
-		),
-	}
+	return deadletter.Record(c.o.DLQTopic, rec, deadletter.Why{Component: "collector", Reason: reason}, c.o.Now())
 }
 
 // orphansOf lists the blobs of the old state (and earlier orphans) that the

@@ -5,11 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
-	"strconv"
 	"sync"
-	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/shopstream/shopstream/internal/deadletter"
 
 	"github.com/shopstream/shopstream/internal/pgstore"
 	"github.com/shopstream/shopstream/internal/records"
@@ -34,13 +34,13 @@ type deadLetter struct {
 
 // Headers of a dead letter; the key and value are the original bytes.
 const (
-	HeaderReason          = "dlq.reason"
-	HeaderClass           = "dlq.class"
-	HeaderSourceTopic     = "dlq.source.topic"
-	HeaderSourcePartition = "dlq.source.partition"
-	HeaderSourceOffset    = "dlq.source.offset"
-	HeaderFailedAt        = "dlq.failed.at"
-	HeaderComponent       = "dlq.component"
+	HeaderReason          = deadletter.HeaderError // the detail
+	HeaderClass           = deadletter.HeaderReason
+	HeaderSourceTopic     = deadletter.HeaderSourceTopic
+	HeaderSourcePartition = deadletter.HeaderSourcePartition
+	HeaderSourceOffset    = deadletter.HeaderSourceOffset
+	HeaderFailedAt        = deadletter.HeaderTime
+	HeaderComponent       = deadletter.HeaderComponent
 )
 
 // build decodes a poll. It fails only on what a retry can fix (the schema
@@ -163,22 +163,13 @@ func (s *Sink) deadLetter(ctx context.Context, cl *kgo.Client, b *batch, refused
 	}
 	var out []*kgo.Record
 	var sent []deadLetter
-	now := s.opts.Now().UTC().Format(time.RFC3339Nano)
+	now := s.opts.Now()
 	for _, d := range all {
 		key := tp{d.rec.Topic, d.rec.Partition}
 		if produced[key][d.rec.Offset] {
 			continue
 		}
-		h := append(append([]kgo.RecordHeader(nil), d.rec.Headers...),
-			kgo.RecordHeader{Key: HeaderReason, Value: []byte(d.reason)},
-			kgo.RecordHeader{Key: HeaderClass, Value: []byte(d.class)},
-			kgo.RecordHeader{Key: HeaderSourceTopic, Value: []byte(d.rec.Topic)},
-			kgo.RecordHeader{Key: HeaderSourcePartition, Value: []byte(strconv.Itoa(int(d.rec.Partition)))},
-			kgo.RecordHeader{Key: HeaderSourceOffset, Value: []byte(strconv.FormatInt(d.rec.Offset, 10))},
-			kgo.RecordHeader{Key: HeaderFailedAt, Value: []byte(now)},
-			kgo.RecordHeader{Key: HeaderComponent, Value: []byte("sink")},
-		)
-		out = append(out, &kgo.Record{Topic: s.opts.Topics.DLQ, Key: d.rec.Key, Value: d.rec.Value, Headers: h})
+		out = append(out, deadletter.Record(s.opts.Topics.DLQ, d.rec, deadletter.Why{Component: "sink", Reason: d.class, Detail: d.reason}, now))
 		sent = append(sent, d)
 	}
 	if len(out) == 0 {

@@ -2,10 +2,11 @@ package recommender
 
 import (
 	"errors"
-	"strconv"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/shopstream/shopstream/internal/deadletter"
 
 	"github.com/shopstream/shopstream/internal/records"
 )
@@ -25,13 +26,13 @@ const (
 
 // Dead-letter headers: why, where from, and when.
 const (
-	HeaderReason    = "dlq.reason"
-	HeaderError     = "dlq.error"
-	HeaderComponent = "dlq.component"
-	HeaderTopic     = "dlq.source.topic"
-	HeaderPartition = "dlq.source.partition"
-	HeaderOffset    = "dlq.source.offset"
-	HeaderTime      = "dlq.time"
+	HeaderReason    = deadletter.HeaderReason
+	HeaderError     = deadletter.HeaderError
+	HeaderComponent = deadletter.HeaderComponent
+	HeaderTopic     = deadletter.HeaderSourceTopic
+	HeaderPartition = deadletter.HeaderSourcePartition
+	HeaderOffset    = deadletter.HeaderSourceOffset
+	HeaderTime      = deadletter.HeaderTime
 )
 
 // badRecord is an input that can never be joined: it goes to the DLQ.
@@ -65,16 +66,5 @@ func classifyDecode(err error) error {
 // deadLetter builds the DLQ record for r: the original key, value and
 // headers, with the reason and origin in front.
 func deadLetter(topic string, r *kgo.Record, bad *badRecord, now time.Time) *kgo.Record {
-	h := make([]kgo.RecordHeader, 0, 7+len(r.Headers))
-	h = append(h,
-		kgo.RecordHeader{Key: HeaderReason, Value: []byte(bad.reason)},
-		kgo.RecordHeader{Key: HeaderError, Value: []byte(bad.err.Error())},
-		kgo.RecordHeader{Key: HeaderComponent, Value: []byte("recommender")},
-		kgo.RecordHeader{Key: HeaderTopic, Value: []byte(r.Topic)},
-		kgo.RecordHeader{Key: HeaderPartition, Value: strconv.AppendInt(nil, int64(r.Partition), 10)},
-		kgo.RecordHeader{Key: HeaderOffset, Value: strconv.AppendInt(nil, r.Offset, 10)},
-		kgo.RecordHeader{Key: HeaderTime, Value: []byte(now.UTC().Format(time.RFC3339Nano))},
-	)
-	h = append(h, r.Headers...)
-	return &kgo.Record{Topic: topic, Key: r.Key, Value: r.Value, Headers: h}
+	return deadletter.Record(topic, r, deadletter.Why{Component: "recommender", Reason: bad.reason, Detail: bad.err.Error()}, now)
 }
