@@ -44,6 +44,7 @@ func devComponents() []devComponent {
 			}
 			return runParts(ctx, parts)
 		}},
+		{"kafka metrics", func(ctx context.Context, e *env) error { return registerKafkaView(e) }},
 		{"sink", func(ctx context.Context, e *env) error {
 			if e.cfg.DatabaseDSN == "" {
 				return nil // no PostgreSQL: dev said so at start
