@@ -208,3 +208,33 @@ func TestDashboardQueriesParse(t *testing.T) {
 		t.Fatalf("promtool check rules over the dashboards' %d expressions: %v\n%s", n, err, out)
 	}
 }
+
+// The external stack's Prometheus configuration is valid and loads these
+// rules (its rule file path is the container's; here it points at
+// alerts.yml).
+func TestPrometheusConfigLoadsTheRules(t *testing.T) {
+	bin := promtool(t)
+	raw, err := os.ReadFile("../environment/prometheus/prometheus.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	abs, err := filepath.Abs("alerts.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := strings.Replace(string(raw), "/etc/prometheus/alerts.yml", abs, 1)
+	if cfg == string(raw) {
+		t.Fatal("prometheus.yml does not load /etc/prometheus/alerts.yml, where compose.yaml mounts dashboards/alerts.yml")
+	}
+	f := filepath.Join(t.TempDir(), "prometheus.yml")
+	if err := os.WriteFile(f, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := run(t, bin, "check", "config", f)
+	if err != nil {
+		t.Fatalf("promtool check config: %v\n%s", err, out)
+	}
+	if !strings.Contains(out, "rule files found") && !strings.Contains(out, "rules found") {
+		t.Fatalf("promtool did not check the rules:\n%s", out)
+	}
+}
