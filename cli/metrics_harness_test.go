@@ -322,13 +322,15 @@ func runProcesses(ctx context.Context, stack *environment.Stack) (_ []exposed, e
 	procs := []struct {
 		name string
 		reg  *recorder
-		// wait names series the work must have produced.
+		// wait names series the work must have produced; name=v: a
+		// series of that value (the Temporal SDK's metrics reach the
+		// registry within a second).
 		wait []string
 	}{
 		{"worker", workerReg, []string{"temporal_workflow_failed_total", "temporal_activity_execution_failed_total",
-			workflows.MetricFilterDesiredVersion, "shopstream_emulate_records_produced_total", "shopstream_kafka_consumer_lag_records"}},
+			workflows.MetricFilterDesiredVersion + "=1", "shopstream_emulate_records_produced_total", "shopstream_kafka_consumer_lag_records"}},
 		{"streamer", streamerReg, []string{"shopstream_streamer_records_in_total", "shopstream_recommender_dead_letters_total",
-			"shopstream_recommender_prompts_total", "shopstream_streamer_kafka_produce_bytes_total"}},
+			"shopstream_recommender_prompts_total", "shopstream_streamer_kafka_produce_bytes_total", "shopstream_streamer_filter_applied_version=1"}},
 		{"sink", sinkReg, nil},
 		{"collector", collectorReg, nil},
 		{"api", apiReg, []string{"shopstream_api_requests_total"}},
@@ -360,8 +362,10 @@ func runProcesses(ctx context.Context, stack *environment.Stack) (_ []exposed, e
 func missingFamilies(mfs []*dto.MetricFamily, want []string) []string {
 	have := map[string]bool{}
 	for _, mf := range mfs {
-		if len(mf.GetMetric()) > 0 {
+		for _, m := range mf.GetMetric() {
 			have[mf.GetName()] = true
+			v := m.GetGauge().GetValue() + m.GetCounter().GetValue()
+			have[mf.GetName()+"="+strconv.FormatFloat(v, 'g', -1, 64)] = true
 		}
 	}
 	var missing []string
