@@ -177,3 +177,50 @@ func valueOf(t *testing.T, g prometheus.Gatherer, name, topic string) float64 {
 	t.Fatalf("%s{topic=%q} not gathered", name, topic)
 	return 0
 }
+
+// BenchmarkScrape measures one scrape of the Kafka view on kfake: the eight
+// topics of 6 partitions, and four groups with committed offsets.
+func BenchmarkScrape(b *testing.B) {
+	ctx := context.Background()
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer cluster.Close()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(cluster.ListenAddrs()...))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	roles := TopicRoles(config.Default().Topics)
+	for topic := range roles {
+		if _, err := adm.CreateTopic(ctx, 6, 1, nil, topic); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for _, g := range []string{"shopstream-streamer", "shopstream-recommender", "shopstream-collector", "connect-products"} {
+		var offs kadm.Offsets
+		for topic := range roles {
+			for p := range int32(6) {
+				offs.Add(kadm.Offset{Topic: topic, Partition: p, At: 0})
+			}
+		}
+		if _, err := adm.CommitOffsets(ctx, g, offs); err != nil {
+			b.Fatal(err)
+		}
+	}
+	c, err := New(Options{Admin: adm, Topics: roles})
+	if err != nil {
+		b.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(c)
+	b.ResetTimer()
+	for b.Loop() {
+		mfs, err := reg.Gather()
+		if err != nil || len(mfs) != 4 {
+			b.Fatalf("gather: %v (%d families)", err, len(mfs))
+		}
+	}
+}
