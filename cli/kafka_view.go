@@ -1,6 +1,7 @@
 package main
 
 import (
+	"github.com/shopstream/shopstream/activities"
 	"github.com/shopstream/shopstream/internal/kafkametrics"
 )
 
@@ -11,6 +12,7 @@ import (
 func registerKafkaView(e *env) error {
 	c, err := kafkametrics.New(kafkametrics.Options{
 		Admin: e.admin, Topics: kafkametrics.TopicRoles(e.cfg.Topics), Log: e.log.With("component", "kafka-metrics"),
+		SkipGroup: activities.IsBatchMarkerGroup,
 	})
 	if err != nil {
 		return err

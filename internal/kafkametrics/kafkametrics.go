@@ -30,6 +30,10 @@ type Options struct {
 	// (products, filtered, dlq, …), exported as the role label so that
 	// dashboards and alerts do not depend on configured topic names.
 	Topics map[string]string
+	// SkipGroup, when set, leaves out groups that are not consumers, such
+	// as the emulation's per-batch commit markers (offsets committed by a
+	// transaction, never read), whose lag would mean nothing.
+	SkipGroup func(group string) bool
 	// Timeout bounds one scrape's requests (DefaultTimeout when zero).
 	Timeout time.Duration
 	Log     *slog.Logger
@@ -109,10 +113,21 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	offsets(c.start, c.o.Admin.ListStartOffsets)
 	offsets(c.end, c.o.Admin.ListEndOffsets)
 
-	// No group named: kadm describes every group of the cluster.
-	lags, err := c.o.Admin.Lag(ctx)
+	listed, err := c.o.Admin.ListGroups(ctx)
 	if err != nil {
-		fail("compute consumer lag", err)
+		fail("list consumer groups", err)
+	}
+	var groups []string
+	for _, g := range listed.Groups() {
+		if c.o.SkipGroup == nil || !c.o.SkipGroup(g) {
+			groups = append(groups, g)
+		}
+	}
+	var lags kadm.DescribedGroupLags
+	if len(groups) > 0 { // no group named would mean every group
+		if lags, err = c.o.Admin.Lag(ctx, groups...); err != nil {
+			fail("compute consumer lag", err)
+		}
 	}
 	for _, g := range lags {
 		if err := g.Error(); err != nil {

@@ -61,7 +61,14 @@ func TestOffsetsAndLagAsKafkaSeesThem(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	c, err := New(Options{Admin: adm, Topics: TopicRoles(topics)})
+	// A group that only marks something (never consumes) is skipped.
+	var marker kadm.Offsets
+	marker.Add(kadm.Offset{Topic: topics.Products, Partition: 0, At: 1})
+	if _, err := adm.CommitOffsets(ctx, "marker/batch-0", marker); err != nil {
+		t.Fatal(err)
+	}
+
+	c, err := New(Options{Admin: adm, Topics: TopicRoles(topics), SkipGroup: func(g string) bool { return strings.HasPrefix(g, "marker/") }})
 	if err != nil {
 		t.Fatal(err)
 	}
