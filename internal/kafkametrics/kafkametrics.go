@@ -45,6 +45,7 @@ type Collector struct {
 
 	start, end, lag, errs *prometheus.Desc
 	errors                atomic.Int64
+	busy                  atomic.Bool // a scrape's requests are running
 }
 
 // New builds a Collector.
@@ -83,15 +84,53 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.errs
 }
 
-// Collect implements prometheus.Collector: it asks Kafka now.
+// Collect implements prometheus.Collector: it asks Kafka now, and gives up
+// after the timeout. The requests run apart from the scrape: franz-go does
+// not cut a broker's connection handshake short when a request's context
+// ends, so a broker that accepts and never answers would otherwise hold
+// /metrics for the client's dial timeout. While one scrape's requests
+// still hang, the next scrape does not start more.
 func (c *Collector) Collect(ch chan<- prometheus.Metric) {
+	var ms []prometheus.Metric
+	if c.busy.CompareAndSwap(false, true) {
+		type result struct {
+			ms     []prometheus.Metric
+			failed bool
+		}
+		done := make(chan result, 1)
+		go func() {
+			defer c.busy.Store(false)
+			ms, failed := c.read()
+			done <- result{ms, failed}
+		}()
+		select {
+		case r := <-done:
+			ms = r.ms
+			if r.failed {
+				c.errors.Add(1)
+			}
+		case <-time.After(c.o.Timeout):
+			c.errors.Add(1)
+			c.o.Log.Warn("kafka metrics: Kafka did not answer within the scrape timeout", "timeout", c.o.Timeout)
+		}
+	} else {
+		c.errors.Add(1)
+	}
+	for _, m := range ms {
+		ch <- m
+	}
+	ch <- prometheus.MustNewConstMetric(c.errs, prometheus.CounterValue, float64(c.errors.Load()))
+}
+
+// read asks Kafka for the offsets and the lag; failed says that a request
+// failed (what was read is returned all the same).
+func (c *Collector) read() (out []prometheus.Metric, failed bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), c.o.Timeout)
 	defer cancel()
 	topics := make([]string, 0, len(c.o.Topics))
 	for t := range c.o.Topics {
 		topics = append(topics, t)
 	}
-	failed := false
 	fail := func(what string, err error) {
 		failed = true
 		c.o.Log.Warn("kafka metrics: "+what, "err", err)
@@ -106,7 +145,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		listed.Each(func(o kadm.ListedOffset) {
 			// A topic not created yet (before bootstrap) is no failure.
 			if o.Err == nil {
-				ch <- prometheus.MustNewConstMetric(desc, prometheus.GaugeValue, float64(o.Offset), o.Topic, c.o.Topics[o.Topic], partition(o.Partition))
+				out = append(out, prometheus.MustNewConstMetric(desc, prometheus.GaugeValue, float64(o.Offset), o.Topic, c.o.Topics[o.Topic], partition(o.Partition)))
 			}
 		})
 	}
@@ -143,14 +182,11 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 				if l.Err != nil || l.Lag < 0 {
 					continue
 				}
-				ch <- prometheus.MustNewConstMetric(c.lag, prometheus.GaugeValue, float64(l.Lag), g.Group, topic, role, partition(p))
+				out = append(out, prometheus.MustNewConstMetric(c.lag, prometheus.GaugeValue, float64(l.Lag), g.Group, topic, role, partition(p)))
 			}
 		}
 	}
-	if failed {
-		c.errors.Add(1)
-	}
-	ch <- prometheus.MustNewConstMetric(c.errs, prometheus.CounterValue, float64(c.errors.Load()))
+	return out, failed
 }
 
 func partition(p int32) string { return strconv.FormatInt(int64(p), 10) }
