@@ -8,7 +8,7 @@ export TEMPORAL_CLI := $(BIN)/temporal
 GO_SOURCES := $(shell find . -path ./.data -prune -o \( -name '*.go' -o -name '*.avsc' -o -name '*.sql' -o -name '*.json' \) -print) go.mod go.sum
 
 .PHONY: build run dev test test-deps bench bootstrap temporal postgres clean \
-        create-topics create-connectors ksqldb-migration docker-compose up down
+        create-topics create-connectors ksqldb-migration docker-compose promtool up down
 
 build: $(BIN)/shopstream
 
@@ -47,7 +47,11 @@ postgres:
 docker-compose:
 	@scripts/ensure-docker-compose.sh
 
-test-deps: temporal postgres docker-compose
+# Prometheus' promtool checks and unit-tests the alert rules in dashboards/.
+promtool:
+	@scripts/ensure-promtool.sh
+
+test-deps: temporal postgres docker-compose promtool
 
 # The full external stack (environment/compose.yaml); credentials come from
 # environment/.env (copy environment/.env.example). PROFILES= starts the core

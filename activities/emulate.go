@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -131,6 +132,10 @@ func SlotTransactionalID(workflowID string, slot int) string {
 func BatchMarkerGroup(workflowID string, batch int64) string {
 	return "shopstream-emulate/" + workflowID + "/batch-" + strconv.FormatInt(batch, 10)
 }
+
+// IsBatchMarkerGroup says whether a consumer group is a batch's commit
+// marker (BatchMarkerGroup), not a consumer.
+func IsBatchMarkerGroup(group string) bool { return strings.HasPrefix(group, "shopstream-emulate/") }
 
 // chunkSize is the size of the pooled buffers records are cut from.
 const chunkSize = 1 << 20

@@ -55,6 +55,7 @@ func devComponents() []devComponent {
 			}()
 			return runParts(ctx, parts)
 		}},
+		{name: "kafka metrics", run: func(ctx context.Context, e *env) error { return registerKafkaView(e) }},
 		{name: "sink", run: func(ctx context.Context, e *env) error {
 			if e.cfg.DatabaseDSN == "" {
 				return nil // no PostgreSQL: dev said so at start

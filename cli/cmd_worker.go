@@ -22,6 +22,9 @@ func workerCommand() *cli.Command {
 				return err
 			}
 			defer e.close()
+			if err := registerKafkaView(e); err != nil {
+				return err
+			}
 			addr, err := telemetry.Serve(c.Context, e.cfg.MetricsAddrFor("worker"), e.metrics)
 			if err != nil {
 				return err

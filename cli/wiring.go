@@ -35,8 +35,15 @@ type env struct {
 	admin    *kadm.Client
 	serde    *records.Serde
 	temporal client.Client
-	metrics  *prometheus.Registry
+	metrics  metricsRegistry
 	closers  []io.Closer
+}
+
+// metricsRegistry is what a process's components register their metrics on
+// and what its /metrics serves.
+type metricsRegistry interface {
+	prometheus.Registerer
+	prometheus.Gatherer
 }
 
 func (e *env) close() {
@@ -82,7 +89,13 @@ func commandLogger(c *cli.Context) (*slog.Logger, error) {
 }
 
 func connectWith(ctx context.Context, cfg *config.Config, logger *slog.Logger, needKafka, needTemporal bool) (*env, error) {
-	e := &env{cfg: cfg, log: logger, metrics: telemetry.NewRegistry()}
+	return connectOn(ctx, cfg, logger, telemetry.NewRegistry(), needKafka, needTemporal)
+}
+
+// connectOn is connectWith on a given registry, so a test can watch every
+// metric the process's components register.
+func connectOn(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg metricsRegistry, needKafka, needTemporal bool) (*env, error) {
+	e := &env{cfg: cfg, log: logger, metrics: reg}
 	var err error
 	if e.serde, err = clients.Serde(cfg); err != nil {
 		return nil, err

@@ -2,6 +2,7 @@ package environment_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -65,6 +66,7 @@ type composeFile struct {
 		Image       string         `yaml:"image"`
 		Command     []string       `yaml:"command"`
 		Environment map[string]any `yaml:"environment"`
+		Volumes     []any          `yaml:"volumes"`
 	} `yaml:"services"`
 }
 
@@ -81,7 +83,7 @@ func TestComposeStackAndProfiles(t *testing.T) {
 	}
 	core := map[string]bool{"kafka-1": true, "kafka-2": true, "kafka-3": true, "schema-registry": true, "postgres": true, "temporal": true, "temporal-ui": true}
 	want := []string{"akhq", "grafana", "kafka-1", "kafka-2", "kafka-3", "kafka-connect", "ksqldb", "postgres", "prometheus", "schema-registry",
-		"shopstream-bootstrap", "shopstream-sink", "shopstream-streamer", "shopstream-worker", "temporal", "temporal-ui"}
+		"shopstream-api", "shopstream-bootstrap", "shopstream-collector", "shopstream-sink", "shopstream-streamer", "shopstream-worker", "temporal", "temporal-ui"}
 	var got []string
 	for name, s := range f.Services {
 		got = append(got, name)
@@ -108,7 +110,9 @@ func TestComposeStackAndProfiles(t *testing.T) {
 		known[row[1]] = true
 	}
 	known["LOG_LEVEL"] = true
-	for _, name := range []string{"shopstream-worker", "shopstream-sink", "shopstream-streamer", "shopstream-bootstrap"} {
+	// Flags of one command (cli/cmd_collector.go), not shared settings.
+	known["API_ADDR"], known["IMAGE_FETCH_ALLOW_HOSTS"] = true, true
+	for _, name := range []string{"shopstream-worker", "shopstream-sink", "shopstream-streamer", "shopstream-bootstrap", "shopstream-collector", "shopstream-api"} {
 		for k := range f.Services[name].Environment {
 			if !known[k] && k != "TOPIC_REPLICATION_FACTOR" {
 				t.Errorf("%s sets %s, which shopstream does not read", name, k)
@@ -230,5 +234,81 @@ func TestDashboardsAndAlertsNameRealMetrics(t *testing.T) {
 	}
 	if refs == 0 {
 		t.Fatal("the dashboards and alerts name no sink metric")
+	}
+}
+
+// Prometheus scrapes every long-running shopstream service at the address
+// it serves /metrics on (METRICS_ADDR, or the API's own address), and Kafka
+// Connect's JMX exporter; Prometheus loads the alert rules and Grafana the
+// dashboards of dashboards/.
+func TestPrometheusScrapesEveryShopstreamService(t *testing.T) {
+	out, err := compose(t, "--env-file", ".env.example", "-f", "compose.yaml", "config")
+	if err != nil {
+		t.Fatalf("docker-compose config: %v\n%s", err, out)
+	}
+	var f composeFile
+	if err := yaml.Unmarshal([]byte(out), &f); err != nil {
+		t.Fatal(err)
+	}
+	var prom struct {
+		RuleFiles     []string `yaml:"rule_files"`
+		ScrapeConfigs []struct {
+			JobName       string `yaml:"job_name"`
+			StaticConfigs []struct {
+				Targets []string          `yaml:"targets"`
+				Labels  map[string]string `yaml:"labels"`
+			} `yaml:"static_configs"`
+		} `yaml:"scrape_configs"`
+	}
+	raw, err := os.ReadFile("prometheus/prometheus.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.Unmarshal(raw, &prom); err != nil {
+		t.Fatal(err)
+	}
+	targets := map[string]string{} // target: component label
+	for _, sc := range prom.ScrapeConfigs {
+		for _, st := range sc.StaticConfigs {
+			for _, tg := range st.Targets {
+				targets[tg] = st.Labels["component"]
+			}
+		}
+	}
+	services := 0
+	for name, s := range f.Services {
+		if s.Image != "shopstream:local" || len(s.Command) == 0 || s.Command[0] == "bootstrap" {
+			continue
+		}
+		services++
+		addr, _ := s.Environment["METRICS_ADDR"].(string)
+		if a, ok := s.Environment["API_ADDR"].(string); ok {
+			addr = a
+		}
+		_, port, ok := strings.Cut(addr, ":")
+		if !ok {
+			t.Errorf("%s serves /metrics on %q: want host:port", name, addr)
+			continue
+		}
+		want := name + ":" + port
+		if c, ok := targets[want]; !ok || c != s.Command[0] {
+			t.Errorf("Prometheus does not scrape %s at %s with component=%s (targets %v)", name, want, s.Command[0], targets)
+		}
+	}
+	if services < 5 {
+		t.Errorf("%d long-running shopstream services in compose.yaml, want worker, streamer, sink, collector and api", services)
+	}
+	if _, ok := targets["kafka-connect:9404"]; !ok {
+		t.Error("Prometheus does not scrape Kafka Connect's JMX exporter (kafka-connect:9404)")
+	}
+	if opts, _ := f.Services["kafka-connect"].Environment["KAFKA_OPTS"].(string); !strings.Contains(opts, "jmx_prometheus_javaagent.jar=9404:") {
+		t.Errorf("kafka-connect's KAFKA_OPTS %q does not start the JMX exporter on 9404", opts)
+	}
+	mounts := func(service string) string { return fmt.Sprint(f.Services[service].Volumes) }
+	if len(prom.RuleFiles) != 1 || !strings.Contains(mounts("prometheus"), "dashboards/alerts.yml") || !strings.Contains(mounts("prometheus"), prom.RuleFiles[0]) {
+		t.Errorf("Prometheus loads %v; mounts %s; want dashboards/alerts.yml mounted there", prom.RuleFiles, mounts("prometheus"))
+	}
+	if !strings.Contains(mounts("grafana"), "/dashboards") {
+		t.Errorf("Grafana mounts %s, want the dashboards/ folder", mounts("grafana"))
 	}
 }

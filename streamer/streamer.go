@@ -222,10 +222,11 @@ func (s *Streamer) Run(ctx context.Context) error {
 	s.control.Store(c)
 
 	kp := kprom.NewMetrics("shopstream_streamer_kafka")
-	if err := s.cfg.Registerer.Register(kp); err != nil {
+	kc := newKafkaClientMetrics(kp)
+	if err := s.cfg.Registerer.Register(kc); err != nil {
 		return fmt.Errorf("register the Kafka client metrics: %w", err)
 	}
-	defer s.cfg.Registerer.Unregister(kp)
+	defer s.cfg.Registerer.Unregister(kc)
 	sess, err := kgo.NewGroupTransactSession(s.sessionOpts(kp)...)
 	if err != nil {
 		return fmt.Errorf("create the group transact session: %w", err)

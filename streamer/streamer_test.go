@@ -382,7 +382,7 @@ func TestMalformedRecordsGoToTheDeadLetterTopic(t *testing.T) {
 			t.Errorf("the tombstone became a value %q", o.Value)
 		}
 	}
-	if got := sumCounter(t, r.reg, "shopstream_streamer_records_dead_lettered_total"); got != float64(len(bad)+1) {
+	if got := sumCounter(t, r.reg, "shopstream_streamer_dead_letters_total"); got != float64(len(bad)+1) {
 		t.Errorf("dead-lettered counter %v, want %d", got, len(bad)+1)
 	}
 	if got := testutil.ToFloat64(r.s.m.deadLettered.WithLabelValues("1", "malformed")); got != 3 {

@@ -33,6 +33,13 @@ const (
 	ActivityLoadFilterState    = "LoadFilterState"
 )
 
+// MetricFilterDesiredVersion is the gauge of the filter version the
+// workflow wants applied, emitted through the worker's Temporal metrics
+// handler; each streamer exports the version it applied. The SDK does not
+// record metrics while it replays, so a restarted worker exports it again
+// from the next filter change on.
+const MetricFilterDesiredVersion = "shopstream_filter_desired_version"
+
 // Limits on filter input.
 const (
 	MaxFilterSubstringRunes = 200
@@ -210,6 +217,9 @@ func StreamFilter(ctx workflow.Context, in StreamFilterInput) error {
 		}
 	}
 
+	desired := workflow.GetMetricsHandler(ctx).Gauge(MetricFilterDesiredVersion)
+	desired.Update(float64(w.desired.Version))
+
 	setCh := workflow.GetSignalChannel(ctx, SignalSetFilter)
 	clearCh := workflow.GetSignalChannel(ctx, SignalClearFilter)
 	pending := func() bool { return setCh.Len() > 0 || clearCh.Len() > 0 }
@@ -218,6 +228,7 @@ func StreamFilter(ctx workflow.Context, in StreamFilterInput) error {
 			return err
 		}
 		w.apply(ctx, drain(setCh, clearCh))
+		desired.Update(float64(w.desired.Version))
 		if w.desired.Version > w.published {
 			var res PublishFilterStateResult
 			err := workflow.ExecuteLocalActivity(lctx, ActivityPublishFilterState, PublishFilterStateInput{State: w.desired}).Get(ctx, &res)

@@ -23,7 +23,10 @@ type filterEnv struct {
 }
 
 func newFilterEnv(t *testing.T, loaded LoadFilterStateResult) *filterEnv {
-	var s testsuite.WorkflowTestSuite
+	return newFilterEnvOn(&testsuite.WorkflowTestSuite{}, loaded)
+}
+
+func newFilterEnvOn(s *testsuite.WorkflowTestSuite, loaded LoadFilterStateResult) *filterEnv {
 	e := &filterEnv{TestWorkflowEnvironment: s.NewTestWorkflowEnvironment()}
 	e.RegisterWorkflow(StreamFilter)
 	// The names must be registered for local activities to be called by

@@ -79,6 +79,7 @@ type Collector struct {
 	products  *prometheus.CounterVec
 	reused    prometheus.Counter
 	deleted   prometheus.Counter
+	stored    prometheus.Counter
 	aborted   prometheus.Counter
 	batchTime prometheus.Histogram
 }
@@ -130,6 +131,10 @@ func New(o Options) (*Collector, error) {
 		deleted: f.NewCounter(prometheus.CounterOpts{
 			Name: "shopstream_collector_blobs_deleted_total",
 			Help: "Stored images deleted because their product was deleted or the image replaced.",
+		}),
+		stored: f.NewCounter(prometheus.CounterOpts{
+			Name: "shopstream_collector_stored_bytes_total",
+			Help: "Bytes of images written to blob storage (an image written again by a retried batch counts again).",
 		}),
 		aborted: f.NewCounter(prometheus.CounterOpts{
 			Name: "shopstream_collector_batches_aborted_total",
@@ -482,6 +487,7 @@ func (c *Collector) collectImages(ctx context.Context, p *records.Product, prev 
 			if err := c.o.Blobs.Put(gctx, k, im.Data, im.ContentType); err != nil {
 				return err
 			}
+			c.stored.Add(float64(len(im.Data)))
 			stored[i] = &catalog.Image{URL: u, Key: k, Path: c.o.Blobs.Location(k), SHA256: im.SHA256, Size: int64(len(im.Data)), ContentType: im.ContentType}
 			return nil
 		})

@@ -340,6 +340,9 @@ func TestCollectUpdateDelete(t *testing.T) {
 	if err != nil || sha(data) != pngSHA("mug-red") {
 		t.Fatalf("stored file %s: %v (sha %s)", oldPath, err, sha(data))
 	}
+	if n := metricValue(t, r.reg, "shopstream_collector_stored_bytes_total"); n != float64(len(data)) {
+		t.Fatalf("stored bytes metric %v, want the image's %d bytes", n, len(data))
+	}
 	if !strings.HasPrefix(oldPath, r.blobs.Root()) || !strings.HasSuffix(oldPath, "m1/p1/"+pngSHA("mug-red")+".png") {
 		t.Fatalf("stored path %s is not content-addressed under %s", oldPath, r.blobs.Root())
 	}

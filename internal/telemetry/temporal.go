@@ -28,6 +28,9 @@ func TemporalMetrics(reg prometheus.Registerer) (client.MetricsHandler, io.Close
 		CachedReporter:  reporter,
 		Separator:       tallyprom.DefaultSeparator,
 		SanitizeOptions: &sdktally.PrometheusSanitizeOptions,
+		// tally's own tally_internal_*_cardinality gauges describe tally,
+		// not the worker, and break Prometheus' naming lint.
+		OmitCardinalityMetrics: true,
 	}, time.Second)
 	return sdktally.NewMetricsHandler(sdktally.NewPrometheusNamingScope(scope)), closer
 }

@@ -1,0 +1,207 @@
+// Package kafkametrics exports what Kafka itself says about shopstream's
+// topics, read at each scrape with kadm: every partition's start and end
+// offsets, and the lag of every consumer group that committed offsets on
+// them (shopstream's own groups, Kafka Connect's sink connectors, ksqlDB's
+// queries). Lag measured by an observer keeps growing when a consumer hangs
+// or dies, which a consumer's own report cannot show.
+package kafkametrics
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kadm"
+
+	"github.com/shopstream/shopstream/internal/config"
+)
+
+// DefaultTimeout bounds the Kafka requests of one scrape.
+const DefaultTimeout = 5 * time.Second
+
+// Options configures a Collector.
+type Options struct {
+	Admin *kadm.Client
+	// Topics maps each topic to watch to its role in the pipeline
+	// (products, filtered, dlq, …), exported as the role label so that
+	// dashboards and alerts do not depend on configured topic names.
+	Topics map[string]string
+	// SkipGroup, when set, leaves out groups that are not consumers, such
+	// as the emulation's per-batch commit markers (offsets committed by a
+	// transaction, never read), whose lag would mean nothing.
+	SkipGroup func(group string) bool
+	// Timeout bounds one scrape's requests (DefaultTimeout when zero).
+	Timeout time.Duration
+	Log     *slog.Logger
+}
+
+// Collector is a prometheus.Collector; register it once per process.
+type Collector struct {
+	o Options
+
+	start, end, lag, errs *prometheus.Desc
+	errors                atomic.Int64
+	busy                  atomic.Bool // a scrape's requests are running
+}
+
+// New builds a Collector.
+func New(o Options) (*Collector, error) {
+	if o.Admin == nil || len(o.Topics) == 0 {
+		return nil, errors.New("kafka metrics need an admin client and the topics to watch")
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = DefaultTimeout
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	return &Collector{
+		o: o,
+		start: prometheus.NewDesc("shopstream_kafka_partition_start_offset",
+			"First offset still held in a partition (records before it were deleted or compacted away).",
+			[]string{"topic", "role", "partition"}, nil),
+		end: prometheus.NewDesc("shopstream_kafka_partition_end_offset",
+			"Offset the next record written to a partition will get; its rate is the partition's write rate (transaction markers take offsets too).",
+			[]string{"topic", "role", "partition"}, nil),
+		lag: prometheus.NewDesc("shopstream_kafka_consumer_lag_records",
+			"Records a consumer group has not committed yet in a partition: end offset minus committed offset.",
+			[]string{"group", "topic", "role", "partition"}, nil),
+		errs: prometheus.NewDesc("shopstream_kafka_scrape_errors_total",
+			"Scrapes whose Kafka requests failed or timed out (what was read is still exported).",
+			nil, nil),
+	}, nil
+}
+
+// Describe implements prometheus.Collector.
+func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.start
+	ch <- c.end
+	ch <- c.lag
+	ch <- c.errs
+}
+
+// Collect implements prometheus.Collector: it asks Kafka now, and gives up
+// after the timeout. The requests run apart from the scrape: franz-go does
+// not cut a broker's connection handshake short when a request's context
+// ends, so a broker that accepts and never answers would otherwise hold
+// /metrics for the client's dial timeout. While one scrape's requests
+// still hang, the next scrape does not start more.
+func (c *Collector) Collect(ch chan<- prometheus.Metric) {
+	var ms []prometheus.Metric
+	if c.busy.CompareAndSwap(false, true) {
+		type result struct {
+			ms     []prometheus.Metric
+			failed bool
+		}
+		done := make(chan result, 1)
+		go func() {
+			defer c.busy.Store(false)
+			ms, failed := c.read()
+			done <- result{ms, failed}
+		}()
+		select {
+		case r := <-done:
+			ms = r.ms
+			if r.failed {
+				c.errors.Add(1)
+			}
+		case <-time.After(c.o.Timeout):
+			c.errors.Add(1)
+			c.o.Log.Warn("kafka metrics: Kafka did not answer within the scrape timeout", "timeout", c.o.Timeout)
+		}
+	} else {
+		c.errors.Add(1)
+	}
+	for _, m := range ms {
+		ch <- m
+	}
+	ch <- prometheus.MustNewConstMetric(c.errs, prometheus.CounterValue, float64(c.errors.Load()))
+}
+
+// read asks Kafka for the offsets and the lag; failed says that a request
+// failed (what was read is returned all the same).
+func (c *Collector) read() (out []prometheus.Metric, failed bool) {
+	ctx, cancel := context.WithTimeout(context.Background(), c.o.Timeout)
+	defer cancel()
+	topics := make([]string, 0, len(c.o.Topics))
+	for t := range c.o.Topics {
+		topics = append(topics, t)
+	}
+	fail := func(what string, err error) {
+		failed = true
+		c.o.Log.Warn("kafka metrics: "+what, "err", err)
+	}
+
+	offsets := func(desc *prometheus.Desc, list func(context.Context, ...string) (kadm.ListedOffsets, error)) {
+		listed, err := list(ctx, topics...)
+		if err != nil {
+			fail("list offsets", err)
+			return
+		}
+		listed.Each(func(o kadm.ListedOffset) {
+			// A topic not created yet (before bootstrap) is no failure.
+			if o.Err == nil {
+				out = append(out, prometheus.MustNewConstMetric(desc, prometheus.GaugeValue, float64(o.Offset), o.Topic, c.o.Topics[o.Topic], partition(o.Partition)))
+			}
+		})
+	}
+	offsets(c.start, c.o.Admin.ListStartOffsets)
+	offsets(c.end, c.o.Admin.ListEndOffsets)
+
+	listed, err := c.o.Admin.ListGroups(ctx)
+	if err != nil {
+		fail("list consumer groups", err)
+	}
+	var groups []string
+	for _, g := range listed.Groups() {
+		if c.o.SkipGroup == nil || !c.o.SkipGroup(g) {
+			groups = append(groups, g)
+		}
+	}
+	var lags kadm.DescribedGroupLags
+	if len(groups) > 0 { // no group named would mean every group
+		if lags, err = c.o.Admin.Lag(ctx, groups...); err != nil {
+			fail("compute consumer lag", err)
+		}
+	}
+	for _, g := range lags {
+		if err := g.Error(); err != nil {
+			fail("compute the lag of group "+g.Group, err)
+			continue
+		}
+		for topic, parts := range g.Lag {
+			role, ours := c.o.Topics[topic]
+			if !ours {
+				continue
+			}
+			for p, l := range parts {
+				if l.Err != nil || l.Lag < 0 {
+					continue
+				}
+				out = append(out, prometheus.MustNewConstMetric(c.lag, prometheus.GaugeValue, float64(l.Lag), g.Group, topic, role, partition(p)))
+			}
+		}
+	}
+	return out, failed
+}
+
+func partition(p int32) string { return strconv.FormatInt(int64(p), 10) }
+
+// TopicRoles maps shopstream's configured topics to their roles.
+func TopicRoles(t config.Topics) map[string]string {
+	roles := map[string]string{}
+	for role, topic := range map[string]string{
+		"products": t.Products, "complete_products": t.CompleteProducts, "filtered": t.Filtered,
+		"find": t.Find, "recommendations": t.Recommendations, "filter": t.Filter,
+		"filter_applied": t.FilterApplied, "dlq": t.DLQ,
+	} {
+		if topic != "" {
+			roles[topic] = role
+		}
+	}
+	return roles
+}

@@ -1,0 +1,242 @@
+package kafkametrics
+
+import (
+	"context"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/shopstream/shopstream/internal/config"
+)
+
+func TestOffsetsAndLagAsKafkaSeesThem(t *testing.T) {
+	ctx := context.Background()
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cluster.Close()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(cluster.ListenAddrs()...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	topics := config.Default().Topics
+	if _, err := adm.CreateTopic(ctx, 2, 1, nil, topics.Products); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := adm.CreateTopic(ctx, 1, 1, nil, topics.DLQ); err != nil {
+		t.Fatal(err)
+	}
+	// 7 products on partition 0, 3 on partition 1, 2 dead letters.
+	var recs []*kgo.Record
+	for i := range 10 {
+		recs = append(recs, &kgo.Record{Topic: topics.Products, Partition: int32(min(i/7, 1)), Value: []byte("p")})
+	}
+	recs = append(recs, &kgo.Record{Topic: topics.DLQ, Value: []byte("d")}, &kgo.Record{Topic: topics.DLQ, Value: []byte("d")})
+	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	// A group that read 5 of partition 0 and all of partition 1, and a group
+	// on a topic that is not shopstream's.
+	var offs kadm.Offsets
+	offs.Add(kadm.Offset{Topic: topics.Products, Partition: 0, At: 5})
+	offs.Add(kadm.Offset{Topic: topics.Products, Partition: 1, At: 3})
+	if _, err := adm.CommitOffsets(ctx, "shopstream-sink", offs); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := adm.CreateTopic(ctx, 1, 1, nil, "someone_elses"); err != nil {
+		t.Fatal(err)
+	}
+	var other kadm.Offsets
+	other.Add(kadm.Offset{Topic: "someone_elses", Partition: 0, At: 0})
+	if _, err := adm.CommitOffsets(ctx, "other-app", other); err != nil {
+		t.Fatal(err)
+	}
+
+	// A group that only marks something (never consumes) is skipped.
+	var marker kadm.Offsets
+	marker.Add(kadm.Offset{Topic: topics.Products, Partition: 0, At: 1})
+	if _, err := adm.CommitOffsets(ctx, "marker/batch-0", marker); err != nil {
+		t.Fatal(err)
+	}
+
+	c, err := New(Options{Admin: adm, Topics: TopicRoles(topics), SkipGroup: func(g string) bool { return strings.HasPrefix(g, "marker/") }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(c)
+	// The filter topics and the others are not created: no series, no error.
+	want := `
+# HELP shopstream_kafka_consumer_lag_records Records a consumer group has not committed yet in a partition: end offset minus committed offset.
+# TYPE shopstream_kafka_consumer_lag_records gauge
+shopstream_kafka_consumer_lag_records{group="shopstream-sink",partition="0",role="products",topic="shop_products"} 2
+shopstream_kafka_consumer_lag_records{group="shopstream-sink",partition="1",role="products",topic="shop_products"} 0
+# HELP shopstream_kafka_partition_end_offset Offset the next record written to a partition will get; its rate is the partition's write rate (transaction markers take offsets too).
+# TYPE shopstream_kafka_partition_end_offset gauge
+shopstream_kafka_partition_end_offset{partition="0",role="dlq",topic="shop_products_dlq"} 2
+shopstream_kafka_partition_end_offset{partition="0",role="products",topic="shop_products"} 7
+shopstream_kafka_partition_end_offset{partition="1",role="products",topic="shop_products"} 3
+# HELP shopstream_kafka_partition_start_offset First offset still held in a partition (records before it were deleted or compacted away).
+# TYPE shopstream_kafka_partition_start_offset gauge
+shopstream_kafka_partition_start_offset{partition="0",role="dlq",topic="shop_products_dlq"} 0
+shopstream_kafka_partition_start_offset{partition="0",role="products",topic="shop_products"} 0
+shopstream_kafka_partition_start_offset{partition="1",role="products",topic="shop_products"} 0
+# HELP shopstream_kafka_scrape_errors_total Scrapes whose Kafka requests failed or timed out (what was read is still exported).
+# TYPE shopstream_kafka_scrape_errors_total counter
+shopstream_kafka_scrape_errors_total 0
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want)); err != nil {
+		t.Fatal(err)
+	}
+	if problems, err := testutil.GatherAndLint(reg); err != nil || len(problems) > 0 {
+		t.Fatalf("lint: %v %v", err, problems)
+	}
+
+	// Records deleted from the dead-letter topic move its start offset: the
+	// records it holds are end - start.
+	var del kadm.Offsets
+	del.Add(kadm.Offset{Topic: topics.DLQ, Partition: 0, At: 2})
+	if _, err := adm.DeleteRecords(ctx, del); err != nil {
+		t.Fatal(err)
+	}
+	if got := valueOf(t, reg, "shopstream_kafka_partition_start_offset", topics.DLQ); got != 2 {
+		t.Fatalf("dead-letter start offset after deleting its records: %v, want 2", got)
+	}
+}
+
+// A Kafka that accepts connections and never answers makes a scrape count
+// an error within the timeout, instead of hanging /metrics.
+func TestScrapeOfAnUnreachableKafkaIsBoundedAndCounted(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close() // held open, never answered
+		}
+	}()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(ln.Addr().String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	c, err := New(Options{Admin: kadm.NewClient(cl), Topics: TopicRoles(config.Default().Topics), Timeout: 500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(c)
+	for i := 1; i <= 2; i++ {
+		t0 := time.Now()
+		got := valueOf(t, reg, "shopstream_kafka_scrape_errors_total", "")
+		if took := time.Since(t0); took > 3*time.Second {
+			t.Fatalf("scrape #%d took %s with Kafka silent, want about the 500ms timeout", i, took)
+		}
+		if got != float64(i) {
+			t.Fatalf("after scrape #%d: %v scrape errors, want %d", i, got, i)
+		}
+	}
+}
+
+func TestNewRefusesMissingInput(t *testing.T) {
+	if _, err := New(Options{Topics: map[string]string{"a": "products"}}); err == nil {
+		t.Fatal("no admin client: want an error")
+	}
+	if _, err := New(Options{Admin: kadm.NewClient(nil)}); err == nil {
+		t.Fatal("no topics: want an error")
+	}
+}
+
+// valueOf reads the gathered value of name, of the series whose topic label
+// is topic ("" for a series without labels).
+func valueOf(t *testing.T, g prometheus.Gatherer, name, topic string) float64 {
+	t.Helper()
+	mfs, err := g.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			got := ""
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "topic" {
+					got = l.GetValue()
+				}
+			}
+			if got == topic {
+				if m.GetCounter() != nil {
+					return m.GetCounter().GetValue()
+				}
+				return m.GetGauge().GetValue()
+			}
+		}
+	}
+	t.Fatalf("%s{topic=%q} not gathered", name, topic)
+	return 0
+}
+
+// BenchmarkScrape measures one scrape of the Kafka view on kfake: the eight
+// topics of 6 partitions, and four groups with committed offsets.
+func BenchmarkScrape(b *testing.B) {
+	ctx := context.Background()
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer cluster.Close()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(cluster.ListenAddrs()...))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	roles := TopicRoles(config.Default().Topics)
+	for topic := range roles {
+		if _, err := adm.CreateTopic(ctx, 6, 1, nil, topic); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for _, g := range []string{"shopstream-streamer", "shopstream-recommender", "shopstream-collector", "connect-products"} {
+		var offs kadm.Offsets
+		for topic := range roles {
+			for p := range int32(6) {
+				offs.Add(kadm.Offset{Topic: topic, Partition: p, At: 0})
+			}
+		}
+		if _, err := adm.CommitOffsets(ctx, g, offs); err != nil {
+			b.Fatal(err)
+		}
+	}
+	c, err := New(Options{Admin: adm, Topics: roles})
+	if err != nil {
+		b.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(c)
+	b.ResetTimer()
+	for b.Loop() {
+		mfs, err := reg.Gather()
+		if err != nil || len(mfs) != 4 {
+			b.Fatalf("gather: %v (%d families)", err, len(mfs))
+		}
+	}
+}
