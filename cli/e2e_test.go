@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -156,6 +157,29 @@ func TestBootstrapEndToEnd(t *testing.T) {
 	code, out, _ = runApp(t, ctx, append([]string{"status", "--interval", "200ms"}, flags...)...)
 	if code != 1 || !strings.Contains(out, "group stalled-group has lag 1 and no members") {
 		t.Fatalf("status with a stalled group: exit %d\n%s", code, out)
+	}
+	// A member that lags and commits nothing is stuck; one that commits as
+	// it goes is healthy however its lag moves.
+	stuck, err := kgo.NewClient(kgo.SeedBrokers(stack.KafkaBrokers...), kgo.ConsumerGroup("stuck-group"),
+		kgo.ConsumeTopics("shop_products"), kgo.DisableAutoCommit(), kgo.FetchMaxWait(100*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stuck.Close()
+	if err := kadmCommit(ctx, cl, "stuck-group", "shop_products"); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 20; i++ {
+		if err := cl.ProduceSync(ctx, &kgo.Record{Topic: "shop_products", Key: []byte(fmt.Sprint(i)), Value: []byte("x")}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pctx, pcancel := context.WithTimeout(ctx, 5*time.Second)
+	stuck.PollFetches(pctx) // joins the group, reads, commits nothing
+	pcancel()
+	code, out, _ = runApp(t, ctx, append([]string{"status", "--interval", "300ms"}, flags...)...)
+	if code != 1 || !strings.Contains(out, "group stuck-group is stuck: lag") {
+		t.Fatalf("status with a stuck member: exit %d\n%s", code, out)
 	}
 }
 
