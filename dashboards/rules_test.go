@@ -16,20 +16,13 @@ import (
 	"testing"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/shopstream/shopstream/internal/testtool"
 )
 
-// promtool finds Prometheus' promtool. Under CI=true a missing one fails
-// the test: `make test` installs it (scripts/ensure-promtool.sh).
+// promtool finds Prometheus' promtool (Debian's prometheus package).
 func promtool(t *testing.T) string {
-	t.Helper()
-	p, err := exec.LookPath("promtool")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("promtool is needed and CI=true: install it with scripts/ensure-promtool.sh (make test-deps)")
-		}
-		t.Skip("promtool is not installed (apt-get install prometheus, or make test-deps)")
-	}
-	return p
+	return testtool.Require(t, "promtool", "scripts/ensure-promtool.sh")
 }
 
 func run(t *testing.T, bin string, args ...string) (string, error) {

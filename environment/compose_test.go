@@ -18,21 +18,14 @@ import (
 	"github.com/shopstream/shopstream/internal/pgstore"
 	"github.com/shopstream/shopstream/internal/records"
 	"github.com/shopstream/shopstream/internal/sink"
+	"github.com/shopstream/shopstream/internal/testtool"
 )
 
 // dockerCompose finds Debian's docker-compose (1.29), which validates a
 // compose file without a Docker engine. No engine runs here, so the stack
 // itself is not started by any test.
 func dockerCompose(t *testing.T) string {
-	t.Helper()
-	p, err := exec.LookPath("docker-compose")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("docker-compose is needed and CI=true: install it with scripts/ensure-docker-compose.sh (make test-deps)")
-		}
-		t.Skip("docker-compose is not installed (apt-get install docker-compose, or make test-deps)")
-	}
-	return p
+	return testtool.Require(t, "docker-compose", "scripts/ensure-docker-compose.sh")
 }
 
 // compose runs docker-compose in this directory with a clean environment,

@@ -1,0 +1,23 @@
+// Package testtool finds the command-line tools some tests drive (promtool,
+// docker-compose): `make test` installs them, so under CI=true a missing one
+// fails the test, and elsewhere it skips with how to install it.
+package testtool
+
+import (
+	"os"
+	"os/exec"
+	"testing"
+)
+
+// Require returns the path of the tool name, installed by script.
+func Require(t testing.TB, name, script string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("%s is needed and CI=true: install it with %s (make test-deps)", name, script)
+		}
+		t.Skipf("%s is not installed (%s, or make test-deps)", name, script)
+	}
+	return p
+}
