@@ -47,7 +47,11 @@ type groupStatus struct {
 	Group   string `json:"group"`
 	State   string `json:"state"`
 	Members int    `json:"members"`
-	Lag     int64  `json:"lag"`
+	// Lag is how many records the group has still to read: the raw
+	// offset lag less the transaction markers it can never commit past.
+	Lag int64 `json:"lag"`
+	// Markers is the part of the raw lag that is only transaction markers.
+	Markers int64 `json:"markers"`
 	// LagChange is the lag's change over the sampling interval: positive
 	// means the group falls behind.
 	LagChange int64            `json:"lag_change"`
@@ -191,29 +195,29 @@ func kafkaStatus(ctx context.Context, e *env, r *statusReport, interval time.Dur
 			r.problem("dead-letter topic %s holds %d records: see `shopstream dlq list`", ts.Name, ts.Records)
 		}
 	}
+	markers := markerLag(ctx, cl.Opts(), lags1)
 	for _, l := range lags1.Sorted() {
 		if l.Error() != nil {
 			r.problem("group %s: %v", l.Group, l.Error())
 			continue
 		}
-		g := groupStatus{Group: l.Group, State: l.State, Members: len(l.Members), Lag: l.Lag.Total(), Topics: map[string]int64{}}
+		g := groupStatus{Group: l.Group, State: l.State, Members: len(l.Members), Markers: markers[l.Group], Topics: map[string]int64{}}
+		g.Lag = l.Lag.Total() - g.Markers
 		for topic, tl := range l.Lag.TotalByTopic() {
 			g.Topics[topic] = tl.Lag
 		}
 		progressed := true
 		if prev, ok := lags0[l.Group]; ok {
-			g.LagChange = g.Lag - prev.Lag.Total()
+			g.LagChange = l.Lag.Total() - prev.Lag.Total()
 			progressed = committedSum(l.Lag) != committedSum(prev.Lag)
 		}
-		// An exactly-once consumer never commits past the last transaction
-		// marker, so up to one record of lag per partition is caught up. A
-		// lag that grows while the group commits is a busy pipeline, not a
-		// sick one: only a group that commits nothing while it lags is stuck.
-		partitions := int64(len(l.Lag.Sorted()))
+		// A lag that grows while the group commits is a busy pipeline, not
+		// a sick one: only a group that commits nothing while it lags is
+		// stuck.
 		switch {
 		case g.Lag > 0 && g.Members == 0:
 			r.problem("group %s has lag %d and no members: is its process running?", g.Group, g.Lag)
-		case g.Lag > partitions && !progressed:
+		case g.Lag > 0 && !progressed:
 			r.problem("group %s is stuck: lag %d and no offset committed in %s", g.Group, g.Lag, interval)
 		}
 		r.Groups = append(r.Groups, g)
