@@ -12,6 +12,7 @@ import (
 	"github.com/shopstream/shopstream/internal/deadletter"
 
 	"github.com/shopstream/shopstream/internal/records"
+	"github.com/shopstream/shopstream/internal/topicread"
 )
 
 // Headers a dead-lettered record carries besides its original ones.
@@ -128,8 +129,9 @@ func ReadDeadLetters(ctx context.Context, base []kgo.Opt, topic string, limit in
 	var out []DeadLetter
 	// The newest limit of the topic are among the newest limit of each
 	// partition (plus a transaction marker after each record at most).
-	err := ReadTopicTail(ctx, base, topic, 2*int64(max(limit, 0)), time.Second, func(r *kgo.Record) {
+	err := topicread.Read(ctx, base, topic, topicread.Options{Tail: 2 * int64(max(limit, 0)), Idle: time.Second}, func(r *kgo.Record) error {
 		out = append(out, ParseDeadLetter(r))
+		return nil
 	})
 	if err != nil {
 		return nil, err

@@ -208,10 +208,7 @@ func (s *Streamer) Run(ctx context.Context) error {
 		}
 		return err
 	}
-	c, err := newControl(&s.cfg, s.m)
-	if err != nil {
-		return err
-	}
+	c := newControl(&s.cfg, s.m)
 	defer c.close()
 	if err := c.load(ctx); err != nil {
 		if ctx.Err() != nil {
@@ -241,7 +238,7 @@ func (s *Streamer) Run(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
 	rctx, stopReporter := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopReporter()
-	rep := newReporter(&s.cfg, c.cl, c)
+	rep := newReporter(&s.cfg, c.rd.Client(), c)
 	repDone := make(chan struct{})
 	go func() {
 		defer close(repDone)
