@@ -2,7 +2,6 @@ package streamer
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
@@ -11,6 +10,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/shopstream/shopstream/internal/deadletter"
 	"github.com/shopstream/shopstream/internal/records"
 	"github.com/shopstream/shopstream/internal/topicread"
 )
@@ -175,7 +175,7 @@ func (c *control) decodeAndApply(ctx context.Context, r *kgo.Record) error {
 		if err == nil {
 			break
 		}
-		if permanent(err) {
+		if deadletter.ReasonOf(err) != "" { // it fails the same way however often it is tried
 			c.m.controlErrors.Inc()
 			c.log.Error("skip a filter state that does not decode", "topic", c.topic, "offset", r.Offset, "err", err)
 			return err
@@ -215,11 +215,4 @@ func (c *control) close() {
 func backoff(attempt int) time.Duration {
 	d := 100 * time.Millisecond << min(attempt, 6)
 	return min(d, 5*time.Second)
-}
-
-// permanent says that decoding will fail the same way however often it is
-// tried.
-func permanent(err error) bool {
-	return errors.Is(err, records.ErrNotFramed) || errors.Is(err, records.ErrUnknownSchemaID) ||
-		errors.Is(err, records.ErrWrongSchema) || errors.Is(err, records.ErrMalformed)
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/shopstream/shopstream/internal/deadletter"
 	"github.com/shopstream/shopstream/internal/records"
 )
 
@@ -128,7 +129,7 @@ func (l *loader) apply(ctx context.Context, r *kgo.Record) error {
 		return nil
 	}
 	if len(r.Key) == 0 {
-		l.deadLetter(r, &badRecord{ReasonMissingKey, errors.New("a filtered product needs the key mall_id/product_id")})
+		l.deadLetter(r, &badRecord{deadletter.ReasonNoKey, errors.New("a filtered product needs the key mall_id/product_id")})
 		return nil
 	}
 	if r.Value == nil {
@@ -155,7 +156,7 @@ func (l *loader) apply(ctx context.Context, r *kgo.Record) error {
 		break
 	}
 	if key := p.Key(); key != string(r.Key) {
-		l.deadLetter(r, &badRecord{ReasonKeyMismatch, fmt.Errorf("record key %q is not the product's mall_id/product_id %q", r.Key, key)})
+		l.deadLetter(r, &badRecord{deadletter.ReasonKeyMismatch, fmt.Errorf("record key %q is not the product's mall_id/product_id %q", r.Key, key)})
 		return nil
 	}
 	l.table.Upsert(string(r.Key), &p)
