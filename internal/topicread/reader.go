@@ -74,6 +74,9 @@ func (r *Reader) Close() { r.cl.Close() }
 // reader was opened (or that Options.Idle gave up on one).
 func (r *Reader) CaughtUp() bool { return len(r.pending) == 0 }
 
+// Behind is the number of partitions not caught up yet.
+func (r *Reader) Behind() int { return len(r.pending) }
+
 // Poll returns the data records of the next fetch, in offset order within
 // a partition; they stay valid until the next Poll. During the catch-up,
 // records written after Open come too. Poll returns an error when ctx ends,
