@@ -9,6 +9,7 @@ import (
 	"go.temporal.io/sdk/activity"
 
 	"github.com/shopstream/shopstream/internal/records"
+	"github.com/shopstream/shopstream/internal/topicread"
 	"github.com/shopstream/shopstream/streamer"
 	"github.com/shopstream/shopstream/workflows"
 )
@@ -69,19 +70,20 @@ func (f *Filter) PublishFilterState(ctx context.Context, in workflows.PublishFil
 func (f *Filter) LoadFilterState(ctx context.Context, _ workflows.LoadFilterStateInput) (workflows.LoadFilterStateResult, error) {
 	var res workflows.LoadFilterStateResult
 	log := activity.GetLogger(ctx)
-	err := streamer.ReadTopic(ctx, f.Kafka.Opts(), f.Topic, 0, func(r *kgo.Record) {
+	err := topicread.Read(ctx, f.Kafka.Opts(), f.Topic, topicread.Options{}, func(r *kgo.Record) error {
 		if r.Value == nil {
-			return
+			return nil
 		}
 		var st records.FilterState
 		if err := f.Serde.Decode(ctx, r.Value, &st); err != nil {
 			log.Warn("skip a filter state that does not decode", "topic", f.Topic, "offset", r.Offset, "err", err)
-			return
+			return nil
 		}
 		if !res.Found || st.Version > res.State.Version {
 			res.Found = true
 			res.State = workflows.FilterState{Version: st.Version, Substring: st.Substring, CaseSensitive: st.CaseSensitive, SetAt: st.SetAt, SetBy: st.SetBy}
 		}
+		return nil
 	})
 	if err != nil {
 		return workflows.LoadFilterStateResult{}, fmt.Errorf("read control topic %s: %w", f.Topic, err)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/shopstream/shopstream/environment"
 	"github.com/shopstream/shopstream/internal/records"
+	"github.com/shopstream/shopstream/internal/topicread"
 	"github.com/shopstream/shopstream/streamer"
 	"github.com/shopstream/shopstream/workflows"
 )
@@ -94,7 +95,10 @@ func TestPublishAndLoadFilterState(t *testing.T) {
 	// What was published is what a streamer reads: the framed Avro
 	// FilterState under the control key.
 	var keys []string
-	err := streamer.ReadTopic(context.Background(), cl.Opts(), "control", 0, func(r *kgo.Record) { keys = append(keys, string(r.Key)) })
+	err := topicread.Read(context.Background(), cl.Opts(), "control", topicread.Options{}, func(r *kgo.Record) error {
+		keys = append(keys, string(r.Key))
+		return nil
+	})
 	if err != nil || len(keys) != 4 || keys[0] != streamer.ControlKey {
 		t.Fatalf("control topic keys %v, %v", keys, err)
 	}

@@ -22,6 +22,7 @@ import (
 
 	"github.com/shopstream/shopstream/internal/clients"
 	"github.com/shopstream/shopstream/internal/config"
+	"github.com/shopstream/shopstream/internal/health"
 	"github.com/shopstream/shopstream/internal/telemetry"
 	"github.com/shopstream/shopstream/workflows"
 )
@@ -47,10 +48,11 @@ type groupStatus struct {
 	Group   string `json:"group"`
 	State   string `json:"state"`
 	Members int    `json:"members"`
-	// Lag is how many records the group has still to read: the raw
-	// offset lag less the transaction markers it can never commit past.
+	// Lag is how many records the group has still to read
+	// (health.GroupLag.Lag): what the lag gauge on /metrics says too.
 	Lag int64 `json:"lag"`
-	// Markers is the part of the raw lag that is only transaction markers.
+	// Markers is the part of the raw offset lag that the group never
+	// reads: transaction markers, aborted records, open transactions.
 	Markers int64 `json:"markers"`
 	// LagChange is the lag's change over the sampling interval: positive
 	// means the group falls behind.
@@ -142,16 +144,17 @@ func kafkaStatus(ctx context.Context, e *env, r *statusReport, interval time.Dur
 	if err != nil {
 		r.problem("list consumer groups: %v", err)
 	}
-	sample := func() (kadm.ListedOffsets, kadm.DescribedGroupLags, bool) {
+	k := health.Kafka{Admin: adm, Opts: cl.Opts()}
+	sample := func() (kadm.ListedOffsets, []health.GroupLag, bool) {
 		ends, err := adm.ListEndOffsets(ctx, topics...)
 		if err != nil {
 			r.problem("list end offsets on %s: %v", strings.Join(e.cfg.KafkaBrokers, ","), err)
 			return nil, nil, false
 		}
-		var lags kadm.DescribedGroupLags
-		if len(groups) > 0 {
-			if lags, err = adm.Lag(ctx, groups.Groups()...); err != nil {
-				r.problem("compute consumer lag: %v", err)
+		lags, err := k.Lags(ctx, groups.Groups(), nil)
+		if err != nil {
+			r.problem("compute consumer lag: %v", err)
+			if lags == nil {
 				return nil, nil, false
 			}
 		}
@@ -195,41 +198,24 @@ func kafkaStatus(ctx context.Context, e *env, r *statusReport, interval time.Dur
 			r.problem("dead-letter topic %s holds %d records: see `shopstream dlq list`", ts.Name, ts.Records)
 		}
 	}
-	markers := markerLag(ctx, cl.Opts(), lags1)
-	for _, l := range lags1.Sorted() {
-		if l.Error() != nil {
-			r.problem("group %s: %v", l.Group, l.Error())
+	prev := map[string]*health.GroupLag{}
+	for i := range lags0 {
+		prev[lags0[i].Group] = &lags0[i]
+	}
+	for i := range lags1 {
+		l := &lags1[i]
+		if p := l.Problem(prev[l.Group], interval); p != "" {
+			r.problem("%s", p)
+		}
+		if l.Err != nil {
 			continue
 		}
-		g := groupStatus{Group: l.Group, State: l.State, Members: len(l.Members), Markers: markers[l.Group], Topics: map[string]int64{}}
-		g.Lag = l.Lag.Total() - g.Markers
-		for topic, tl := range l.Lag.TotalByTopic() {
-			g.Topics[topic] = tl.Lag
-		}
-		progressed := true
-		if prev, ok := lags0[l.Group]; ok {
-			g.LagChange = l.Lag.Total() - prev.Lag.Total()
-			progressed = committedSum(l.Lag) != committedSum(prev.Lag)
-		}
-		// A lag that grows while the group commits is a busy pipeline, not
-		// a sick one: only a group that commits nothing while it lags is
-		// stuck.
-		switch {
-		case g.Lag > 0 && g.Members == 0:
-			r.problem("group %s has lag %d and no members: is its process running?", g.Group, g.Lag)
-		case g.Lag > 0 && !progressed:
-			r.problem("group %s is stuck: lag %d and no offset committed in %s", g.Group, g.Lag, interval)
+		g := groupStatus{Group: l.Group, State: l.State, Members: l.Members, Lag: l.Lag(), Markers: l.Raw() - l.Lag(), Topics: l.LagByTopic()}
+		if p, ok := prev[l.Group]; ok {
+			g.LagChange = g.Lag - p.Lag()
 		}
 		r.Groups = append(r.Groups, g)
 	}
-}
-
-func committedSum(l kadm.GroupLag) int64 {
-	var sum int64
-	for _, m := range l.Sorted() {
-		sum += m.Commit.At
-	}
-	return sum
 }
 
 // connectKafka connects on first use, so status reports an unreachable
@@ -320,10 +306,10 @@ func printStatus(w io.Writer, r *statusReport) {
 // filterSection is the filter's desired version against what each live
 // streamer instance applied.
 type filterSection struct {
-	Desired   int64          `json:"desired_version"`
-	Substring string         `json:"substring"`
-	SetAt     time.Time      `json:"set_at"`
-	Instances []instanceView `json:"instances"`
+	Desired   int64             `json:"desired_version"`
+	Substring string            `json:"substring"`
+	SetAt     time.Time         `json:"set_at"`
+	Instances []health.Instance `json:"instances"`
 }
 
 func (f filterSection) print(w io.Writer) {
@@ -335,10 +321,6 @@ func (f filterSection) print(w io.Writer) {
 		fmt.Fprintf(w, "  %-40s v%-5d %s\n", v.Instance, v.Version, v.State)
 	}
 }
-
-// filterStaleAfter is how long an instance may stay behind a change before
-// status calls it unhealthy (the alert rule uses the same bound).
-const filterStaleAfter = time.Minute
 
 func filterStatus(ctx context.Context, e *env, r *statusReport, _ time.Duration) {
 	if e.kafka == nil || e.temporal == nil {
@@ -352,26 +334,13 @@ func filterStatus(ctx context.Context, e *env, r *statusReport, _ time.Duration)
 		return
 	}
 	now := time.Now()
-	views, err := filterInstances(ctx, e, st.Desired.Version, now)
+	f, err := filterInstances(ctx, e, st.Desired, now)
 	if err != nil {
 		r.problem("read the applied filter versions: %v", err)
 		return
 	}
-	sec := filterSection{Desired: st.Desired.Version, Substring: st.Desired.Substring, SetAt: st.Desired.SetAt, Instances: views}
-	live := 0
-	for _, v := range views {
-		if !v.Live {
-			continue
-		}
-		live++
-		if !v.Applied && now.Sub(st.Desired.SetAt) > filterStaleAfter {
-			r.problem("streamer %s applies filter v%d, desired v%d for over %s", v.Instance, v.Version, st.Desired.Version, filterStaleAfter)
-		}
-	}
-	if live == 0 {
-		r.problem("no live streamer instance reports a filter version: is `shopstream streamer` (or dev) running?")
-	}
-	r.Sections["filter"] = sec
+	r.Problems = append(r.Problems, f.Problems(now)...)
+	r.Sections["filter"] = filterSection{Desired: st.Desired.Version, Substring: st.Desired.Substring, SetAt: st.Desired.SetAt, Instances: f.Instances}
 }
 
 // sinkSection is when the sink last wrote, from its offsets in PostgreSQL.

@@ -21,6 +21,7 @@ import (
 
 	"github.com/shopstream/shopstream/environment"
 	"github.com/shopstream/shopstream/internal/records"
+	"github.com/shopstream/shopstream/internal/topicread"
 	"github.com/shopstream/shopstream/streamer"
 	"github.com/shopstream/shopstream/workflows"
 )
@@ -107,11 +108,12 @@ func (f *filterStack) filtered(t *testing.T, keys map[string]string, want int) [
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		var got []*kgo.Record
-		err := streamer.ReadTopic(context.Background(), []kgo.Opt{kgo.SeedBrokers(f.stack.KafkaBrokers...)}, "analytic_products_filtered", 0,
-			func(r *kgo.Record) {
+		err := topicread.Read(context.Background(), []kgo.Opt{kgo.SeedBrokers(f.stack.KafkaBrokers...)}, "analytic_products_filtered", topicread.Options{},
+			func(r *kgo.Record) error {
 				if _, ok := keys[string(r.Key)]; ok {
 					got = append(got, r)
 				}
+				return nil
 			})
 		if err != nil {
 			t.Fatal(err)

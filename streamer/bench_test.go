@@ -14,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/plugin/kprom"
 
 	"github.com/shopstream/shopstream/internal/records"
+	"github.com/shopstream/shopstream/internal/topicread"
 )
 
 // BenchmarkThroughput compares the streamer with a pass-through ceiling on
@@ -124,7 +125,7 @@ func benchThroughput(b *testing.B, e *testEnv, passEach int, ceiling bool) {
 		want = (b.N + passEach - 1) / passEach
 	}
 	got := 0
-	if err := ReadTopic(ctx, e.base, topics.Filtered, 0, func(*kgo.Record) { got++ }); err != nil {
+	if err := topicread.Read(ctx, e.base, topics.Filtered, topicread.Options{}, func(*kgo.Record) error { got++; return nil }); err != nil {
 		b.Fatal(err)
 	}
 	if got != want {

@@ -17,6 +17,7 @@ import (
 	"github.com/shopstream/shopstream/environment"
 	"github.com/shopstream/shopstream/internal/config"
 	"github.com/shopstream/shopstream/internal/records"
+	"github.com/shopstream/shopstream/internal/topicread"
 )
 
 // testEnv is an in-process Kafka (kfake) and schema registry (srfake) with
@@ -233,7 +234,7 @@ func (e *testEnv) read(topic string) []*kgo.Record {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	var out []*kgo.Record
-	if err := ReadTopic(ctx, e.base, topic, 0, func(r *kgo.Record) { out = append(out, r) }); err != nil {
+	if err := topicread.Read(ctx, e.base, topic, topicread.Options{}, func(r *kgo.Record) error { out = append(out, r); return nil }); err != nil {
 		e.t.Fatal(err)
 	}
 	return out

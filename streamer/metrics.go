@@ -93,7 +93,16 @@ func register(reg prometheus.Registerer, c prometheus.Collector) (prometheus.Col
 type tally struct {
 	version             string
 	in, passed, dropped int
-	deadLettered        [numReasons]int
+	// deadLettered counts by reason; nil until a record is dead-lettered,
+	// which is rare.
+	deadLettered map[string]int
+}
+
+func (t *tally) deadLetter(reason string) {
+	if t.deadLettered == nil {
+		t.deadLettered = map[string]int{}
+	}
+	t.deadLettered[reason]++
 }
 
 // flush adds a committed batch's tallies.
@@ -104,10 +113,8 @@ func (m *metrics) flush(ts []tally) {
 		m.in.WithLabelValues(t.version).Add(float64(t.in))
 		m.passed.WithLabelValues(t.version).Add(float64(t.passed))
 		m.dropped.WithLabelValues(t.version).Add(float64(t.dropped))
-		for r, n := range t.deadLettered {
-			if n > 0 {
-				m.deadLettered.WithLabelValues(t.version, Reason(r).String()).Add(float64(n))
-			}
+		for reason, n := range t.deadLettered {
+			m.deadLettered.WithLabelValues(t.version, reason).Add(float64(n))
 		}
 	}
 }

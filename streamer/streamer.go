@@ -21,6 +21,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/shopstream/shopstream/internal/config"
+	"github.com/shopstream/shopstream/internal/deadletter"
 	"github.com/shopstream/shopstream/internal/records"
 )
 
@@ -208,10 +209,7 @@ func (s *Streamer) Run(ctx context.Context) error {
 		}
 		return err
 	}
-	c, err := newControl(&s.cfg, s.m)
-	if err != nil {
-		return err
-	}
+	c := newControl(&s.cfg, s.m)
 	defer c.close()
 	if err := c.load(ctx); err != nil {
 		if ctx.Err() != nil {
@@ -241,7 +239,7 @@ func (s *Streamer) Run(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
 	rctx, stopReporter := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopReporter()
-	rep := newReporter(&s.cfg, c.cl, c)
+	rep := newReporter(&s.cfg, c.rd.Client(), c)
 	repDone := make(chan struct{})
 	go func() {
 		defer close(repDone)
@@ -412,8 +410,8 @@ func (s *Streamer) handle(ctx context.Context, sess *kgo.GroupTransactSession, r
 	t := s.tallyFor(f)
 	t.in++
 	if r.Key == nil {
-		t.deadLettered[ReasonNoKey]++
-		sess.Produce(ctx, deadLetter(s.cfg.Topics.DLQ, r, ReasonNoKey, errNoKey, s.cfg.InstanceID, now), s.promise)
+		t.deadLetter(deadletter.ReasonNoKey)
+		sess.Produce(ctx, deadLetter(s.cfg.Topics.DLQ, r, deadletter.ReasonNoKey, errNoKey, s.cfg.InstanceID, now), s.promise)
 		return nil
 	}
 	if r.Value == nil { // a tombstone: pass it, so downstream tables delete too
@@ -423,11 +421,11 @@ func (s *Streamer) handle(ctx context.Context, sess *kgo.GroupTransactSession, r
 	}
 	name, err := s.name(ctx, r.Value)
 	if err != nil {
-		reason, ok := reasonOf(err)
-		if !ok {
+		reason := deadletter.ReasonOf(err)
+		if reason == "" {
 			return err
 		}
-		t.deadLettered[reason]++
+		t.deadLetter(reason)
 		sess.Produce(ctx, deadLetter(s.cfg.Topics.DLQ, r, reason, err, s.cfg.InstanceID, now), s.promise)
 		return nil
 	}
@@ -548,7 +546,7 @@ func (c *layoutCache) get(ctx context.Context, id int) (*Layout, error) {
 	}
 	w, err := c.serde.WriterSchema(ctx, id)
 	if err != nil {
-		if _, ok := reasonOf(err); ok {
+		if deadletter.ReasonOf(err) != "" {
 			c.m[id] = layoutEntry{err: err, retryAt: c.now().Add(time.Minute)}
 		}
 		return nil, err

@@ -30,16 +30,6 @@ import (
 	"github.com/shopstream/shopstream/internal/records"
 )
 
-// Dead-letter headers: why a record could not be collected, and where from.
-const (
-	HeaderReason    = deadletter.HeaderReason
-	HeaderComponent = deadletter.HeaderComponent
-	HeaderTopic     = deadletter.HeaderSourceTopic
-	HeaderPartition = deadletter.HeaderSourcePartition
-	HeaderOffset    = deadletter.HeaderSourceOffset
-	HeaderFailedAt  = deadletter.HeaderTime
-)
-
 // DefaultGroup is the collector's consumer group.
 const DefaultGroup = "shopstream-collector"
 
@@ -345,7 +335,7 @@ func (c *Collector) process(ctx context.Context, rec *kgo.Record, pr *prior) (*r
 		prevImages = pr.product.Images
 	}
 	if len(rec.Key) == 0 {
-		return c.invalid(res, "record has no key: want mall_id/product_id"), nil
+		return c.invalid(res, deadletter.ReasonNoKey, "record has no key: want mall_id/product_id"), nil
 	}
 
 	if rec.Value == nil { // tombstone: delete the product and its images
@@ -357,13 +347,14 @@ func (c *Collector) process(ctx context.Context, rec *kgo.Record, pr *prior) (*r
 
 	var p records.Product
 	if err := c.o.Serde.Decode(ctx, rec.Value, &p); err != nil {
-		if ctx.Err() != nil || !isDecodeError(err) {
+		reason := deadletter.ReasonOf(err)
+		if ctx.Err() != nil || reason == "" {
 			return nil, fmt.Errorf("decode %s: %w", key, err)
 		}
-		return c.invalid(res, "value does not decode as a Product: "+err.Error()), nil
+		return c.invalid(res, reason, "value does not decode as a Product: "+err.Error()), nil
 	}
 	if p.Key() != key {
-		return c.invalid(res, fmt.Sprintf("record key %q does not match the product's mall_id/product_id %q", key, p.Key())), nil
+		return c.invalid(res, deadletter.ReasonKeyMismatch, fmt.Sprintf("record key %q does not match the product's mall_id/product_id %q", key, p.Key())), nil
 	}
 
 	images, failures, err := c.collectImages(ctx, &p, prevImages)
@@ -383,7 +374,7 @@ func (c *Collector) process(ctx context.Context, rec *kgo.Record, pr *prior) (*r
 		res.outcome, res.reason = "failed", state.Reason
 		// Not complete any more: downstream forgets it; the dead-letter
 		// topic keeps the record and says why.
-		res.out = append(res.out, &kgo.Record{Topic: c.o.CompleteTopic, Key: rec.Key}, c.deadLetter(rec, state.Reason))
+		res.out = append(res.out, &kgo.Record{Topic: c.o.CompleteTopic, Key: rec.Key}, c.deadLetter(rec, deadletter.ReasonImagesFailed, state.Reason))
 		return res, nil
 	}
 	state.Status = catalog.StatusComplete
@@ -398,20 +389,17 @@ func (c *Collector) process(ctx context.Context, rec *kgo.Record, pr *prior) (*r
 	return res, nil
 }
 
-func isDecodeError(err error) bool {
-	return errors.Is(err, records.ErrNotFramed) || errors.Is(err, records.ErrUnknownSchemaID) ||
-		errors.Is(err, records.ErrWrongSchema) || errors.Is(err, records.ErrMalformed)
-}
-
-func (c *Collector) invalid(res *result, reason string) *result {
-	res.outcome, res.reason = "invalid", reason
-	res.out = append(res.out, c.deadLetter(res.rec, reason))
+// invalid dead-letters a record that can never be collected; detail is
+// what the log and the dead letter's error header say.
+func (c *Collector) invalid(res *result, reason, detail string) *result {
+	res.outcome, res.reason = "invalid", detail
+	res.out = append(res.out, c.deadLetter(res.rec, reason, detail))
 	return res
 }
 
 // deadLetter keeps the original key and bytes and says why in headers.
-func (c *Collector) deadLetter(rec *kgo.Record, reason string) *kgo.Record {
-	return deadletter.Record(c.o.DLQTopic, rec, deadletter.Why{Component: "collector", Reason: reason}, c.o.Now())
+func (c *Collector) deadLetter(rec *kgo.Record, reason, detail string) *kgo.Record {
+	return deadletter.Record(c.o.DLQTopic, rec, deadletter.Why{Component: "collector", Reason: reason, Detail: detail}, c.o.Now())
 }
 
 // orphansOf lists the blobs of the old state (and earlier orphans) that the

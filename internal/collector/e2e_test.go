@@ -30,6 +30,7 @@ import (
 	"github.com/shopstream/shopstream/internal/blobstore"
 	"github.com/shopstream/shopstream/internal/catalog"
 	"github.com/shopstream/shopstream/internal/collector"
+	"github.com/shopstream/shopstream/internal/deadletter"
 	"github.com/shopstream/shopstream/internal/imagefetch"
 	"github.com/shopstream/shopstream/internal/imageserver"
 	"github.com/shopstream/shopstream/internal/productapi"
@@ -497,7 +498,8 @@ func TestFailedCollection(t *testing.T) {
 			h[kv.Key] = string(kv.Value)
 		}
 		var p records.Product
-		if !strings.Contains(h[collector.HeaderReason], c.reason) || h[collector.HeaderTopic] != productTopic || h[collector.HeaderComponent] != "collector" ||
+		if h[deadletter.HeaderReason] != deadletter.ReasonImagesFailed || !strings.Contains(h[deadletter.HeaderError], c.reason) ||
+			h[deadletter.HeaderSourceTopic] != productTopic || h[deadletter.HeaderComponent] != "collector" ||
 			r.serde.Decode(context.Background(), rec.Value, &p) != nil || p.ProductID != c.id {
 			t.Errorf("%s: dead letter headers %v, product %+v", c.id, h, p)
 		}
@@ -728,26 +730,21 @@ func TestUndecodableRecordsAreDeadLettered(t *testing.T) {
 		code, _ := r.do("GET", "/api/v1/complete-products/after", nil)
 		return code == http.StatusOK
 	})
-	want := map[string]string{
-		"m1/plain":    "not in the Confluent wire format",
-		"m1/mismatch": `does not match the product's mall_id/product_id "m1/other"`,
-		"":            "record has no key",
+	want := map[string]struct{ reason, says string }{
+		"m1/plain":    {deadletter.ReasonNotFramed, "not in the Confluent wire format"},
+		"m1/mismatch": {deadletter.ReasonKeyMismatch, `does not match the product's mall_id/product_id "m1/other"`},
+		"":            {deadletter.ReasonNoKey, "record has no key"},
 	}
 	dlq := r.topicRecords(dlqTopic)
-	for key, says := range want {
+	for key, w := range want {
 		rec := lastByKey(dlq, key)
 		if rec == nil {
 			t.Errorf("%q: not dead-lettered", key)
 			continue
 		}
-		reason := ""
-		for _, h := range rec.Headers {
-			if h.Key == collector.HeaderReason {
-				reason = string(h.Value)
-			}
-		}
-		if !strings.Contains(reason, says) {
-			t.Errorf("%q: reason %q, want %q", key, reason, says)
+		d := deadletter.Parse(rec)
+		if d.Reason != w.reason || !strings.Contains(d.Error, w.says) || d.Component != "collector" {
+			t.Errorf("%q: reason %q, error %q, by %q; want %s saying %q, by the collector", key, d.Reason, d.Error, d.Component, w.reason, w.says)
 		}
 	}
 	if code, _ := r.do("GET", "/api/v1/products/other", nil); code != http.StatusNotFound {

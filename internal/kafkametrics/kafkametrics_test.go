@@ -69,7 +69,8 @@ func TestOffsetsAndLagAsKafkaSeesThem(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	c, err := New(Options{Admin: adm, Topics: TopicRoles(topics), SkipGroup: func(g string) bool { return strings.HasPrefix(g, "marker/") }})
+	c, err := New(Options{Admin: adm, Kafka: []kgo.Opt{kgo.SeedBrokers(cluster.ListenAddrs()...)}, Topics: TopicRoles(topics),
+		SkipGroup: func(g string) bool { return strings.HasPrefix(g, "marker/") }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,7 +78,7 @@ func TestOffsetsAndLagAsKafkaSeesThem(t *testing.T) {
 	reg.MustRegister(c)
 	// The filter topics and the others are not created: no series, no error.
 	want := `
-# HELP shopstream_kafka_consumer_lag_records Records a consumer group has not committed yet in a partition: end offset minus committed offset.
+# HELP shopstream_kafka_consumer_lag_records Records a consumer group has still to read in a partition: the committed records between its committed offset and the last stable offset (transaction markers and aborted records do not count).
 # TYPE shopstream_kafka_consumer_lag_records gauge
 shopstream_kafka_consumer_lag_records{group="shopstream-sink",partition="0",role="products",topic="shop_products"} 2
 shopstream_kafka_consumer_lag_records{group="shopstream-sink",partition="1",role="products",topic="shop_products"} 0
@@ -136,7 +137,8 @@ func TestScrapeOfAnUnreachableKafkaIsBoundedAndCounted(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	c, err := New(Options{Admin: kadm.NewClient(cl), Topics: TopicRoles(config.Default().Topics), Timeout: 500 * time.Millisecond})
+	c, err := New(Options{Admin: kadm.NewClient(cl), Kafka: []kgo.Opt{kgo.SeedBrokers(ln.Addr().String())},
+		Topics: TopicRoles(config.Default().Topics), Timeout: 500 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -158,8 +160,11 @@ func TestNewRefusesMissingInput(t *testing.T) {
 	if _, err := New(Options{Topics: map[string]string{"a": "products"}}); err == nil {
 		t.Fatal("no admin client: want an error")
 	}
-	if _, err := New(Options{Admin: kadm.NewClient(nil)}); err == nil {
+	if _, err := New(Options{Admin: kadm.NewClient(nil), Kafka: []kgo.Opt{}}); err == nil {
 		t.Fatal("no topics: want an error")
+	}
+	if _, err := New(Options{Admin: kadm.NewClient(nil), Topics: map[string]string{"a": "products"}}); err == nil {
+		t.Fatal("no Kafka options for the reader that tells markers from records: want an error")
 	}
 }
 
@@ -226,7 +231,7 @@ func BenchmarkScrape(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	c, err := New(Options{Admin: adm, Topics: roles})
+	c, err := New(Options{Admin: adm, Kafka: []kgo.Opt{kgo.SeedBrokers(cluster.ListenAddrs()...)}, Topics: roles})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/shopstream/shopstream/environment"
 	"github.com/shopstream/shopstream/internal/config"
+	"github.com/shopstream/shopstream/internal/deadletter"
 	"github.com/shopstream/shopstream/internal/pgstore"
 	"github.com/shopstream/shopstream/internal/records"
 )
@@ -453,7 +454,7 @@ func (r *rig) logState(t testing.TB, store *pgstore.Store) {
 			break
 		}
 		for _, h := range rec.Headers {
-			if h.Key == HeaderReason {
+			if h.Key == deadletter.HeaderError {
 				t.Logf("dead letter from %s/%d@%d: %s", rec.Topic, rec.Partition, rec.Offset, h.Value)
 			}
 		}

@@ -38,7 +38,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"topic", "partition"}),
 		dead: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "shopstream_sink_dead_letters_total",
-			Help: "Records sent to the dead-letter topic, by source topic and class (decode, invalid, refused).",
+			Help: "Records sent to the dead-letter topic, by source topic and class (the reason header: not-framed, invalid, refused, …).",
 		}, []string{"topic", "class"}),
 		retries: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "shopstream_sink_retries_total",

@@ -240,10 +240,7 @@ func BenchmarkRebuild(b *testing.B) {
 			b.Fatal(err)
 		}
 		tbl := NewTable()
-		ld, err := newLoader(&cfg, tbl, admin, newMetrics(cfg.Registerer))
-		if err != nil {
-			b.Fatal(err)
-		}
+		ld := newLoader(&cfg, tbl, newMetrics(cfg.Registerer))
 		lctx, cancel := context.WithCancel(ctx)
 		caught := make(chan struct{})
 		done := make(chan error, 1)

@@ -18,6 +18,7 @@ import (
 
 	"github.com/shopstream/shopstream/environment"
 	"github.com/shopstream/shopstream/internal/config"
+	"github.com/shopstream/shopstream/internal/deadletter"
 	"github.com/shopstream/shopstream/internal/records"
 )
 
@@ -517,15 +518,15 @@ func (h *harness) check(s scenario, instances int) {
 	}
 	gotPrompts, gotProducts := map[string]int{}, map[string]int{}
 	for _, r := range h.readAll(h.topics.DLQ, true) {
-		switch header(r, HeaderTopic) {
+		switch header(r, deadletter.HeaderSourceTopic) {
 		case h.topics.Find:
-			gotPrompts[header(r, HeaderReason)]++
+			gotPrompts[header(r, deadletter.HeaderReason)]++
 		case h.topics.Filtered:
-			gotProducts[header(r, HeaderReason)]++
+			gotProducts[header(r, deadletter.HeaderReason)]++
 		default:
-			h.t.Errorf("dead letter from unexpected topic %q", header(r, HeaderTopic))
+			h.t.Errorf("dead letter from unexpected topic %q", header(r, deadletter.HeaderSourceTopic))
 		}
-		if header(r, HeaderComponent) != "recommender" || header(r, HeaderOffset) == "" || header(r, HeaderTime) == "" {
+		if header(r, deadletter.HeaderComponent) != "recommender" || header(r, deadletter.HeaderSourceOffset) == "" || header(r, deadletter.HeaderTime) == "" {
 			h.t.Errorf("dead letter lacks its origin headers: %v", r.Headers)
 		}
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/shopstream/shopstream/internal/deadletter"
 	"github.com/shopstream/shopstream/internal/records"
 )
 
@@ -290,13 +291,13 @@ func (j *joiner) join(ctx context.Context, r *kgo.Record, pend *pending) (*kgo.R
 	norm := Normalize(prompt.Query)
 	switch {
 	case prompt.UserID == "":
-		return j.deadLetter(r, &badRecord{ReasonEmptyUser, errors.New("the prompt has no user_id")}, pend), nil
+		return j.deadLetter(r, &badRecord{deadletter.ReasonEmptyUser, errors.New("the prompt has no user_id")}, pend), nil
 	case string(r.Key) != prompt.UserID:
-		return j.deadLetter(r, &badRecord{ReasonKeyMismatch, fmt.Errorf("record key %q is not the prompt's user_id %q", r.Key, prompt.UserID)}, pend), nil
+		return j.deadLetter(r, &badRecord{deadletter.ReasonKeyMismatch, fmt.Errorf("record key %q is not the prompt's user_id %q", r.Key, prompt.UserID)}, pend), nil
 	case norm == "":
-		return j.deadLetter(r, &badRecord{ReasonEmptyQuery, errors.New("the prompt's query is empty")}, pend), nil
+		return j.deadLetter(r, &badRecord{deadletter.ReasonEmptyQuery, errors.New("the prompt's query is empty")}, pend), nil
 	case len(prompt.Query) > MaxQueryBytes:
-		return j.deadLetter(r, &badRecord{ReasonQueryTooLong, fmt.Errorf("the prompt's query is %d bytes, more than %d", len(prompt.Query), MaxQueryBytes)}, pend), nil
+		return j.deadLetter(r, &badRecord{deadletter.ReasonQueryTooLong, fmt.Errorf("the prompt's query is %d bytes, more than %d", len(prompt.Query), MaxQueryBytes)}, pend), nil
 	}
 
 	users := pend.users[r.Partition]

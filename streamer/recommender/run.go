@@ -148,10 +148,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if cfg.hooks != nil && cfg.hooks.onTable != nil {
 		cfg.hooks.onTable(table)
 	}
-	ld, err := newLoader(&cfg, table, admin, m)
-	if err != nil {
-		return err
-	}
+	ld := newLoader(&cfg, table, m)
 	defer ld.close()
 
 	g, gctx := errgroup.WithContext(ctx)
