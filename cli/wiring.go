@@ -19,6 +19,7 @@ import (
 	"github.com/shopstream/shopstream/internal/config"
 	"github.com/shopstream/shopstream/internal/records"
 	"github.com/shopstream/shopstream/internal/telemetry"
+	"github.com/shopstream/shopstream/internal/telemetry/temporalmetrics"
 	"github.com/shopstream/shopstream/workers"
 )
 
@@ -112,7 +113,7 @@ func connectOn(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg
 		if !logger.Enabled(ctx, slog.LevelDebug) {
 			sdkLogger = telemetry.AtLeast(logger, slog.LevelWarn)
 		}
-		handler, closer := telemetry.TemporalMetrics(e.metrics)
+		handler, closer := temporalmetrics.Handler(e.metrics)
 		e.closers = append(e.closers, closer)
 		withMetrics := func(o *client.Options) { o.MetricsHandler = handler }
 		if e.temporal, err = clients.Temporal(ctx, cfg, sdkLogger, withMetrics); err != nil {
