@@ -120,7 +120,10 @@ func runCollector(ctx context.Context, e *env, s collectorSettings) error {
 	}
 	defer blobs.Close()
 	s.fetch.Registerer = e.metrics
-	fetcher := imagefetch.New(s.fetch)
+	fetcher, err := imagefetch.New(s.fetch)
+	if err != nil {
+		return err
+	}
 	defer fetcher.Close()
 	col, err := collector.New(collector.Options{
 		KafkaOpts:     []kgo.Opt{kgo.SeedBrokers(e.cfg.KafkaBrokers...), kgo.DialTimeout(e.cfg.DialTimeout)},

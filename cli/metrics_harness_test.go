@@ -264,7 +264,10 @@ func runProcesses(ctx context.Context, stack *environment.Stack) (_ []exposed, e
 		return nil, err
 	}
 	defer blobs.Close()
-	fetcher := imagefetch.New(imagefetch.Options{Registerer: collectorReg})
+	fetcher, err := imagefetch.New(imagefetch.Options{Registerer: collectorReg})
+	if err != nil {
+		return nil, err
+	}
 	defer fetcher.Close()
 	if _, err := collector.New(collector.Options{ProductTopic: t.Products, CompleteTopic: t.CompleteProducts, DLQTopic: t.DLQ,
 		Serde: es.serde, Store: &collector.Store{}, Blobs: blobs, Fetcher: fetcher, Registerer: collectorReg}); err != nil {

@@ -149,11 +149,14 @@ func newRigWith(t *testing.T, bucket blobstore.Store) *rig {
 		}
 	}))
 
-	fetcher := imagefetch.New(imagefetch.Options{
+	fetcher, err := imagefetch.New(imagefetch.Options{
 		AllowHosts: []string{strings.TrimPrefix(r.images.URL, "http://")},
 		Timeout:    400 * time.Millisecond, Attempts: 2, Backoff: 20 * time.Millisecond,
 		MaxBytes: 32 << 10, Registerer: r.reg,
 	})
+	if err != nil {
+		t.Fatal(err)
+	}
 	r.colOpts = collector.Options{
 		KafkaOpts:    []kgo.Opt{kgo.SeedBrokers(stack.KafkaBrokers...)},
 		ProductTopic: productTopic, CompleteTopic: completeTopic, DLQTopic: dlqTopic,

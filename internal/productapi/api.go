@@ -20,13 +20,13 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promauto"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/shopstream/shopstream/internal/catalog"
 	"github.com/shopstream/shopstream/internal/imageserver"
 	"github.com/shopstream/shopstream/internal/records"
+	"github.com/shopstream/shopstream/internal/telemetry"
 )
 
 //go:embed openapi.json
@@ -91,7 +91,7 @@ func New(o Options) (*API, error) {
 	if reg == nil {
 		reg = prometheus.NewRegistry()
 	}
-	f := promauto.With(reg)
+	f := telemetry.With(reg)
 	a := &API{
 		o:   o,
 		mux: http.NewServeMux(),
@@ -108,6 +108,9 @@ func New(o Options) (*API, error) {
 			Name: "shopstream_api_products_accepted_total",
 			Help: "Products accepted by POST /api/v1/products and produced to the product topic.",
 		}),
+	}
+	if err := f.Err(); err != nil {
+		return nil, err
 	}
 	a.handle("/api/v1/products", a.postProduct)
 	a.handle("/api/v1/products/{productId}", a.productStatus)

@@ -240,7 +240,11 @@ func BenchmarkRebuild(b *testing.B) {
 			b.Fatal(err)
 		}
 		tbl := NewTable()
-		ld, err := newLoader(&cfg, tbl, admin, newMetrics(cfg.Registerer))
+		m, err := newMetrics(cfg.Registerer)
+		if err != nil {
+			b.Fatal(err)
+		}
+		ld, err := newLoader(&cfg, tbl, admin, m)
 		if err != nil {
 			b.Fatal(err)
 		}
