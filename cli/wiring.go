@@ -125,10 +125,14 @@ func connectOn(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg
 }
 
 // activities builds every activity family over the env's clients.
-func (e *env) activities() workers.Activities {
+func (e *env) activities() (workers.Activities, error) {
 	emulate, err := activities.NewEmulate(e.cfg.KafkaBrokers, e.admin, e.serde, e.metrics, kgo.DialTimeout(e.cfg.DialTimeout))
 	if err != nil {
 		e.log.Error("emulation activities not registered", "err", err)
+	}
+	connectors, err := environment.ConnectorConfigs()
+	if err != nil {
+		return workers.Activities{}, err
 	}
 	return workers.Activities{
 		Emulate: emulate,
@@ -137,8 +141,8 @@ func (e *env) activities() workers.Activities {
 			Registry:   e.serde.Registry(),
 			Schemas:    e.serde.Schemas(),
 			HTTP:       &http.Client{Timeout: 30 * time.Second},
-			Connectors: environment.ConnectorConfigs(),
+			Connectors: connectors,
 		},
 		Filter: &activities.Filter{Kafka: e.kafka, Serde: e.serde, Topic: e.cfg.Topics.Filter},
-	}
+	}, nil
 }
