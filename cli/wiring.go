@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -17,6 +18,7 @@ import (
 	"github.com/shopstream/shopstream/environment"
 	"github.com/shopstream/shopstream/internal/clients"
 	"github.com/shopstream/shopstream/internal/config"
+	"github.com/shopstream/shopstream/internal/pgstore"
 	"github.com/shopstream/shopstream/internal/records"
 	"github.com/shopstream/shopstream/internal/telemetry"
 	"github.com/shopstream/shopstream/internal/telemetry/temporalmetrics"
@@ -38,6 +40,11 @@ type env struct {
 	temporal client.Client
 	metrics  metricsRegistry
 	closers  []io.Closer
+
+	dbMu sync.Mutex // dev's components open the database together
+	db   *pgstore.Store
+	// dbApplied are the migrations that opening db applied.
+	dbApplied []int
 }
 
 // metricsRegistry is what a process's components register their metrics on
@@ -51,12 +58,31 @@ func (e *env) close() {
 	for _, c := range e.closers {
 		c.Close()
 	}
+	if e.db != nil {
+		e.db.Close()
+	}
 	if e.temporal != nil {
 		e.temporal.Close()
 	}
 	if e.kafka != nil {
 		e.kafka.Close()
 	}
+}
+
+// database returns the process's one PostgreSQL pool, opened on first use
+// from DATABASE_DSN with the migrations applied: the sink, the collector,
+// the product API and status share it.
+func (e *env) database(ctx context.Context) (*pgstore.Store, error) {
+	e.dbMu.Lock()
+	defer e.dbMu.Unlock()
+	if e.db == nil {
+		db, applied, err := pgstore.Open(ctx, e.cfg.DatabaseDSN)
+		if err != nil {
+			return nil, err
+		}
+		e.db, e.dbApplied = db, applied
+	}
+	return e.db, nil
 }
 
 // connect reads the configuration and connects to what the command needs.

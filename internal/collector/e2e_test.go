@@ -117,9 +117,7 @@ func newRigWith(t *testing.T, bucket blobstore.Store) *rig {
 		t.Fatal(err)
 	}
 	r.serde = records.NewSerde(schemas, regcl)
-	if r.store, err = collector.OpenStore(ctx, collector.NewTestDatabase(t)); err != nil {
-		t.Fatal(err)
-	}
+	r.store = collector.NewTestStore(t)
 	if r.blobs, err = blobstore.NewLocal(filepath.Join(t.TempDir(), "images")); err != nil {
 		t.Fatal(err)
 	}
@@ -182,7 +180,6 @@ func newRigWith(t *testing.T, bucket blobstore.Store) *rig {
 		cancel()
 		r.images.Close()
 		producer.Close()
-		r.store.Close()
 		stack.Close()
 	})
 	return r
