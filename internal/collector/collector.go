@@ -113,11 +113,7 @@ func New(o Options) (*Collector, error) {
 	if o.RetryBackoff <= 0 {
 		o.RetryBackoff = 500 * time.Millisecond
 	}
-	reg := o.Registerer
-	if reg == nil {
-		reg = prometheus.NewRegistry()
-	}
-	f := telemetry.With(reg)
+	f := telemetry.With(o.Registerer)
 	c := &Collector{
 		o: o,
 		products: f.NewCounterVec(prometheus.CounterOpts{

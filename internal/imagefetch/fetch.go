@@ -120,11 +120,7 @@ func New(o Options) (*Fetcher, error) {
 	if o.Concurrency <= 0 {
 		o.Concurrency = DefaultConcurrency
 	}
-	reg := o.Registerer
-	if reg == nil {
-		reg = prometheus.NewRegistry()
-	}
-	m := telemetry.With(reg)
+	m := telemetry.With(o.Registerer)
 	g := newGuard(o.AllowHosts, o.Timeout)
 	tr := &http.Transport{
 		Proxy:                 nil, // a proxy would dial for us and bypass the guard

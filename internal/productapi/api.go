@@ -54,7 +54,8 @@ type Options struct {
 	ProductTopic string
 	// Catalog serves the reads; nil makes them answer 503.
 	Catalog catalog.Reader
-	// Registerer receives the API's metrics; Gatherer is served on /metrics.
+	// Registerer receives the API's metrics (nil registers nowhere);
+	// Gatherer is served on /metrics.
 	Registerer prometheus.Registerer
 	Gatherer   prometheus.Gatherer
 	Log        *slog.Logger
@@ -87,11 +88,7 @@ func New(o Options) (*API, error) {
 	if o.MaxBody <= 0 {
 		o.MaxBody = DefaultMaxBody
 	}
-	reg := o.Registerer
-	if reg == nil {
-		reg = prometheus.NewRegistry()
-	}
-	f := telemetry.With(reg)
+	f := telemetry.With(o.Registerer)
 	a := &API{
 		o:   o,
 		mux: http.NewServeMux(),
