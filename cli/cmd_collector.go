@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -109,18 +110,23 @@ func blobDescription(blobURL, dataDir string) string {
 
 // runCollector runs the collector over the env's clients until ctx ends.
 func runCollector(ctx context.Context, e *env, s collectorSettings) error {
-	store, err := collector.OpenStore(ctx, e.cfg.DatabaseDSN)
+	if e.cfg.DatabaseDSN == "" {
+		return errors.New("no PostgreSQL to keep collected products in: set DATABASE_DSN / --database-dsn (shopstream dev starts one when PostgreSQL is installed: make postgres)")
+	}
+	db, err := e.database(ctx)
 	if err != nil {
 		return err
 	}
-	defer store.Close()
 	blobs, err := blobstore.Open(ctx, e.cfg.BlobURL, e.cfg.DataDir)
 	if err != nil {
 		return err
 	}
 	defer blobs.Close()
 	s.fetch.Registerer = e.metrics
-	fetcher := imagefetch.New(s.fetch)
+	fetcher, err := imagefetch.New(s.fetch)
+	if err != nil {
+		return err
+	}
 	defer fetcher.Close()
 	col, err := collector.New(collector.Options{
 		KafkaOpts:     []kgo.Opt{kgo.SeedBrokers(e.cfg.KafkaBrokers...), kgo.DialTimeout(e.cfg.DialTimeout)},
@@ -129,7 +135,7 @@ func runCollector(ctx context.Context, e *env, s collectorSettings) error {
 		CompleteTopic: e.cfg.Topics.CompleteProducts,
 		DLQTopic:      e.cfg.Topics.DLQ,
 		Serde:         e.serde,
-		Store:         store,
+		Store:         collector.NewStore(db),
 		Blobs:         blobs,
 		Fetcher:       fetcher,
 		Log:           e.log.With("component", "collector"),
@@ -191,12 +197,11 @@ func apiCommand() *cli.Command {
 func runProductAPI(ctx context.Context, e *env, s apiSettings, started func(addr string)) error {
 	var reader catalog.Reader
 	if e.cfg.DatabaseDSN != "" {
-		store, err := collector.OpenStore(ctx, e.cfg.DatabaseDSN)
+		db, err := e.database(ctx)
 		if err != nil {
 			return err
 		}
-		defer store.Close()
-		reader = store
+		reader = collector.NewStore(db)
 	} else {
 		e.log.Warn("no DATABASE_DSN: the product API accepts products but cannot serve complete products (reads answer 503)")
 	}

@@ -37,7 +37,11 @@ func devComponents() []devComponent {
 	streamerReady := make(chan struct{})
 	return []devComponent{
 		{name: "temporal worker", run: func(ctx context.Context, e *env) error {
-			return workers.Run(ctx, e.temporal, e.cfg.TaskQueue, e.activities(), worker.Options{WorkerStopTimeout: 5 * time.Second})
+			acts, err := e.activities()
+			if err != nil {
+				return err
+			}
+			return workers.Run(ctx, e.temporal, e.cfg.TaskQueue, acts, worker.Options{WorkerStopTimeout: 5 * time.Second})
 		}},
 		{name: "product api", run: devProductAPI}, {name: "image collector", run: devCollector},
 		// The streamer process: the filter and the built-in recommender.

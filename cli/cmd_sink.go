@@ -14,7 +14,6 @@ import (
 
 	"github.com/shopstream/shopstream/internal/clients"
 	"github.com/shopstream/shopstream/internal/config"
-	"github.com/shopstream/shopstream/internal/pgstore"
 	"github.com/shopstream/shopstream/internal/sink"
 	"github.com/shopstream/shopstream/internal/telemetry"
 )
@@ -79,14 +78,13 @@ func sinkCommand() *cli.Command {
 	}
 }
 
-// runSink opens the store (applying migrations), joins the group and
-// writes until ctx ends.
+// runSink opens the process's database (applying migrations), joins the
+// group and writes until ctx ends.
 func runSink(ctx context.Context, e *env, set sinkSettings, out io.Writer) error {
-	store, applied, err := pgstore.Open(ctx, e.cfg.DatabaseDSN)
+	store, err := e.database(ctx)
 	if err != nil {
 		return err
 	}
-	defer store.Close()
 	s, err := sink.New(sink.Options{Group: set.group, Topics: e.cfg.Topics, Store: store, Serde: e.serde,
 		Registerer: e.metrics, Logger: e.log, BatchSize: set.batchSize})
 	if err != nil {
@@ -99,7 +97,7 @@ func runSink(ctx context.Context, e *env, set sinkSettings, out io.Writer) error
 	defer cl.Close()
 	db := store.Pool.Config().ConnConfig
 	fmt.Fprintf(out, "sink: group %s writes %s into PostgreSQL at %s:%d/%s (migrations applied now: %d)\n",
-		set.group, strings.Join(s.Topics(), ", "), db.Host, db.Port, db.Database, len(applied))
+		set.group, strings.Join(s.Topics(), ", "), db.Host, db.Port, db.Database, len(e.dbApplied))
 	return s.Run(ctx, cl)
 }
 

@@ -13,7 +13,6 @@ import (
 
 	"log/slog"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/urfave/cli/v2"
@@ -361,25 +360,26 @@ func (s sinkSection) print(w io.Writer) {
 }
 
 func sinkStatus(ctx context.Context, e *env, r *statusReport, _ time.Duration) {
-	dsn := e.cfg.DatabaseDSN
-	if dsn == "" {
-		var err error
-		if dsn, err = devDSN(e.cfg.DataDir); err != nil {
+	if e.cfg.DatabaseDSN == "" {
+		dsn, err := devDSN(e.cfg.DataDir)
+		if err != nil {
 			return // no database configured: nothing to report
 		}
+		e.cfg.DatabaseDSN = dsn // the dev stack's, as `shopstream sink` finds it
 	}
 	qctx, cancel := context.WithTimeout(ctx, e.cfg.DialTimeout)
 	defer cancel()
-	conn, err := pgx.Connect(qctx, dsn)
+	// Opened as every command opens it, migrations applied, so the tables
+	// below exist even before the sink first ran.
+	db, err := e.database(qctx)
 	if err != nil {
-		r.problem("cannot reach the sink's PostgreSQL at %s: %v", config.Mask(dsn), err)
+		r.problem("cannot open the sink's PostgreSQL at %s: %v", config.Mask(e.cfg.DatabaseDSN), err)
 		return
 	}
-	defer conn.Close(ctx)
 	sec := sinkSection{Rows: map[string]int64{}}
 	var last *time.Time
-	if err := conn.QueryRow(qctx, `SELECT max(updated_at) FROM sink_offsets`).Scan(&last); err != nil {
-		r.problem("read the sink's offsets: %v (has `shopstream sink` run its migrations?)", err)
+	if err := db.Pool.QueryRow(qctx, `SELECT max(updated_at) FROM sink_offsets`).Scan(&last); err != nil {
+		r.problem("read the sink's offsets: %v", err)
 		return
 	}
 	if last != nil {
@@ -387,7 +387,7 @@ func sinkStatus(ctx context.Context, e *env, r *statusReport, _ time.Duration) {
 	}
 	for _, t := range []string{"products", "filtered_products", "complete_products", "searches", "recommendations"} {
 		var n int64
-		if err := conn.QueryRow(qctx, "SELECT count(*) FROM "+t).Scan(&n); err != nil {
+		if err := db.Pool.QueryRow(qctx, "SELECT count(*) FROM "+t).Scan(&n); err != nil {
 			r.problem("count rows of %s: %v", t, err)
 			return
 		}

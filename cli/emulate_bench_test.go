@@ -63,12 +63,16 @@ func BenchmarkEmulateVsRawProducer(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer e.close()
+	acts, err := e.activities()
+	if err != nil {
+		b.Fatal(err)
+	}
 	wctx, stopWorker := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		_ = workers.Run(wctx, e.temporal, cfg.TaskQueue, e.activities(), worker.Options{})
+		_ = workers.Run(wctx, e.temporal, cfg.TaskQueue, acts, worker.Options{})
 	}()
 	defer func() { stopWorker(); wg.Wait() }()
 

@@ -186,9 +186,13 @@ func (te *testEnv) startWorker() *env {
 	if err != nil {
 		te.t.Fatal(err)
 	}
+	acts, err := e.activities()
+	if err != nil {
+		te.t.Fatal(err)
+	}
 	done := make(chan error, 1)
 	go func() {
-		done <- workers.Run(ctx, e.temporal, te.taskQueue, e.activities(), worker.Options{WorkerStopTimeout: 5 * time.Second})
+		done <- workers.Run(ctx, e.temporal, te.taskQueue, acts, worker.Options{WorkerStopTimeout: 5 * time.Second})
 	}()
 	te.t.Cleanup(func() {
 		cancel()

@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -17,8 +18,10 @@ import (
 	"github.com/shopstream/shopstream/environment"
 	"github.com/shopstream/shopstream/internal/clients"
 	"github.com/shopstream/shopstream/internal/config"
+	"github.com/shopstream/shopstream/internal/pgstore"
 	"github.com/shopstream/shopstream/internal/records"
 	"github.com/shopstream/shopstream/internal/telemetry"
+	"github.com/shopstream/shopstream/internal/telemetry/temporalmetrics"
 	"github.com/shopstream/shopstream/workers"
 )
 
@@ -37,6 +40,11 @@ type env struct {
 	temporal client.Client
 	metrics  metricsRegistry
 	closers  []io.Closer
+
+	dbMu sync.Mutex // dev's components open the database together
+	db   *pgstore.Store
+	// dbApplied are the migrations that opening db applied.
+	dbApplied []int
 }
 
 // metricsRegistry is what a process's components register their metrics on
@@ -50,12 +58,31 @@ func (e *env) close() {
 	for _, c := range e.closers {
 		c.Close()
 	}
+	if e.db != nil {
+		e.db.Close()
+	}
 	if e.temporal != nil {
 		e.temporal.Close()
 	}
 	if e.kafka != nil {
 		e.kafka.Close()
 	}
+}
+
+// database returns the process's one PostgreSQL pool, opened on first use
+// from DATABASE_DSN with the migrations applied: the sink, the collector,
+// the product API and status share it.
+func (e *env) database(ctx context.Context) (*pgstore.Store, error) {
+	e.dbMu.Lock()
+	defer e.dbMu.Unlock()
+	if e.db == nil {
+		db, applied, err := pgstore.Open(ctx, e.cfg.DatabaseDSN)
+		if err != nil {
+			return nil, err
+		}
+		e.db, e.dbApplied = db, applied
+	}
+	return e.db, nil
 }
 
 // connect reads the configuration and connects to what the command needs.
@@ -112,7 +139,7 @@ func connectOn(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg
 		if !logger.Enabled(ctx, slog.LevelDebug) {
 			sdkLogger = telemetry.AtLeast(logger, slog.LevelWarn)
 		}
-		handler, closer := telemetry.TemporalMetrics(e.metrics)
+		handler, closer := temporalmetrics.Handler(e.metrics)
 		e.closers = append(e.closers, closer)
 		withMetrics := func(o *client.Options) { o.MetricsHandler = handler }
 		if e.temporal, err = clients.Temporal(ctx, cfg, sdkLogger, withMetrics); err != nil {
@@ -124,10 +151,14 @@ func connectOn(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg
 }
 
 // activities builds every activity family over the env's clients.
-func (e *env) activities() workers.Activities {
+func (e *env) activities() (workers.Activities, error) {
 	emulate, err := activities.NewEmulate(e.cfg.KafkaBrokers, e.admin, e.serde, e.metrics, kgo.DialTimeout(e.cfg.DialTimeout))
 	if err != nil {
 		e.log.Error("emulation activities not registered", "err", err)
+	}
+	connectors, err := environment.ConnectorConfigs()
+	if err != nil {
+		return workers.Activities{}, err
 	}
 	return workers.Activities{
 		Emulate: emulate,
@@ -136,8 +167,8 @@ func (e *env) activities() workers.Activities {
 			Registry:   e.serde.Registry(),
 			Schemas:    e.serde.Schemas(),
 			HTTP:       &http.Client{Timeout: 30 * time.Second},
-			Connectors: environment.ConnectorConfigs(),
+			Connectors: connectors,
 		},
 		Filter: &activities.Filter{Kafka: e.kafka, Serde: e.serde, Topic: e.cfg.Topics.Filter},
-	}
+	}, nil
 }

@@ -18,7 +18,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promauto"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/shopstream/shopstream/internal/deadletter"
@@ -28,6 +27,7 @@ import (
 	"github.com/shopstream/shopstream/internal/catalog"
 	"github.com/shopstream/shopstream/internal/imagefetch"
 	"github.com/shopstream/shopstream/internal/records"
+	"github.com/shopstream/shopstream/internal/telemetry"
 )
 
 // DefaultGroup is the collector's consumer group.
@@ -103,12 +103,8 @@ func New(o Options) (*Collector, error) {
 	if o.RetryBackoff <= 0 {
 		o.RetryBackoff = 500 * time.Millisecond
 	}
-	reg := o.Registerer
-	if reg == nil {
-		reg = prometheus.NewRegistry()
-	}
-	f := promauto.With(reg)
-	return &Collector{
+	f := telemetry.With(o.Registerer)
+	c := &Collector{
 		o: o,
 		products: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "shopstream_collector_products_total",
@@ -135,7 +131,11 @@ func New(o Options) (*Collector, error) {
 			Help:    "Time to collect and commit one polled batch.",
 			Buckets: prometheus.ExponentialBuckets(0.005, 3, 9),
 		}),
-	}, nil
+	}
+	if err := f.Err(); err != nil {
+		return nil, err
+	}
+	return c, nil
 }
 
 // Run consumes until ctx ends; it returns nil on a clean stop.

@@ -118,9 +118,7 @@ func newRigWith(t *testing.T, bucket blobstore.Store) *rig {
 		t.Fatal(err)
 	}
 	r.serde = records.NewSerde(schemas, regcl)
-	if r.store, err = collector.OpenStore(ctx, collector.NewTestDatabase(t)); err != nil {
-		t.Fatal(err)
-	}
+	r.store = collector.NewTestStore(t)
 	if r.blobs, err = blobstore.NewLocal(filepath.Join(t.TempDir(), "images")); err != nil {
 		t.Fatal(err)
 	}
@@ -150,11 +148,14 @@ func newRigWith(t *testing.T, bucket blobstore.Store) *rig {
 		}
 	}))
 
-	fetcher := imagefetch.New(imagefetch.Options{
+	fetcher, err := imagefetch.New(imagefetch.Options{
 		AllowHosts: []string{strings.TrimPrefix(r.images.URL, "http://")},
 		Timeout:    400 * time.Millisecond, Attempts: 2, Backoff: 20 * time.Millisecond,
 		MaxBytes: 32 << 10, Registerer: r.reg,
 	})
+	if err != nil {
+		t.Fatal(err)
+	}
 	r.colOpts = collector.Options{
 		KafkaOpts:    []kgo.Opt{kgo.SeedBrokers(stack.KafkaBrokers...)},
 		ProductTopic: productTopic, CompleteTopic: completeTopic, DLQTopic: dlqTopic,
@@ -180,7 +181,6 @@ func newRigWith(t *testing.T, bucket blobstore.Store) *rig {
 		cancel()
 		r.images.Close()
 		producer.Close()
-		r.store.Close()
 		stack.Close()
 	})
 	return r

@@ -96,11 +96,15 @@ func New(o Options) (*Sink, error) {
 	if o.Registerer == nil {
 		o.Registerer = prometheus.NewRegistry()
 	}
+	m, err := newMetrics(o.Registerer)
+	if err != nil {
+		return nil, err
+	}
 	t := o.Topics
 	return &Sink{
 		opts: o,
 		log:  o.Logger.With("component", "sink", "group", o.Group),
-		m:    newMetrics(o.Registerer),
+		m:    m,
 		routes: map[string]route{
 			t.Products:         {pgstore.Products, productValues},
 			t.Filtered:         {pgstore.FilteredProducts, productValues},

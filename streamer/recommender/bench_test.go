@@ -240,7 +240,11 @@ func BenchmarkRebuild(b *testing.B) {
 			b.Fatal(err)
 		}
 		tbl := NewTable()
-		ld := newLoader(&cfg, tbl, newMetrics(cfg.Registerer))
+		m, err := newMetrics(cfg.Registerer)
+		if err != nil {
+			b.Fatal(err)
+		}
+		ld := newLoader(&cfg, tbl, m)
 		lctx, cancel := context.WithCancel(ctx)
 		caught := make(chan struct{})
 		done := make(chan error, 1)

@@ -133,7 +133,10 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := cfg.setDefaults(); err != nil {
 		return err
 	}
-	m := newMetrics(cfg.Registerer)
+	m, err := newMetrics(cfg.Registerer)
+	if err != nil {
+		return err
+	}
 	admCl, err := kgo.NewClient(cfg.kafkaOpts()...)
 	if err != nil {
 		return fmt.Errorf("create Kafka client: %w", err)
