@@ -84,6 +84,12 @@ test: test-deps
 bench: build temporal
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
+# 1, 2, then 3 `shopstream streamer` processes joining one group during a
+# 1M-product run on 12 partitions: records/s, rebalance pauses, partitions
+# moved, and the output checked for loss and duplicates.
+bench-scaleout:
+	$(GO) test ./streamer -run '^$$' -bench ScaleOut -benchtime 3x -timeout 20m
+
 bench-emulate: temporal
 	$(GO) test ./cli -run '^$$' -bench EmulateVsRaw -benchtime 1x
 
