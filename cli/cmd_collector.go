@@ -21,6 +21,7 @@ import (
 // collectorSettings are the collector's own flags.
 type collectorSettings struct {
 	group string
+	txnID string
 	fetch imagefetch.Options
 }
 
@@ -28,6 +29,7 @@ func collectorFlags() []cli.Flag {
 	cat := "Image collection"
 	return []cli.Flag{
 		&cli.StringFlag{Name: "collector-group", EnvVars: []string{"COLLECTOR_GROUP"}, Value: collector.DefaultGroup, Usage: "consumer group of the collector instances", Category: cat},
+		&cli.StringFlag{Name: "collector-transactional-id", EnvVars: []string{"COLLECTOR_TRANSACTIONAL_ID"}, Usage: "this instance's Kafka transactional id, stable across restarts so that a restarted instance aborts its predecessor's open transaction at once (the Helm chart gives the pod name); unique among live instances (default: random)", Category: cat},
 		&cli.StringFlag{Name: "fetch-allow-hosts", EnvVars: []string{"IMAGE_FETCH_ALLOW_HOSTS"}, Usage: "comma-separated host or host:port that image URLs may use even though they resolve to loopback or private addresses (e.g. an internal CDN)", Category: cat},
 		&cli.DurationFlag{Name: "fetch-timeout", EnvVars: []string{"IMAGE_FETCH_TIMEOUT"}, Value: imagefetch.DefaultTimeout, Usage: "time limit of one image download attempt", Category: cat},
 		&cli.IntFlag{Name: "fetch-attempts", EnvVars: []string{"IMAGE_FETCH_ATTEMPTS"}, Value: imagefetch.DefaultAttempts, Usage: "attempts per image for transient failures (timeouts, 5xx)", Category: cat},
@@ -37,7 +39,7 @@ func collectorFlags() []cli.Flag {
 }
 
 func readCollectorSettings(c *cli.Context) (collectorSettings, error) {
-	s := collectorSettings{group: c.String("collector-group"), fetch: imagefetch.Options{
+	s := collectorSettings{group: c.String("collector-group"), txnID: c.String("collector-transactional-id"), fetch: imagefetch.Options{
 		AllowHosts:  splitCSV(c.String("fetch-allow-hosts")),
 		Timeout:     c.Duration("fetch-timeout"),
 		Attempts:    c.Int("fetch-attempts"),
@@ -47,6 +49,8 @@ func readCollectorSettings(c *cli.Context) (collectorSettings, error) {
 	switch {
 	case s.group == "":
 		return s, usageErr("--collector-group is empty")
+	case strings.ContainsAny(s.txnID, " \t\n"):
+		return s, usageErr("--collector-transactional-id %q: use no white space", s.txnID)
 	case s.fetch.Timeout <= 0:
 		return s, usageErr("--fetch-timeout %s: want a positive duration such as 10s", s.fetch.Timeout)
 	case s.fetch.Attempts < 1 || s.fetch.Attempts > 20:
@@ -140,6 +144,8 @@ func runCollector(ctx context.Context, e *env, s collectorSettings) error {
 		Fetcher:       fetcher,
 		Log:           e.log.With("component", "collector"),
 		Registerer:    e.metrics,
+		// Empty unless given: collector.New picks a random one.
+		TransactionalID: s.txnID,
 	})
 	if err != nil {
 		return err

@@ -56,6 +56,14 @@ type Config struct {
 	// transactional id; it must be unique among live instances.
 	// DefaultInstanceID() when empty.
 	InstanceID string
+	// TransactionalID, when set, is the instance's transactional id as is.
+	// Give it a name that stays the same across restarts and is unique among
+	// live instances (a StatefulSet's pod name): the restarted instance's
+	// first transaction then fences its predecessor and aborts the
+	// transaction it left open, instead of leaving it to the transaction
+	// timeout while read_committed readers wait behind it. Empty: one derived
+	// from InstanceID with a random suffix.
+	TransactionalID string
 	// CaseSensitive makes this instance match case-sensitively whatever the
 	// filter state says.
 	CaseSensitive bool
@@ -134,6 +142,9 @@ func New(cfg Config) (*Streamer, error) {
 	if strings.ContainsAny(cfg.InstanceID, " \t\n/") {
 		return nil, fmt.Errorf("streamer: instance id %q: use letters, digits, '-', '_' or '.'", cfg.InstanceID)
 	}
+	if strings.ContainsAny(cfg.TransactionalID, " \t\n") {
+		return nil, fmt.Errorf("streamer: transactional id %q: use no white space", cfg.TransactionalID)
+	}
 	if cfg.MaxBatch == 0 {
 		cfg.MaxBatch = DefaultMaxBatch
 	}
@@ -157,12 +168,16 @@ func New(cfg Config) (*Streamer, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The group's generation fences a zombie (KIP-447), so the
+	// transactional id only has to be unique; the random suffix keeps two
+	// instances given the same id from fencing each other.
+	txnID := cfg.TransactionalID
+	if txnID == "" {
+		txnID = "shopstream-streamer-" + cfg.InstanceID + "-" + randomHex(4)
+	}
 	s := &Streamer{
-		cfg: cfg,
-		// The group's generation fences a zombie (KIP-447), so the
-		// transactional id only has to be unique; the random suffix keeps
-		// two instances given the same id from fencing each other.
-		txnID: "shopstream-streamer-" + cfg.InstanceID + "-" + randomHex(4),
+		cfg:   cfg,
+		txnID: txnID,
 		m:     m,
 		layouts: layoutCache{
 			serde: cfg.Serde, ours: cfg.Serde.Schemas().Schema(records.KindProduct),
@@ -260,6 +275,10 @@ func (s *Streamer) sessionOpts(kp *kprom.Metrics) []kgo.Opt {
 		kgo.TransactionalID(s.txnID),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.ConsumerGroup(s.cfg.Group),
+		// franz-go's default, named so that it stays: an instance joining or
+		// leaving moves only the partitions that must move, and the session
+		// aborts only when this instance loses partitions.
+		kgo.Balancers(kgo.CooperativeStickyBalancer()),
 		kgo.ConsumeTopics(s.cfg.Topics.Products),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.RequireStableFetchOffsets(),

@@ -142,6 +142,9 @@ func New(o Options) (*Collector, error) {
 func (c *Collector) Run(ctx context.Context) error {
 	opts := append([]kgo.Opt{
 		kgo.ConsumerGroup(c.o.Group),
+		// franz-go's default, named so that it stays: a scale event moves
+		// only the partitions that must move.
+		kgo.Balancers(kgo.CooperativeStickyBalancer()),
 		kgo.ConsumeTopics(c.o.ProductTopic),
 		kgo.TransactionalID(c.o.TransactionalID),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),

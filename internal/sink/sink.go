@@ -126,6 +126,9 @@ func (s *Sink) Topics() []string {
 func (s *Sink) KafkaOpts() []kgo.Opt {
 	return []kgo.Opt{
 		kgo.ConsumerGroup(s.opts.Group),
+		// franz-go's default, named so that it stays: a scale event moves
+		// only the partitions that must move.
+		kgo.Balancers(kgo.CooperativeStickyBalancer()),
 		kgo.ConsumeTopics(s.Topics()...),
 		kgo.DisableAutoCommit(),
 		// Rebalances wait until the polled batch is written, so a partition
