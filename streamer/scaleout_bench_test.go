@@ -18,6 +18,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/shopstream/shopstream/internal/topicread"
 )
 
 // BenchmarkScaleOut runs the real `shopstream streamer` binary as separate
@@ -104,7 +106,7 @@ func BenchmarkScaleOut(b *testing.B) {
 
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		var got []*kgo.Record
-		if err := ReadTopic(ctx, e.base, e.topics.Filtered, 0, func(r *kgo.Record) { got = append(got, r) }); err != nil {
+		if err := topicread.Read(ctx, e.base, e.topics.Filtered, topicread.Options{}, func(r *kgo.Record) error { got = append(got, r); return nil }); err != nil {
 			cancel()
 			b.Fatal(err)
 		}
