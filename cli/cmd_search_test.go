@@ -23,7 +23,7 @@ import (
 type searchStack struct {
 	ctx   context.Context
 	args  []string // connection flags
-	topic config.Topics
+	topic records.Topics
 	admin *kadm.Client
 	serde *records.Serde
 	kafka *kgo.Client
@@ -38,7 +38,7 @@ func newSearchStack(t *testing.T) *searchStack {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { stack.Close() })
-	s := &searchStack{ctx: ctx, topic: config.Default().Topics,
+	s := &searchStack{ctx: ctx, topic: records.DefaultTopics(),
 		args: []string{"--kafka-brokers", strings.Join(stack.KafkaBrokers, ","), "--schema-registry-url", stack.RegistryURL}}
 	if s.kafka, err = kgo.NewClient(kgo.SeedBrokers(stack.KafkaBrokers...)); err != nil {
 		t.Fatal(err)

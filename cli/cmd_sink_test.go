@@ -21,7 +21,6 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/shopstream/shopstream/environment"
-	"github.com/shopstream/shopstream/internal/config"
 	"github.com/shopstream/shopstream/internal/pgcluster/pgtest"
 	"github.com/shopstream/shopstream/internal/records"
 )
@@ -66,7 +65,7 @@ func sinkRig(t *testing.T) (stack *environment.Stack, dsn string, keys []string)
 	// A cluster of the test's own: package main has no TestMain to stop a
 	// shared one.
 	dsn = pgtest.Cluster(t).DSN
-	topics := config.Default().Topics
+	topics := records.DefaultTopics()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(stack.KafkaBrokers...))
 	if err != nil {
 		t.Fatal(err)

@@ -142,7 +142,7 @@ var metricRef = regexp.MustCompile(`\bshopstream_sink_[a-z_]+`)
 // sink metric they name is one the sink exports.
 func TestDashboardsAndAlertsNameRealMetrics(t *testing.T) {
 	names := metricNames{}
-	if _, err := sink.New(sink.Options{Topics: config.Default().Topics, Store: &pgstore.Store{}, Serde: &records.Serde{}, Registerer: names}); err != nil {
+	if _, err := sink.New(sink.Options{Topics: records.DefaultTopics(), Store: &pgstore.Store{}, Serde: &records.Serde{}, Registerer: names}); err != nil {
 		t.Fatal(err)
 	}
 	exists := func(ref string) bool {

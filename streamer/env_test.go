@@ -15,7 +15,6 @@ import (
 	"github.com/twmb/franz-go/pkg/sr"
 
 	"github.com/shopstream/shopstream/environment"
-	"github.com/shopstream/shopstream/internal/config"
 	"github.com/shopstream/shopstream/internal/records"
 )
 
@@ -24,7 +23,7 @@ import (
 type testEnv struct {
 	t      testing.TB
 	stack  *environment.Stack
-	topics config.Topics
+	topics records.Topics
 	base   []kgo.Opt
 	serde  *records.Serde
 	cl     *kgo.Client
@@ -39,7 +38,7 @@ func newTestEnv(t testing.TB, partitions int32) *testEnv {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = stack.Close() })
-	e := &testEnv{t: t, stack: stack, topics: config.Default().Topics}
+	e := &testEnv{t: t, stack: stack, topics: records.DefaultTopics()}
 	e.base = []kgo.Opt{kgo.SeedBrokers(stack.KafkaBrokers...)}
 	if e.cl, err = kgo.NewClient(append(e.base, kgo.ProducerLinger(0))...); err != nil {
 		t.Fatal(err)

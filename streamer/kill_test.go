@@ -16,7 +16,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sr"
 
-	"github.com/shopstream/shopstream/internal/config"
 	"github.com/shopstream/shopstream/internal/records"
 )
 
@@ -59,7 +58,7 @@ func runChild(id string) int {
 	s, err := New(Config{
 		Kafka:  []kgo.Opt{kgo.SeedBrokers(strings.Split(os.Getenv(childBrokersEnv), ",")...), kgo.ClientID(id)},
 		Serde:  records.NewSerde(schemas, reg),
-		Topics: config.Default().Topics, InstanceID: id, HeartbeatInterval: 200 * time.Millisecond,
+		Topics: records.DefaultTopics(), InstanceID: id, HeartbeatInterval: 200 * time.Millisecond,
 		SessionTimeout: killSessionTimeout, TransactionTimeout: killTxnTimeout,
 		Registerer: prometheus.NewRegistry(),
 	})

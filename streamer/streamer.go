@@ -20,7 +20,6 @@ import (
 	"github.com/twmb/franz-go/plugin/kprom"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/shopstream/shopstream/internal/config"
 	"github.com/shopstream/shopstream/internal/records"
 )
 
@@ -48,7 +47,7 @@ type Config struct {
 	// from (seed brokers, dial timeout, TLS, SASL).
 	Kafka  []kgo.Opt
 	Serde  *records.Serde
-	Topics config.Topics
+	Topics records.Topics
 	// Group is the consumer group; DefaultGroup when empty.
 	Group string
 	// InstanceID names the instance on the applied topic and in its

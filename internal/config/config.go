@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/urfave/cli/v2"
+
+	"github.com/shopstream/shopstream/internal/records"
 )
 
 // Config is the effective configuration of one command.
@@ -29,20 +31,8 @@ type Config struct {
 	MetricsAddr       string
 	DataDir           string
 	BlobURL           string
-	Topics            Topics
+	Topics            records.Topics
 	DialTimeout       time.Duration
-}
-
-// Topics names every topic; the seed's env vars rename them.
-type Topics struct {
-	Products         string
-	CompleteProducts string
-	Filtered         string
-	Find             string
-	Recommendations  string
-	Filter           string
-	FilterApplied    string
-	DLQ              string
 }
 
 // Embedded-stack addresses: `shopstream dev` listens here and every other
@@ -76,14 +66,14 @@ var settings = []setting{
 	{"metrics-addr", "METRICS_ADDR", "auto", "where this process serves /metrics: host:port, \"auto\" (127.0.0.1 and a port per command, see README) or \"off\"", false, func(c *Config) string { return c.MetricsAddr }},
 	{"data-dir", "SHOPSTREAM_DATA_DIR", ".data", "where the embedded stack keeps its state", false, func(c *Config) string { return c.DataDir }},
 	{"blob-url", "BLOB_URL", "", "where collected images are stored: a directory, file:///dir, s3://bucket?endpoint=…&region=…, or mem://; empty: <data-dir>/images", true, func(c *Config) string { return c.BlobURL }},
-	{"product-topic", "PRODUCT_TOPIC", "shop_products", "topic shops publish products to", false, func(c *Config) string { return c.Topics.Products }},
-	{"complete-product-topic", "PRODUCT_WITH_FULL_IMG_SET_TOPIC", "products_with_full_img_set", "topic of products whose images are all collected", false, func(c *Config) string { return c.Topics.CompleteProducts }},
-	{"filtered-topic", "PRODUCT_FILTERED_TOPIC", "analytic_products_filtered", "topic of products that passed the filter", false, func(c *Config) string { return c.Topics.Filtered }},
-	{"find-topic", "PRODUCT_FIND_TOPIC", "analytic_products_find", "topic of users' search prompts", false, func(c *Config) string { return c.Topics.Find }},
-	{"recom-topic", "PERSONAL_RECOM_TOPIC", "personal_recom", "topic of per-user recommendations", false, func(c *Config) string { return c.Topics.Recommendations }},
-	{"filter-topic", "FILTER_TOPIC", "shopstream_filter", "compacted control topic carrying the filter state", false, func(c *Config) string { return c.Topics.Filter }},
-	{"filter-applied-topic", "FILTER_APPLIED_TOPIC", "shopstream_filter_applied", "compacted topic where streamer instances report the filter version they applied", false, func(c *Config) string { return c.Topics.FilterApplied }},
-	{"dlq-topic", "DLQ_TOPIC", "shop_products_dlq", "dead-letter topic for records that cannot be processed", false, func(c *Config) string { return c.Topics.DLQ }},
+	{"product-topic", "PRODUCT_TOPIC", records.DefaultTopics().Products, "topic shops publish products to", false, func(c *Config) string { return c.Topics.Products }},
+	{"complete-product-topic", "PRODUCT_WITH_FULL_IMG_SET_TOPIC", records.DefaultTopics().CompleteProducts, "topic of products whose images are all collected", false, func(c *Config) string { return c.Topics.CompleteProducts }},
+	{"filtered-topic", "PRODUCT_FILTERED_TOPIC", records.DefaultTopics().Filtered, "topic of products that passed the filter", false, func(c *Config) string { return c.Topics.Filtered }},
+	{"find-topic", "PRODUCT_FIND_TOPIC", records.DefaultTopics().Find, "topic of users' search prompts", false, func(c *Config) string { return c.Topics.Find }},
+	{"recom-topic", "PERSONAL_RECOM_TOPIC", records.DefaultTopics().Recommendations, "topic of per-user recommendations", false, func(c *Config) string { return c.Topics.Recommendations }},
+	{"filter-topic", "FILTER_TOPIC", records.DefaultTopics().Filter, "compacted control topic carrying the filter state", false, func(c *Config) string { return c.Topics.Filter }},
+	{"filter-applied-topic", "FILTER_APPLIED_TOPIC", records.DefaultTopics().FilterApplied, "compacted topic where streamer instances report the filter version they applied", false, func(c *Config) string { return c.Topics.FilterApplied }},
+	{"dlq-topic", "DLQ_TOPIC", records.DefaultTopics().DLQ, "dead-letter topic for records that cannot be processed", false, func(c *Config) string { return c.Topics.DLQ }},
 	{"dial-timeout", "SHOPSTREAM_DIAL_TIMEOUT", "10s", "how long a command waits for Kafka, the registry or Temporal before it says it cannot reach them", false, func(c *Config) string { return c.DialTimeout.String() }},
 }
 
@@ -115,7 +105,7 @@ func FromContext(c *cli.Context) (*Config, error) {
 		MetricsAddr:       c.String("metrics-addr"),
 		DataDir:           c.String("data-dir"),
 		BlobURL:           c.String("blob-url"),
-		Topics: Topics{
+		Topics: records.Topics{
 			Products:         c.String("product-topic"),
 			CompleteProducts: c.String("complete-product-topic"),
 			Filtered:         c.String("filtered-topic"),

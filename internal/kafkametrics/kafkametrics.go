@@ -17,7 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
 
-	"github.com/shopstream/shopstream/internal/config"
+	"github.com/shopstream/shopstream/internal/records"
 )
 
 // DefaultTimeout bounds the Kafka requests of one scrape.
@@ -192,7 +192,7 @@ func (c *Collector) read() (out []prometheus.Metric, failed bool) {
 func partition(p int32) string { return strconv.FormatInt(int64(p), 10) }
 
 // TopicRoles maps shopstream's configured topics to their roles.
-func TopicRoles(t config.Topics) map[string]string {
+func TopicRoles(t records.Topics) map[string]string {
 	roles := map[string]string{}
 	for role, topic := range map[string]string{
 		"products": t.Products, "complete_products": t.CompleteProducts, "filtered": t.Filtered,

@@ -13,7 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/shopstream/shopstream/internal/config"
+	"github.com/shopstream/shopstream/internal/records"
 )
 
 func TestOffsetsAndLagAsKafkaSeesThem(t *testing.T) {
@@ -29,7 +29,7 @@ func TestOffsetsAndLagAsKafkaSeesThem(t *testing.T) {
 	}
 	defer cl.Close()
 	adm := kadm.NewClient(cl)
-	topics := config.Default().Topics
+	topics := records.DefaultTopics()
 	if _, err := adm.CreateTopic(ctx, 2, 1, nil, topics.Products); err != nil {
 		t.Fatal(err)
 	}
@@ -136,7 +136,7 @@ func TestScrapeOfAnUnreachableKafkaIsBoundedAndCounted(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	c, err := New(Options{Admin: kadm.NewClient(cl), Topics: TopicRoles(config.Default().Topics), Timeout: 500 * time.Millisecond})
+	c, err := New(Options{Admin: kadm.NewClient(cl), Topics: TopicRoles(records.DefaultTopics()), Timeout: 500 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -209,7 +209,7 @@ func BenchmarkScrape(b *testing.B) {
 	}
 	defer cl.Close()
 	adm := kadm.NewClient(cl)
-	roles := TopicRoles(config.Default().Topics)
+	roles := TopicRoles(records.DefaultTopics())
 	for topic := range roles {
 		if _, err := adm.CreateTopic(ctx, 6, 1, nil, topic); err != nil {
 			b.Fatal(err)

@@ -13,7 +13,6 @@ import (
 	"github.com/twmb/franz-go/pkg/sr"
 	"github.com/twmb/franz-go/pkg/sr/srfake"
 
-	"github.com/shopstream/shopstream/internal/config"
 	"github.com/shopstream/shopstream/internal/pgcluster/pgtest"
 	"github.com/shopstream/shopstream/internal/pgstore"
 	"github.com/shopstream/shopstream/internal/records"
@@ -38,7 +37,7 @@ func BenchmarkSinkVsCopy(b *testing.B) {
 	srv := httptest.NewServer(srfake.NewRegistry().Handler())
 	b.Cleanup(srv.Close)
 	reg, _ := sr.NewClient(sr.URLs(srv.URL))
-	topics := config.Default().Topics
+	topics := records.DefaultTopics()
 	s, err := New(Options{Group: "bench", Topics: topics, Store: store, Serde: records.NewSerde(schemas, reg)})
 	if err != nil {
 		b.Fatal(err)

@@ -14,7 +14,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sr"
 
-	"github.com/shopstream/shopstream/internal/config"
 	"github.com/shopstream/shopstream/internal/pgstore"
 	"github.com/shopstream/shopstream/internal/records"
 )
@@ -89,7 +88,7 @@ func runHelper() int {
 		fmt.Fprintln(os.Stderr, "helper:", err)
 		return 1
 	}
-	s, err := New(Options{Group: testGroup, Topics: config.Default().Topics, Store: store, Serde: records.NewSerde(schemas, reg)})
+	s, err := New(Options{Group: testGroup, Topics: records.DefaultTopics(), Store: store, Serde: records.NewSerde(schemas, reg)})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "helper:", err)
 		return 1

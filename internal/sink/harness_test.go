@@ -17,7 +17,6 @@ import (
 	"github.com/twmb/franz-go/pkg/sr"
 
 	"github.com/shopstream/shopstream/environment"
-	"github.com/shopstream/shopstream/internal/config"
 	"github.com/shopstream/shopstream/internal/pgstore"
 	"github.com/shopstream/shopstream/internal/records"
 )
@@ -28,7 +27,7 @@ const testGroup = "sink-test"
 type rig struct {
 	stack  *environment.Stack
 	serde  *records.Serde
-	topics config.Topics
+	topics records.Topics
 	prod   *kgo.Client
 	admin  *kadm.Client
 }
@@ -54,7 +53,7 @@ func newRig(t testing.TB, partitions int32) *rig {
 		t.Fatal(err)
 	}
 	t.Cleanup(prod.Close)
-	r := &rig{stack: stack, serde: records.NewSerde(schemas, reg), topics: config.Default().Topics, prod: prod, admin: kadm.NewClient(prod)}
+	r := &rig{stack: stack, serde: records.NewSerde(schemas, reg), topics: records.DefaultTopics(), prod: prod, admin: kadm.NewClient(prod)}
 	for _, name := range []string{r.topics.Products, r.topics.Filtered, r.topics.CompleteProducts, r.topics.Find, r.topics.Recommendations, r.topics.DLQ} {
 		resp, err := r.admin.CreateTopic(ctx, partitions, 1, nil, name)
 		if err == nil {

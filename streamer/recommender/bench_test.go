@@ -17,7 +17,6 @@ import (
 	"github.com/twmb/franz-go/pkg/sr/srfake"
 
 	"github.com/shopstream/shopstream/environment"
-	"github.com/shopstream/shopstream/internal/config"
 	"github.com/shopstream/shopstream/internal/records"
 )
 
@@ -235,7 +234,7 @@ func BenchmarkRebuild(b *testing.B) {
 
 	for b.Loop() {
 		cfg := Config{Brokers: stack.KafkaBrokers, Serde: records.NewSerde(schemas, reg),
-			Topics: config.Topics{Filtered: "filtered", Find: "find", Recommendations: "recom", DLQ: "dlq"}}
+			Topics: records.Topics{Filtered: "filtered", Find: "find", Recommendations: "recom", DLQ: "dlq"}}
 		if err := cfg.setDefaults(); err != nil {
 			b.Fatal(err)
 		}

@@ -17,7 +17,6 @@ import (
 	"github.com/twmb/franz-go/pkg/sr"
 
 	"github.com/shopstream/shopstream/environment"
-	"github.com/shopstream/shopstream/internal/config"
 	"github.com/shopstream/shopstream/internal/records"
 )
 
@@ -28,7 +27,7 @@ type harness struct {
 	ctx     context.Context
 	brokers []string
 	regURL  string
-	topics  config.Topics
+	topics  records.Topics
 	group   string
 	serde   *records.Serde
 	admin   *kadm.Client
@@ -49,7 +48,7 @@ func newHarness(t *testing.T) *harness {
 	t.Cleanup(func() { stack.Close() })
 	h := &harness{
 		t: t, ctx: ctx, brokers: stack.KafkaBrokers, regURL: stack.RegistryURL, group: "recommender-test",
-		topics: config.Topics{
+		topics: records.Topics{
 			Products: "shop_products", CompleteProducts: "complete", Filtered: "filtered", Find: "find",
 			Recommendations: "recom", Filter: "filter", FilterApplied: "filter_applied", DLQ: "dlq",
 		},

@@ -27,7 +27,7 @@ type Config struct {
 	// Topics names the filtered products (read whole into the table), the
 	// prompts (consumed as a group), the recommendations (written, and read
 	// back to restore users) and the dead-letter topic.
-	Topics config.Topics
+	Topics records.Topics
 	Serde  *records.Serde
 	// Group is the consumer group; DefaultGroup when empty.
 	Group string
@@ -211,7 +211,7 @@ type topicPartitions struct {
 // checkTopics makes sure every topic exists, and that prompts and
 // recommendations are co-partitioned: a user's recommendations are written
 // to, and restored from, the partition number of the user's prompts.
-func checkTopics(ctx context.Context, admin *kadm.Client, t config.Topics) (topicPartitions, error) {
+func checkTopics(ctx context.Context, admin *kadm.Client, t records.Topics) (topicPartitions, error) {
 	names := []string{t.Filtered, t.Find, t.Recommendations, t.DLQ}
 	details, err := admin.ListTopics(ctx, names...)
 	if err != nil {
