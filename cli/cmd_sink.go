@@ -13,7 +13,6 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/shopstream/shopstream/internal/clients"
-	"github.com/shopstream/shopstream/internal/config"
 	"github.com/shopstream/shopstream/internal/pgstore"
 	"github.com/shopstream/shopstream/internal/sink"
 	"github.com/shopstream/shopstream/internal/telemetry"
@@ -41,9 +40,9 @@ func sinkCommand() *cli.Command {
 			&cli.IntFlag{Name: "batch-size", EnvVars: []string{"SINK_BATCH_SIZE"}, Value: 5000, Usage: "most records written in one transaction"},
 		),
 		Action: func(c *cli.Context) error {
-			cfg, err := config.FromContext(c)
+			cfg, err := readConfig(c)
 			if err != nil {
-				return usageErr("%v", err)
+				return err
 			}
 			set := sinkSettings{group: c.String("group"), batchSize: c.Int("batch-size")}
 			if set.group == "" {

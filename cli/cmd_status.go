@@ -91,9 +91,9 @@ func statusCommand() *cli.Command {
 			&cli.DurationFlag{Name: "interval", Value: 2 * time.Second, Usage: "how long to sample rates and lag changes"},
 		),
 		Action: func(c *cli.Context) error {
-			cfg, err := config.FromContext(c)
+			cfg, err := readConfig(c)
 			if err != nil {
-				return usageErr("%v", err)
+				return err
 			}
 			if c.Duration("interval") <= 0 {
 				return usageErr("--interval %s: want a positive duration", c.Duration("interval"))

@@ -10,7 +10,6 @@ import (
 	"github.com/urfave/cli/v2"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/shopstream/shopstream/internal/config"
 	"github.com/shopstream/shopstream/internal/telemetry"
 	"github.com/shopstream/shopstream/streamer"
 	"github.com/shopstream/shopstream/streamer/recommender"
@@ -129,9 +128,9 @@ func newStreamer(e *env, o streamerOptions) (*streamer.Streamer, error) {
 }
 
 func runStreamerCommand(c *cli.Context) error {
-	cfg, err := config.FromContext(c)
+	cfg, err := readConfig(c)
 	if err != nil {
-		return usageErr("%v", err)
+		return err
 	}
 	o, err := readStreamerOptions(c)
 	if err != nil {

@@ -25,7 +25,7 @@ import (
 // logFlag is shared by the long-running commands.
 var logFlag = &cli.StringFlag{Name: "log-level", EnvVars: []string{"LOG_LEVEL"}, Value: "info", Usage: "debug, info, warn or error"}
 
-func withFlags(extra ...cli.Flag) []cli.Flag { return append(config.Flags(), extra...) }
+func withFlags(extra ...cli.Flag) []cli.Flag { return append(configFlags(), extra...) }
 
 // env is what a command has connected to; close releases it.
 type env struct {
@@ -60,9 +60,9 @@ func (e *env) close() {
 
 // connect reads the configuration and connects to what the command needs.
 func connect(c *cli.Context, needKafka, needTemporal bool) (*env, error) {
-	cfg, err := config.FromContext(c)
+	cfg, err := readConfig(c)
 	if err != nil {
-		return nil, usageErr("%v", err)
+		return nil, err
 	}
 	logger, err := commandLogger(c)
 	if err != nil {

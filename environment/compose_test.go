@@ -99,8 +99,8 @@ func TestComposeStackAndProfiles(t *testing.T) {
 	}
 	// Every env var a shopstream service gets is a setting shopstream reads.
 	known := map[string]bool{}
-	for _, row := range config.EnvTable() {
-		known[row[1]] = true
+	for _, s := range config.Settings() {
+		known[s.Env] = true
 	}
 	known["LOG_LEVEL"] = true
 	// Flags of one command (cli/cmd_collector.go), not shared settings.
