@@ -22,6 +22,7 @@ import (
 	"github.com/twmb/franz-go/pkg/sr/srfake"
 	"go.temporal.io/sdk/testsuite"
 
+	"github.com/shopstream/shopstream/internal/clients"
 	"github.com/shopstream/shopstream/internal/records"
 	"github.com/shopstream/shopstream/internal/shopgen"
 	"github.com/shopstream/shopstream/workflows"
@@ -71,7 +72,11 @@ func newKafkaFixture(t testing.TB) *kafkaFixture {
 
 func (f *kafkaFixture) emulate(t testing.TB, reg prometheus.Registerer) *Emulate {
 	t.Helper()
-	e, err := NewEmulate(f.brokers, f.admin, f.serde, reg)
+	k, err := clients.NewKafka(clients.KafkaOptions{Brokers: f.brokers})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := NewEmulate(k, f.admin, f.serde, reg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,7 @@ import (
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/shopstream/shopstream/environment"
+	"github.com/shopstream/shopstream/internal/clients"
 	"github.com/shopstream/shopstream/internal/records"
 	"github.com/shopstream/shopstream/streamer"
 	"github.com/shopstream/shopstream/workflows"
@@ -40,7 +41,11 @@ func newFilterActivities(t *testing.T) (*Filter, *kgo.Client) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &Filter{Kafka: cl, Serde: records.NewSerde(schemas, reg), Topic: "control"}, cl
+	k, err := clients.NewKafka(clients.KafkaOptions{Brokers: stack.KafkaBrokers})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &Filter{Kafka: k, Serde: records.NewSerde(schemas, reg), Topic: "control"}, cl
 }
 
 func TestPublishAndLoadFilterState(t *testing.T) {
@@ -94,7 +99,7 @@ func TestPublishAndLoadFilterState(t *testing.T) {
 	// What was published is what a streamer reads: the framed Avro
 	// FilterState under the control key.
 	var keys []string
-	err := streamer.ReadTopic(context.Background(), cl.Opts(), "control", 0, func(r *kgo.Record) { keys = append(keys, string(r.Key)) })
+	err := streamer.ReadTopic(context.Background(), f.Kafka, "control", 0, func(r *kgo.Record) { keys = append(keys, string(r.Key)) })
 	if err != nil || len(keys) != 4 || keys[0] != streamer.ControlKey {
 		t.Fatalf("control topic keys %v, %v", keys, err)
 	}

@@ -6,7 +6,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/urfave/cli/v2"
 
 	"github.com/shopstream/shopstream/internal/blobstore"
@@ -123,7 +122,7 @@ func runCollector(ctx context.Context, e *env, s collectorSettings) error {
 	fetcher := imagefetch.New(s.fetch)
 	defer fetcher.Close()
 	col, err := collector.New(collector.Options{
-		KafkaOpts:     []kgo.Opt{kgo.SeedBrokers(e.cfg.KafkaBrokers...), kgo.DialTimeout(e.cfg.DialTimeout)},
+		Kafka:         e.kafkaClients,
 		Group:         s.group,
 		ProductTopic:  e.cfg.Topics.Products,
 		CompleteTopic: e.cfg.Topics.CompleteProducts,

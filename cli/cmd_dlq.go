@@ -52,7 +52,7 @@ func listDLQ(c *cli.Context) error {
 	defer e.close()
 	ctx, cancel := context.WithTimeout(c.Context, time.Minute)
 	defer cancel()
-	dead, err := streamer.ReadDeadLetters(ctx, e.kafka.Opts(), e.cfg.Topics.DLQ, limit)
+	dead, err := streamer.ReadDeadLetters(ctx, e.kafkaClients, e.cfg.Topics.DLQ, limit)
 	if err != nil {
 		return err
 	}

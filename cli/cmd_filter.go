@@ -201,7 +201,7 @@ func waitApplied(ctx context.Context, e *env, id string, start time.Time, out io
 	}
 	fmt.Fprintf(out, "filter: %s published\n", streamer.Describe(change.Version, change.Substring, change.CaseSensitive))
 	for {
-		reps, err := streamer.ReadApplied(ctx, e.kafka.Opts(), e.cfg.Topics.FilterApplied)
+		reps, err := streamer.ReadApplied(ctx, e.kafkaClients, e.cfg.Topics.FilterApplied)
 		if err == nil {
 			now := time.Now()
 			var live, behind int
@@ -276,7 +276,7 @@ type instanceView struct {
 // filterInstances reads every streamer instance's applied-filter report and
 // compares it with the desired version.
 func filterInstances(ctx context.Context, e *env, desired int64, now time.Time) ([]instanceView, error) {
-	reps, err := streamer.ReadApplied(ctx, e.kafka.Opts(), e.cfg.Topics.FilterApplied)
+	reps, err := streamer.ReadApplied(ctx, e.kafkaClients, e.cfg.Topics.FilterApplied)
 	if err != nil {
 		return nil, err
 	}

@@ -43,7 +43,7 @@ func recommenderCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			rc := recommender.ConfigFrom(cfg, e.serde, e.metrics, logger)
+			rc := recommender.ConfigFrom(cfg, e.kafkaClients, e.serde, e.metrics, logger)
 			rc.Group, rc.InstanceID, rc.TopicWait = c.String("group"), c.String("instance-id"), c.Duration("wait-for-topics")
 			rc.OnCaughtUp = func(products int) {
 				fmt.Fprintf(c.App.Writer, "recommender: table holds %d filtered products; joining prompts from %s as group %s; /metrics on %s\n",

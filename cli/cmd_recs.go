@@ -12,7 +12,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/urfave/cli/v2"
 
-	"github.com/shopstream/shopstream/internal/clients"
 	"github.com/shopstream/shopstream/internal/records"
 )
 
@@ -125,7 +124,7 @@ func readPartitions(ctx context.Context, e *env, user string, parts []int32) (*l
 	if len(pending) == 0 {
 		return res, nil
 	}
-	cl, err := clients.Kafka(ctx, e.cfg,
+	cl, err := e.kafkaClients.Connect(ctx,
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: consume}),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.KeepControlRecords())
 	if err != nil {
@@ -191,7 +190,7 @@ func showRecs(ctx context.Context, e *env, user string, follow, asJSON bool, w i
 	if !follow {
 		return nil
 	}
-	cl, err := clients.Kafka(ctx, e.cfg,
+	cl, err := e.kafkaClients.Connect(ctx,
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{e.cfg.Topics.Recommendations: res.next}),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()))
 	if err != nil {
@@ -285,7 +284,7 @@ func newRecsWatcher(ctx context.Context, e *env, user string) (*recsWatcher, err
 		return nil, fmt.Errorf("list end offsets of %s: %w", topic, err)
 	}
 	end, _ := ends.Lookup(topic, p)
-	cl, err := clients.Kafka(ctx, e.cfg,
+	cl, err := e.kafkaClients.Connect(ctx,
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: {p: kgo.NewOffset().At(end.Offset)}}),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()))
 	if err != nil {

@@ -14,6 +14,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/shopstream/shopstream/environment"
+	"github.com/shopstream/shopstream/internal/clients"
 	"github.com/shopstream/shopstream/internal/config"
 	"github.com/shopstream/shopstream/internal/records"
 	"github.com/shopstream/shopstream/streamer/recommender"
@@ -164,8 +165,12 @@ func TestSearchThenRecs(t *testing.T) {
 	done := make(chan error, 1)
 	cfg := config.Default()
 	cfg.KafkaBrokers = strings.Split(s.args[1], ",")
+	k, err := clients.KafkaFromConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
 	go func() {
-		done <- recommender.Run(rctx, recommender.Config{Brokers: cfg.KafkaBrokers, Topics: cfg.Topics, Serde: s.serde, InstanceID: "cli-test"})
+		done <- recommender.Run(rctx, recommender.Config{Kafka: k, Topics: cfg.Topics, Serde: s.serde, InstanceID: "cli-test"})
 	}()
 	t.Cleanup(func() { stop(); <-done })
 

@@ -12,7 +12,6 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/shopstream/shopstream/internal/clients"
 	"github.com/shopstream/shopstream/internal/pgstore"
 	"github.com/shopstream/shopstream/internal/sink"
 	"github.com/shopstream/shopstream/internal/telemetry"
@@ -91,7 +90,7 @@ func runSink(ctx context.Context, e *env, set sinkSettings, out io.Writer) error
 	if err != nil {
 		return err
 	}
-	cl, err := clients.Kafka(ctx, e.cfg, s.KafkaOpts()...)
+	cl, err := e.kafkaClients.Connect(ctx, s.KafkaOpts()...)
 	if err != nil {
 		return err
 	}

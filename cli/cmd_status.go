@@ -20,7 +20,7 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/workflowservice/v1"
 
-	"github.com/shopstream/shopstream/internal/clients"
+	"github.com/shopstream/shopstream/internal/clients/temporalclient"
 	"github.com/shopstream/shopstream/internal/config"
 	"github.com/shopstream/shopstream/internal/telemetry"
 	"github.com/shopstream/shopstream/workflows"
@@ -195,7 +195,7 @@ func kafkaStatus(ctx context.Context, e *env, r *statusReport, interval time.Dur
 			r.problem("dead-letter topic %s holds %d records: see `shopstream dlq list`", ts.Name, ts.Records)
 		}
 	}
-	markers := markerLag(ctx, cl.Opts(), lags1)
+	markers := markerLag(ctx, e.kafkaClients, lags1)
 	for _, l := range lags1.Sorted() {
 		if l.Error() != nil {
 			r.problem("group %s: %v", l.Group, l.Error())
@@ -236,7 +236,7 @@ func committedSum(l kadm.GroupLag) int64 {
 // Kafka as a problem instead of failing before it prints anything.
 func connectKafka(ctx context.Context, e *env) (*kgo.Client, error) {
 	if e.kafka == nil {
-		cl, err := clients.Kafka(ctx, e.cfg)
+		cl, err := e.kafkaClients.Connect(ctx)
 		if err != nil {
 			return nil, err
 		}
@@ -247,7 +247,7 @@ func connectKafka(ctx context.Context, e *env) (*kgo.Client, error) {
 
 func temporalStatus(ctx context.Context, e *env, r *statusReport, _ time.Duration) {
 	if e.temporal == nil {
-		tc, err := clients.Temporal(ctx, e.cfg, telemetry.AtLeast(e.log, slog.LevelError))
+		tc, err := temporalclient.Dial(ctx, temporalclient.FromConfig(e.cfg, telemetry.AtLeast(e.log, slog.LevelError)))
 		if err != nil {
 			r.problem("%v", err)
 			return

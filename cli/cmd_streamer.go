@@ -95,7 +95,7 @@ func streamerParts(e *env, o streamerOptions) ([]streamerPart, error) {
 	}
 	parts := []streamerPart{{"filter", s.Run, s.Ready()}}
 	if o.recommender {
-		rc := recommender.ConfigFrom(e.cfg, e.serde, e.metrics, e.log.With("component", "recommender"))
+		rc := recommender.ConfigFrom(e.cfg, e.kafkaClients, e.serde, e.metrics, e.log.With("component", "recommender"))
 		rc.Group = recommender.DefaultGroup
 		// One process, one id: unique when several instances share a host.
 		rc.InstanceID = s.InstanceID()
@@ -121,7 +121,7 @@ func runParts(ctx context.Context, parts []streamerPart) error {
 
 func newStreamer(e *env, o streamerOptions) (*streamer.Streamer, error) {
 	return streamer.New(streamer.Config{
-		Kafka: e.kafka.Opts(), Serde: e.serde, Topics: e.cfg.Topics,
+		Kafka: e.kafkaClients, Serde: e.serde, Topics: e.cfg.Topics,
 		Group: o.group, InstanceID: o.instanceID, CaseSensitive: o.caseSensitive, MaxBatch: o.maxBatch,
 		Registerer: e.metrics, Logger: e.log.With("component", "streamer"),
 	})

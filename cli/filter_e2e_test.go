@@ -20,6 +20,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/shopstream/shopstream/environment"
+	"github.com/shopstream/shopstream/internal/clients"
 	"github.com/shopstream/shopstream/internal/records"
 	"github.com/shopstream/shopstream/streamer"
 	"github.com/shopstream/shopstream/workflows"
@@ -41,6 +42,7 @@ func shopstream(ctx context.Context, args ...string) (int, string, string) {
 type filterStack struct {
 	stack *environment.Stack
 	flags []string
+	kafka *clients.Kafka
 	cl    *kgo.Client
 	serde *records.Serde
 }
@@ -50,7 +52,10 @@ func startFilterStack(t testing.TB) *filterStack {
 	stack, flags := startStack(t)
 	f := &filterStack{stack: stack, flags: flags}
 	var err error
-	if f.cl, err = kgo.NewClient(kgo.SeedBrokers(stack.KafkaBrokers...)); err != nil {
+	if f.kafka, err = clients.NewKafka(clients.KafkaOptions{Brokers: stack.KafkaBrokers}); err != nil {
+		t.Fatal(err)
+	}
+	if f.cl, err = f.kafka.NewClient(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(f.cl.Close)
@@ -107,7 +112,7 @@ func (f *filterStack) filtered(t *testing.T, keys map[string]string, want int) [
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		var got []*kgo.Record
-		err := streamer.ReadTopic(context.Background(), []kgo.Opt{kgo.SeedBrokers(f.stack.KafkaBrokers...)}, "analytic_products_filtered", 0,
+		err := streamer.ReadTopic(context.Background(), f.kafka, "analytic_products_filtered", 0,
 			func(r *kgo.Record) {
 				if _, ok := keys[string(r.Key)]; ok {
 					got = append(got, r)

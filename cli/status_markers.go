@@ -6,6 +6,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/shopstream/shopstream/internal/clients"
 )
 
 // markerProbeMax is the largest per-partition lag that markerLag reads to
@@ -19,7 +21,7 @@ const markerProbeMax = 64
 // past: it is caught up although the raw lag is not zero. For every partition
 // lagging by a little, this reads from the committed offset to the end with
 // read_committed and counts the records really there.
-func markerLag(ctx context.Context, base []kgo.Opt, lags kadm.DescribedGroupLags) map[string]int64 {
+func markerLag(ctx context.Context, k *clients.Kafka, lags kadm.DescribedGroupLags) map[string]int64 {
 	type at struct {
 		topic     string
 		partition int32
@@ -54,9 +56,7 @@ func markerLag(ctx context.Context, base []kgo.Opt, lags kadm.DescribedGroupLags
 			parts[t][p] = kgo.NewOffset().At(o)
 		}
 	}
-	opts := append(append([]kgo.Opt(nil), base...),
-		kgo.ConsumePartitions(parts), kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.FetchMaxWait(200*time.Millisecond))
-	cl, err := kgo.NewClient(opts...)
+	cl, err := k.NewClient(kgo.ConsumePartitions(parts), kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.FetchMaxWait(200*time.Millisecond))
 	if err != nil {
 		return out
 	}

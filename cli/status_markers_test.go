@@ -8,6 +8,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/shopstream/shopstream/environment"
+	"github.com/shopstream/shopstream/internal/clients"
 )
 
 // A group committed after the last record of a transaction lags by the
@@ -20,8 +21,11 @@ func TestMarkerLagTellsMarkersFromRecords(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer stack.Close()
-	base := []kgo.Opt{kgo.SeedBrokers(stack.KafkaBrokers...)}
-	admin, err := kgo.NewClient(base...)
+	k, err := clients.NewKafka(clients.KafkaOptions{Brokers: stack.KafkaBrokers})
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin, err := k.NewClient()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -30,7 +34,7 @@ func TestMarkerLagTellsMarkersFromRecords(t *testing.T) {
 	if _, err := adm.CreateTopic(ctx, 1, 1, nil, "t"); err != nil {
 		t.Fatal(err)
 	}
-	tx, err := kgo.NewClient(append(base, kgo.TransactionalID("tx"), kgo.DefaultProduceTopic("t"))...)
+	tx, err := k.NewClient(kgo.TransactionalID("tx"), kgo.DefaultProduceTopic("t"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,7 +64,7 @@ func TestMarkerLagTellsMarkersFromRecords(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := markerLag(ctx, base, lags)
+	got := markerLag(ctx, k, lags)
 	if got["caught-up"] != 1 || got["one-behind"] != 1 {
 		t.Fatalf("markers %v: want 1 for each group (the one commit marker)", got)
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/shopstream/shopstream/activities"
 	"github.com/shopstream/shopstream/environment"
 	"github.com/shopstream/shopstream/internal/clients"
+	"github.com/shopstream/shopstream/internal/clients/temporalclient"
 	"github.com/shopstream/shopstream/internal/config"
 	"github.com/shopstream/shopstream/internal/records"
 	"github.com/shopstream/shopstream/internal/telemetry"
@@ -29,14 +30,17 @@ func withFlags(extra ...cli.Flag) []cli.Flag { return append(configFlags(), extr
 
 // env is what a command has connected to; close releases it.
 type env struct {
-	cfg      *config.Config
-	log      *slog.Logger
-	kafka    *kgo.Client
-	admin    *kadm.Client
-	serde    *records.Serde
-	temporal client.Client
-	metrics  metricsRegistry
-	closers  []io.Closer
+	cfg *config.Config
+	log *slog.Logger
+	// kafkaClients makes every Kafka client of the command; kafka is the
+	// connected one the command shares.
+	kafkaClients *clients.Kafka
+	kafka        *kgo.Client
+	admin        *kadm.Client
+	serde        *records.Serde
+	temporal     client.Client
+	metrics      metricsRegistry
+	closers      []io.Closer
 }
 
 // metricsRegistry is what a process's components register their metrics on
@@ -97,11 +101,14 @@ func connectWith(ctx context.Context, cfg *config.Config, logger *slog.Logger, n
 func connectOn(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg metricsRegistry, needKafka, needTemporal bool) (*env, error) {
 	e := &env{cfg: cfg, log: logger, metrics: reg}
 	var err error
-	if e.serde, err = clients.Serde(cfg); err != nil {
+	if e.serde, err = clients.NewSerde(cfg.SchemaRegistryURL); err != nil {
+		return nil, err
+	}
+	if e.kafkaClients, err = clients.KafkaFromConfig(cfg); err != nil {
 		return nil, err
 	}
 	if needKafka {
-		if e.kafka, err = clients.Kafka(ctx, cfg); err != nil {
+		if e.kafka, err = e.kafkaClients.Connect(ctx); err != nil {
 			return nil, err
 		}
 		e.admin = kadm.NewClient(e.kafka)
@@ -114,8 +121,9 @@ func connectOn(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg
 		}
 		handler, closer := telemetry.TemporalMetrics(e.metrics)
 		e.closers = append(e.closers, closer)
-		withMetrics := func(o *client.Options) { o.MetricsHandler = handler }
-		if e.temporal, err = clients.Temporal(ctx, cfg, sdkLogger, withMetrics); err != nil {
+		o := temporalclient.FromConfig(cfg, sdkLogger)
+		o.MetricsHandler = handler
+		if e.temporal, err = temporalclient.Dial(ctx, o); err != nil {
 			e.close()
 			return nil, err
 		}
@@ -125,7 +133,7 @@ func connectOn(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg
 
 // activities builds every activity family over the env's clients.
 func (e *env) activities() workers.Activities {
-	emulate, err := activities.NewEmulate(e.cfg.KafkaBrokers, e.admin, e.serde, e.metrics, kgo.DialTimeout(e.cfg.DialTimeout))
+	emulate, err := activities.NewEmulate(e.kafkaClients, e.admin, e.serde, e.metrics)
 	if err != nil {
 		e.log.Error("emulation activities not registered", "err", err)
 	}
@@ -138,6 +146,6 @@ func (e *env) activities() workers.Activities {
 			HTTP:       &http.Client{Timeout: 30 * time.Second},
 			Connectors: environment.ConnectorConfigs(),
 		},
-		Filter: &activities.Filter{Kafka: e.kafka, Serde: e.serde, Topic: e.cfg.Topics.Filter},
+		Filter: &activities.Filter{Kafka: e.kafkaClients, Serde: e.serde, Topic: e.cfg.Topics.Filter},
 	}
 }

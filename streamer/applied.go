@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/shopstream/shopstream/internal/clients"
 )
 
 // AppliedReport is what one instance says about itself on the applied topic
@@ -40,10 +42,10 @@ func (r AppliedReport) Live(now time.Time) bool {
 
 // ReadApplied returns the newest report of every instance that did not stop
 // cleanly, sorted by instance id.
-func ReadApplied(ctx context.Context, base []kgo.Opt, topic string) ([]AppliedReport, error) {
+func ReadApplied(ctx context.Context, k *clients.Kafka, topic string) ([]AppliedReport, error) {
 	latest := map[string]*AppliedReport{}
 	var bad error
-	err := ReadTopic(ctx, base, topic, time.Second, func(r *kgo.Record) {
+	err := ReadTopic(ctx, k, topic, time.Second, func(r *kgo.Record) {
 		if r.Value == nil {
 			delete(latest, string(r.Key))
 			return

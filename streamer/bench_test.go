@@ -81,7 +81,7 @@ func benchThroughput(b *testing.B, e *testEnv, passEach int, ceiling bool) {
 	}()
 	waitMember(b, e.admin, group)
 
-	input, err := kgo.NewClient(append(e.base, kgo.TransactionalID(fmt.Sprintf("bench-input-%d", n)), kgo.ProducerLinger(5*time.Millisecond))...)
+	input, err := e.kafka.NewClient(kgo.TransactionalID(fmt.Sprintf("bench-input-%d", n)), kgo.ProducerLinger(5*time.Millisecond))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -124,7 +124,7 @@ func benchThroughput(b *testing.B, e *testEnv, passEach int, ceiling bool) {
 		want = (b.N + passEach - 1) / passEach
 	}
 	got := 0
-	if err := ReadTopic(ctx, e.base, topics.Filtered, 0, func(*kgo.Record) { got++ }); err != nil {
+	if err := ReadTopic(ctx, e.kafka, topics.Filtered, 0, func(*kgo.Record) { got++ }); err != nil {
 		b.Fatal(err)
 	}
 	if got != want {

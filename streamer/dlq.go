@@ -11,6 +11,7 @@ import (
 
 	"github.com/shopstream/shopstream/internal/deadletter"
 
+	"github.com/shopstream/shopstream/internal/clients"
 	"github.com/shopstream/shopstream/internal/records"
 )
 
@@ -124,11 +125,11 @@ func ParseDeadLetter(r *kgo.Record) DeadLetter {
 
 // ReadDeadLetters returns the newest limit records of the dead-letter topic
 // (all when limit <= 0), oldest first.
-func ReadDeadLetters(ctx context.Context, base []kgo.Opt, topic string, limit int) ([]DeadLetter, error) {
+func ReadDeadLetters(ctx context.Context, k *clients.Kafka, topic string, limit int) ([]DeadLetter, error) {
 	var out []DeadLetter
 	// The newest limit of the topic are among the newest limit of each
 	// partition (plus a transaction marker after each record at most).
-	err := ReadTopicTail(ctx, base, topic, 2*int64(max(limit, 0)), time.Second, func(r *kgo.Record) {
+	err := ReadTopicTail(ctx, k, topic, 2*int64(max(limit, 0)), time.Second, func(r *kgo.Record) {
 		out = append(out, ParseDeadLetter(r))
 	})
 	if err != nil {

@@ -15,6 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/sr"
 
 	"github.com/shopstream/shopstream/environment"
+	"github.com/shopstream/shopstream/internal/clients"
 	"github.com/shopstream/shopstream/internal/records"
 )
 
@@ -24,7 +25,7 @@ type testEnv struct {
 	t      testing.TB
 	stack  *environment.Stack
 	topics records.Topics
-	base   []kgo.Opt
+	kafka  *clients.Kafka
 	serde  *records.Serde
 	cl     *kgo.Client
 	admin  *kadm.Client
@@ -39,8 +40,10 @@ func newTestEnv(t testing.TB, partitions int32) *testEnv {
 	}
 	t.Cleanup(func() { _ = stack.Close() })
 	e := &testEnv{t: t, stack: stack, topics: records.DefaultTopics()}
-	e.base = []kgo.Opt{kgo.SeedBrokers(stack.KafkaBrokers...)}
-	if e.cl, err = kgo.NewClient(append(e.base, kgo.ProducerLinger(0))...); err != nil {
+	if e.kafka, err = clients.NewKafka(clients.KafkaOptions{Brokers: stack.KafkaBrokers}); err != nil {
+		t.Fatal(err)
+	}
+	if e.cl, err = e.kafka.NewClient(kgo.ProducerLinger(0)); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(e.cl.Close)
@@ -78,7 +81,7 @@ func (e *testEnv) config(id string) Config {
 	// Its own serde, as in its own process: it must learn writer schemas
 	// from the registry, not from the cache of the serde that encoded them.
 	return Config{
-		Kafka: append(append([]kgo.Opt(nil), e.base...), kgo.ClientID(id)), Serde: records.NewSerde(e.serde.Schemas(), e.serde.Registry()), Topics: e.topics, InstanceID: id,
+		Kafka: e.kafka.With(kgo.ClientID(id)), Serde: records.NewSerde(e.serde.Schemas(), e.serde.Registry()), Topics: e.topics, InstanceID: id,
 		HeartbeatInterval: 200 * time.Millisecond, Registerer: prometheus.NewRegistry(),
 		Logger: testLogger(e.t, id),
 	}
@@ -232,7 +235,7 @@ func (e *testEnv) read(topic string) []*kgo.Record {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	var out []*kgo.Record
-	if err := ReadTopic(ctx, e.base, topic, 0, func(r *kgo.Record) { out = append(out, r) }); err != nil {
+	if err := ReadTopic(ctx, e.kafka, topic, 0, func(r *kgo.Record) { out = append(out, r) }); err != nil {
 		e.t.Fatal(err)
 	}
 	return out

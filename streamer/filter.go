@@ -103,7 +103,7 @@ type control struct {
 }
 
 func newControl(cfg *Config, m *metrics) (*control, error) {
-	cl, err := kgo.NewClient(readerOpts(cfg.Kafka, cfg.Topics.Filter)...)
+	cl, err := cfg.Kafka.NewClient(readerOpts(cfg.Topics.Filter)...)
 	if err != nil {
 		return nil, fmt.Errorf("create the reader of control topic %s: %w", cfg.Topics.Filter, err)
 	}

@@ -9,6 +9,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/shopstream/shopstream/internal/clients"
 )
 
 // ErrNoTopic says a topic the streamer needs does not exist.
@@ -74,32 +76,31 @@ func (c *catchUp) done() bool {
 
 // readerOpts are the options of a plain (no group) read_committed reader of
 // topic from its start.
-func readerOpts(base []kgo.Opt, topic string) []kgo.Opt {
-	return append(append([]kgo.Opt(nil), base...),
+func readerOpts(topic string) []kgo.Opt {
+	return []kgo.Opt{
 		kgo.ConsumeTopics(topic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.KeepControlRecords(),
-		kgo.FetchMaxWait(250*time.Millisecond),
-	)
+		kgo.FetchMaxWait(250 * time.Millisecond),
+	}
 }
 
 // ReadTopic reads topic from its start up to the end it had when the call
 // began, as a read_committed consumer outside any group, and hands every
-// data record to each. base carries the connection options (seed brokers,
-// TLS, SASL).
+// data record to each, with clients made by k.
 //
 // A compacted topic can lose its newest offset (a tombstone cleaned away);
 // idle > 0 then stops the read once no record came for that long. With idle
 // 0 the read waits for every offset, bounded by ctx.
-func ReadTopic(ctx context.Context, base []kgo.Opt, topic string, idle time.Duration, each func(*kgo.Record)) error {
-	return ReadTopicTail(ctx, base, topic, 0, idle, each)
+func ReadTopic(ctx context.Context, k *clients.Kafka, topic string, idle time.Duration, each func(*kgo.Record)) error {
+	return ReadTopicTail(ctx, k, topic, 0, idle, each)
 }
 
 // ReadTopicTail is ReadTopic over only the last tail offsets of each
 // partition (tail <= 0: all of them).
-func ReadTopicTail(ctx context.Context, base []kgo.Opt, topic string, tail int64, idle time.Duration, each func(*kgo.Record)) error {
-	adm, err := kgo.NewClient(base...)
+func ReadTopicTail(ctx context.Context, k *clients.Kafka, topic string, tail int64, idle time.Duration, each func(*kgo.Record)) error {
+	adm, err := k.NewClient()
 	if err != nil {
 		return fmt.Errorf("create a reader of topic %s: %w", topic, err)
 	}
@@ -115,13 +116,12 @@ func ReadTopicTail(ctx context.Context, base []kgo.Opt, topic string, tail int64
 		}
 		from[p] = kgo.NewOffset().At(cu.next[p])
 	}
-	opts := append(append([]kgo.Opt(nil), base...),
+	cl, err := k.NewClient(
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: from}),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.KeepControlRecords(),
 		kgo.FetchMaxWait(250*time.Millisecond),
 	)
-	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		return fmt.Errorf("create a reader of topic %s: %w", topic, err)
 	}

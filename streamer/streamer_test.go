@@ -207,7 +207,7 @@ func TestInstancesShareTwelvePartitionsExactlyOnce(t *testing.T) {
 	// All three report themselves live, with the filter they applied.
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		reps, err := ReadApplied(context.Background(), e.base, e.topics.FilterApplied)
+		reps, err := ReadApplied(context.Background(), e.kafka, e.topics.FilterApplied)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -272,7 +272,7 @@ func TestInstancesShareTwelvePartitionsExactlyOnce(t *testing.T) {
 	if m := groups[DefaultGroup].Members; len(m) != 0 {
 		t.Errorf("%d members still in the group after every instance stopped", len(m))
 	}
-	reps, err := ReadApplied(context.Background(), e.base, e.topics.FilterApplied)
+	reps, err := ReadApplied(context.Background(), e.kafka, e.topics.FilterApplied)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -394,7 +394,7 @@ func TestMalformedRecordsGoToTheDeadLetterTopic(t *testing.T) {
 	e.waitProcessed(DefaultGroup, 30*time.Second)
 	expectSameKeys(t, e.read(e.topics.Filtered), append([]string{"good", "tombstone"}, later...))
 
-	listed, err := ReadDeadLetters(ctx, e.base, e.topics.DLQ, 4)
+	listed, err := ReadDeadLetters(ctx, e.kafka, e.topics.DLQ, 4)
 	if err != nil || len(listed) != 4 {
 		t.Fatalf("ReadDeadLetters(limit 4) = %d records, %v", len(listed), err)
 	}

@@ -29,6 +29,7 @@ import (
 	"github.com/shopstream/shopstream/environment"
 	"github.com/shopstream/shopstream/internal/blobstore"
 	"github.com/shopstream/shopstream/internal/catalog"
+	"github.com/shopstream/shopstream/internal/clients"
 	"github.com/shopstream/shopstream/internal/collector"
 	"github.com/shopstream/shopstream/internal/imagefetch"
 	"github.com/shopstream/shopstream/internal/imageserver"
@@ -154,8 +155,12 @@ func newRigWith(t *testing.T, bucket blobstore.Store) *rig {
 		Timeout:    400 * time.Millisecond, Attempts: 2, Backoff: 20 * time.Millisecond,
 		MaxBytes: 32 << 10, Registerer: r.reg,
 	})
+	k, err := clients.NewKafka(clients.KafkaOptions{Brokers: stack.KafkaBrokers})
+	if err != nil {
+		t.Fatal(err)
+	}
 	r.colOpts = collector.Options{
-		KafkaOpts:    []kgo.Opt{kgo.SeedBrokers(stack.KafkaBrokers...)},
+		Kafka:        k,
 		ProductTopic: productTopic, CompleteTopic: completeTopic, DLQTopic: dlqTopic,
 		Serde: r.serde, Store: r.store, Blobs: r.bucket, Fetcher: fetcher,
 		Log:        slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})),

@@ -17,6 +17,7 @@ import (
 	"github.com/twmb/franz-go/pkg/sr/srfake"
 
 	"github.com/shopstream/shopstream/environment"
+	"github.com/shopstream/shopstream/internal/clients"
 	"github.com/shopstream/shopstream/internal/records"
 )
 
@@ -193,7 +194,11 @@ func BenchmarkRebuild(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer stack.Close()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(stack.KafkaBrokers...), kgo.ProducerLinger(5*time.Millisecond), kgo.MaxBufferedRecords(100_000))
+	k, err := clients.NewKafka(clients.KafkaOptions{Brokers: stack.KafkaBrokers})
+	if err != nil {
+		b.Fatal(err)
+	}
+	cl, err := k.NewClient(kgo.ProducerLinger(5*time.Millisecond), kgo.MaxBufferedRecords(100_000))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -233,7 +238,7 @@ func BenchmarkRebuild(b *testing.B) {
 	b.Logf("produced %d products in %s", benchProducts, time.Since(t0).Round(time.Millisecond))
 
 	for b.Loop() {
-		cfg := Config{Brokers: stack.KafkaBrokers, Serde: records.NewSerde(schemas, reg),
+		cfg := Config{Kafka: k, Serde: records.NewSerde(schemas, reg),
 			Topics: records.Topics{Filtered: "filtered", Find: "find", Recommendations: "recom", DLQ: "dlq"}}
 		if err := cfg.setDefaults(); err != nil {
 			b.Fatal(err)

@@ -17,22 +17,23 @@ import (
 	"github.com/twmb/franz-go/pkg/sr"
 
 	"github.com/shopstream/shopstream/environment"
+	"github.com/shopstream/shopstream/internal/clients"
 	"github.com/shopstream/shopstream/internal/records"
 )
 
 // harness is an embedded Kafka and schema registry with the recommender's
 // topics, and the producers a test writes its input with.
 type harness struct {
-	t       *testing.T
-	ctx     context.Context
-	brokers []string
-	regURL  string
-	topics  records.Topics
-	group   string
-	serde   *records.Serde
-	admin   *kadm.Client
-	plain   *kgo.Client // prompts, as `shopstream search` writes them
-	txn     *kgo.Client // filtered products, in transactions as the streamer writes them
+	t      *testing.T
+	ctx    context.Context
+	kafka  *clients.Kafka
+	regURL string
+	topics records.Topics
+	group  string
+	serde  *records.Serde
+	admin  *kadm.Client
+	plain  *kgo.Client // prompts, as `shopstream search` writes them
+	txn    *kgo.Client // filtered products, in transactions as the streamer writes them
 }
 
 const testPartitions = 3
@@ -47,11 +48,14 @@ func newHarness(t *testing.T) *harness {
 	}
 	t.Cleanup(func() { stack.Close() })
 	h := &harness{
-		t: t, ctx: ctx, brokers: stack.KafkaBrokers, regURL: stack.RegistryURL, group: "recommender-test",
+		t: t, ctx: ctx, regURL: stack.RegistryURL, group: "recommender-test",
 		topics: records.Topics{
 			Products: "shop_products", CompleteProducts: "complete", Filtered: "filtered", Find: "find",
 			Recommendations: "recom", Filter: "filter", FilterApplied: "filter_applied", DLQ: "dlq",
 		},
+	}
+	if h.kafka, err = clients.NewKafka(clients.KafkaOptions{Brokers: stack.KafkaBrokers}); err != nil {
+		t.Fatal(err)
 	}
 	h.serde = h.newSerde()
 	admCl := h.client()
@@ -92,7 +96,7 @@ func (h *harness) newSerde() *records.Serde {
 
 func (h *harness) client(opts ...kgo.Opt) *kgo.Client {
 	h.t.Helper()
-	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(h.brokers...)}, opts...)...)
+	cl, err := h.kafka.NewClient(opts...)
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -144,14 +148,14 @@ func (h *harness) start(id string, hooks *testHooks) *instance {
 		logLevel = slog.LevelInfo
 	}
 	cfg := Config{
-		Brokers: h.brokers, Topics: h.topics, Serde: h.newSerde(),
+		Topics: h.topics, Serde: h.newSerde(),
 		Group: h.group, InstanceID: id, TransactionTimeout: 10 * time.Second,
 		Registerer: in.reg,
 		Logger:     slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: logLevel})).With("instance", id),
-		KafkaOpts: []kgo.Opt{
-			kgo.SessionTimeout(6 * time.Second), kgo.HeartbeatInterval(300 * time.Millisecond),
-			kgo.RebalanceTimeout(10 * time.Second),
-		},
+		Kafka: h.kafka.With(
+			kgo.SessionTimeout(6*time.Second), kgo.HeartbeatInterval(300*time.Millisecond),
+			kgo.RebalanceTimeout(10*time.Second),
+		),
 		hooks: hooks,
 	}
 	go func() {

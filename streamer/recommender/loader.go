@@ -26,7 +26,7 @@ type loader struct {
 }
 
 func newLoader(cfg *Config, table *Table, admin *kadm.Client, m *metrics) (*loader, error) {
-	cl, err := kgo.NewClient(cfg.kafkaOpts(
+	cl, err := cfg.Kafka.NewClient(
 		kgo.ConsumeTopics(cfg.Topics.Filtered),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		// The streamer writes the topic in transactions: aborted products
@@ -35,7 +35,7 @@ func newLoader(cfg *Config, table *Table, admin *kadm.Client, m *metrics) (*load
 		// Commit markers are kept so that the reader sees its position
 		// reach the end offset even when a partition ends with one.
 		kgo.KeepControlRecords(),
-	)...)
+	)
 	if err != nil {
 		return nil, fmt.Errorf("create the table's Kafka client: %w", err)
 	}

@@ -48,11 +48,11 @@ func (j *joiner) restore(ctx context.Context, parts []int32) (map[int32]map[stri
 		consume[p] = kgo.NewOffset().AtStart()
 	}
 	if len(pending) > 0 {
-		cl, err := kgo.NewClient(j.cfg.kafkaOpts(
+		cl, err := j.cfg.Kafka.NewClient(
 			kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: consume}),
 			kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 			kgo.KeepControlRecords(),
-		)...)
+		)
 		if err != nil {
 			return nil, fmt.Errorf("create a Kafka client to restore %s: %w", topic, err)
 		}
