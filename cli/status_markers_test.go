@@ -7,8 +7,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/shopstream/shopstream/environment"
-	"github.com/shopstream/shopstream/internal/clients"
+	"github.com/shopstream/shopstream/internal/kafkatest"
 )
 
 // A group committed after the last record of a transaction lags by the
@@ -16,29 +15,10 @@ import (
 // still has that record to read.
 func TestMarkerLagTellsMarkersFromRecords(t *testing.T) {
 	ctx := context.Background()
-	stack, err := environment.Start(ctx, environment.Options{StartKafka: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stack.Close()
-	k, err := clients.NewKafka(clients.KafkaOptions{Brokers: stack.KafkaBrokers})
-	if err != nil {
-		t.Fatal(err)
-	}
-	admin, err := k.NewClient()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer admin.Close()
-	adm := kadm.NewClient(admin)
-	if _, err := adm.CreateTopic(ctx, 1, 1, nil, "t"); err != nil {
-		t.Fatal(err)
-	}
-	tx, err := k.NewClient(kgo.TransactionalID("tx"), kgo.DefaultProduceTopic("t"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tx.Close()
+	kc := kafkatest.Start(t)
+	adm := kc.Admin()
+	kc.CreateTopic(1, nil, "t")
+	tx := kc.Client(kgo.TransactionalID("tx"), kgo.DefaultProduceTopic("t"))
 	if err := tx.BeginTransaction(); err != nil {
 		t.Fatal(err)
 	}
@@ -64,7 +44,7 @@ func TestMarkerLagTellsMarkersFromRecords(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := markerLag(ctx, k, lags)
+	got := markerLag(ctx, kc.Kafka, lags)
 	if got["caught-up"] != 1 || got["one-behind"] != 1 {
 		t.Fatalf("markers %v: want 1 for each group (the one commit marker)", got)
 	}

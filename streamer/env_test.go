@@ -12,10 +12,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/sr"
 
-	"github.com/shopstream/shopstream/environment"
 	"github.com/shopstream/shopstream/internal/clients"
+	"github.com/shopstream/shopstream/internal/kafkatest"
 	"github.com/shopstream/shopstream/internal/records"
 )
 
@@ -23,7 +22,7 @@ import (
 // the streamer's topics created, as `shopstream bootstrap` creates them.
 type testEnv struct {
 	t      testing.TB
-	stack  *environment.Stack
+	kc     *kafkatest.Cluster
 	topics records.Topics
 	kafka  *clients.Kafka
 	serde  *records.Serde
@@ -34,29 +33,10 @@ type testEnv struct {
 func newTestEnv(t testing.TB, partitions int32) *testEnv {
 	t.Helper()
 	ctx := context.Background()
-	stack, err := environment.Start(ctx, environment.Options{StartKafka: true, StartRegistry: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = stack.Close() })
-	e := &testEnv{t: t, stack: stack, topics: records.DefaultTopics()}
-	if e.kafka, err = clients.NewKafka(clients.KafkaOptions{Brokers: stack.KafkaBrokers}); err != nil {
-		t.Fatal(err)
-	}
-	if e.cl, err = e.kafka.NewClient(kgo.ProducerLinger(0)); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(e.cl.Close)
+	kc := kafkatest.Start(t)
+	e := &testEnv{t: t, kc: kc, topics: records.DefaultTopics(), kafka: kc.Kafka, serde: kc.Serde}
+	e.cl = kc.Client(kgo.ProducerLinger(0))
 	e.admin = kadm.NewClient(e.cl)
-	reg, err := sr.NewClient(sr.URLs(stack.RegistryURL))
-	if err != nil {
-		t.Fatal(err)
-	}
-	schemas, err := records.ParseSchemas()
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.serde = records.NewSerde(schemas, reg)
 	compact := map[string]*string{"cleanup.policy": kadm.StringPtr("compact")}
 	for _, c := range []struct {
 		name       string
@@ -81,7 +61,7 @@ func (e *testEnv) config(id string) Config {
 	// Its own serde, as in its own process: it must learn writer schemas
 	// from the registry, not from the cache of the serde that encoded them.
 	return Config{
-		Kafka: e.kafka.With(kgo.ClientID(id)), Serde: records.NewSerde(e.serde.Schemas(), e.serde.Registry()), Topics: e.topics, InstanceID: id,
+		Kafka: e.kafka.With(kgo.ClientID(id)), Serde: e.kc.NewSerde(), Topics: e.topics, InstanceID: id,
 		HeartbeatInterval: 200 * time.Millisecond, Registerer: prometheus.NewRegistry(),
 		Logger: testLogger(e.t, id),
 	}

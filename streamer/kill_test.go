@@ -87,7 +87,7 @@ func TestKilledInstanceLosesAndDuplicatesNothing(t *testing.T) {
 
 	child := exec.Command(os.Args[0], "-test.run=^$")
 	child.Env = append(os.Environ(), childEnv+"=victim",
-		childBrokersEnv+"="+strings.Join(e.stack.KafkaBrokers, ","), childRegistryEnv+"="+e.stack.RegistryURL)
+		childBrokersEnv+"="+strings.Join(e.kc.Brokers, ","), childRegistryEnv+"="+e.kc.RegistryURL)
 	child.Stderr = os.Stderr
 	stdout, err := child.StdoutPipe()
 	if err != nil {

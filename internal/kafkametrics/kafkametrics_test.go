@@ -10,24 +10,15 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/shopstream/shopstream/internal/kafkatest"
 	"github.com/shopstream/shopstream/internal/records"
 )
 
 func TestOffsetsAndLagAsKafkaSeesThem(t *testing.T) {
 	ctx := context.Background()
-	cluster, err := kfake.NewCluster(kfake.NumBrokers(1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cluster.Close()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(cluster.ListenAddrs()...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
+	cl := kafkatest.Start(t).Client(kgo.RecordPartitioner(kgo.ManualPartitioner()))
 	adm := kadm.NewClient(cl)
 	topics := records.DefaultTopics()
 	if _, err := adm.CreateTopic(ctx, 2, 1, nil, topics.Products); err != nil {
@@ -198,17 +189,7 @@ func valueOf(t *testing.T, g prometheus.Gatherer, name, topic string) float64 {
 // topics of 6 partitions, and four groups with committed offsets.
 func BenchmarkScrape(b *testing.B) {
 	ctx := context.Background()
-	cluster, err := kfake.NewCluster(kfake.NumBrokers(1))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer cluster.Close()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(cluster.ListenAddrs()...))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer cl.Close()
-	adm := kadm.NewClient(cl)
+	adm := kafkatest.Start(b).Admin()
 	roles := TopicRoles(records.DefaultTopics())
 	for topic := range roles {
 		if _, err := adm.CreateTopic(ctx, 6, 1, nil, topic); err != nil {

@@ -66,7 +66,7 @@ func TestSinkSendsBadRecordsToTheDeadLetterTopic(t *testing.T) {
 	defer stop()
 
 	want := map[int64]string{1: "decode", 2: "decode", 3: "decode", 4: "invalid", 5: "invalid", 6: "refused", 7: "invalid"}
-	dl, err := kgo.NewClient(kgo.SeedBrokers(r.stack.KafkaBrokers...), kgo.ConsumeTopics(r.topics.DLQ), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	dl, err := r.kc.Kafka.NewClient(kgo.ConsumeTopics(r.topics.DLQ), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	if err != nil {
 		t.Fatal(err)
 	}

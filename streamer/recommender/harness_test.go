@@ -14,10 +14,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/sr"
 
-	"github.com/shopstream/shopstream/environment"
 	"github.com/shopstream/shopstream/internal/clients"
+	"github.com/shopstream/shopstream/internal/kafkatest"
 	"github.com/shopstream/shopstream/internal/records"
 )
 
@@ -26,8 +25,8 @@ import (
 type harness struct {
 	t      *testing.T
 	ctx    context.Context
+	kc     *kafkatest.Cluster
 	kafka  *clients.Kafka
-	regURL string
 	topics records.Topics
 	group  string
 	serde  *records.Serde
@@ -42,20 +41,13 @@ func newHarness(t *testing.T) *harness {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	stack, err := environment.Start(ctx, environment.Options{StartKafka: true, StartRegistry: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { stack.Close() })
+	kc := kafkatest.Start(t)
 	h := &harness{
-		t: t, ctx: ctx, regURL: stack.RegistryURL, group: "recommender-test",
+		t: t, ctx: ctx, kc: kc, kafka: kc.Kafka, group: "recommender-test",
 		topics: records.Topics{
 			Products: "shop_products", CompleteProducts: "complete", Filtered: "filtered", Find: "find",
 			Recommendations: "recom", Filter: "filter", FilterApplied: "filter_applied", DLQ: "dlq",
 		},
-	}
-	if h.kafka, err = clients.NewKafka(clients.KafkaOptions{Brokers: stack.KafkaBrokers}); err != nil {
-		t.Fatal(err)
 	}
 	h.serde = h.newSerde()
 	admCl := h.client()
@@ -81,27 +73,11 @@ func newHarness(t *testing.T) *harness {
 	return h
 }
 
-func (h *harness) newSerde() *records.Serde {
-	h.t.Helper()
-	schemas, err := records.ParseSchemas()
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	reg, err := sr.NewClient(sr.URLs(h.regURL))
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	return records.NewSerde(schemas, reg)
-}
+func (h *harness) newSerde() *records.Serde { return h.kc.NewSerde() }
 
 func (h *harness) client(opts ...kgo.Opt) *kgo.Client {
 	h.t.Helper()
-	cl, err := h.kafka.NewClient(opts...)
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	h.t.Cleanup(cl.Close)
-	return cl
+	return h.kc.Client(opts...)
 }
 
 // instance is one running recommender.
