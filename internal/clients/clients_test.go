@@ -2,7 +2,6 @@ package clients_test
 
 import (
 	"context"
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +10,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/shopstream/shopstream/internal/clients"
+	"github.com/shopstream/shopstream/internal/testtool"
 )
 
 func TestNewKafkaRefusesNoBrokers(t *testing.T) {
@@ -72,21 +72,8 @@ func TestKafkaClientsReachTheCluster(t *testing.T) {
 func TestConnectToASilentBrokerSaysWhatToDo(t *testing.T) {
 	// A broker that accepts connections and never answers: only the dial
 	// timeout ends the wait.
-	silent, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer silent.Close()
-	go func() {
-		for {
-			c, err := silent.Accept()
-			if err != nil {
-				return
-			}
-			defer c.Close()
-		}
-	}()
-	k, err := clients.NewKafka(clients.KafkaOptions{Brokers: []string{silent.Addr().String()}, DialTimeout: 500 * time.Millisecond})
+	silent := testtool.SilentListener(t)
+	k, err := clients.NewKafka(clients.KafkaOptions{Brokers: []string{silent}, DialTimeout: 500 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,7 +82,7 @@ func TestConnectToASilentBrokerSaysWhatToDo(t *testing.T) {
 	if took := time.Since(start); took > 5*time.Second {
 		t.Errorf("took %s to give up, want about the 500ms dial timeout", took)
 	}
-	for _, want := range []string{"cannot reach Kafka at " + silent.Addr().String() + " within 500ms", "shopstream dev", "KAFKA_BROKERS"} {
+	for _, want := range []string{"cannot reach Kafka at " + silent + " within 500ms", "shopstream dev", "KAFKA_BROKERS"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("error %v does not say %q", err, want)
 		}

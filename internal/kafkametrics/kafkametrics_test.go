@@ -2,7 +2,6 @@ package kafkametrics
 
 import (
 	"context"
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/shopstream/shopstream/internal/kafkatest"
 	"github.com/shopstream/shopstream/internal/records"
+	"github.com/shopstream/shopstream/internal/testtool"
 )
 
 func TestOffsetsAndLagAsKafkaSeesThem(t *testing.T) {
@@ -108,21 +108,7 @@ shopstream_kafka_scrape_errors_total 0
 // A Kafka that accepts connections and never answers makes a scrape count
 // an error within the timeout, instead of hanging /metrics.
 func TestScrapeOfAnUnreachableKafkaIsBoundedAndCounted(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			defer c.Close() // held open, never answered
-		}
-	}()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(ln.Addr().String()))
+	cl, err := kgo.NewClient(kgo.SeedBrokers(testtool.SilentListener(t)))
 	if err != nil {
 		t.Fatal(err)
 	}
