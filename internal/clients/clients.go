@@ -71,12 +71,6 @@ func KafkaFromConfig(cfg *config.Config) (*Kafka, error) {
 	return NewKafka(KafkaOptions{Brokers: cfg.KafkaBrokers, DialTimeout: cfg.DialTimeout})
 }
 
-// Brokers are the seed brokers.
-func (k *Kafka) Brokers() []string { return append([]string(nil), k.brokers...) }
-
-// DialTimeout is how long a connection attempt may take.
-func (k *Kafka) DialTimeout() time.Duration { return k.dialTimeout }
-
 // Opts returns the base options followed by extra, in a new slice, for the
 // rare caller that must hand options to code that builds its own client.
 func (k *Kafka) Opts(extra ...kgo.Opt) []kgo.Opt {
