@@ -8,6 +8,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.temporal.io/sdk/activity"
 
+	"github.com/shopstream/shopstream/internal/clients"
 	"github.com/shopstream/shopstream/internal/records"
 	"github.com/shopstream/shopstream/internal/topicread"
 	"github.com/shopstream/shopstream/streamer"
@@ -17,9 +18,8 @@ import (
 // Filter implements the StreamFilter workflow's activities: it writes filter
 // states to the compacted control topic and reads the newest one back.
 type Filter struct {
-	// Kafka is the process's client; its options seed the activity's own
-	// producer and readers.
-	Kafka *kgo.Client
+	// Kafka makes the activity's own producer and readers.
+	Kafka *clients.Kafka
 	Serde *records.Serde
 	// Topic is the control topic.
 	Topic string
@@ -34,7 +34,7 @@ type Filter struct {
 // lives as long as the worker process.
 func (f *Filter) publisher() (*kgo.Client, error) {
 	f.once.Do(func() {
-		f.producer, f.err = kgo.NewClient(append(f.Kafka.Opts(), kgo.ProducerLinger(0))...)
+		f.producer, f.err = f.Kafka.NewClient(kgo.ProducerLinger(0))
 		if f.err != nil {
 			f.err = fmt.Errorf("create the control-topic producer: %w", f.err)
 		}
@@ -70,7 +70,7 @@ func (f *Filter) PublishFilterState(ctx context.Context, in workflows.PublishFil
 func (f *Filter) LoadFilterState(ctx context.Context, _ workflows.LoadFilterStateInput) (workflows.LoadFilterStateResult, error) {
 	var res workflows.LoadFilterStateResult
 	log := activity.GetLogger(ctx)
-	err := topicread.Read(ctx, f.Kafka.Opts(), f.Topic, topicread.Options{}, func(r *kgo.Record) error {
+	err := topicread.Read(ctx, f.Kafka, f.Topic, topicread.Options{}, func(r *kgo.Record) error {
 		if r.Value == nil {
 			return nil
 		}

@@ -7,7 +7,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/urfave/cli/v2"
 
 	"github.com/shopstream/shopstream/internal/blobstore"
@@ -133,7 +132,7 @@ func runCollector(ctx context.Context, e *env, s collectorSettings) error {
 	}
 	defer fetcher.Close()
 	col, err := collector.New(collector.Options{
-		KafkaOpts:     []kgo.Opt{kgo.SeedBrokers(e.cfg.KafkaBrokers...), kgo.DialTimeout(e.cfg.DialTimeout)},
+		Kafka:         e.kafkaClients,
 		Group:         s.group,
 		ProductTopic:  e.cfg.Topics.Products,
 		CompleteTopic: e.cfg.Topics.CompleteProducts,

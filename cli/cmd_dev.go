@@ -88,9 +88,9 @@ func devCommand() *cli.Command {
 
 func runDev(c *cli.Context) error {
 	t0 := time.Now()
-	cfg, err := config.FromContext(c)
+	cfg, err := readConfig(c)
 	if err != nil {
-		return usageErr("%v", err)
+		return err
 	}
 	ts, err := readTopicSettings(c)
 	if err != nil {

@@ -63,7 +63,7 @@ func listDLQ(c *cli.Context) error {
 	defer e.close()
 	ctx, cancel := context.WithTimeout(c.Context, time.Minute)
 	defer cancel()
-	dead, err := deadletter.Read(ctx, e.kafka.Opts(), e.cfg.Topics.DLQ, limit)
+	dead, err := deadletter.Read(ctx, e.kafkaClients, e.cfg.Topics.DLQ, limit)
 	if err != nil {
 		return err
 	}

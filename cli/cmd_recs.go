@@ -109,7 +109,7 @@ func readLatest(ctx context.Context, e *env, user string) (*latestRec, error) {
 
 func readPartitions(ctx context.Context, e *env, user string, parts []int32) (*latestRec, error) {
 	topic := e.cfg.Topics.Recommendations
-	rd, err := topicread.Open(ctx, e.kafka.Opts(), topic, topicread.Options{Partitions: parts})
+	rd, err := topicread.Open(ctx, e.kafkaClients, topic, topicread.Options{Partitions: parts})
 	if err != nil {
 		return nil, err
 	}
@@ -217,7 +217,7 @@ func newRecsWatcher(ctx context.Context, e *env, user string) (*recsWatcher, err
 	if err != nil {
 		return nil, err
 	}
-	rd, err := topicread.Open(ctx, e.kafka.Opts(), e.cfg.Topics.Recommendations, topicread.Options{Partitions: []int32{p}, FromEnd: true})
+	rd, err := topicread.Open(ctx, e.kafkaClients, e.cfg.Topics.Recommendations, topicread.Options{Partitions: []int32{p}, FromEnd: true})
 	if err != nil {
 		return nil, err
 	}

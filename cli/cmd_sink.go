@@ -12,8 +12,6 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/shopstream/shopstream/internal/clients"
-	"github.com/shopstream/shopstream/internal/config"
 	"github.com/shopstream/shopstream/internal/sink"
 	"github.com/shopstream/shopstream/internal/telemetry"
 )
@@ -40,9 +38,9 @@ func sinkCommand() *cli.Command {
 			&cli.IntFlag{Name: "batch-size", EnvVars: []string{"SINK_BATCH_SIZE"}, Value: 5000, Usage: "most records written in one transaction"},
 		),
 		Action: func(c *cli.Context) error {
-			cfg, err := config.FromContext(c)
+			cfg, err := readConfig(c)
 			if err != nil {
-				return usageErr("%v", err)
+				return err
 			}
 			set := sinkSettings{group: c.String("group"), batchSize: c.Int("batch-size")}
 			if set.group == "" {
@@ -90,7 +88,7 @@ func runSink(ctx context.Context, e *env, set sinkSettings, out io.Writer) error
 	if err != nil {
 		return err
 	}
-	cl, err := clients.Kafka(ctx, e.cfg, s.KafkaOpts()...)
+	cl, err := e.kafkaClients.Connect(ctx, s.KafkaOpts()...)
 	if err != nil {
 		return err
 	}

@@ -19,7 +19,7 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/workflowservice/v1"
 
-	"github.com/shopstream/shopstream/internal/clients"
+	"github.com/shopstream/shopstream/internal/clients/temporalclient"
 	"github.com/shopstream/shopstream/internal/config"
 	"github.com/shopstream/shopstream/internal/health"
 	"github.com/shopstream/shopstream/internal/telemetry"
@@ -92,9 +92,9 @@ func statusCommand() *cli.Command {
 			&cli.DurationFlag{Name: "interval", Value: 2 * time.Second, Usage: "how long to sample rates and lag changes"},
 		),
 		Action: func(c *cli.Context) error {
-			cfg, err := config.FromContext(c)
+			cfg, err := readConfig(c)
 			if err != nil {
-				return usageErr("%v", err)
+				return err
 			}
 			if c.Duration("interval") <= 0 {
 				return usageErr("--interval %s: want a positive duration", c.Duration("interval"))
@@ -143,7 +143,7 @@ func kafkaStatus(ctx context.Context, e *env, r *statusReport, interval time.Dur
 	if err != nil {
 		r.problem("list consumer groups: %v", err)
 	}
-	k := health.Kafka{Admin: adm, Opts: cl.Opts()}
+	k := health.Kafka{Admin: adm, Kafka: e.kafkaClients}
 	sample := func() (kadm.ListedOffsets, []health.GroupLag, bool) {
 		ends, err := adm.ListEndOffsets(ctx, topics...)
 		if err != nil {
@@ -221,7 +221,7 @@ func kafkaStatus(ctx context.Context, e *env, r *statusReport, interval time.Dur
 // Kafka as a problem instead of failing before it prints anything.
 func connectKafka(ctx context.Context, e *env) (*kgo.Client, error) {
 	if e.kafka == nil {
-		cl, err := clients.Kafka(ctx, e.cfg)
+		cl, err := e.kafkaClients.Connect(ctx)
 		if err != nil {
 			return nil, err
 		}
@@ -232,7 +232,7 @@ func connectKafka(ctx context.Context, e *env) (*kgo.Client, error) {
 
 func temporalStatus(ctx context.Context, e *env, r *statusReport, _ time.Duration) {
 	if e.temporal == nil {
-		tc, err := clients.Temporal(ctx, e.cfg, telemetry.AtLeast(e.log, slog.LevelError))
+		tc, err := temporalclient.Dial(ctx, temporalclient.FromConfig(e.cfg, telemetry.AtLeast(e.log, slog.LevelError)))
 		if err != nil {
 			r.problem("%v", err)
 			return

@@ -10,7 +10,6 @@ import (
 	"github.com/urfave/cli/v2"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/shopstream/shopstream/internal/config"
 	"github.com/shopstream/shopstream/internal/telemetry"
 	"github.com/shopstream/shopstream/streamer"
 	"github.com/shopstream/shopstream/streamer/recommender"
@@ -101,7 +100,7 @@ func streamerParts(e *env, o streamerOptions) ([]streamerPart, error) {
 	}
 	parts := []streamerPart{{"filter", s.Run, s.Ready()}}
 	if o.recommender {
-		rc := recommender.ConfigFrom(e.cfg, e.serde, e.metrics, e.log.With("component", "recommender"))
+		rc := recommender.ConfigFrom(e.cfg, e.kafkaClients, e.serde, e.metrics, e.log.With("component", "recommender"))
 		rc.Group = recommender.DefaultGroup
 		// One process, one id: unique when several instances share a host.
 		rc.InstanceID = s.InstanceID()
@@ -127,16 +126,16 @@ func runParts(ctx context.Context, parts []streamerPart) error {
 
 func newStreamer(e *env, o streamerOptions) (*streamer.Streamer, error) {
 	return streamer.New(streamer.Config{
-		Kafka: e.kafka.Opts(), Serde: e.serde, Topics: e.cfg.Topics,
+		Kafka: e.kafkaClients, Serde: e.serde, Topics: e.cfg.Topics,
 		Group: o.group, InstanceID: o.instanceID, TransactionalID: o.txnID, CaseSensitive: o.caseSensitive, MaxBatch: o.maxBatch,
 		Registerer: e.metrics, Logger: e.log.With("component", "streamer"),
 	})
 }
 
 func runStreamerCommand(c *cli.Context) error {
-	cfg, err := config.FromContext(c)
+	cfg, err := readConfig(c)
 	if err != nil {
-		return usageErr("%v", err)
+		return err
 	}
 	o, err := readStreamerOptions(c)
 	if err != nil {

@@ -92,7 +92,7 @@ func BenchmarkEmulateVsRawProducer(b *testing.B) {
 
 	// The plain producer sends the same products, generated and encoded
 	// before its clock starts.
-	serde, err := clients.Serde(cfg)
+	serde, err := clients.NewSerde(cfg.SchemaRegistryURL)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -238,7 +238,7 @@ func (te *testEnv) temporal() client.Client {
 func (te *testEnv) readCommitted(want int) (total int, keys map[string]int) {
 	te.t.Helper()
 	cfg := te.config()
-	serde, err := clients.Serde(cfg)
+	serde, err := clients.NewSerde(cfg.SchemaRegistryURL)
 	if err != nil {
 		te.t.Fatal(err)
 	}

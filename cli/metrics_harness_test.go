@@ -273,7 +273,7 @@ func runProcesses(ctx context.Context, stack *environment.Stack) (_ []exposed, e
 		return nil, err
 	}
 	defer fetcher.Close()
-	if _, err := collector.New(collector.Options{ProductTopic: t.Products, CompleteTopic: t.CompleteProducts, DLQTopic: t.DLQ,
+	if _, err := collector.New(collector.Options{Kafka: es.kafkaClients, ProductTopic: t.Products, CompleteTopic: t.CompleteProducts, DLQTopic: t.DLQ,
 		Serde: es.serde, Store: &collector.Store{}, Blobs: blobs, Fetcher: fetcher, Registerer: collectorReg}); err != nil {
 		return nil, err
 	}

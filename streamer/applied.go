@@ -11,6 +11,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/shopstream/shopstream/internal/clients"
 	"github.com/shopstream/shopstream/internal/topicread"
 )
 
@@ -42,12 +43,12 @@ func (r AppliedReport) Live(now time.Time) bool {
 
 // ReadApplied returns the newest report of every instance that did not stop
 // cleanly, sorted by instance id.
-func ReadApplied(ctx context.Context, base []kgo.Opt, topic string) ([]AppliedReport, error) {
+func ReadApplied(ctx context.Context, k *clients.Kafka, topic string) ([]AppliedReport, error) {
 	latest := map[string]*AppliedReport{}
 	var bad error
 	// The topic is compacted: its newest offset may be gone, so the read
 	// gives up after a second without records.
-	err := topicread.Read(ctx, base, topic, topicread.Options{Idle: time.Second}, func(r *kgo.Record) error {
+	err := topicread.Read(ctx, k, topic, topicread.Options{Idle: time.Second}, func(r *kgo.Record) error {
 		if r.Value == nil {
 			delete(latest, string(r.Key))
 			return nil

@@ -82,7 +82,7 @@ func benchThroughput(b *testing.B, e *testEnv, passEach int, ceiling bool) {
 	}()
 	waitMember(b, e.admin, group)
 
-	input, err := kgo.NewClient(append(e.base, kgo.TransactionalID(fmt.Sprintf("bench-input-%d", n)), kgo.ProducerLinger(5*time.Millisecond))...)
+	input, err := e.kafka.NewClient(kgo.TransactionalID(fmt.Sprintf("bench-input-%d", n)), kgo.ProducerLinger(5*time.Millisecond))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -125,7 +125,7 @@ func benchThroughput(b *testing.B, e *testEnv, passEach int, ceiling bool) {
 		want = (b.N + passEach - 1) / passEach
 	}
 	got := 0
-	if err := topicread.Read(ctx, e.base, topics.Filtered, topicread.Options{}, func(*kgo.Record) error { got++; return nil }); err != nil {
+	if err := topicread.Read(ctx, e.kafka, topics.Filtered, topicread.Options{}, func(*kgo.Record) error { got++; return nil }); err != nil {
 		b.Fatal(err)
 	}
 	if got != want {

@@ -12,10 +12,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/sr"
 
-	"github.com/shopstream/shopstream/environment"
-	"github.com/shopstream/shopstream/internal/config"
+	"github.com/shopstream/shopstream/internal/clients"
+	"github.com/shopstream/shopstream/internal/kafkatest"
 	"github.com/shopstream/shopstream/internal/records"
 	"github.com/shopstream/shopstream/internal/topicread"
 )
@@ -24,9 +23,9 @@ import (
 // the streamer's topics created, as `shopstream bootstrap` creates them.
 type testEnv struct {
 	t      testing.TB
-	stack  *environment.Stack
-	topics config.Topics
-	base   []kgo.Opt
+	kc     *kafkatest.Cluster
+	topics records.Topics
+	kafka  *clients.Kafka
 	serde  *records.Serde
 	cl     *kgo.Client
 	admin  *kadm.Client
@@ -35,27 +34,10 @@ type testEnv struct {
 func newTestEnv(t testing.TB, partitions int32) *testEnv {
 	t.Helper()
 	ctx := context.Background()
-	stack, err := environment.Start(ctx, environment.Options{StartKafka: true, StartRegistry: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = stack.Close() })
-	e := &testEnv{t: t, stack: stack, topics: config.Default().Topics}
-	e.base = []kgo.Opt{kgo.SeedBrokers(stack.KafkaBrokers...)}
-	if e.cl, err = kgo.NewClient(append(e.base, kgo.ProducerLinger(0))...); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(e.cl.Close)
+	kc := kafkatest.Start(t)
+	e := &testEnv{t: t, kc: kc, topics: records.DefaultTopics(), kafka: kc.Kafka, serde: kc.Serde}
+	e.cl = kc.Client(kgo.ProducerLinger(0))
 	e.admin = kadm.NewClient(e.cl)
-	reg, err := sr.NewClient(sr.URLs(stack.RegistryURL))
-	if err != nil {
-		t.Fatal(err)
-	}
-	schemas, err := records.ParseSchemas()
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.serde = records.NewSerde(schemas, reg)
 	compact := map[string]*string{"cleanup.policy": kadm.StringPtr("compact")}
 	for _, c := range []struct {
 		name       string
@@ -80,7 +62,7 @@ func (e *testEnv) config(id string) Config {
 	// Its own serde, as in its own process: it must learn writer schemas
 	// from the registry, not from the cache of the serde that encoded them.
 	return Config{
-		Kafka: append(append([]kgo.Opt(nil), e.base...), kgo.ClientID(id)), Serde: records.NewSerde(e.serde.Schemas(), e.serde.Registry()), Topics: e.topics, InstanceID: id,
+		Kafka: e.kafka.With(kgo.ClientID(id)), Serde: e.kc.NewSerde(), Topics: e.topics, InstanceID: id,
 		HeartbeatInterval: 200 * time.Millisecond, Registerer: prometheus.NewRegistry(),
 		Logger: testLogger(e.t, id),
 	}
@@ -234,7 +216,7 @@ func (e *testEnv) read(topic string) []*kgo.Record {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	var out []*kgo.Record
-	if err := topicread.Read(ctx, e.base, topic, topicread.Options{}, func(r *kgo.Record) error { out = append(out, r); return nil }); err != nil {
+	if err := topicread.Read(ctx, e.kafka, topic, topicread.Options{}, func(r *kgo.Record) error { out = append(out, r); return nil }); err != nil {
 		e.t.Fatal(err)
 	}
 	return out

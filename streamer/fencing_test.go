@@ -27,12 +27,8 @@ func TestStableTransactionalIDAbortsThePredecessorsTransaction(t *testing.T) {
 			ctx := context.Background()
 
 			// The predecessor died inside a transaction on the filtered topic.
-			dead, err := kgo.NewClient(append(e.base, kgo.TransactionalID("shopstream-streamer-0"),
-				kgo.TransactionTimeout(time.Minute), kgo.DefaultProduceTopic(e.topics.Filtered))...)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(dead.Close)
+			dead := e.kc.Client(kgo.TransactionalID("shopstream-streamer-0"),
+				kgo.TransactionTimeout(time.Minute), kgo.DefaultProduceTopic(e.topics.Filtered))
 			if err := dead.BeginTransaction(); err != nil {
 				t.Fatal(err)
 			}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/shopstream/shopstream/internal/clients"
 	"github.com/shopstream/shopstream/internal/deadletter"
 	"github.com/shopstream/shopstream/internal/records"
 	"github.com/shopstream/shopstream/internal/topicread"
@@ -88,7 +89,7 @@ func FilterVersion(headers []kgo.RecordHeader) (int64, bool) {
 // the hot path applies. The hot path loads it once per record, so a change
 // takes effect between two records.
 type control struct {
-	base          []kgo.Opt
+	kafka         *clients.Kafka
 	rd            *topicread.Reader // opened by load
 	serde         *records.Serde
 	topic         string
@@ -105,7 +106,7 @@ type control struct {
 
 func newControl(cfg *Config, m *metrics) *control {
 	return &control{
-		base: cfg.Kafka, serde: cfg.Serde, topic: cfg.Topics.Filter, caseSensitive: cfg.CaseSensitive,
+		kafka: cfg.Kafka, serde: cfg.Serde, topic: cfg.Topics.Filter, caseSensitive: cfg.CaseSensitive,
 		log: cfg.Logger, now: cfg.Now, m: m, changed: make(chan struct{}, 1),
 	}
 }
@@ -114,7 +115,7 @@ func newControl(cfg *Config, m *metrics) *control {
 // newest state, so an instance never starts with "everything passes" by
 // accident. An empty topic means no filter was ever set: version 0.
 func (c *control) load(ctx context.Context) error {
-	rd, err := topicread.Open(ctx, c.base, c.topic, topicread.Options{OnFetchError: c.fetchError})
+	rd, err := topicread.Open(ctx, c.kafka, c.topic, topicread.Options{OnFetchError: c.fetchError})
 	if err != nil {
 		return err
 	}

@@ -106,7 +106,7 @@ func BenchmarkScaleOut(b *testing.B) {
 
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		var got []*kgo.Record
-		if err := topicread.Read(ctx, e.base, e.topics.Filtered, topicread.Options{}, func(r *kgo.Record) error { got = append(got, r); return nil }); err != nil {
+		if err := topicread.Read(ctx, e.kafka, e.topics.Filtered, topicread.Options{}, func(r *kgo.Record) error { got = append(got, r); return nil }); err != nil {
 			cancel()
 			b.Fatal(err)
 		}
@@ -215,7 +215,7 @@ func startStreamer(b *testing.B, bin string, e *testEnv, id string) *streamerPro
 		"--recommender", "off", "--metrics-addr", "127.0.0.1:0", "--log-level", "info")
 	// Its own working directory: no .env file of the repository applies.
 	cmd.Dir = b.TempDir()
-	cmd.Env = append(os.Environ(), "KAFKA_BROKERS="+strings.Join(e.stack.KafkaBrokers, ","), "SCHEMA_REGISTRY_URL="+e.stack.RegistryURL)
+	cmd.Env = append(os.Environ(), "KAFKA_BROKERS="+strings.Join(e.kc.Brokers, ","), "SCHEMA_REGISTRY_URL="+e.kc.RegistryURL)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		b.Fatal(err)

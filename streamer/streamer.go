@@ -20,7 +20,7 @@ import (
 	"github.com/twmb/franz-go/plugin/kprom"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/shopstream/shopstream/internal/config"
+	"github.com/shopstream/shopstream/internal/clients"
 	"github.com/shopstream/shopstream/internal/deadletter"
 	"github.com/shopstream/shopstream/internal/records"
 )
@@ -45,11 +45,11 @@ const (
 
 // Config configures one streamer instance.
 type Config struct {
-	// Kafka are the connection options every client of the instance starts
-	// from (seed brokers, dial timeout, TLS, SASL).
-	Kafka  []kgo.Opt
+	// Kafka is where every client of the instance connects (seed brokers,
+	// dial timeout, TLS, SASL).
+	Kafka  *clients.Kafka
 	Serde  *records.Serde
-	Topics config.Topics
+	Topics records.Topics
 	// Group is the consumer group; DefaultGroup when empty.
 	Group string
 	// InstanceID names the instance on the applied topic and in its
@@ -124,8 +124,8 @@ func New(cfg Config) (*Streamer, error) {
 	if cfg.Serde == nil {
 		return nil, errors.New("streamer: no serde (schema registry client) given")
 	}
-	if len(cfg.Kafka) == 0 {
-		return nil, errors.New("streamer: no Kafka connection options given")
+	if cfg.Kafka == nil {
+		return nil, errors.New("streamer: no Kafka clients given")
 	}
 	t := cfg.Topics
 	for _, name := range []string{t.Products, t.Filtered, t.DLQ, t.Filter, t.FilterApplied} {
@@ -240,7 +240,7 @@ func (s *Streamer) Run(ctx context.Context) error {
 		return fmt.Errorf("register the Kafka client metrics: %w", err)
 	}
 	defer s.cfg.Registerer.Unregister(kc)
-	sess, err := kgo.NewGroupTransactSession(s.sessionOpts(kp)...)
+	sess, err := s.cfg.Kafka.WithLogger(log).NewGroupTransactSession(s.sessionOpts(kp)...)
 	if err != nil {
 		return fmt.Errorf("create the group transact session: %w", err)
 	}
@@ -271,7 +271,7 @@ func (s *Streamer) Run(ctx context.Context) error {
 
 func (s *Streamer) sessionOpts(kp *kprom.Metrics) []kgo.Opt {
 	log := s.cfg.Logger
-	opts := append(append([]kgo.Opt(nil), s.cfg.Kafka...),
+	opts := []kgo.Opt{
 		kgo.TransactionalID(s.txnID),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.ConsumerGroup(s.cfg.Group),
@@ -283,14 +283,13 @@ func (s *Streamer) sessionOpts(kp *kprom.Metrics) []kgo.Opt {
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.RequireStableFetchOffsets(),
 		kgo.WithHooks(kp),
-		kgo.WithLogger(kgoLogger{log}),
 		kgo.OnPartitionsAssigned(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
 			log.Info("partitions assigned", "partitions", m)
 		}),
 		kgo.OnPartitionsRevoked(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
 			log.Info("partitions revoked", "partitions", m)
 		}),
-	)
+	}
 	if s.cfg.SessionTimeout > 0 {
 		opts = append(opts, kgo.SessionTimeout(s.cfg.SessionTimeout))
 	}
@@ -303,9 +302,9 @@ func (s *Streamer) sessionOpts(kp *kprom.Metrics) []kgo.Opt {
 // waitForTopics waits until every topic the instance uses exists: `shopstream
 // dev` starts the streamer before its bootstrap creates them.
 func (s *Streamer) waitForTopics(ctx context.Context) error {
-	cl, err := kgo.NewClient(s.cfg.Kafka...)
+	cl, err := s.cfg.Kafka.NewClient()
 	if err != nil {
-		return fmt.Errorf("create a Kafka client: %w", err)
+		return err
 	}
 	defer cl.Close()
 	adm := kadm.NewClient(cl)
@@ -579,18 +578,4 @@ func (c *layoutCache) get(ctx context.Context, id int) (*Layout, error) {
 		c.lastID, c.lastLay = id, lay
 	}
 	return lay, err
-}
-
-// kgoLogger passes franz-go's warnings and errors to the instance's logger;
-// its info level narrates every transaction.
-type kgoLogger struct{ l *slog.Logger }
-
-func (k kgoLogger) Level() kgo.LogLevel { return kgo.LogLevelWarn }
-
-func (k kgoLogger) Log(level kgo.LogLevel, msg string, keyvals ...any) {
-	l := slog.LevelWarn
-	if level == kgo.LogLevelError {
-		l = slog.LevelError
-	}
-	k.l.Log(context.Background(), l, "kafka: "+msg, keyvals...)
 }

@@ -208,7 +208,7 @@ func TestInstancesShareTwelvePartitionsExactlyOnce(t *testing.T) {
 	// All three report themselves live, with the filter they applied.
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		reps, err := ReadApplied(context.Background(), e.base, e.topics.FilterApplied)
+		reps, err := ReadApplied(context.Background(), e.kafka, e.topics.FilterApplied)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -273,7 +273,7 @@ func TestInstancesShareTwelvePartitionsExactlyOnce(t *testing.T) {
 	if m := groups[DefaultGroup].Members; len(m) != 0 {
 		t.Errorf("%d members still in the group after every instance stopped", len(m))
 	}
-	reps, err := ReadApplied(context.Background(), e.base, e.topics.FilterApplied)
+	reps, err := ReadApplied(context.Background(), e.kafka, e.topics.FilterApplied)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -395,7 +395,7 @@ func TestMalformedRecordsGoToTheDeadLetterTopic(t *testing.T) {
 	e.waitProcessed(DefaultGroup, 30*time.Second)
 	expectSameKeys(t, e.read(e.topics.Filtered), append([]string{"good", "tombstone"}, later...))
 
-	listed, err := deadletter.Read(ctx, e.base, e.topics.DLQ, 4)
+	listed, err := deadletter.Read(ctx, e.kafka, e.topics.DLQ, 4)
 	if err != nil || len(listed) != 4 {
 		t.Fatalf("deadletter.Read(limit 4) = %d records, %v", len(listed), err)
 	}

@@ -25,6 +25,7 @@ import (
 
 	"github.com/shopstream/shopstream/internal/blobstore"
 	"github.com/shopstream/shopstream/internal/catalog"
+	"github.com/shopstream/shopstream/internal/clients"
 	"github.com/shopstream/shopstream/internal/imagefetch"
 	"github.com/shopstream/shopstream/internal/records"
 	"github.com/shopstream/shopstream/internal/telemetry"
@@ -35,8 +36,8 @@ const DefaultGroup = "shopstream-collector"
 
 // Options configures a Collector.
 type Options struct {
-	// KafkaOpts reach the brokers (seed brokers, dial timeout).
-	KafkaOpts []kgo.Opt
+	// Kafka is where the collector's client connects.
+	Kafka *clients.Kafka
 	// Group is the consumer group (DefaultGroup).
 	Group string
 	// TransactionalID must be unique per running instance; empty: a random one.
@@ -76,8 +77,8 @@ type Collector struct {
 
 // New checks o and builds a Collector.
 func New(o Options) (*Collector, error) {
-	if o.Serde == nil || o.Store == nil || o.Blobs == nil || o.Fetcher == nil {
-		return nil, errors.New("collector needs a serde, a store, blob storage and a fetcher")
+	if o.Kafka == nil || o.Serde == nil || o.Store == nil || o.Blobs == nil || o.Fetcher == nil {
+		return nil, errors.New("collector needs Kafka clients, a serde, a store, blob storage and a fetcher")
 	}
 	if o.ProductTopic == "" || o.CompleteTopic == "" || o.DLQTopic == "" {
 		return nil, errors.New("collector needs the product, complete-product and dead-letter topics")
@@ -140,7 +141,7 @@ func New(o Options) (*Collector, error) {
 
 // Run consumes until ctx ends; it returns nil on a clean stop.
 func (c *Collector) Run(ctx context.Context) error {
-	opts := append([]kgo.Opt{
+	sess, err := c.o.Kafka.NewGroupTransactSession(
 		kgo.ConsumerGroup(c.o.Group),
 		// franz-go's default, named so that it stays: a scale event moves
 		// only the partitions that must move.
@@ -150,9 +151,8 @@ func (c *Collector) Run(ctx context.Context) error {
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.RequireStableFetchOffsets(),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.TransactionTimeout(2 * time.Minute),
-	}, c.o.KafkaOpts...)
-	sess, err := kgo.NewGroupTransactSession(opts...)
+		kgo.TransactionTimeout(2*time.Minute),
+	)
 	if err != nil {
 		return fmt.Errorf("create collector consumer: %w", err)
 	}

@@ -24,15 +24,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/sr"
 
-	"github.com/shopstream/shopstream/environment"
 	"github.com/shopstream/shopstream/internal/blobstore"
 	"github.com/shopstream/shopstream/internal/catalog"
 	"github.com/shopstream/shopstream/internal/collector"
 	"github.com/shopstream/shopstream/internal/deadletter"
 	"github.com/shopstream/shopstream/internal/imagefetch"
 	"github.com/shopstream/shopstream/internal/imageserver"
+	"github.com/shopstream/shopstream/internal/kafkatest"
 	"github.com/shopstream/shopstream/internal/productapi"
 	"github.com/shopstream/shopstream/internal/records"
 )
@@ -48,7 +47,7 @@ const (
 // collector and the API.
 type rig struct {
 	t       *testing.T
-	brokers []string
+	kc      *kafkatest.Cluster
 	serde   *records.Serde
 	store   *collector.Store
 	blobs   *blobstore.Local
@@ -95,30 +94,13 @@ func newRig(t *testing.T) *rig { return newRigWith(t, nil) }
 func newRigWith(t *testing.T, bucket blobstore.Store) *rig {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	stack, err := environment.Start(ctx, environment.Options{StartKafka: true, StartRegistry: true})
-	if err != nil {
-		t.Fatal(err)
+	kc := kafkatest.Start(t)
+	r := &rig{t: t, kc: kc, serde: kc.Serde, reg: prometheus.NewRegistry()}
+	for _, topic := range []string{productTopic, completeTopic, dlqTopic} {
+		kc.CreateTopic(3, nil, topic)
 	}
-	r := &rig{t: t, brokers: stack.KafkaBrokers, reg: prometheus.NewRegistry()}
-
-	admin, err := kgo.NewClient(kgo.SeedBrokers(stack.KafkaBrokers...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := kadm.NewClient(admin).CreateTopics(ctx, 3, 1, nil, productTopic, completeTopic, dlqTopic); err != nil {
-		t.Fatal(err)
-	}
-	admin.Close()
-	schemas, err := records.ParseSchemas()
-	if err != nil {
-		t.Fatal(err)
-	}
-	regcl, err := sr.NewClient(sr.URLs(stack.RegistryURL))
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.serde = records.NewSerde(schemas, regcl)
 	r.store = collector.NewTestStore(t)
+	var err error
 	if r.blobs, err = blobstore.NewLocal(filepath.Join(t.TempDir(), "images")); err != nil {
 		t.Fatal(err)
 	}
@@ -157,7 +139,7 @@ func newRigWith(t *testing.T, bucket blobstore.Store) *rig {
 		t.Fatal(err)
 	}
 	r.colOpts = collector.Options{
-		KafkaOpts:    []kgo.Opt{kgo.SeedBrokers(stack.KafkaBrokers...)},
+		Kafka:        kc.Kafka,
 		ProductTopic: productTopic, CompleteTopic: completeTopic, DLQTopic: dlqTopic,
 		Serde: r.serde, Store: r.store, Blobs: r.bucket, Fetcher: fetcher,
 		Log:        slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
@@ -165,11 +147,7 @@ func newRigWith(t *testing.T, bucket blobstore.Store) *rig {
 	}
 	stopCollector := r.startCollector(ctx)
 
-	producer, err := kgo.NewClient(kgo.SeedBrokers(stack.KafkaBrokers...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	api, err := productapi.New(productapi.Options{Kafka: producer, Serde: r.serde, ProductTopic: productTopic, Catalog: r.store, Registerer: r.reg, Gatherer: r.reg})
+	api, err := productapi.New(productapi.Options{Kafka: kc.Client(), Serde: r.serde, ProductTopic: productTopic, Catalog: r.store, Registerer: r.reg, Gatherer: r.reg})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -180,8 +158,6 @@ func newRigWith(t *testing.T, bucket blobstore.Store) *rig {
 		stopCollector()
 		cancel()
 		r.images.Close()
-		producer.Close()
-		stack.Close()
 	})
 	return r
 }
@@ -279,7 +255,7 @@ func images(body map[string]any) []map[string]any {
 // topicRecords reads every committed record of a topic.
 func (r *rig) topicRecords(topic string) []*kgo.Record {
 	r.t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(r.brokers...), kgo.ConsumeTopics(topic),
+	cl, err := r.kc.Kafka.NewClient(kgo.ConsumeTopics(topic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchIsolationLevel(kgo.ReadCommitted()))
 	if err != nil {
 		r.t.Fatal(err)
@@ -708,11 +684,7 @@ func TestCollectIntoABucket(t *testing.T) {
 // the collector goes on.
 func TestUndecodableRecordsAreDeadLettered(t *testing.T) {
 	r := newRig(t)
-	cl, err := kgo.NewClient(kgo.SeedBrokers(r.brokers...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
+	cl := r.kc.Client()
 	p := records.Product{MallID: "m1", ProductID: "other", Name: "x", Price: records.Price{Amount: "1", Currency: "USD"}}
 	val, err := r.serde.Encode(context.Background(), nil, productTopic, &p)
 	if err != nil {

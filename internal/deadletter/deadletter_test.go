@@ -9,10 +9,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/shopstream/shopstream/internal/kafkatest"
 	"github.com/shopstream/shopstream/internal/records"
 )
 
@@ -81,21 +80,10 @@ func TestVocabularyNamesEveryReasonOnce(t *testing.T) {
 // Dead letters of several components, one without a detail, read back
 // newest last, each explained.
 func TestReadExplainsEveryComponentsLetters(t *testing.T) {
-	kf, err := kfake.NewCluster(kfake.NumBrokers(1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer kf.Close()
-	base := []kgo.Opt{kgo.SeedBrokers(kf.ListenAddrs()...)}
-	cl, err := kgo.NewClient(base...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
+	kc := kafkatest.Start(t)
+	kc.CreateTopic(2, nil, "dlq")
+	cl := kc.Client()
 	ctx := context.Background()
-	if _, err := kadm.NewClient(cl).CreateTopic(ctx, 2, 1, nil, "dlq"); err != nil {
-		t.Fatal(err)
-	}
 	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	src := func(topic string, off int64) *kgo.Record {
 		return &kgo.Record{Topic: topic, Partition: 1, Offset: off, Key: []byte("k"), Value: []byte("v")}
@@ -109,7 +97,7 @@ func TestReadExplainsEveryComponentsLetters(t *testing.T) {
 	if err := cl.ProduceSync(ctx, sent...).FirstErr(); err != nil {
 		t.Fatal(err)
 	}
-	got, err := Read(ctx, base, "dlq", 3)
+	got, err := Read(ctx, kc.Kafka, "dlq", 3)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/shopstream/shopstream/internal/clients"
 	"github.com/shopstream/shopstream/internal/topicread"
 )
 
@@ -64,14 +65,14 @@ func Parse(r *kgo.Record) Letter {
 }
 
 // Read returns the newest limit records of the dead-letter topic (all when
-// limit <= 0), oldest first. base carries the connection options.
-func Read(ctx context.Context, base []kgo.Opt, topic string, limit int) ([]Letter, error) {
+// limit <= 0), oldest first, with clients made by k.
+func Read(ctx context.Context, k *clients.Kafka, topic string, limit int) ([]Letter, error) {
 	var out []Letter
 	// The newest limit of the topic are among the newest limit of each
 	// partition (plus a transaction marker after each record at most). The
 	// topic may be compacted: a second without records ends the read.
 	o := topicread.Options{Tail: 2 * int64(max(limit, 0)), Idle: time.Second}
-	err := topicread.Read(ctx, base, topic, o, func(r *kgo.Record) error {
+	err := topicread.Read(ctx, k, topic, o, func(r *kgo.Record) error {
 		out = append(out, Parse(r))
 		return nil
 	})

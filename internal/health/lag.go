@@ -24,6 +24,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/shopstream/shopstream/internal/clients"
 	"github.com/shopstream/shopstream/internal/topicread"
 )
 
@@ -36,12 +37,12 @@ const MarkerProbeMax = 64
 // probeTimeout bounds the read that tells records from markers.
 const probeTimeout = 3 * time.Second
 
-// Kafka is where health reads from: Admin lists offsets and groups; Opts are
-// the connection options (brokers, TLS, SASL) of the short-lived
-// read_committed reader that tells records from transaction markers.
+// Kafka is where health reads from: Admin lists offsets and groups; Kafka
+// makes the short-lived read_committed reader that tells records from
+// transaction markers.
 type Kafka struct {
 	Admin *kadm.Client
-	Opts  []kgo.Opt
+	Kafka *clients.Kafka
 }
 
 // Offsets are a partition's offsets.
@@ -267,7 +268,7 @@ func (k Kafka) countRecords(ctx context.Context, groups []GroupLag) error {
 	found := map[tp][]int64{} // offsets of records, ascending
 	pctx, cancel := context.WithTimeout(ctx, probeTimeout)
 	defer cancel()
-	err := topicread.ReadRanges(pctx, k.Opts, ranges, func(r *kgo.Record) error {
+	err := topicread.ReadRanges(pctx, k.Kafka, ranges, func(r *kgo.Record) error {
 		at := tp{r.Topic, r.Partition}
 		found[at] = append(found[at], r.Offset)
 		return nil

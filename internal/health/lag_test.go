@@ -9,32 +9,25 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/shopstream/shopstream/internal/kafkatest"
 )
 
 type rig struct {
-	t    *testing.T
-	base []kgo.Opt
-	cl   *kgo.Client
-	adm  *kadm.Client
-	k    Kafka
+	t   *testing.T
+	kc  *kafkatest.Cluster
+	cl  *kgo.Client
+	adm *kadm.Client
+	k   Kafka
 }
 
 func newRig(t *testing.T) *rig {
 	t.Helper()
-	kf, err := kfake.NewCluster(kfake.NumBrokers(1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(kf.Close)
-	r := &rig{t: t, base: []kgo.Opt{kgo.SeedBrokers(kf.ListenAddrs()...)}}
-	if r.cl, err = kgo.NewClient(append(r.base, kgo.RecordPartitioner(kgo.ManualPartitioner()))...); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(r.cl.Close)
+	kc := kafkatest.Start(t)
+	r := &rig{t: t, kc: kc, cl: kc.Client(kgo.RecordPartitioner(kgo.ManualPartitioner()))}
 	r.adm = kadm.NewClient(r.cl)
-	r.k = Kafka{Admin: r.adm, Opts: r.base}
+	r.k = Kafka{Admin: r.adm, Kafka: kc.Kafka}
 	return r
 }
 
@@ -50,11 +43,7 @@ func (r *rig) topic(name string, partitions int32) {
 func (r *rig) txn(id, topic string, p int32, n int, end *kgo.TransactionEndTry) *kgo.Client {
 	r.t.Helper()
 	ctx := context.Background()
-	tx, err := kgo.NewClient(append(r.base, kgo.TransactionalID(id), kgo.RecordPartitioner(kgo.ManualPartitioner()))...)
-	if err != nil {
-		r.t.Fatal(err)
-	}
-	r.t.Cleanup(tx.Close)
+	tx := r.kc.Client(kgo.TransactionalID(id), kgo.RecordPartitioner(kgo.ManualPartitioner()))
 	if err := tx.BeginTransaction(); err != nil {
 		r.t.Fatal(err)
 	}

@@ -10,11 +10,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/shopstream/shopstream/internal/config"
 	"github.com/shopstream/shopstream/internal/health"
+	"github.com/shopstream/shopstream/internal/kafkatest"
+	"github.com/shopstream/shopstream/internal/records"
 )
 
 // An exactly-once consumer that read everything still has the commit and
@@ -25,19 +25,10 @@ import (
 func TestLagGaugeAndStatusSayZeroOnADrainedExactlyOncePipeline(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	cluster, err := kfake.NewCluster(kfake.NumBrokers(1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cluster.Close()
-	base := []kgo.Opt{kgo.SeedBrokers(cluster.ListenAddrs()...)}
-	cl, err := kgo.NewClient(append(base, kgo.RecordPartitioner(kgo.ManualPartitioner()))...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
+	kc := kafkatest.Start(t)
+	cl := kc.Client(kgo.RecordPartitioner(kgo.ManualPartitioner()))
 	adm := kadm.NewClient(cl)
-	topics := config.Default().Topics
+	topics := records.DefaultTopics()
 	for _, name := range []string{topics.Products, topics.Filtered} {
 		if _, err := adm.CreateTopic(ctx, 2, 1, nil, name); err != nil {
 			t.Fatal(err)
@@ -47,11 +38,7 @@ func TestLagGaugeAndStatusSayZeroOnADrainedExactlyOncePipeline(t *testing.T) {
 	// Shops write in transactions: two at once on partition 0, so that it
 	// ends with two commit markers, and one aborted on partition 1.
 	shop := func(id string) *kgo.Client {
-		tx, err := kgo.NewClient(append(base, kgo.TransactionalID(id), kgo.RecordPartitioner(kgo.ManualPartitioner()))...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(tx.Close)
+		tx := kc.Client(kgo.TransactionalID(id), kgo.RecordPartitioner(kgo.ManualPartitioner()))
 		if err := tx.BeginTransaction(); err != nil {
 			t.Fatal(err)
 		}
@@ -86,10 +73,10 @@ func TestLagGaugeAndStatusSayZeroOnADrainedExactlyOncePipeline(t *testing.T) {
 	// The streamer's shape: consume, produce, and commit the offsets in the
 	// same transaction, until everything committed was read.
 	const group = "shopstream-streamer"
-	sess, err := kgo.NewGroupTransactSession(append(base,
+	sess, err := kc.Kafka.NewGroupTransactSession(
 		kgo.ConsumerGroup(group), kgo.ConsumeTopics(topics.Products), kgo.TransactionalID("streamer-1"),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.RequireStableFetchOffsets(),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(200*time.Millisecond))...)
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(200*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,13 +101,13 @@ func TestLagGaugeAndStatusSayZeroOnADrainedExactlyOncePipeline(t *testing.T) {
 		read += fs.NumRecords()
 	}
 
-	c0, err := New(Options{Admin: adm, Kafka: base, Topics: TopicRoles(topics)})
+	c0, err := New(Options{Admin: adm, Kafka: kc.Kafka, Topics: TopicRoles(topics)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	reg := prometheus.NewPedanticRegistry()
 	reg.MustRegister(c0)
-	k := health.Kafka{Admin: adm, Opts: base}
+	k := health.Kafka{Admin: adm, Kafka: kc.Kafka}
 	status := func() *health.GroupLag {
 		t.Helper()
 		lags, err := k.Lags(ctx, []string{group}, nil)

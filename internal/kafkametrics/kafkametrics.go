@@ -19,10 +19,10 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/shopstream/shopstream/internal/config"
+	"github.com/shopstream/shopstream/internal/clients"
 	"github.com/shopstream/shopstream/internal/health"
+	"github.com/shopstream/shopstream/internal/records"
 )
 
 // DefaultTimeout bounds the Kafka requests of one scrape.
@@ -31,9 +31,9 @@ const DefaultTimeout = 5 * time.Second
 // Options configures a Collector.
 type Options struct {
 	Admin *kadm.Client
-	// Kafka are the connection options (brokers, TLS, SASL) of the short
-	// read that tells records from transaction markers.
-	Kafka []kgo.Opt
+	// Kafka makes the client of the short read that tells records from
+	// transaction markers.
+	Kafka *clients.Kafka
 	// Topics maps each topic to watch to its role in the pipeline
 	// (products, filtered, dlq, …), exported as the role label so that
 	// dashboards and alerts do not depend on configured topic names.
@@ -59,7 +59,7 @@ type Collector struct {
 // New builds a Collector.
 func New(o Options) (*Collector, error) {
 	if o.Admin == nil || o.Kafka == nil || len(o.Topics) == 0 {
-		return nil, errors.New("kafka metrics need an admin client, the Kafka connection options and the topics to watch")
+		return nil, errors.New("kafka metrics need an admin client, the Kafka clients and the topics to watch")
 	}
 	if o.Timeout <= 0 {
 		o.Timeout = DefaultTimeout
@@ -170,7 +170,7 @@ func (c *Collector) read() (out []prometheus.Metric, failed bool) {
 			groups = append(groups, g)
 		}
 	}
-	k := health.Kafka{Admin: c.o.Admin, Opts: c.o.Kafka}
+	k := health.Kafka{Admin: c.o.Admin, Kafka: c.o.Kafka}
 	lags, err := k.Lags(ctx, groups, func(topic string) bool { _, ours := c.o.Topics[topic]; return ours })
 	if err != nil {
 		// Better no lag than one that counts markers, which would keep an
@@ -196,7 +196,7 @@ func (c *Collector) read() (out []prometheus.Metric, failed bool) {
 func partition(p int32) string { return strconv.FormatInt(int64(p), 10) }
 
 // TopicRoles maps shopstream's configured topics to their roles.
-func TopicRoles(t config.Topics) map[string]string {
+func TopicRoles(t records.Topics) map[string]string {
 	roles := map[string]string{}
 	for role, topic := range map[string]string{
 		"products": t.Products, "complete_products": t.CompleteProducts, "filtered": t.Filtered,

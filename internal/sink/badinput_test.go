@@ -70,7 +70,7 @@ func TestSinkSendsBadRecordsToTheDeadLetterTopic(t *testing.T) {
 		1: deadletter.ReasonNotFramed, 2: deadletter.ReasonUnknownSchemaID, 3: deadletter.ReasonMalformed,
 		4: deadletter.ReasonInvalid, 5: deadletter.ReasonInvalid, 6: deadletter.ReasonRefused, 7: deadletter.ReasonNoKey,
 	}
-	dl, err := kgo.NewClient(kgo.SeedBrokers(r.stack.KafkaBrokers...), kgo.ConsumeTopics(r.topics.DLQ), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	dl, err := r.kc.Kafka.NewClient(kgo.ConsumeTopics(r.topics.DLQ), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,7 +19,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/shopstream/shopstream/internal/config"
 	"github.com/shopstream/shopstream/internal/pgstore"
 	"github.com/shopstream/shopstream/internal/records"
 )
@@ -31,7 +30,7 @@ const DefaultGroup = "shopstream-sink"
 type Options struct {
 	// Group is the consumer group; offsets are stored per group.
 	Group  string
-	Topics config.Topics
+	Topics records.Topics
 	Store  *pgstore.Store
 	Serde  *records.Serde
 	// Registerer receives the sink's metrics; nil registers nowhere.

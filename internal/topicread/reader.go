@@ -4,10 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/shopstream/shopstream/internal/clients"
 )
 
 // Reader reads one topic on and on: first up to the last stable offsets it
@@ -23,20 +24,19 @@ type Reader struct {
 	buf     []*kgo.Record
 }
 
-// Open starts a reader of topic with the connection options base. A read
-// of every partition from its start also follows partitions that are added
-// to the topic later.
-func Open(ctx context.Context, base []kgo.Opt, topic string, o Options) (*Reader, error) {
+// Open starts a reader of topic with a client made by k. A read of every
+// partition from its start also follows partitions that are added to the
+// topic later.
+func Open(ctx context.Context, k *clients.Kafka, topic string, o Options) (*Reader, error) {
 	r := &Reader{topic: topic, o: o}
 	whole := o.Partitions == nil && o.Tail <= 0 && !o.FromEnd
 	var err error
 	if whole {
-		opts := append(slices.Clone(base), kgo.ConsumeTopics(topic))
-		r.cl, err = kgo.NewClient(append(opts, kgoReaderOpts()...)...)
+		r.cl, err = k.NewClient(append(kgoReaderOpts(), kgo.ConsumeTopics(topic))...)
 		if err != nil {
 			return nil, fmt.Errorf("create a reader of topic %s: %w", topic, err)
 		}
-		spans, err := listSpans(ctx, base, kadm.NewClient(r.cl), topic, o)
+		spans, err := listSpans(ctx, k, kadm.NewClient(r.cl), topic, o)
 		if err != nil {
 			r.cl.Close()
 			return nil, err
@@ -44,11 +44,11 @@ func Open(ctx context.Context, base []kgo.Opt, topic string, o Options) (*Reader
 		r.setPending(spans)
 		return r, nil
 	}
-	spans, err := listSpans(ctx, base, nil, topic, o)
+	spans, err := listSpans(ctx, k, nil, topic, o)
 	if err != nil {
 		return nil, err
 	}
-	if r.cl, err = kgo.NewClient(clientOpts(base, map[string]map[int32]*span{topic: spans})...); err != nil {
+	if r.cl, err = k.NewClient(clientOpts(map[string]map[int32]*span{topic: spans})...); err != nil {
 		return nil, fmt.Errorf("create a reader of topic %s: %w", topic, err)
 	}
 	r.setPending(spans)

@@ -15,12 +15,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/shopstream/shopstream/internal/clients"
 )
 
 // ErrNoTopic says the topic to read does not exist.
@@ -48,17 +49,17 @@ type Options struct {
 
 // Read reads topic up to the last stable offset of each partition as it
 // was when Read began, and hands each data record before it to each, in
-// offset order within a partition. base carries the connection options
-// (seed brokers, TLS, SASL). An error from each ends the read.
-func Read(ctx context.Context, base []kgo.Opt, topic string, o Options, each func(*kgo.Record) error) error {
+// offset order within a partition, with clients made by k. An error from
+// each ends the read.
+func Read(ctx context.Context, k *clients.Kafka, topic string, o Options, each func(*kgo.Record) error) error {
 	if o.FromEnd {
 		return nil
 	}
-	spans, err := listSpans(ctx, base, nil, topic, o)
+	spans, err := listSpans(ctx, k, nil, topic, o)
 	if err != nil {
 		return err
 	}
-	return readSpans(ctx, base, map[string]map[int32]*span{topic: spans}, o, each)
+	return readSpans(ctx, k, map[string]map[int32]*span{topic: spans}, o, each)
 }
 
 // Range is the offsets [From, To) of one partition.
@@ -67,7 +68,7 @@ type Range struct{ From, To int64 }
 // ReadRanges reads the given offsets of several topics in one pass and
 // hands each data record in its range to each. Each range's end must be
 // reachable: at most the partition's last stable offset.
-func ReadRanges(ctx context.Context, base []kgo.Opt, ranges map[string]map[int32]Range, each func(*kgo.Record) error) error {
+func ReadRanges(ctx context.Context, k *clients.Kafka, ranges map[string]map[int32]Range, each func(*kgo.Record) error) error {
 	spans := map[string]map[int32]*span{}
 	for t, ps := range ranges {
 		for p, r := range ps {
@@ -80,7 +81,7 @@ func ReadRanges(ctx context.Context, base []kgo.Opt, ranges map[string]map[int32
 			spans[t][p] = &span{next: r.From, end: r.To}
 		}
 	}
-	return readSpans(ctx, base, spans, Options{}, each)
+	return readSpans(ctx, k, spans, Options{}, each)
 }
 
 // span is one partition's read: the next offset to see, and the end to
@@ -91,10 +92,10 @@ func (s *span) done() bool { return s.next >= s.end }
 
 // listSpans lists the start and last stable offsets of topic's partitions
 // and says where each read starts and ends. adm may be nil: a short-lived
-// client made from base then lists them.
-func listSpans(ctx context.Context, base []kgo.Opt, adm *kadm.Client, topic string, o Options) (map[int32]*span, error) {
+// client made by k then lists them.
+func listSpans(ctx context.Context, k *clients.Kafka, adm *kadm.Client, topic string, o Options) (map[int32]*span, error) {
 	if adm == nil {
-		cl, err := kgo.NewClient(base...)
+		cl, err := k.NewClient()
 		if err != nil {
 			return nil, fmt.Errorf("create a reader of topic %s: %w", topic, err)
 		}
@@ -153,7 +154,7 @@ func listErr(topic string, err error) error {
 
 // clientOpts are a read_committed reader's options that start each
 // partition of spans at its next offset.
-func clientOpts(base []kgo.Opt, spans map[string]map[int32]*span) []kgo.Opt {
+func clientOpts(spans map[string]map[int32]*span) []kgo.Opt {
 	from := make(map[string]map[int32]kgo.Offset, len(spans))
 	for t, ps := range spans {
 		from[t] = make(map[int32]kgo.Offset, len(ps))
@@ -161,8 +162,7 @@ func clientOpts(base []kgo.Opt, spans map[string]map[int32]*span) []kgo.Opt {
 			from[t][p] = kgo.NewOffset().At(s.next)
 		}
 	}
-	opts := append(slices.Clone(base), kgo.ConsumePartitions(from))
-	return append(opts, kgoReaderOpts()...)
+	return append(kgoReaderOpts(), kgo.ConsumePartitions(from))
 }
 
 // kgoReaderOpts are what every reader here sets: committed records only,
@@ -179,7 +179,7 @@ func kgoReaderOpts() []kgo.Opt {
 
 // readSpans reads every span that is not done yet, handing out the data
 // records before each span's end.
-func readSpans(ctx context.Context, base []kgo.Opt, spans map[string]map[int32]*span, o Options, each func(*kgo.Record) error) error {
+func readSpans(ctx context.Context, k *clients.Kafka, spans map[string]map[int32]*span, o Options, each func(*kgo.Record) error) error {
 	pending := map[string]map[int32]*span{}
 	var topics []string
 	for t, ps := range spans {
@@ -200,7 +200,7 @@ func readSpans(ctx context.Context, base []kgo.Opt, spans map[string]map[int32]*
 	if len(topics) > 1 {
 		what = fmt.Sprintf("topics %v", topics)
 	}
-	cl, err := kgo.NewClient(clientOpts(base, pending)...)
+	cl, err := k.NewClient(clientOpts(pending)...)
 	if err != nil {
 		return fmt.Errorf("create a reader of %s: %w", what, err)
 	}

@@ -9,31 +9,26 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/shopstream/shopstream/internal/clients"
+	"github.com/shopstream/shopstream/internal/kafkatest"
 )
 
 // cluster is a one-broker kfake with a client that writes to chosen
 // partitions.
 type cluster struct {
-	t    *testing.T
-	base []kgo.Opt
-	cl   *kgo.Client
-	adm  *kadm.Client
+	t     *testing.T
+	kc    *kafkatest.Cluster
+	kafka *clients.Kafka
+	cl    *kgo.Client
+	adm   *kadm.Client
 }
 
 func newCluster(t *testing.T) *cluster {
 	t.Helper()
-	kf, err := kfake.NewCluster(kfake.NumBrokers(1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(kf.Close)
-	c := &cluster{t: t, base: []kgo.Opt{kgo.SeedBrokers(kf.ListenAddrs()...)}}
-	if c.cl, err = kgo.NewClient(append(c.base, kgo.RecordPartitioner(kgo.ManualPartitioner()))...); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.cl.Close)
+	kc := kafkatest.Start(t)
+	c := &cluster{t: t, kc: kc, kafka: kc.Kafka, cl: kc.Client(kgo.RecordPartitioner(kgo.ManualPartitioner()))}
 	c.adm = kadm.NewClient(c.cl)
 	return c
 }
@@ -62,11 +57,7 @@ func (c *cluster) plain(topic string, p int32, values ...string) {
 func (c *cluster) txn(id, topic string, p int32, end *kgo.TransactionEndTry, values ...string) *kgo.Client {
 	c.t.Helper()
 	ctx := context.Background()
-	tx, err := kgo.NewClient(append(c.base, kgo.TransactionalID(id), kgo.RecordPartitioner(kgo.ManualPartitioner()))...)
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	c.t.Cleanup(tx.Close)
+	tx := c.kc.Client(kgo.TransactionalID(id), kgo.RecordPartitioner(kgo.ManualPartitioner()))
 	if err := tx.BeginTransaction(); err != nil {
 		c.t.Fatal(err)
 	}
@@ -109,7 +100,7 @@ func TestReadStopsAtTheLastStableOffsetPastMarkers(t *testing.T) {
 	c.plain("t", 1, "b1")
 	c.txn("b", "t", 1, &abort, "gone1", "gone2")
 	got := map[int32][]string{}
-	if err := Read(within(t, 10*time.Second), c.base, "t", Options{}, values(got)); err != nil {
+	if err := Read(within(t, 10*time.Second), c.kafka, "t", Options{}, values(got)); err != nil {
 		t.Fatal(err)
 	}
 	want := map[int32][]string{0: {"a1", "a2"}, 1: {"b1"}}
@@ -127,7 +118,7 @@ func TestReadDoesNotWaitForAnOpenTransaction(t *testing.T) {
 	tx := c.txn("open", "t", 0, nil, "pending")
 	c.plain("t", 0, "after-the-open-one")
 	got := map[int32][]string{}
-	if err := Read(within(t, 10*time.Second), c.base, "t", Options{}, values(got)); err != nil {
+	if err := Read(within(t, 10*time.Second), c.kafka, "t", Options{}, values(got)); err != nil {
 		t.Fatal(err)
 	}
 	if fmt.Sprint(got[0]) != "[before]" {
@@ -137,7 +128,7 @@ func TestReadDoesNotWaitForAnOpenTransaction(t *testing.T) {
 		t.Fatal(err)
 	}
 	clear(got)
-	if err := Read(within(t, 10*time.Second), c.base, "t", Options{}, values(got)); err != nil {
+	if err := Read(within(t, 10*time.Second), c.kafka, "t", Options{}, values(got)); err != nil {
 		t.Fatal(err)
 	}
 	if fmt.Sprint(got[0]) != "[before pending after-the-open-one]" {
@@ -155,24 +146,24 @@ func TestReadTailAndPartitions(t *testing.T) {
 	c.txn("a", "t", 1, &commit, "y", "z") // y, z and a marker
 
 	got := map[int32][]string{}
-	if err := Read(within(t, 10*time.Second), c.base, "t", Options{Tail: 2}, values(got)); err != nil {
+	if err := Read(within(t, 10*time.Second), c.kafka, "t", Options{Tail: 2}, values(got)); err != nil {
 		t.Fatal(err)
 	}
 	if want := map[int32][]string{0: {"4", "5"}, 1: {"z"}}; fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("tail 2: %v, want %v", got, want)
 	}
 	clear(got)
-	if err := Read(within(t, 10*time.Second), c.base, "t", Options{Partitions: []int32{1}}, values(got)); err != nil {
+	if err := Read(within(t, 10*time.Second), c.kafka, "t", Options{Partitions: []int32{1}}, values(got)); err != nil {
 		t.Fatal(err)
 	}
 	if want := map[int32][]string{1: {"x", "y", "z"}}; fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("partition 1: %v, want %v", got, want)
 	}
-	err := Read(within(t, 10*time.Second), c.base, "t", Options{Partitions: []int32{7}}, values(got))
+	err := Read(within(t, 10*time.Second), c.kafka, "t", Options{Partitions: []int32{7}}, values(got))
 	if err == nil {
 		t.Fatal("partition 7 of a 2-partition topic: want an error")
 	}
-	if err := Read(within(t, 10*time.Second), c.base, "nope", Options{}, values(got)); !errors.Is(err, ErrNoTopic) {
+	if err := Read(within(t, 10*time.Second), c.kafka, "nope", Options{}, values(got)); !errors.Is(err, ErrNoTopic) {
 		t.Fatalf("a missing topic: %v, want ErrNoTopic", err)
 	}
 }
@@ -184,7 +175,7 @@ func TestReadStopsOnTheCallbacksError(t *testing.T) {
 	c.plain("t", 0, "1", "2", "3")
 	stop := errors.New("enough")
 	n := 0
-	err := Read(within(t, 10*time.Second), c.base, "t", Options{}, func(*kgo.Record) error {
+	err := Read(within(t, 10*time.Second), c.kafka, "t", Options{}, func(*kgo.Record) error {
 		n++
 		return stop
 	})
@@ -201,7 +192,7 @@ func TestReadRanges(t *testing.T) {
 	c.plain("a", 0, "a0", "a1", "a2")
 	c.txn("tb", "b", 1, &commit, "b0", "b1") // a marker at 2
 	var got []string
-	err := ReadRanges(within(t, 10*time.Second), c.base, map[string]map[int32]Range{
+	err := ReadRanges(within(t, 10*time.Second), c.kafka, map[string]map[int32]Range{
 		"a": {0: {From: 1, To: 3}},
 		"b": {0: {From: 0, To: 0}, 1: {From: 1, To: 3}},
 	}, func(r *kgo.Record) error {
@@ -224,12 +215,12 @@ func TestReaderCatchesUpThenFollows(t *testing.T) {
 	c.topic("t", 2)
 	c.txn("a", "t", 0, &commit, "old0")
 	ctx := within(t, 20*time.Second)
-	r, err := Open(ctx, c.base, "t", Options{})
+	r, err := Open(ctx, c.kafka, "t", Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	tail, err := Open(ctx, c.base, "t", Options{FromEnd: true})
+	tail, err := Open(ctx, c.kafka, "t", Options{FromEnd: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -270,7 +261,7 @@ func TestIdleGivesUpOnAnEndThatNeverComes(t *testing.T) {
 	c.topic("t", 1)
 	c.plain("t", 0, "1")
 	ctx := within(t, 10*time.Second)
-	r, err := Open(ctx, c.base, "t", Options{Idle: 300 * time.Millisecond})
+	r, err := Open(ctx, c.kafka, "t", Options{Idle: 300 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}

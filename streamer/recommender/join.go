@@ -68,7 +68,7 @@ type pending struct {
 }
 
 func (j *joiner) run(ctx context.Context) error {
-	sess, err := kgo.NewGroupTransactSession(j.cfg.kafkaOpts(
+	sess, err := j.cfg.Kafka.NewGroupTransactSession(
 		kgo.ConsumerGroup(j.cfg.Group),
 		kgo.ConsumeTopics(j.cfg.Topics.Find),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
@@ -87,7 +87,7 @@ func (j *joiner) run(ctx context.Context) error {
 		kgo.OnPartitionsAssigned(func(_ context.Context, _ *kgo.Client, a map[string][]int32) {
 			j.log.Info("partitions assigned", "topic", j.cfg.Topics.Find, "partitions", a[j.cfg.Topics.Find])
 		}),
-	)...)
+	)
 	if err != nil {
 		return fmt.Errorf("create the recommender's transactional Kafka client: %w", err)
 	}

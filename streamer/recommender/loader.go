@@ -42,7 +42,7 @@ func (l *loader) close() {
 func (l *loader) run(ctx context.Context, caughtUp chan<- struct{}) error {
 	t0 := time.Now()
 	topic := l.cfg.Topics.Filtered
-	rd, err := topicread.Open(ctx, l.cfg.kafkaOpts(), topic, topicread.Options{
+	rd, err := topicread.Open(ctx, l.cfg.Kafka, topic, topicread.Options{
 		OnFetchError: func(t string, p int32, err error) error {
 			l.log.Warn("fetch filtered products", "topic", t, "partition", p, "err", err)
 			return nil

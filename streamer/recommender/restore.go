@@ -29,7 +29,7 @@ func (j *joiner) restore(ctx context.Context, parts []int32) (map[int32]map[stri
 		j.log.Warn("fetch recommendations to restore", "topic", t, "partition", p, "err", err)
 		return nil
 	}}
-	err := topicread.Read(ctx, j.cfg.kafkaOpts(), topic, o, func(r *kgo.Record) error {
+	err := topicread.Read(ctx, j.cfg.Kafka, topic, o, func(r *kgo.Record) error {
 		latest[r.Partition][string(r.Key)] = r.Value // nil: a tombstone
 		return nil
 	})
