@@ -189,6 +189,10 @@ func (s *Sink) forget(_ context.Context, _ *kgo.Client, lost map[string][]int32)
 	}
 }
 
+// advisoryCommitEvery is how often the sink commits its offsets to Kafka
+// too, for lag tools.
+const advisoryCommitEvery = time.Second
+
 // Run consumes until ctx ends or the client is closed. Every poll is written
 // in one transaction, retried with backoff while PostgreSQL, the registry or
 // the dead-letter topic is unavailable; records that cannot be decoded or
@@ -198,13 +202,20 @@ func (s *Sink) Run(ctx context.Context, cl *kgo.Client) error {
 	s.log.Info("sink started", "topics", s.Topics(), "batch_size", s.opts.BatchSize)
 	var lastKafkaCommit time.Time
 	for {
-		fetches := cl.PollRecords(ctx, s.opts.BatchSize)
+		// The poll gives up after a while, so that the advisory commit
+		// below also runs once the topics go quiet: otherwise the offsets
+		// of the last batch before a pause reach Kafka only with the next
+		// record, and lag tools see a sink that is done as one that is
+		// stuck.
+		pctx, cancel := context.WithTimeout(ctx, advisoryCommitEvery)
+		fetches := cl.PollRecords(pctx, s.opts.BatchSize)
+		cancel()
 		if fetches.IsClientClosed() || ctx.Err() != nil {
 			cl.AllowRebalance()
 			return nil
 		}
 		fetches.EachError(func(topic string, p int32, err error) {
-			if !errors.Is(err, context.Canceled) {
+			if !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
 				s.m.fetchErrors.Inc()
 				s.log.Warn("fetch", "topic", topic, "partition", p, "err", err)
 			}
@@ -219,7 +230,7 @@ func (s *Sink) Run(ctx context.Context, cl *kgo.Client) error {
 		}
 		// Kafka's committed offsets only inform lag tools; PostgreSQL's are
 		// the ones the sink resumes from.
-		if now := s.opts.Now(); now.Sub(lastKafkaCommit) > time.Second {
+		if now := s.opts.Now(); now.Sub(lastKafkaCommit) > advisoryCommitEvery {
 			lastKafkaCommit = now
 			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 			if err := cl.CommitUncommittedOffsets(cctx); err != nil && ctx.Err() == nil {

@@ -2,6 +2,7 @@ package sink
 
 import (
 	"context"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"os"
 	"sync"
 	"testing"
@@ -75,5 +76,41 @@ func TestSinkMaterialisesTheFinalStateOf100kRecords(t *testing.T) {
 	n, err := testutil.GatherAndCount(reg, "shopstream_sink_rows_written_total", "shopstream_sink_batch_seconds", "shopstream_sink_lag_records")
 	if err != nil || n == 0 {
 		t.Errorf("metrics missing: %d series, err %v", n, err)
+	}
+}
+
+// The advisory Kafka commit also happens once the topics go quiet: lag
+// tools (status, the lag gauge) see the sink reach the end of a burst,
+// not stop a few records short of it until the next record comes.
+func TestKafkaOffsetsReachTheEndOnceTheTopicsGoQuiet(t *testing.T) {
+	r := newRig(t, 3)
+	store := openStore(t, pgtest.DB(t))
+	w := newWorld()
+	r.produce(t, w, mix{products: 300, filtered: 100}, 3)
+	_, stop := runInBackground(t, r, store, prometheus.NewRegistry())
+	defer stop()
+	waitCaughtUp(t, store, w, time.Minute)
+	// A last record right after a commit: without a commit while idle, its
+	// offset would never reach Kafka.
+	r.produce(t, w, mix{products: 1}, 4)
+	waitCaughtUp(t, store, w, time.Minute)
+	ctx := context.Background()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		lag, err := r.admin.Lag(ctx, testGroup)
+		if err != nil {
+			t.Fatal(err)
+		}
+		total := int64(0)
+		lag.Each(func(l kadm.DescribedGroupLag) {
+			total += l.Lag.Total()
+		})
+		if total == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("10s after the sink wrote everything, Kafka's committed offsets lag by %d", total)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }
