@@ -132,6 +132,7 @@ func runDev(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	printKafkaRecovery(out, stack)
 	defer func() {
 		fmt.Fprintln(out, "shopstream dev: stopping the stack")
 		if err := stack.Close(); err != nil {

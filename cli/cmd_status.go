@@ -77,7 +77,7 @@ func (r *statusReport) problem(format string, a ...any) {
 type statusCheck func(ctx context.Context, e *env, r *statusReport, interval time.Duration)
 
 func statusChecks() []statusCheck {
-	return []statusCheck{kafkaStatus, temporalStatus, filterStatus, sinkStatus}
+	return []statusCheck{kafkaStatus, hangingStatus, temporalStatus, filterStatus, sinkStatus}
 }
 
 func statusCommand() *cli.Command {
