@@ -32,13 +32,13 @@ func (r *run) fault(ctx context.Context, e Event) {
 		r.in.faults.add(&rule{Key: e.Key, Drop: true, Until: time.Now().Add(loadWindow), Left: e.Count, Match: r.of(e.Target)})
 	case KindShuffleLeaders:
 		t := r.topics
-		if err := r.in.moveLeaders(ctx, r.s.Partitions, -1, -1, t.Products, t.Filtered, t.CompleteProducts, t.Find, t.Recommendations); err != nil {
+		if err := r.in.moveLeaders(ctx, -1, -1, t.Products, t.Filtered, t.CompleteProducts, t.Find, t.Recommendations, t.Filter, t.FilterApplied); err != nil {
 			r.problem("shuffle the partition leaders: %v", err)
 		}
 	case KindRehashCoord:
 		r.in.Kafka.RehashCoordinators()
 	case KindMovePartition:
-		if err := r.in.moveLeaders(ctx, r.s.Partitions, int32(e.N), int32(e.Count), r.topics.Products); err != nil {
+		if err := r.in.moveLeaders(ctx, int32(e.N), int32(e.Count), r.topics.Products); err != nil {
 			r.problem("move %s/%d to broker %d: %v", r.topics.Products, e.N, e.Count, err)
 		}
 	case KindPostgresRestart:
@@ -109,7 +109,7 @@ func (r *run) rebalanceMidTxn(e Event) {
 		return
 	}
 	time.Sleep(e.For)
-	if err := p.stop(5 * time.Second); err != nil {
+	if err := p.stop(StopGrace); err != nil {
 		r.problem("%v", err)
 	}
 }
@@ -142,7 +142,7 @@ func (r *run) zombie(e Event) {
 		}
 	}
 	r.mu.Unlock()
-	if err := old.stop(5 * time.Second); err != nil {
+	if err := old.stop(StopGrace); err != nil {
 		r.problem("%v", err)
 	}
 }

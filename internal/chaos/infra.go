@@ -245,10 +245,11 @@ func (in *Infra) RestartTemporal(ctx context.Context, down time.Duration) error 
 	return in.startTemporal(context.WithoutCancel(ctx))
 }
 
-// moveLeaders moves partition p of topics to broker (every partition to a
-// random broker when p < 0), then writes, in a transaction it aborts, one
-// record to each moved partition of the topics (which consumer groups
-// read): nobody reads it, but it starts the new leader epoch.
+// moveLeaders moves partition p of topics to broker (every partition of
+// every topic to a random broker when p < 0), then writes, in a
+// transaction it aborts, one record to each moved partition of topics (the
+// ones consumers read): nobody reads it, but it starts the new leader
+// epoch.
 //
 // kfake knows a partition's leader epochs only from the batches in it.
 // Until a batch of the new epoch is written, it answers a consumer that
@@ -258,7 +259,7 @@ func (in *Infra) RestartTemporal(ctx context.Context, down time.Duration) error 
 // everything twice. A Kafka leader records the new epoch's start when it
 // becomes leader, so that never happens there. Those requests wait while
 // the move and the write happen.
-func (in *Infra) moveLeaders(ctx context.Context, partitions, p, broker int32, topics ...string) error {
+func (in *Infra) moveLeaders(ctx context.Context, p, broker int32, topics ...string) error {
 	in.moveMu.Lock()
 	defer in.moveMu.Unlock()
 	release := in.faults.hold()
@@ -272,18 +273,22 @@ func (in *Infra) moveLeaders(ctx context.Context, partitions, p, broker int32, t
 			}
 		}
 	}
+	details, err := in.Admin.ListTopics(ctx, topics...)
+	if err != nil {
+		return err
+	}
 	var recs []*kgo.Record
-	for _, t := range topics {
-		for part := range partitions {
+	for _, d := range details {
+		for part := range d.Partitions {
 			if p < 0 || part == p {
-				recs = append(recs, &kgo.Record{Topic: t, Partition: part, Key: []byte("chaos-epoch-marker"), Value: []byte("aborted")})
+				recs = append(recs, &kgo.Record{Topic: d.Topic, Partition: part, Key: []byte("chaos-epoch-marker"), Value: []byte("aborted")})
 			}
 		}
 	}
 	if err := in.epochWriter.BeginTransaction(); err != nil {
 		return err
 	}
-	err := in.epochWriter.ProduceSync(ctx, recs...).FirstErr()
+	err = in.epochWriter.ProduceSync(ctx, recs...).FirstErr()
 	if eerr := in.epochWriter.EndTransaction(ctx, kgo.TryAbort); err == nil {
 		err = eerr
 	}

@@ -297,9 +297,13 @@ func (r *run) proc(name string) *proc {
 	return r.procs[name]
 }
 
+// StopGrace is how long a component may take to stop on SIGTERM: the
+// bound the components document.
+const StopGrace = 10 * time.Second
+
 // stop stops every process and the schedule's workflows.
 func (r *run) stop() error {
-	err := stopAll(r.all(), 5*time.Second)
+	err := stopAll(r.all(), StopGrace)
 	r.terminateWorkflows(context.Background())
 	return err
 }
@@ -409,17 +413,21 @@ func (r *run) quiesce(ctx context.Context) error {
 	last := ""
 	for {
 		state, err := r.lagState(ctx, k, groups, topics)
-		if err == nil && state == "" {
+		switch {
+		case err == nil && state == "":
 			calm++
 			if calm == 2 {
 				return nil
 			}
-		} else {
+		case err != nil:
+			// A request cut short by the deadline says nothing of the
+			// pipeline: keep what was last seen of it.
 			calm = 0
-			if err != nil {
-				state = err.Error()
+			if last == "" || ctx.Err() == nil {
+				last = err.Error()
 			}
-			last = state
+		default:
+			calm, last = 0, state
 		}
 		select {
 		case <-ctx.Done():
@@ -454,16 +462,16 @@ func (r *run) lagState(ctx context.Context, k health.Kafka, groups, topics []str
 			behind = append(behind, fmt.Sprintf("%s: %v", g.Group, g.Err))
 			continue
 		}
+		// The lag counts records, not transaction markers nor aborted
+		// records: a partition that holds only those has nothing to read.
 		if l := g.Lag(); l > 0 {
-			behind = append(behind, fmt.Sprintf("%s lags %d", g.Group, l))
-		}
-		// A group that committed nothing on a topic with records has not
-		// started on it.
-		for _, p := range g.Partitions {
-			if p.Committed < 0 && p.Stable > p.Start {
-				behind = append(behind, fmt.Sprintf("%s has not read %s/%d", g.Group, p.Topic, p.Partition))
-				break
+			var where []string
+			for _, p := range g.Partitions {
+				if p.Lag > 0 {
+					where = append(where, fmt.Sprintf("%s/%d:%d", p.Topic, p.Partition, p.Lag))
+				}
 			}
+			behind = append(behind, fmt.Sprintf("%s lags %d (%s)", g.Group, l, strings.Join(where, " ")))
 		}
 	}
 	for _, g := range groups {
