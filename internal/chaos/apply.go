@@ -79,22 +79,33 @@ func (r *run) of(component string) func(kmsg.Request) bool {
 
 // commitPastTimeout is the case Jepsen found in Bufstream: the streamer's
 // commit (EndTxn) reaches the coordinator after the transaction timed out
-// and was aborted. The broker grants the streamer's transactions a timeout
-// of 1.5s from now on; the streamer is restarted so that its producer asks
-// for one; then its next commit is held for e.For, past that timeout. The
-// late commit must fail, and the transaction's records must stay aborted.
+// and was aborted. The brokers grant the streamer's transactions a timeout
+// of CommitPastTimeoutTxn (set before the schedule starts, see setUp);
+// the streamer's next commit is held for e.For, past that timeout. The late
+// commit must fail, and the transaction's records must stay aborted.
 func (r *run) commitPastTimeout(e Event) {
-	r.in.faults.capTimeout(r.prefix+"-streamer", 1500*time.Millisecond)
-	r.proc(Streamer).kill(100 * time.Millisecond)
-	time.Sleep(time.Second)
 	id := r.prefix + "-streamer"
-	r.in.faults.add(&rule{Key: kmsg.EndTxn, Delay: e.For, Until: time.Now().Add(2 * loadWindow), Left: 1,
+	hold := &rule{Key: kmsg.EndTxn, Delay: e.For, Until: time.Now().Add(2 * loadWindow), Left: 1,
 		Match: func(req kmsg.Request) bool {
 			end, ok := req.(*kmsg.EndTxnRequest)
 			return ok && end.Commit && strings.HasPrefix(end.TransactionalID, id)
-		}})
+		}}
+	r.in.faults.add(hold)
+	deadline := time.Now().Add(2 * loadWindow)
+	for hold.hits.Load() == 0 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if hold.hits.Load() == 0 {
+		r.note("%s: the streamer committed nothing to hold", e)
+		return
+	}
+	r.event("holding a commit of the streamer for %s", e.For)
 	time.Sleep(e.For)
 }
+
+// CommitPastTimeoutTxn is the transaction timeout the brokers grant the
+// streamer in the commit-past-txn-timeout case.
+const CommitPastTimeoutTxn = 1500 * time.Millisecond
 
 // rebalanceMidTxn adds a second streamer instance while the first is in
 // the middle of transactions, with its JoinGroup and SyncGroup slowed so

@@ -202,6 +202,9 @@ func (r *run) setUp(ctx context.Context) error {
 	ln.Close()
 	r.api = "http://" + apiAddr
 
+	if r.s.Case == KindCommitPastTxnTO {
+		r.in.faults.capTimeout(r.prefix+"-streamer", CommitPastTimeoutTxn)
+	}
 	if err := r.spawn(Worker, "worker"); err != nil {
 		return err
 	}
