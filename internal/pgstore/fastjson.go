@@ -17,7 +17,7 @@ import (
 const hexDigits = "0123456789abcdef"
 
 // appendJSONString appends s as a JSON string.
-func appendJSONString(b []byte, s string) []byte {
+func appendJSONString[T string | []byte](b []byte, s T) []byte {
 	b = append(b, '"')
 	start := 0
 	for i := 0; i < len(s); i++ {
