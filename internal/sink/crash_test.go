@@ -176,6 +176,104 @@ func TestSinkExactlyOnceAcrossSIGKILL(t *testing.T) {
 	}
 }
 
+// helperApp names the helper's connections in pg_stat_activity.
+const helperApp = "sink-under-test"
+
+// A poll is written by several transactions at once. The sink is killed
+// with SIGKILL at moments when two or more of its transactions are open
+// (their backends are inside a transaction), over and over while records
+// keep arriving on 6 partitions of every topic; the tables still equal the
+// final state of their topics.
+func TestSinkExactlyOnceWhenKilledWithSeveralTransactionsOpen(t *testing.T) {
+	r := newRig(t, 6)
+	dsn := dbFor(t)
+	store := openStore(t, dsn)
+	w := newWorld()
+	r.produce(t, w, mix{products: 20000, filtered: 10000, complete: 5000, searches: 5000, recs: 5000, tombstoneEvery: 8}, 11)
+	produced := make(chan struct{})
+	go func() {
+		defer close(produced)
+		r.producePaced(t, w, mix{products: 15000, filtered: 5000, complete: 5000, searches: 5000, recs: 5000, tombstoneEvery: 8}, 12, 200*time.Millisecond)
+	}()
+	ctx := context.Background()
+	open := func() int {
+		var n int
+		if err := store.Pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
+			WHERE application_name = $1 AND xact_start IS NOT NULL`, helperApp).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	rng := rand.New(rand.NewSource(time.Now().UnixNano()))
+	kills, midTx := 0, 0
+	for ; midTx < 5 && kills < 40; kills++ {
+		if isDone(produced) && behind(t, store, w) == 0 {
+			break
+		}
+		cmd := exec.Command(os.Args[0], "-test.run=^$")
+		cmd.Env = append(os.Environ(), helperEnv+"=1",
+			"HELPER_BROKERS="+strings.Join(r.stack.KafkaBrokers, ","), "HELPER_REGISTRY="+r.stack.RegistryURL,
+			"HELPER_DSN="+withApplicationName(dsn, helperApp))
+		var out strings.Builder
+		cmd.Stdout, cmd.Stderr = &out, &out
+		before := behind(t, store, w)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		// Let it commit something first, so that kills also land between
+		// partitions that committed and partitions that did not; then kill
+		// it the moment two of its transactions are seen open, or after
+		// 10 s whatever it is doing.
+		waitProgress(t, store, w, before)
+		time.Sleep(time.Duration(rng.Intn(100)) * time.Millisecond)
+		deadline := time.Now().Add(10 * time.Second)
+		n := 0
+		for n < 2 && time.Now().Before(deadline) {
+			n = open()
+		}
+		if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		err := cmd.Wait()
+		if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || ws.Signal() != syscall.SIGKILL {
+			t.Fatalf("helper #%d ended before it was killed (%v):\n%s", kills+1, err, out.String())
+		}
+		if n >= 2 {
+			midTx++
+			t.Logf("kill #%d: %d transactions open, %d records behind before, %d after", kills+1, n, before, behind(t, store, w))
+		}
+	}
+	<-produced
+	if midTx < 5 {
+		t.Fatalf("only %d of %d kills came while two or more transactions were open: the test did not interrupt concurrent writes", midTx, kills)
+	}
+	s, cl := r.newSink(t, store, nil, staticMember()...)
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- s.Run(rctx, cl) }()
+	waitCaughtUp(t, store, w, 3*time.Minute)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	cl.Close()
+	assertTablesEqualWorld(t, store, w)
+	if t.Failed() {
+		r.logState(t, store)
+	}
+}
+
+// withApplicationName adds an application_name to a URL or key=value DSN.
+func withApplicationName(dsn, name string) string {
+	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
+		if strings.Contains(dsn, "?") {
+			return dsn + "&application_name=" + name
+		}
+		return dsn + "?application_name=" + name
+	}
+	return dsn + " application_name=" + name
+}
+
 func isDone(c <-chan struct{}) bool {
 	select {
 	case <-c:
