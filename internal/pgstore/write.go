@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -137,6 +138,9 @@ func (tx *txn) copyIn(ctx context.Context, table, columns string, stream io.Read
 // those that came without one. A value that cannot be encoded (a time
 // outside PostgreSQL's range) rejects its row, as PostgreSQL would.
 func encodeTuples(t *Table, rs []Row) (kept []Row, rejected []Rejected, err error) {
+	if !slices.ContainsFunc(rs, func(r Row) bool { return !r.Deleted && r.Tuple == nil }) {
+		return rs, nil, nil
+	}
 	kept = rs[:0:0]
 	for _, r := range rs {
 		if r.Deleted || r.Tuple != nil {
@@ -160,12 +164,15 @@ func encodeTuples(t *Table, rs []Row) (kept []Row, rejected []Rejected, err erro
 // write writes a table's compacted rows in tx.
 func (s *Store) write(ctx context.Context, tx *txn, t *Table, rs []Row) error {
 	var tombstones []string
-	ups := make([]Row, 0, len(rs))
-	for _, r := range rs {
-		if r.Deleted {
-			tombstones = append(tombstones, r.Key)
-		} else {
-			ups = append(ups, r)
+	ups := rs
+	if slices.ContainsFunc(rs, func(r Row) bool { return r.Deleted }) {
+		ups = make([]Row, 0, len(rs))
+		for _, r := range rs {
+			if r.Deleted {
+				tombstones = append(tombstones, r.Key)
+			} else {
+				ups = append(ups, r)
+			}
 		}
 	}
 	if len(tombstones) > 0 {
