@@ -33,8 +33,14 @@ type testEnv struct {
 
 func newTestEnv(t testing.TB, partitions int32) *testEnv {
 	t.Helper()
+	return newTestEnvOn(t, partitions, environment.Options{StartKafka: true, StartRegistry: true})
+}
+
+// newTestEnvOn is newTestEnv on the stack o starts or names.
+func newTestEnvOn(t testing.TB, partitions int32, o environment.Options) *testEnv {
+	t.Helper()
 	ctx := context.Background()
-	stack, err := environment.Start(ctx, environment.Options{StartKafka: true, StartRegistry: true})
+	stack, err := environment.Start(ctx, o)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -91,6 +91,7 @@ func register(reg prometheus.Registerer, c prometheus.Collector) (prometheus.Col
 // tally counts one batch's records under one filter version until the
 // batch's transaction ends.
 type tally struct {
+	filter              *Filter
 	version             string
 	in, passed, dropped int
 	deadLettered        [numReasons]int
