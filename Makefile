@@ -5,10 +5,13 @@ GO ?= go
 BIN := $(CURDIR)/bin
 TEMPORAL_CLI_VERSION := v1.5.1
 export TEMPORAL_CLI := $(BIN)/temporal
+HELM_VERSION := v3.22.0
+export HELM := $(BIN)/helm
 GO_SOURCES := $(shell find . -path ./.data -prune -o \( -name '*.go' -o -name '*.avsc' -o -name '*.sql' -o -name '*.json' \) -print) go.mod go.sum
 
-.PHONY: build run dev test test-deps bench bootstrap temporal postgres clean \
-        create-topics create-connectors ksqldb-migration docker-compose promtool up down
+.PHONY: build run dev test test-deps bench bootstrap temporal helm postgres clean \
+        create-topics create-connectors ksqldb-migration docker-compose promtool up down \
+        bench-scaleout
 
 build: $(BIN)/shopstream
 
@@ -22,6 +25,13 @@ temporal: $(BIN)/temporal
 $(BIN)/temporal:
 	@echo "building the Temporal CLI $(TEMPORAL_CLI_VERSION) into ./bin (a cold build takes 4-10 minutes)"
 	GOBIN=$(BIN) $(GO) install github.com/temporalio/cli/cmd/temporal@$(TEMPORAL_CLI_VERSION)
+
+# Helm renders and lints the chart in environment/helm (its tests need no
+# cluster). Built once into ./bin like the Temporal CLI, about 2 minutes cold.
+helm: $(BIN)/helm
+$(BIN)/helm:
+	@echo "building Helm $(HELM_VERSION) into ./bin (a cold build takes about 2 minutes)"
+	GOBIN=$(BIN) $(GO) install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
 
 # Build, start the embedded stack, bootstrap it and show the pipeline working;
 # the stack keeps running until Ctrl-C (or stops after the demo with CI=true).
@@ -51,7 +61,7 @@ docker-compose:
 promtool:
 	@scripts/ensure-promtool.sh
 
-test-deps: temporal postgres docker-compose promtool
+test-deps: temporal postgres docker-compose promtool helm
 
 # The full external stack (environment/compose.yaml); credentials come from
 # environment/.env (copy environment/.env.example). PROFILES= starts the core
@@ -64,12 +74,21 @@ up:
 down:
 	$(COMPOSE) -f environment/compose.yaml $(foreach p,app connect ksql observability tools,--profile $(p)) down
 
+# The chart's tests are a module of their own (environment/helm/render_test.go
+# says why), so ./... does not reach them.
 test: test-deps
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 25m ./...
+	cd environment/helm && $(GO) vet ./... && $(GO) test -count=1 -timeout 20m ./...
 
 bench: build temporal
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+# 1, 2, then 3 `shopstream streamer` processes joining one group during a
+# 1M-product run on 12 partitions: records/s, rebalance pauses, partitions
+# moved, and the output checked for loss and duplicates.
+bench-scaleout:
+	$(GO) test ./streamer -run '^$$' -bench ScaleOut -benchtime 3x -timeout 20m
 
 bench-emulate: temporal
 	$(GO) test ./cli -run '^$$' -bench EmulateVsRaw -benchtime 1x

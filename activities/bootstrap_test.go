@@ -6,11 +6,10 @@ import (
 	"testing"
 
 	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sr"
 	"go.temporal.io/sdk/testsuite"
 
-	"github.com/shopstream/shopstream/environment"
+	"github.com/shopstream/shopstream/internal/kafkatest"
 	"github.com/shopstream/shopstream/internal/records"
 	"github.com/shopstream/shopstream/workflows"
 )
@@ -18,25 +17,8 @@ import (
 // newBootstrap runs kfake and srfake in process, as the embedded stack does.
 func newBootstrap(t *testing.T) (*Bootstrap, *testsuite.TestActivityEnvironment) {
 	t.Helper()
-	stack, err := environment.Start(context.Background(), environment.Options{StartKafka: true, StartRegistry: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { stack.Close() })
-	cl, err := kgo.NewClient(kgo.SeedBrokers(stack.KafkaBrokers...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cl.Close)
-	reg, err := sr.NewClient(sr.URLs(stack.RegistryURL))
-	if err != nil {
-		t.Fatal(err)
-	}
-	schemas, err := records.ParseSchemas()
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := &Bootstrap{Kafka: cl, Registry: reg, Schemas: schemas}
+	kc := kafkatest.Start(t)
+	b := &Bootstrap{Kafka: kc.Client(), Registry: kc.Serde.Registry(), Schemas: kc.Serde.Schemas()}
 	var ts testsuite.WorkflowTestSuite
 	env := ts.NewTestActivityEnvironment()
 	env.RegisterActivity(b)

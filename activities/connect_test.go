@@ -184,8 +184,13 @@ func applyConnectors(t *testing.T, b *Bootstrap, in workflows.ApplyConnectorsInp
 	return res, err
 }
 
-func connectBootstrap() *Bootstrap {
-	return &Bootstrap{HTTP: &http.Client{Timeout: 5 * time.Second}, Connectors: environment.ConnectorConfigs(), connectPoll: time.Millisecond}
+func connectBootstrap(t *testing.T) *Bootstrap {
+	t.Helper()
+	configs, err := environment.ConnectorConfigs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &Bootstrap{HTTP: &http.Client{Timeout: 5 * time.Second}, Connectors: configs, connectPoll: time.Millisecond}
 }
 
 // The real configs of environment/connect are created through a rebalance's
@@ -193,7 +198,7 @@ func connectBootstrap() *Bootstrap {
 func TestApplyConnectorsCreatesWaitsAndIsIdempotent(t *testing.T) {
 	f, srv := newFakeConnect(t)
 	f.conflicts = 3
-	b := connectBootstrap()
+	b := connectBootstrap(t)
 	in := workflows.ApplyConnectorsInput{ConnectURL: strings.Replace(srv.URL, "http://", "http://admin:s3cret@", 1), Vars: testVars}
 	res, err := applyConnectors(t, b, in)
 	if err != nil {
@@ -259,7 +264,7 @@ func TestApplyConnectorsReportsAFailedTaskWithItsTrace(t *testing.T) {
 	f, srv := newFakeConnect(t)
 	trace := "org.apache.kafka.connect.errors.ConnectException: Exiting WorkerSinkTask due to unrecoverable exception.\n\tat org.apache.kafka.connect.runtime.WorkerSinkTask.deliverMessages(WorkerSinkTask.java:632)\nCaused by: org.postgresql.util.PSQLException: Connection to postgres:5432 refused."
 	f.failWith["shopstream-searches-sink"] = trace
-	_, err := applyConnectors(t, connectBootstrap(), workflows.ApplyConnectorsInput{ConnectURL: srv.URL, Vars: testVars})
+	_, err := applyConnectors(t, connectBootstrap(t), workflows.ApplyConnectorsInput{ConnectURL: srv.URL, Vars: testVars})
 	var appErr *temporal.ApplicationError
 	if !errors.As(err, &appErr) || appErr.Type() != ErrTypeConnectorFailed || !appErr.NonRetryable() {
 		t.Fatalf("err = %v, want a non-retryable %s error", err, ErrTypeConnectorFailed)
@@ -270,7 +275,7 @@ func TestApplyConnectorsReportsAFailedTaskWithItsTrace(t *testing.T) {
 
 	// Once the cause is fixed, the next run restarts the failed task of the
 	// unchanged connector instead of leaving it FAILED.
-	res, err := applyConnectors(t, connectBootstrap(), workflows.ApplyConnectorsInput{ConnectURL: srv.URL, Vars: testVars})
+	res, err := applyConnectors(t, connectBootstrap(t), workflows.ApplyConnectorsInput{ConnectURL: srv.URL, Vars: testVars})
 	if err != nil {
 		t.Fatalf("second run: %v", err)
 	}
@@ -291,8 +296,8 @@ func TestApplyConnectorsBadInputIsNotRetried(t *testing.T) {
 		in   workflows.ApplyConnectorsInput
 		want string
 	}{
-		{connectBootstrap(), workflows.ApplyConnectorsInput{ConnectURL: srv.URL, Vars: map[string]string{"PRODUCT_TOPIC": "p"}}, "no value for DLQ_TOPIC"},
-		{connectBootstrap(), workflows.ApplyConnectorsInput{ConnectURL: "ftp://connect", Vars: testVars}, "KAFKA_CONNECT_URL"},
+		{connectBootstrap(t), workflows.ApplyConnectorsInput{ConnectURL: srv.URL, Vars: map[string]string{"PRODUCT_TOPIC": "p"}}, "no value for DLQ_TOPIC"},
+		{connectBootstrap(t), workflows.ApplyConnectorsInput{ConnectURL: "ftp://connect", Vars: testVars}, "KAFKA_CONNECT_URL"},
 		{&Bootstrap{Connectors: fstest.MapFS{"x.json": {Data: []byte(`{"name":"x","config":{"connector.class":"com.example.Other","topics":"t"}}`)}}, connectPoll: time.Millisecond},
 			workflows.ApplyConnectorsInput{ConnectURL: srv.URL}, "Connector configuration is invalid"},
 		{&Bootstrap{Connectors: fstest.MapFS{"x.json": {Data: []byte(`{"name":"x","config":{"tasks.max":1}}`)}}},
@@ -307,7 +312,7 @@ func TestApplyConnectorsBadInputIsNotRetried(t *testing.T) {
 }
 
 func TestApplyConnectorsSkipsWithoutAURL(t *testing.T) {
-	res, err := applyConnectors(t, connectBootstrap(), workflows.ApplyConnectorsInput{})
+	res, err := applyConnectors(t, connectBootstrap(t), workflows.ApplyConnectorsInput{})
 	if err != nil || res.Skipped == "" {
 		t.Fatalf("res %+v, err %v; want skipped", res, err)
 	}
@@ -316,7 +321,7 @@ func TestApplyConnectorsSkipsWithoutAURL(t *testing.T) {
 // Every connector of environment/connect is a Debezium JDBC sink that upserts
 // by key, and the vars the CLI passes cover every placeholder.
 func TestShippedConnectorConfigs(t *testing.T) {
-	configs, err := LoadConnectorConfigs(environment.ConnectorConfigs())
+	configs, err := LoadConnectorConfigs(connectBootstrap(t).Connectors)
 	if err != nil {
 		t.Fatal(err)
 	}

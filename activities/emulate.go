@@ -17,6 +17,7 @@ import (
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/shopstream/shopstream/internal/clients"
 	"github.com/shopstream/shopstream/internal/records"
 	"github.com/shopstream/shopstream/internal/shopgen"
 	"github.com/shopstream/shopstream/workflows"
@@ -42,8 +43,7 @@ import (
 // that fences ours later makes our commit fail, and the retry finds the
 // other commit's marker.
 type Emulate struct {
-	brokers []string
-	opts    []kgo.Opt
+	kafka   *clients.Kafka
 	admin   *kadm.Client
 	serde   *records.Serde
 	metrics *emulateMetrics
@@ -66,10 +66,10 @@ type Emulate struct {
 	afterCommit  func(in workflows.EmulateBatchInput) error
 }
 
-// NewEmulate builds the activities over the brokers (where each slot's
-// transactional producer connects, with opts added), an admin client on the
-// same cluster and the serde. Metrics register on reg.
-func NewEmulate(brokers []string, admin *kadm.Client, serde *records.Serde, reg prometheus.Registerer, opts ...kgo.Opt) (*Emulate, error) {
+// NewEmulate builds the activities over kafka (which makes each slot's
+// transactional producer), an admin client on the same cluster and the
+// serde. Metrics register on reg.
+func NewEmulate(kafka *clients.Kafka, admin *kadm.Client, serde *records.Serde, reg prometheus.Registerer) (*Emulate, error) {
 	m, err := newEmulateMetrics(reg)
 	if err != nil {
 		return nil, err
@@ -78,7 +78,7 @@ func NewEmulate(brokers []string, admin *kadm.Client, serde *records.Serde, reg 
 	if err != nil {
 		return nil, fmt.Errorf("build the producers' compressor: %w", err)
 	}
-	return &Emulate{brokers: brokers, opts: opts, admin: admin, serde: serde, metrics: m, now: time.Now, compressor: compressor,
+	return &Emulate{kafka: kafka, admin: admin, serde: serde, metrics: m, now: time.Now, compressor: compressor,
 		prods: map[producerKey]*producer{}}, nil
 }
 

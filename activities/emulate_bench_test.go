@@ -56,7 +56,7 @@ func BenchmarkPlainProduce(b *testing.B) {
 		gen.Fill(&p, uint64(i))
 		recs[i] = kgo.Record{Topic: testTopic, Key: []byte(p.Key()), Value: shopgen.AppendProductAvro([]byte{0, 0, 0, 0, 1}, &p)}
 	}
-	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(f.brokers...)}, ProducerOpts()...)...)
+	cl, err := f.kc.Kafka.NewClient(ProducerOpts()...)
 	if err != nil {
 		b.Fatal(err)
 	}

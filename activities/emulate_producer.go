@@ -96,12 +96,11 @@ func (e *Emulate) newProducer(ctx context.Context, key producerKey, in workflows
 	}
 	opts := append([]kgo.Opt{
 		kgo.WithCompressor(e.compressor),
-		kgo.SeedBrokers(e.brokers...),
 		kgo.TransactionalID(key.txnID),
 		kgo.TransactionTimeout(txnTimeout),
 		kgo.DefaultProduceTopic(key.topic),
 	}, ProducerOpts()...)
-	cl, err := kgo.NewClient(append(opts, e.opts...)...)
+	cl, err := e.kafka.NewClient(opts...)
 	if err != nil {
 		return nil, fmt.Errorf("create transactional producer %s: %w", key.txnID, err)
 	}

@@ -3,7 +3,6 @@ package activities
 import (
 	"context"
 	"errors"
-	"net/http/httptest"
 	"reflect"
 	"strings"
 	"sync"
@@ -18,10 +17,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
-	"github.com/twmb/franz-go/pkg/sr"
-	"github.com/twmb/franz-go/pkg/sr/srfake"
 	"go.temporal.io/sdk/testsuite"
 
+	"github.com/shopstream/shopstream/internal/kafkatest"
 	"github.com/shopstream/shopstream/internal/records"
 	"github.com/shopstream/shopstream/internal/shopgen"
 	"github.com/shopstream/shopstream/workflows"
@@ -32,8 +30,8 @@ const testTopic = "shop_products"
 // kafkaFixture is an in-process Kafka (kfake) with the product topic and an
 // in-process schema registry (srfake).
 type kafkaFixture struct {
+	kc      *kafkatest.Cluster
 	cluster *kfake.Cluster
-	brokers []string
 	client  *kgo.Client
 	admin   *kadm.Client
 	serde   *records.Serde
@@ -41,37 +39,16 @@ type kafkaFixture struct {
 
 func newKafkaFixture(t testing.TB) *kafkaFixture {
 	t.Helper()
-	c, err := kfake.NewCluster(kfake.NumBrokers(1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	f := &kafkaFixture{cluster: c, brokers: c.ListenAddrs()}
-	if f.client, err = kgo.NewClient(kgo.SeedBrokers(f.brokers...)); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(f.client.Close)
+	kc := kafkatest.Start(t)
+	f := &kafkaFixture{kc: kc, cluster: kc.Fake, client: kc.Client(), serde: kc.Serde}
 	f.admin = kadm.NewClient(f.client)
-	if _, err := f.admin.CreateTopic(context.Background(), 3, 1, nil, testTopic); err != nil {
-		t.Fatal(err)
-	}
-	schemas, err := records.ParseSchemas()
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(srfake.NewRegistry().Handler())
-	t.Cleanup(srv.Close)
-	reg, err := sr.NewClient(sr.URLs(srv.URL))
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.serde = records.NewSerde(schemas, reg)
+	kc.CreateTopic(3, nil, testTopic)
 	return f
 }
 
 func (f *kafkaFixture) emulate(t testing.TB, reg prometheus.Registerer) *Emulate {
 	t.Helper()
-	e, err := NewEmulate(f.brokers, f.admin, f.serde, reg)
+	e, err := NewEmulate(f.kc.Kafka, f.admin, f.serde, reg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,7 +61,7 @@ func (f *kafkaFixture) emulate(t testing.TB, reg prometheus.Registerer) *Emulate
 // key occurs and the decoded products.
 func (f *kafkaFixture) readCommitted(t *testing.T, want int) (map[string]int, map[string]records.Product) {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(f.brokers...), kgo.ConsumeTopics(testTopic),
+	cl, err := f.kc.Kafka.NewClient(kgo.ConsumeTopics(testTopic),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	if err != nil {
 		t.Fatal(err)

@@ -8,7 +8,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.temporal.io/sdk/activity"
 
+	"github.com/shopstream/shopstream/internal/clients"
 	"github.com/shopstream/shopstream/internal/records"
+	"github.com/shopstream/shopstream/internal/topicread"
 	"github.com/shopstream/shopstream/streamer"
 	"github.com/shopstream/shopstream/workflows"
 )
@@ -16,9 +18,8 @@ import (
 // Filter implements the StreamFilter workflow's activities: it writes filter
 // states to the compacted control topic and reads the newest one back.
 type Filter struct {
-	// Kafka is the process's client; its options seed the activity's own
-	// producer and readers.
-	Kafka *kgo.Client
+	// Kafka makes the activity's own producer and readers.
+	Kafka *clients.Kafka
 	Serde *records.Serde
 	// Topic is the control topic.
 	Topic string
@@ -33,7 +34,7 @@ type Filter struct {
 // lives as long as the worker process.
 func (f *Filter) publisher() (*kgo.Client, error) {
 	f.once.Do(func() {
-		f.producer, f.err = kgo.NewClient(append(f.Kafka.Opts(), kgo.ProducerLinger(0))...)
+		f.producer, f.err = f.Kafka.NewClient(kgo.ProducerLinger(0))
 		if f.err != nil {
 			f.err = fmt.Errorf("create the control-topic producer: %w", f.err)
 		}
@@ -69,19 +70,20 @@ func (f *Filter) PublishFilterState(ctx context.Context, in workflows.PublishFil
 func (f *Filter) LoadFilterState(ctx context.Context, _ workflows.LoadFilterStateInput) (workflows.LoadFilterStateResult, error) {
 	var res workflows.LoadFilterStateResult
 	log := activity.GetLogger(ctx)
-	err := streamer.ReadTopic(ctx, f.Kafka.Opts(), f.Topic, 0, func(r *kgo.Record) {
+	err := topicread.Read(ctx, f.Kafka, f.Topic, topicread.Options{}, func(r *kgo.Record) error {
 		if r.Value == nil {
-			return
+			return nil
 		}
 		var st records.FilterState
 		if err := f.Serde.Decode(ctx, r.Value, &st); err != nil {
 			log.Warn("skip a filter state that does not decode", "topic", f.Topic, "offset", r.Offset, "err", err)
-			return
+			return nil
 		}
 		if !res.Found || st.Version > res.State.Version {
 			res.Found = true
 			res.State = workflows.FilterState{Version: st.Version, Substring: st.Substring, CaseSensitive: st.CaseSensitive, SetAt: st.SetAt, SetBy: st.SetBy}
 		}
+		return nil
 	})
 	if err != nil {
 		return workflows.LoadFilterStateResult{}, fmt.Errorf("read control topic %s: %w", f.Topic, err)

@@ -7,40 +7,19 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/sr"
 	"go.temporal.io/sdk/testsuite"
 
-	"github.com/shopstream/shopstream/environment"
-	"github.com/shopstream/shopstream/internal/records"
+	"github.com/shopstream/shopstream/internal/kafkatest"
+	"github.com/shopstream/shopstream/internal/topicread"
 	"github.com/shopstream/shopstream/streamer"
 	"github.com/shopstream/shopstream/workflows"
 )
 
 func newFilterActivities(t *testing.T) (*Filter, *kgo.Client) {
 	t.Helper()
-	ctx := context.Background()
-	stack, err := environment.Start(ctx, environment.Options{StartKafka: true, StartRegistry: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = stack.Close() })
-	cl, err := kgo.NewClient(kgo.SeedBrokers(stack.KafkaBrokers...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cl.Close)
-	if _, err := kadm.NewClient(cl).CreateTopic(ctx, 1, 1, map[string]*string{"cleanup.policy": kadm.StringPtr("compact")}, "control"); err != nil {
-		t.Fatal(err)
-	}
-	reg, err := sr.NewClient(sr.URLs(stack.RegistryURL))
-	if err != nil {
-		t.Fatal(err)
-	}
-	schemas, err := records.ParseSchemas()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &Filter{Kafka: cl, Serde: records.NewSerde(schemas, reg), Topic: "control"}, cl
+	kc := kafkatest.Start(t)
+	kc.CreateTopic(1, map[string]*string{"cleanup.policy": kadm.StringPtr("compact")}, "control")
+	return &Filter{Kafka: kc.Kafka, Serde: kc.Serde, Topic: "control"}, kc.Client()
 }
 
 func TestPublishAndLoadFilterState(t *testing.T) {
@@ -94,7 +73,10 @@ func TestPublishAndLoadFilterState(t *testing.T) {
 	// What was published is what a streamer reads: the framed Avro
 	// FilterState under the control key.
 	var keys []string
-	err := streamer.ReadTopic(context.Background(), cl.Opts(), "control", 0, func(r *kgo.Record) { keys = append(keys, string(r.Key)) })
+	err := topicread.Read(context.Background(), f.Kafka, "control", topicread.Options{}, func(r *kgo.Record) error {
+		keys = append(keys, string(r.Key))
+		return nil
+	})
 	if err != nil || len(keys) != 4 || keys[0] != streamer.ControlKey {
 		t.Fatalf("control topic keys %v, %v", keys, err)
 	}

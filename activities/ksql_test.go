@@ -17,10 +17,10 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/sr"
-	"github.com/twmb/franz-go/pkg/sr/srfake"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 
+	"github.com/shopstream/shopstream/internal/kafkatest"
 	"github.com/shopstream/shopstream/internal/records"
 	"github.com/shopstream/shopstream/ksql"
 	"github.com/shopstream/shopstream/workflows"
@@ -204,16 +204,8 @@ type ksqlEnv struct {
 func newKsqlEnv(t *testing.T, files fstest.MapFS) *ksqlEnv {
 	t.Helper()
 	fake, srv := newFakeKsqlDB(t)
-	reg := httptest.NewServer(srfake.NewRegistry().Handler())
-	t.Cleanup(reg.Close)
-	rc, err := sr.NewClient(sr.URLs(reg.URL))
-	if err != nil {
-		t.Fatal(err)
-	}
-	schemas, err := records.ParseSchemas()
-	if err != nil {
-		t.Fatal(err)
-	}
+	serde := kafkatest.NewSerde(t)
+	rc, schemas := serde.Registry(), serde.Schemas()
 	if _, err := rc.CreateSchema(context.Background(), "recom-value", sr.Schema{Schema: schemas.Text(records.KindRecommendation)}); err != nil {
 		t.Fatal(err)
 	}

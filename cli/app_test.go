@@ -3,10 +3,11 @@ package main
 import (
 	"bytes"
 	"context"
-	"net"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/shopstream/shopstream/internal/testtool"
 )
 
 // runApp runs the binary's entry point with args and returns what a user
@@ -48,21 +49,7 @@ func TestBadInputExitsTwoAndSaysWhy(t *testing.T) {
 func TestUnreachableBrokerIsAClearErrorNotAHang(t *testing.T) {
 	// A broker that accepts connections and never answers: the worst case,
 	// where only a deadline ends the wait.
-	silent, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer silent.Close()
-	go func() {
-		for {
-			c, err := silent.Accept()
-			if err != nil {
-				return
-			}
-			defer c.Close()
-		}
-	}()
-	for _, addr := range []string{"127.0.0.1:1" /* refused */, silent.Addr().String()} {
+	for _, addr := range []string{"127.0.0.1:1" /* refused */, testtool.SilentListener(t)} {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		start := time.Now()
 		// The default dial timeout (10s) bounds it; a smaller one keeps the test short.

@@ -2,11 +2,11 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/urfave/cli/v2"
 
 	"github.com/shopstream/shopstream/internal/blobstore"
@@ -20,6 +20,7 @@ import (
 // collectorSettings are the collector's own flags.
 type collectorSettings struct {
 	group string
+	txnID string
 	fetch imagefetch.Options
 }
 
@@ -27,6 +28,7 @@ func collectorFlags() []cli.Flag {
 	cat := "Image collection"
 	return []cli.Flag{
 		&cli.StringFlag{Name: "collector-group", EnvVars: []string{"COLLECTOR_GROUP"}, Value: collector.DefaultGroup, Usage: "consumer group of the collector instances", Category: cat},
+		&cli.StringFlag{Name: "collector-transactional-id", EnvVars: []string{"COLLECTOR_TRANSACTIONAL_ID"}, Usage: "this instance's Kafka transactional id, stable across restarts so that a restarted instance aborts its predecessor's open transaction at once (the Helm chart gives the pod name); unique among live instances (default: random)", Category: cat},
 		&cli.StringFlag{Name: "fetch-allow-hosts", EnvVars: []string{"IMAGE_FETCH_ALLOW_HOSTS"}, Usage: "comma-separated host or host:port that image URLs may use even though they resolve to loopback or private addresses (e.g. an internal CDN)", Category: cat},
 		&cli.DurationFlag{Name: "fetch-timeout", EnvVars: []string{"IMAGE_FETCH_TIMEOUT"}, Value: imagefetch.DefaultTimeout, Usage: "time limit of one image download attempt", Category: cat},
 		&cli.IntFlag{Name: "fetch-attempts", EnvVars: []string{"IMAGE_FETCH_ATTEMPTS"}, Value: imagefetch.DefaultAttempts, Usage: "attempts per image for transient failures (timeouts, 5xx)", Category: cat},
@@ -36,7 +38,7 @@ func collectorFlags() []cli.Flag {
 }
 
 func readCollectorSettings(c *cli.Context) (collectorSettings, error) {
-	s := collectorSettings{group: c.String("collector-group"), fetch: imagefetch.Options{
+	s := collectorSettings{group: c.String("collector-group"), txnID: c.String("collector-transactional-id"), fetch: imagefetch.Options{
 		AllowHosts:  splitCSV(c.String("fetch-allow-hosts")),
 		Timeout:     c.Duration("fetch-timeout"),
 		Attempts:    c.Int("fetch-attempts"),
@@ -46,6 +48,8 @@ func readCollectorSettings(c *cli.Context) (collectorSettings, error) {
 	switch {
 	case s.group == "":
 		return s, usageErr("--collector-group is empty")
+	case strings.ContainsAny(s.txnID, " \t\n"):
+		return s, usageErr("--collector-transactional-id %q: use no white space", s.txnID)
 	case s.fetch.Timeout <= 0:
 		return s, usageErr("--fetch-timeout %s: want a positive duration such as 10s", s.fetch.Timeout)
 	case s.fetch.Attempts < 1 || s.fetch.Attempts > 20:
@@ -109,31 +113,38 @@ func blobDescription(blobURL, dataDir string) string {
 
 // runCollector runs the collector over the env's clients until ctx ends.
 func runCollector(ctx context.Context, e *env, s collectorSettings) error {
-	store, err := collector.OpenStore(ctx, e.cfg.DatabaseDSN)
+	if e.cfg.DatabaseDSN == "" {
+		return errors.New("no PostgreSQL to keep collected products in: set DATABASE_DSN / --database-dsn (shopstream dev starts one when PostgreSQL is installed: make postgres)")
+	}
+	db, err := e.database(ctx)
 	if err != nil {
 		return err
 	}
-	defer store.Close()
 	blobs, err := blobstore.Open(ctx, e.cfg.BlobURL, e.cfg.DataDir)
 	if err != nil {
 		return err
 	}
 	defer blobs.Close()
 	s.fetch.Registerer = e.metrics
-	fetcher := imagefetch.New(s.fetch)
+	fetcher, err := imagefetch.New(s.fetch)
+	if err != nil {
+		return err
+	}
 	defer fetcher.Close()
 	col, err := collector.New(collector.Options{
-		KafkaOpts:     []kgo.Opt{kgo.SeedBrokers(e.cfg.KafkaBrokers...), kgo.DialTimeout(e.cfg.DialTimeout)},
+		Kafka:         e.kafkaClients,
 		Group:         s.group,
 		ProductTopic:  e.cfg.Topics.Products,
 		CompleteTopic: e.cfg.Topics.CompleteProducts,
 		DLQTopic:      e.cfg.Topics.DLQ,
 		Serde:         e.serde,
-		Store:         store,
+		Store:         collector.NewStore(db),
 		Blobs:         blobs,
 		Fetcher:       fetcher,
 		Log:           e.log.With("component", "collector"),
 		Registerer:    e.metrics,
+		// Empty unless given: collector.New picks a random one.
+		TransactionalID: s.txnID,
 	})
 	if err != nil {
 		return err
@@ -191,12 +202,11 @@ func apiCommand() *cli.Command {
 func runProductAPI(ctx context.Context, e *env, s apiSettings, started func(addr string)) error {
 	var reader catalog.Reader
 	if e.cfg.DatabaseDSN != "" {
-		store, err := collector.OpenStore(ctx, e.cfg.DatabaseDSN)
+		db, err := e.database(ctx)
 		if err != nil {
 			return err
 		}
-		defer store.Close()
-		reader = store
+		reader = collector.NewStore(db)
 	} else {
 		e.log.Warn("no DATABASE_DSN: the product API accepts products but cannot serve complete products (reads answer 503)")
 	}

@@ -2,19 +2,17 @@ package main
 
 import (
 	"github.com/urfave/cli/v2"
-
-	"github.com/shopstream/shopstream/internal/config"
 )
 
 func configCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "config",
 		Usage: "print the effective configuration (flags > environment > .env > defaults), secrets masked",
-		Flags: config.Flags(),
+		Flags: configFlags(),
 		Action: func(c *cli.Context) error {
-			cfg, err := config.FromContext(c)
+			cfg, err := readConfig(c)
 			if err != nil {
-				return usageErr("%v", err)
+				return err
 			}
 			return cfg.Describe(c.App.Writer)
 		},

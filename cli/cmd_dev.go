@@ -37,7 +37,11 @@ func devComponents() []devComponent {
 	streamerReady := make(chan struct{})
 	return []devComponent{
 		{name: "temporal worker", run: func(ctx context.Context, e *env) error {
-			return workers.Run(ctx, e.temporal, e.cfg.TaskQueue, e.activities(), worker.Options{WorkerStopTimeout: 5 * time.Second})
+			acts, err := e.activities()
+			if err != nil {
+				return err
+			}
+			return workers.Run(ctx, e.temporal, e.cfg.TaskQueue, acts, worker.Options{WorkerStopTimeout: 5 * time.Second})
 		}},
 		{name: "product api", run: devProductAPI}, {name: "image collector", run: devCollector},
 		// The streamer process: the filter and the built-in recommender.
@@ -84,9 +88,9 @@ func devCommand() *cli.Command {
 
 func runDev(c *cli.Context) error {
 	t0 := time.Now()
-	cfg, err := config.FromContext(c)
+	cfg, err := readConfig(c)
 	if err != nil {
-		return usageErr("%v", err)
+		return err
 	}
 	ts, err := readTopicSettings(c)
 	if err != nil {

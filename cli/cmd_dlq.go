@@ -13,7 +13,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/shopstream/shopstream/streamer"
+	"github.com/shopstream/shopstream/internal/deadletter"
 )
 
 func dlqCommand() *cli.Command {
@@ -21,13 +21,9 @@ func dlqCommand() *cli.Command {
 		Name:  "dlq",
 		Usage: "inspect the dead-letter topic",
 		Subcommands: []*cli.Command{{
-			Name:  "list",
-			Usage: "show the newest dead-lettered records: why, from where, when",
-			Description: "Records land here when the streamer cannot read them: not Confluent-framed Avro (not-framed),\n" +
-				"a schema id the registry does not know (unknown-schema-id), a schema that is not a product\n" +
-				"(wrong-schema), bytes that do not decode (malformed), or no key for the compacted filtered topic\n" +
-				"(no-key). Their key, value and headers are kept.\n\n" +
-				"Examples:\n  shopstream dlq list\n  shopstream dlq list --limit 100 --json",
+			Name:        "list",
+			Usage:       "show the newest dead-lettered records: why, by whom, from where, when",
+			Description: dlqDescription(),
 			Flags: withFlags(
 				&cli.IntFlag{Name: "limit", Value: 20, Usage: "show at most this many, the newest (0: all)"},
 				&cli.BoolFlag{Name: "json", Usage: "print JSON, values base64-encoded"},
@@ -35,6 +31,21 @@ func dlqCommand() *cli.Command {
 			Action: listDLQ,
 		}},
 	}
+}
+
+// dlqDescription lists the reason vocabulary that every component writes.
+func dlqDescription() string {
+	var b strings.Builder
+	b.WriteString("Records land here when a component (streamer, recommender, sink, collector) cannot process them.\n" +
+		"Their key, value and headers are kept; added headers say why (the reason, and the error in detail),\n" +
+		"which component, the source topic, partition and offset, and when. The reasons:\n\n")
+	tw := tabwriter.NewWriter(&b, 0, 4, 2, ' ', 0)
+	for _, m := range deadletter.Vocabulary() {
+		fmt.Fprintf(tw, "  %s\t%s\n", m.Reason, m.Means)
+	}
+	tw.Flush()
+	b.WriteString("\nExamples:\n  shopstream dlq list\n  shopstream dlq list --limit 100 --json")
+	return b.String()
 }
 
 func listDLQ(c *cli.Context) error {
@@ -52,7 +63,7 @@ func listDLQ(c *cli.Context) error {
 	defer e.close()
 	ctx, cancel := context.WithTimeout(c.Context, time.Minute)
 	defer cancel()
-	dead, err := streamer.ReadDeadLetters(ctx, e.kafka.Opts(), e.cfg.Topics.DLQ, limit)
+	dead, err := deadletter.Read(ctx, e.kafkaClients, e.cfg.Topics.DLQ, limit)
 	if err != nil {
 		return err
 	}

@@ -175,9 +175,9 @@ func runEmulate(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	cfg, err := config.FromContext(c)
+	cfg, err := readConfig(c)
 	if err != nil {
-		return usageErr("%v", err)
+		return err
 	}
 	r.in.Topic = cfg.Topics.Products
 	if err := r.in.Validate(); err != nil {

@@ -18,6 +18,7 @@ import (
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 
+	"github.com/shopstream/shopstream/internal/health"
 	"github.com/shopstream/shopstream/streamer"
 	"github.com/shopstream/shopstream/workflows"
 )
@@ -201,7 +202,7 @@ func waitApplied(ctx context.Context, e *env, id string, start time.Time, out io
 	}
 	fmt.Fprintf(out, "filter: %s published\n", streamer.Describe(change.Version, change.Substring, change.CaseSensitive))
 	for {
-		reps, err := streamer.ReadApplied(ctx, e.kafka.Opts(), e.cfg.Topics.FilterApplied)
+		reps, err := streamer.ReadApplied(ctx, e.kafkaClients, e.cfg.Topics.FilterApplied)
 		if err == nil {
 			now := time.Now()
 			var live, behind int
@@ -265,37 +266,14 @@ func queryFilter(ctx context.Context, e *env) (workflows.StreamFilterStatus, err
 	return st, nil
 }
 
-// instanceView is one streamer instance as `filter get` shows it.
-type instanceView struct {
-	streamer.AppliedReport
-	Live    bool   `json:"live"`
-	Applied bool   `json:"applied"`
-	State   string `json:"state"`
-}
-
 // filterInstances reads every streamer instance's applied-filter report and
-// compares it with the desired version.
-func filterInstances(ctx context.Context, e *env, desired int64, now time.Time) ([]instanceView, error) {
-	reps, err := streamer.ReadApplied(ctx, e.kafka.Opts(), e.cfg.Topics.FilterApplied)
+// compares it with the desired filter.
+func filterInstances(ctx context.Context, e *env, desired workflows.FilterState, now time.Time) (health.Filter, error) {
+	reps, err := streamer.ReadApplied(ctx, e.kafkaClients, e.cfg.Topics.FilterApplied)
 	if err != nil {
-		return nil, err
+		return health.Filter{}, err
 	}
-	views := make([]instanceView, 0, len(reps))
-	for _, r := range reps {
-		v := instanceView{AppliedReport: r, Live: r.Live(now), Applied: r.Version == desired}
-		switch {
-		case !v.Live:
-			v.State = "gone (no heartbeat since " + r.HeartbeatAt.Format(time.RFC3339) + ")"
-		case v.Applied:
-			v.State = "applied"
-		case r.Version < desired:
-			v.State = "behind"
-		default:
-			v.State = "ahead"
-		}
-		views = append(views, v)
-	}
-	return views, nil
+	return health.CheckFilter(desired.Version, desired.SetAt, reps, now), nil
 }
 
 func getFilter(c *cli.Context) error {
@@ -312,10 +290,11 @@ func getFilter(c *cli.Context) error {
 		return fmt.Errorf("%w (is a worker running? `shopstream dev` or `shopstream worker`)", err)
 	}
 	now := time.Now()
-	views, err := filterInstances(ctx, e, st.Desired.Version, now)
+	f, err := filterInstances(ctx, e, st.Desired, now)
 	if err != nil {
 		return err
 	}
+	views := f.Instances
 	out := c.App.Writer
 	if c.Bool("json") {
 		enc := json.NewEncoder(out)

@@ -6,7 +6,6 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/shopstream/shopstream/internal/config"
 	"github.com/shopstream/shopstream/internal/telemetry"
 	"github.com/shopstream/shopstream/streamer/recommender"
 )
@@ -26,9 +25,9 @@ func recommenderCommand() *cli.Command {
 			&cli.DurationFlag{Name: "wait-for-topics", Value: time.Minute, Usage: "how long to wait for `shopstream bootstrap` to create missing topics"},
 		),
 		Action: func(c *cli.Context) error {
-			cfg, err := config.FromContext(c)
+			cfg, err := readConfig(c)
 			if err != nil {
-				return usageErr("%v", err)
+				return err
 			}
 			// A long-running command logs at --log-level (info) by default.
 			logger, err := telemetry.NewLogger(c.App.ErrWriter, c.String("log-level"))
@@ -44,7 +43,7 @@ func recommenderCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			rc := recommender.ConfigFrom(cfg, e.serde, e.metrics, logger)
+			rc := recommender.ConfigFrom(cfg, e.kafkaClients, e.serde, e.metrics, logger)
 			rc.Group, rc.InstanceID, rc.TopicWait = c.String("group"), c.String("instance-id"), c.Duration("wait-for-topics")
 			rc.OnCaughtUp = func(products int) {
 				fmt.Fprintf(c.App.Writer, "recommender: table holds %d filtered products; joining prompts from %s as group %s; /metrics on %s\n",

@@ -12,8 +12,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/urfave/cli/v2"
 
-	"github.com/shopstream/shopstream/internal/clients"
 	"github.com/shopstream/shopstream/internal/records"
+	"github.com/shopstream/shopstream/internal/topicread"
 )
 
 func recsCommand() *cli.Command {
@@ -68,7 +68,9 @@ func userPartition(ctx context.Context, e *env, user string) (int32, int, error)
 type latestRec struct {
 	rec     *records.Recommendation // nil: none, or deleted
 	deleted bool
-	next    map[int32]kgo.Offset // where to go on reading for updates
+	// rd has read up to the last stable offsets; it goes on reading for
+	// updates. The caller closes it.
+	rd *topicread.Reader
 }
 
 // readLatest reads the user's partition up to its last stable offset; when
@@ -94,92 +96,49 @@ func readLatest(ctx context.Context, e *env, user string) (*latestRec, error) {
 	}
 	more, err := readPartitions(ctx, e, user, others)
 	if err != nil {
+		res.rd.Close()
 		return nil, err
 	}
 	if more.rec == nil && !more.deleted {
-		more.next = res.next // follow the user's own partition
+		more.rd.Close()
+		return res, nil // follow the user's own partition
 	}
+	res.rd.Close()
 	return more, nil
 }
 
 func readPartitions(ctx context.Context, e *env, user string, parts []int32) (*latestRec, error) {
 	topic := e.cfg.Topics.Recommendations
-	ends, err := e.admin.ListCommittedOffsets(ctx, topic)
-	if err == nil {
-		err = ends.Error()
-	}
-	if err != nil {
-		return nil, fmt.Errorf("list end offsets of %s: %w", topic, err)
-	}
-	res := &latestRec{next: map[int32]kgo.Offset{}}
-	pending := map[int32]int64{}
-	consume := map[int32]kgo.Offset{}
-	for _, p := range parts {
-		end, _ := ends.Lookup(topic, p)
-		res.next[p] = kgo.NewOffset().At(end.Offset)
-		if end.Offset > 0 {
-			pending[p] = end.Offset
-			consume[p] = kgo.NewOffset().AtStart()
-		}
-	}
-	if len(pending) == 0 {
-		return res, nil
-	}
-	cl, err := clients.Kafka(ctx, e.cfg,
-		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: consume}),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.KeepControlRecords())
+	rd, err := topicread.Open(ctx, e.kafkaClients, topic, topicread.Options{Partitions: parts})
 	if err != nil {
 		return nil, err
 	}
-	defer cl.Close()
 	var latest *kgo.Record
-	for len(pending) > 0 {
-		fs := cl.PollFetches(ctx)
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
+	err = rd.CatchUp(ctx, func(r *kgo.Record) error {
+		if string(r.Key) == user {
+			latest = r
 		}
-		if err := fatalFetchError(fs); err != nil {
-			return nil, fmt.Errorf("read %s: %w", topic, err)
-		}
-		fs.EachPartition(func(fp kgo.FetchTopicPartition) {
-			end, ok := pending[fp.Partition]
-			if !ok {
-				return
-			}
-			for _, r := range fp.Records {
-				if r.Offset >= end {
-					break
-				}
-				if !r.Attrs.IsControl() && string(r.Key) == user {
-					latest = r
-				}
-			}
-			if n := len(fp.Records); n > 0 && fp.Records[n-1].Offset+1 >= end {
-				delete(pending, fp.Partition)
-			}
-		})
-	}
-	if latest == nil {
+		return nil
+	})
+	res := &latestRec{rd: rd}
+	switch {
+	case err != nil:
+	case latest == nil:
 		return res, nil
-	}
-	if latest.Value == nil {
+	case latest.Value == nil:
 		res.deleted = true
 		return res, nil
-	}
-	res.rec = new(records.Recommendation)
-	if err := e.serde.Decode(ctx, latest.Value, res.rec); err != nil {
-		return nil, fmt.Errorf("decode the recommendations of %s (%s partition %d offset %d): %w", user, topic, latest.Partition, latest.Offset, err)
-	}
-	return res, nil
-}
-
-func fatalFetchError(fs kgo.Fetches) error {
-	for _, fe := range fs.Errors() {
-		if !errors.Is(fe.Err, context.Canceled) && !errors.Is(fe.Err, context.DeadlineExceeded) {
-			return fe.Err
+	default:
+		res.rec = new(records.Recommendation)
+		if err = e.serde.Decode(ctx, latest.Value, res.rec); err != nil {
+			err = fmt.Errorf("decode the recommendations of %s (%s partition %d offset %d): %w", user, topic, latest.Partition, latest.Offset, err)
 		}
 	}
-	return nil
+	if err != nil {
+		rd.Close()
+		return nil, err
+	}
+	return res, nil
 }
 
 func showRecs(ctx context.Context, e *env, user string, follow, asJSON bool, w io.Writer) error {
@@ -187,45 +146,27 @@ func showRecs(ctx context.Context, e *env, user string, follow, asJSON bool, w i
 	if err != nil {
 		return err
 	}
+	defer res.rd.Close()
 	printRecs(w, user, res.rec, res.deleted, asJSON)
 	if !follow {
 		return nil
 	}
-	cl, err := clients.Kafka(ctx, e.cfg,
-		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{e.cfg.Topics.Recommendations: res.next}),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()))
-	if err != nil {
-		return err
-	}
-	defer cl.Close()
-	for {
-		fs := cl.PollFetches(ctx)
-		if ctx.Err() != nil {
-			return nil // Ctrl-C ends --follow
+	// Follow ends without an error on Ctrl-C.
+	return res.rd.Follow(ctx, func(r *kgo.Record) error {
+		if string(r.Key) != user {
+			return nil
 		}
-		if err := fatalFetchError(fs); err != nil {
-			return fmt.Errorf("follow %s: %w", e.cfg.Topics.Recommendations, err)
+		if r.Value == nil {
+			printRecs(w, user, nil, true, asJSON)
+			return nil
 		}
-		var ferr error
-		fs.EachRecord(func(r *kgo.Record) {
-			if ferr != nil || string(r.Key) != user {
-				return
-			}
-			if r.Value == nil {
-				printRecs(w, user, nil, true, asJSON)
-				return
-			}
-			rec := new(records.Recommendation)
-			if err := e.serde.Decode(ctx, r.Value, rec); err != nil {
-				ferr = fmt.Errorf("decode the recommendations of %s (partition %d offset %d): %w", user, r.Partition, r.Offset, err)
-				return
-			}
-			printRecs(w, user, rec, false, asJSON)
-		})
-		if ferr != nil {
-			return ferr
+		rec := new(records.Recommendation)
+		if err := e.serde.Decode(ctx, r.Value, rec); err != nil {
+			return fmt.Errorf("decode the recommendations of %s (partition %d offset %d): %w", user, r.Partition, r.Offset, err)
 		}
-	}
+		printRecs(w, user, rec, false, asJSON)
+		return nil
+	})
 }
 
 func printRecs(w io.Writer, user string, rec *records.Recommendation, deleted, asJSON bool) {
@@ -268,7 +209,7 @@ func fmtTime(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05.00
 type recsWatcher struct {
 	e    *env
 	user string
-	cl   *kgo.Client
+	rd   *topicread.Reader
 }
 
 func newRecsWatcher(ctx context.Context, e *env, user string) (*recsWatcher, error) {
@@ -276,25 +217,14 @@ func newRecsWatcher(ctx context.Context, e *env, user string) (*recsWatcher, err
 	if err != nil {
 		return nil, err
 	}
-	topic := e.cfg.Topics.Recommendations
-	ends, err := e.admin.ListEndOffsets(ctx, topic)
-	if err == nil {
-		err = ends.Error()
-	}
-	if err != nil {
-		return nil, fmt.Errorf("list end offsets of %s: %w", topic, err)
-	}
-	end, _ := ends.Lookup(topic, p)
-	cl, err := clients.Kafka(ctx, e.cfg,
-		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: {p: kgo.NewOffset().At(end.Offset)}}),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()))
+	rd, err := topicread.Open(ctx, e.kafkaClients, e.cfg.Topics.Recommendations, topicread.Options{Partitions: []int32{p}, FromEnd: true})
 	if err != nil {
 		return nil, err
 	}
-	return &recsWatcher{e: e, user: user, cl: cl}, nil
+	return &recsWatcher{e: e, user: user, rd: rd}, nil
 }
 
-func (w *recsWatcher) close() { w.cl.Close() }
+func (w *recsWatcher) close() { w.rd.Close() }
 
 // waitFor prints, for each prompt, the products its search recommended,
 // once the user's Recommendation shows the prompt as the last search.
@@ -303,7 +233,7 @@ func (w *recsWatcher) waitFor(ctx context.Context, sent []*records.SearchPrompt,
 	defer cancel()
 	next := 0
 	for next < len(sent) {
-		fs := w.cl.PollFetches(ctx)
+		recs, err := w.rd.Poll(ctx)
 		if ctx.Err() != nil {
 			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 				return fmt.Errorf("no recommendation for search %s arrived within %s: is a recommender running "+
@@ -311,18 +241,16 @@ func (w *recsWatcher) waitFor(ctx context.Context, sent []*records.SearchPrompt,
 			}
 			return ctx.Err()
 		}
-		if err := fatalFetchError(fs); err != nil {
+		if err != nil {
 			return fmt.Errorf("wait for recommendations: %w", err)
 		}
-		var derr error
-		fs.EachRecord(func(r *kgo.Record) {
-			if derr != nil || next == len(sent) || string(r.Key) != w.user || r.Value == nil {
-				return
+		for _, r := range recs {
+			if next == len(sent) || string(r.Key) != w.user || r.Value == nil {
+				continue
 			}
 			var rec records.Recommendation
 			if err := w.e.serde.Decode(ctx, r.Value, &rec); err != nil {
-				derr = fmt.Errorf("decode the recommendations of %s: %w", w.user, err)
-				return
+				return fmt.Errorf("decode the recommendations of %s: %w", w.user, err)
 			}
 			// Each prompt produces one record, in order. Should one be
 			// missed, the next record answers for it too: its products
@@ -336,9 +264,6 @@ func (w *recsWatcher) waitFor(ctx context.Context, sent []*records.SearchPrompt,
 					break
 				}
 			}
-		})
-		if derr != nil {
-			return derr
 		}
 	}
 	return nil

@@ -10,11 +10,9 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/sr"
 	"github.com/urfave/cli/v2"
 
-	"github.com/shopstream/shopstream/environment"
-	"github.com/shopstream/shopstream/internal/config"
+	"github.com/shopstream/shopstream/internal/kafkatest"
 	"github.com/shopstream/shopstream/internal/records"
 	"github.com/shopstream/shopstream/streamer/recommender"
 )
@@ -22,8 +20,9 @@ import (
 // searchStack is an embedded Kafka and registry with the default topics.
 type searchStack struct {
 	ctx   context.Context
+	kc    *kafkatest.Cluster
 	args  []string // connection flags
-	topic config.Topics
+	topic records.Topics
 	admin *kadm.Client
 	serde *records.Serde
 	kafka *kgo.Client
@@ -33,17 +32,10 @@ func newSearchStack(t *testing.T) *searchStack {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	stack, err := environment.Start(ctx, environment.Options{StartKafka: true, StartRegistry: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { stack.Close() })
-	s := &searchStack{ctx: ctx, topic: config.Default().Topics,
-		args: []string{"--kafka-brokers", strings.Join(stack.KafkaBrokers, ","), "--schema-registry-url", stack.RegistryURL}}
-	if s.kafka, err = kgo.NewClient(kgo.SeedBrokers(stack.KafkaBrokers...)); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.kafka.Close)
+	kc := kafkatest.Start(t)
+	s := &searchStack{ctx: ctx, kc: kc, topic: records.DefaultTopics(), serde: kc.Serde,
+		args: []string{"--kafka-brokers", strings.Join(kc.Brokers, ","), "--schema-registry-url", kc.RegistryURL}}
+	s.kafka = kc.Client()
 	s.admin = kadm.NewClient(s.kafka)
 	compact := "compact"
 	for _, name := range []string{s.topic.Filtered, s.topic.Find, s.topic.Recommendations, s.topic.DLQ} {
@@ -55,15 +47,6 @@ func newSearchStack(t *testing.T) *searchStack {
 			t.Fatal(err)
 		}
 	}
-	schemas, err := records.ParseSchemas()
-	if err != nil {
-		t.Fatal(err)
-	}
-	reg, err := sr.NewClient(sr.URLs(stack.RegistryURL))
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.serde = records.NewSerde(schemas, reg)
 	return s
 }
 
@@ -162,10 +145,8 @@ func TestSearchThenRecs(t *testing.T) {
 	}
 	rctx, stop := context.WithCancel(s.ctx)
 	done := make(chan error, 1)
-	cfg := config.Default()
-	cfg.KafkaBrokers = strings.Split(s.args[1], ",")
 	go func() {
-		done <- recommender.Run(rctx, recommender.Config{Brokers: cfg.KafkaBrokers, Topics: cfg.Topics, Serde: s.serde, InstanceID: "cli-test"})
+		done <- recommender.Run(rctx, recommender.Config{Kafka: s.kc.Kafka, Topics: s.topic, Serde: s.serde, InstanceID: "cli-test"})
 	}()
 	t.Cleanup(func() { stop(); <-done })
 

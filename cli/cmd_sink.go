@@ -12,9 +12,6 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/shopstream/shopstream/internal/clients"
-	"github.com/shopstream/shopstream/internal/config"
-	"github.com/shopstream/shopstream/internal/pgstore"
 	"github.com/shopstream/shopstream/internal/sink"
 	"github.com/shopstream/shopstream/internal/telemetry"
 )
@@ -41,9 +38,9 @@ func sinkCommand() *cli.Command {
 			&cli.IntFlag{Name: "batch-size", EnvVars: []string{"SINK_BATCH_SIZE"}, Value: 5000, Usage: "most records written in one transaction"},
 		),
 		Action: func(c *cli.Context) error {
-			cfg, err := config.FromContext(c)
+			cfg, err := readConfig(c)
 			if err != nil {
-				return usageErr("%v", err)
+				return err
 			}
 			set := sinkSettings{group: c.String("group"), batchSize: c.Int("batch-size")}
 			if set.group == "" {
@@ -79,27 +76,26 @@ func sinkCommand() *cli.Command {
 	}
 }
 
-// runSink opens the store (applying migrations), joins the group and
-// writes until ctx ends.
+// runSink opens the process's database (applying migrations), joins the
+// group and writes until ctx ends.
 func runSink(ctx context.Context, e *env, set sinkSettings, out io.Writer) error {
-	store, applied, err := pgstore.Open(ctx, e.cfg.DatabaseDSN)
+	store, err := e.database(ctx)
 	if err != nil {
 		return err
 	}
-	defer store.Close()
 	s, err := sink.New(sink.Options{Group: set.group, Topics: e.cfg.Topics, Store: store, Serde: e.serde,
 		Registerer: e.metrics, Logger: e.log, BatchSize: set.batchSize})
 	if err != nil {
 		return err
 	}
-	cl, err := clients.Kafka(ctx, e.cfg, s.KafkaOpts()...)
+	cl, err := e.kafkaClients.Connect(ctx, s.KafkaOpts()...)
 	if err != nil {
 		return err
 	}
 	defer cl.Close()
 	db := store.Pool.Config().ConnConfig
 	fmt.Fprintf(out, "sink: group %s writes %s into PostgreSQL at %s:%d/%s (migrations applied now: %d)\n",
-		set.group, strings.Join(s.Topics(), ", "), db.Host, db.Port, db.Database, len(applied))
+		set.group, strings.Join(s.Topics(), ", "), db.Host, db.Port, db.Database, len(e.dbApplied))
 	return s.Run(ctx, cl)
 }
 

@@ -15,13 +15,10 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/sr"
 	"github.com/urfave/cli/v2"
 
-	"github.com/shopstream/shopstream/environment"
-	"github.com/shopstream/shopstream/internal/config"
+	"github.com/shopstream/shopstream/internal/kafkatest"
 	"github.com/shopstream/shopstream/internal/pgcluster/pgtest"
 	"github.com/shopstream/shopstream/internal/records"
 )
@@ -55,32 +52,19 @@ func TestSinkBadInputExitsWithTwo(t *testing.T) {
 }
 
 // sinkRig is kfake, a registry and a database with a few products in Kafka.
-func sinkRig(t *testing.T) (stack *environment.Stack, dsn string, keys []string) {
+func sinkRig(t *testing.T) (kc *kafkatest.Cluster, dsn string, keys []string) {
 	t.Helper()
 	ctx := context.Background()
-	stack, err := environment.Start(ctx, environment.Options{StartKafka: true, StartRegistry: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { stack.Close() })
+	kc = kafkatest.Start(t)
 	// A cluster of the test's own: package main has no TestMain to stop a
 	// shared one.
 	dsn = pgtest.Cluster(t).DSN
-	topics := config.Default().Topics
-	cl, err := kgo.NewClient(kgo.SeedBrokers(stack.KafkaBrokers...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	adm := kadm.NewClient(cl)
+	topics := records.DefaultTopics()
+	cl := kc.Client()
 	for _, tp := range []string{topics.Products, topics.Filtered, topics.CompleteProducts, topics.Find, topics.Recommendations, topics.DLQ} {
-		if _, err := adm.CreateTopic(ctx, 2, 1, nil, tp); err != nil {
-			t.Fatal(err)
-		}
+		kc.CreateTopic(2, nil, tp)
 	}
-	schemas, _ := records.ParseSchemas()
-	reg, _ := sr.NewClient(sr.URLs(stack.RegistryURL))
-	serde := records.NewSerde(schemas, reg)
+	serde := kc.Serde
 	for i := 0; i < 50; i++ {
 		p := records.Product{ProductID: "p" + string(rune('a'+i%26)) + string(rune('a'+i/26)), MallID: "m", Name: "n",
 			Price: records.Price{Amount: "2.50", Currency: "EUR"}, CreatedAt: time.UnixMilli(1), UpdatedAt: time.UnixMilli(2)}
@@ -93,7 +77,7 @@ func sinkRig(t *testing.T) (stack *environment.Stack, dsn string, keys []string)
 		}
 		keys = append(keys, p.Key())
 	}
-	return stack, dsn, keys
+	return kc, dsn, keys
 }
 
 func countProducts(t *testing.T, dsn string) int {
@@ -116,13 +100,13 @@ var metricsLine = regexp.MustCompile(`/metrics on http://([0-9.:]+)/metrics`)
 // `shopstream sink` writes the topics into PostgreSQL, serves /metrics and
 // stops cleanly when its context ends (what SIGTERM does in main).
 func TestSinkCommandWritesServesMetricsAndStops(t *testing.T) {
-	stack, dsn, keys := sinkRig(t)
+	kc, dsn, keys := sinkRig(t)
 	var out, errOut syncBuffer
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
 	go func() {
-		done <- run(ctx, []string{"shopstream", "sink", "--kafka-brokers", strings.Join(stack.KafkaBrokers, ","),
-			"--schema-registry-url", stack.RegistryURL, "--database-dsn", dsn, "--metrics-addr", "127.0.0.1:0", "--data-dir", t.TempDir()},
+		done <- run(ctx, []string{"shopstream", "sink", "--kafka-brokers", strings.Join(kc.Brokers, ","),
+			"--schema-registry-url", kc.RegistryURL, "--database-dsn", dsn, "--metrics-addr", "127.0.0.1:0", "--data-dir", t.TempDir()},
 			strings.NewReader(""), &out, &errOut)
 	}()
 	deadline := time.Now().Add(30 * time.Second)
@@ -172,7 +156,7 @@ func TestSinkBinaryStopsOnSIGTERM(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary")
 	}
-	stack, dsn, keys := sinkRig(t)
+	kc, dsn, keys := sinkRig(t)
 	bin := filepath.Join(t.TempDir(), "shopstream")
 	build := exec.Command("go", "build", "-o", bin, ".")
 	if out, err := build.CombinedOutput(); err != nil {
@@ -180,7 +164,7 @@ func TestSinkBinaryStopsOnSIGTERM(t *testing.T) {
 	}
 	cmd := exec.Command(bin, "sink", "--metrics-addr", "127.0.0.1:0")
 	cmd.Dir = t.TempDir() // no .env there
-	cmd.Env = append(os.Environ(), "KAFKA_BROKERS="+strings.Join(stack.KafkaBrokers, ","), "SCHEMA_REGISTRY_URL="+stack.RegistryURL, "DATABASE_DSN="+dsn)
+	cmd.Env = append(os.Environ(), "KAFKA_BROKERS="+strings.Join(kc.Brokers, ","), "SCHEMA_REGISTRY_URL="+kc.RegistryURL, "DATABASE_DSN="+dsn)
 	var out syncBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {

@@ -13,15 +13,15 @@ import (
 
 	"log/slog"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/urfave/cli/v2"
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/workflowservice/v1"
 
-	"github.com/shopstream/shopstream/internal/clients"
+	"github.com/shopstream/shopstream/internal/clients/temporalclient"
 	"github.com/shopstream/shopstream/internal/config"
+	"github.com/shopstream/shopstream/internal/health"
 	"github.com/shopstream/shopstream/internal/telemetry"
 	"github.com/shopstream/shopstream/workflows"
 )
@@ -47,10 +47,11 @@ type groupStatus struct {
 	Group   string `json:"group"`
 	State   string `json:"state"`
 	Members int    `json:"members"`
-	// Lag is how many records the group has still to read: the raw
-	// offset lag less the transaction markers it can never commit past.
+	// Lag is how many records the group has still to read
+	// (health.GroupLag.Lag): what the lag gauge on /metrics says too.
 	Lag int64 `json:"lag"`
-	// Markers is the part of the raw lag that is only transaction markers.
+	// Markers is the part of the raw offset lag that the group never
+	// reads: transaction markers, aborted records, open transactions.
 	Markers int64 `json:"markers"`
 	// LagChange is the lag's change over the sampling interval: positive
 	// means the group falls behind.
@@ -91,9 +92,9 @@ func statusCommand() *cli.Command {
 			&cli.DurationFlag{Name: "interval", Value: 2 * time.Second, Usage: "how long to sample rates and lag changes"},
 		),
 		Action: func(c *cli.Context) error {
-			cfg, err := config.FromContext(c)
+			cfg, err := readConfig(c)
 			if err != nil {
-				return usageErr("%v", err)
+				return err
 			}
 			if c.Duration("interval") <= 0 {
 				return usageErr("--interval %s: want a positive duration", c.Duration("interval"))
@@ -142,16 +143,17 @@ func kafkaStatus(ctx context.Context, e *env, r *statusReport, interval time.Dur
 	if err != nil {
 		r.problem("list consumer groups: %v", err)
 	}
-	sample := func() (kadm.ListedOffsets, kadm.DescribedGroupLags, bool) {
+	k := health.Kafka{Admin: adm, Kafka: e.kafkaClients}
+	sample := func() (kadm.ListedOffsets, []health.GroupLag, bool) {
 		ends, err := adm.ListEndOffsets(ctx, topics...)
 		if err != nil {
 			r.problem("list end offsets on %s: %v", strings.Join(e.cfg.KafkaBrokers, ","), err)
 			return nil, nil, false
 		}
-		var lags kadm.DescribedGroupLags
-		if len(groups) > 0 {
-			if lags, err = adm.Lag(ctx, groups.Groups()...); err != nil {
-				r.problem("compute consumer lag: %v", err)
+		lags, err := k.Lags(ctx, groups.Groups(), nil)
+		if err != nil {
+			r.problem("compute consumer lag: %v", err)
+			if lags == nil {
 				return nil, nil, false
 			}
 		}
@@ -195,48 +197,31 @@ func kafkaStatus(ctx context.Context, e *env, r *statusReport, interval time.Dur
 			r.problem("dead-letter topic %s holds %d records: see `shopstream dlq list`", ts.Name, ts.Records)
 		}
 	}
-	markers := markerLag(ctx, cl.Opts(), lags1)
-	for _, l := range lags1.Sorted() {
-		if l.Error() != nil {
-			r.problem("group %s: %v", l.Group, l.Error())
+	prev := map[string]*health.GroupLag{}
+	for i := range lags0 {
+		prev[lags0[i].Group] = &lags0[i]
+	}
+	for i := range lags1 {
+		l := &lags1[i]
+		if p := l.Problem(prev[l.Group], interval); p != "" {
+			r.problem("%s", p)
+		}
+		if l.Err != nil {
 			continue
 		}
-		g := groupStatus{Group: l.Group, State: l.State, Members: len(l.Members), Markers: markers[l.Group], Topics: map[string]int64{}}
-		g.Lag = l.Lag.Total() - g.Markers
-		for topic, tl := range l.Lag.TotalByTopic() {
-			g.Topics[topic] = tl.Lag
-		}
-		progressed := true
-		if prev, ok := lags0[l.Group]; ok {
-			g.LagChange = l.Lag.Total() - prev.Lag.Total()
-			progressed = committedSum(l.Lag) != committedSum(prev.Lag)
-		}
-		// A lag that grows while the group commits is a busy pipeline, not
-		// a sick one: only a group that commits nothing while it lags is
-		// stuck.
-		switch {
-		case g.Lag > 0 && g.Members == 0:
-			r.problem("group %s has lag %d and no members: is its process running?", g.Group, g.Lag)
-		case g.Lag > 0 && !progressed:
-			r.problem("group %s is stuck: lag %d and no offset committed in %s", g.Group, g.Lag, interval)
+		g := groupStatus{Group: l.Group, State: l.State, Members: l.Members, Lag: l.Lag(), Markers: l.Raw() - l.Lag(), Topics: l.LagByTopic()}
+		if p, ok := prev[l.Group]; ok {
+			g.LagChange = g.Lag - p.Lag()
 		}
 		r.Groups = append(r.Groups, g)
 	}
-}
-
-func committedSum(l kadm.GroupLag) int64 {
-	var sum int64
-	for _, m := range l.Sorted() {
-		sum += m.Commit.At
-	}
-	return sum
 }
 
 // connectKafka connects on first use, so status reports an unreachable
 // Kafka as a problem instead of failing before it prints anything.
 func connectKafka(ctx context.Context, e *env) (*kgo.Client, error) {
 	if e.kafka == nil {
-		cl, err := clients.Kafka(ctx, e.cfg)
+		cl, err := e.kafkaClients.Connect(ctx)
 		if err != nil {
 			return nil, err
 		}
@@ -247,7 +232,7 @@ func connectKafka(ctx context.Context, e *env) (*kgo.Client, error) {
 
 func temporalStatus(ctx context.Context, e *env, r *statusReport, _ time.Duration) {
 	if e.temporal == nil {
-		tc, err := clients.Temporal(ctx, e.cfg, telemetry.AtLeast(e.log, slog.LevelError))
+		tc, err := temporalclient.Dial(ctx, temporalclient.FromConfig(e.cfg, telemetry.AtLeast(e.log, slog.LevelError)))
 		if err != nil {
 			r.problem("%v", err)
 			return
@@ -320,10 +305,10 @@ func printStatus(w io.Writer, r *statusReport) {
 // filterSection is the filter's desired version against what each live
 // streamer instance applied.
 type filterSection struct {
-	Desired   int64          `json:"desired_version"`
-	Substring string         `json:"substring"`
-	SetAt     time.Time      `json:"set_at"`
-	Instances []instanceView `json:"instances"`
+	Desired   int64             `json:"desired_version"`
+	Substring string            `json:"substring"`
+	SetAt     time.Time         `json:"set_at"`
+	Instances []health.Instance `json:"instances"`
 }
 
 func (f filterSection) print(w io.Writer) {
@@ -335,10 +320,6 @@ func (f filterSection) print(w io.Writer) {
 		fmt.Fprintf(w, "  %-40s v%-5d %s\n", v.Instance, v.Version, v.State)
 	}
 }
-
-// filterStaleAfter is how long an instance may stay behind a change before
-// status calls it unhealthy (the alert rule uses the same bound).
-const filterStaleAfter = time.Minute
 
 func filterStatus(ctx context.Context, e *env, r *statusReport, _ time.Duration) {
 	if e.kafka == nil || e.temporal == nil {
@@ -352,26 +333,13 @@ func filterStatus(ctx context.Context, e *env, r *statusReport, _ time.Duration)
 		return
 	}
 	now := time.Now()
-	views, err := filterInstances(ctx, e, st.Desired.Version, now)
+	f, err := filterInstances(ctx, e, st.Desired, now)
 	if err != nil {
 		r.problem("read the applied filter versions: %v", err)
 		return
 	}
-	sec := filterSection{Desired: st.Desired.Version, Substring: st.Desired.Substring, SetAt: st.Desired.SetAt, Instances: views}
-	live := 0
-	for _, v := range views {
-		if !v.Live {
-			continue
-		}
-		live++
-		if !v.Applied && now.Sub(st.Desired.SetAt) > filterStaleAfter {
-			r.problem("streamer %s applies filter v%d, desired v%d for over %s", v.Instance, v.Version, st.Desired.Version, filterStaleAfter)
-		}
-	}
-	if live == 0 {
-		r.problem("no live streamer instance reports a filter version: is `shopstream streamer` (or dev) running?")
-	}
-	r.Sections["filter"] = sec
+	r.Problems = append(r.Problems, f.Problems(now)...)
+	r.Sections["filter"] = filterSection{Desired: st.Desired.Version, Substring: st.Desired.Substring, SetAt: st.Desired.SetAt, Instances: f.Instances}
 }
 
 // sinkSection is when the sink last wrote, from its offsets in PostgreSQL.
@@ -392,25 +360,26 @@ func (s sinkSection) print(w io.Writer) {
 }
 
 func sinkStatus(ctx context.Context, e *env, r *statusReport, _ time.Duration) {
-	dsn := e.cfg.DatabaseDSN
-	if dsn == "" {
-		var err error
-		if dsn, err = devDSN(e.cfg.DataDir); err != nil {
+	if e.cfg.DatabaseDSN == "" {
+		dsn, err := devDSN(e.cfg.DataDir)
+		if err != nil {
 			return // no database configured: nothing to report
 		}
+		e.cfg.DatabaseDSN = dsn // the dev stack's, as `shopstream sink` finds it
 	}
 	qctx, cancel := context.WithTimeout(ctx, e.cfg.DialTimeout)
 	defer cancel()
-	conn, err := pgx.Connect(qctx, dsn)
+	// Opened as every command opens it, migrations applied, so the tables
+	// below exist even before the sink first ran.
+	db, err := e.database(qctx)
 	if err != nil {
-		r.problem("cannot reach the sink's PostgreSQL at %s: %v", config.Mask(dsn), err)
+		r.problem("cannot open the sink's PostgreSQL at %s: %v", config.Mask(e.cfg.DatabaseDSN), err)
 		return
 	}
-	defer conn.Close(ctx)
 	sec := sinkSection{Rows: map[string]int64{}}
 	var last *time.Time
-	if err := conn.QueryRow(qctx, `SELECT max(updated_at) FROM sink_offsets`).Scan(&last); err != nil {
-		r.problem("read the sink's offsets: %v (has `shopstream sink` run its migrations?)", err)
+	if err := db.Pool.QueryRow(qctx, `SELECT max(updated_at) FROM sink_offsets`).Scan(&last); err != nil {
+		r.problem("read the sink's offsets: %v", err)
 		return
 	}
 	if last != nil {
@@ -418,7 +387,7 @@ func sinkStatus(ctx context.Context, e *env, r *statusReport, _ time.Duration) {
 	}
 	for _, t := range []string{"products", "filtered_products", "complete_products", "searches", "recommendations"} {
 		var n int64
-		if err := conn.QueryRow(qctx, "SELECT count(*) FROM "+t).Scan(&n); err != nil {
+		if err := db.Pool.QueryRow(qctx, "SELECT count(*) FROM "+t).Scan(&n); err != nil {
 			r.problem("count rows of %s: %v", t, err)
 			return
 		}

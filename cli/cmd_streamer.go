@@ -10,7 +10,6 @@ import (
 	"github.com/urfave/cli/v2"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/shopstream/shopstream/internal/config"
 	"github.com/shopstream/shopstream/internal/telemetry"
 	"github.com/shopstream/shopstream/streamer"
 	"github.com/shopstream/shopstream/streamer/recommender"
@@ -19,6 +18,7 @@ import (
 // streamerOptions are the flags of `shopstream streamer`.
 type streamerOptions struct {
 	instanceID    string
+	txnID         string
 	group         string
 	caseSensitive bool
 	maxBatch      int
@@ -29,6 +29,7 @@ type streamerOptions struct {
 func streamerFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: "instance-id", EnvVars: []string{"STREAMER_INSTANCE_ID"}, Usage: "this instance's id on the applied-filter topic; unique among live instances (default: host name and a random suffix)", Category: "Streamer"},
+		&cli.StringFlag{Name: "transactional-id", EnvVars: []string{"STREAMER_TRANSACTIONAL_ID"}, Usage: "this instance's Kafka transactional id, stable across restarts so that a restarted instance aborts its predecessor's open transaction at once (the Helm chart gives the pod name); unique among live instances (default: from the instance id, with a random suffix)", Category: "Streamer"},
 		&cli.StringFlag{Name: "group", EnvVars: []string{"STREAMER_GROUP"}, Value: streamer.DefaultGroup, Usage: "consumer group the instances share", Category: "Streamer"},
 		&cli.BoolFlag{Name: "case-sensitive", EnvVars: []string{"STREAMER_CASE_SENSITIVE"}, Usage: "match case-sensitively whatever the filter says (default: as each filter state says; states are case-insensitive unless set with --case-sensitive)", Category: "Streamer"},
 		&cli.IntFlag{Name: "max-batch", EnvVars: []string{"STREAMER_MAX_BATCH"}, Value: streamer.DefaultMaxBatch, Usage: "most records in one transaction", Category: "Streamer"},
@@ -38,7 +39,7 @@ func streamerFlags() []cli.Flag {
 
 func readStreamerOptions(c *cli.Context) (streamerOptions, error) {
 	o := streamerOptions{
-		instanceID: c.String("instance-id"), group: c.String("group"),
+		instanceID: c.String("instance-id"), txnID: c.String("transactional-id"), group: c.String("group"),
 		caseSensitive: c.Bool("case-sensitive"), maxBatch: c.Int("max-batch"),
 	}
 	switch c.String("recommender") {
@@ -53,6 +54,9 @@ func readStreamerOptions(c *cli.Context) (streamerOptions, error) {
 	}
 	if strings.ContainsAny(o.instanceID, " \t\n/") {
 		return o, usageErr("--instance-id %q: use letters, digits, '-', '_' or '.'", o.instanceID)
+	}
+	if strings.ContainsAny(o.txnID, " \t\n") {
+		return o, usageErr("--transactional-id %q: use no white space", o.txnID)
 	}
 	if strings.TrimSpace(o.group) == "" {
 		return o, usageErr("--group is empty: give the consumer group, e.g. %s", streamer.DefaultGroup)
@@ -96,7 +100,7 @@ func streamerParts(e *env, o streamerOptions) ([]streamerPart, error) {
 	}
 	parts := []streamerPart{{"filter", s.Run, s.Ready()}}
 	if o.recommender {
-		rc := recommender.ConfigFrom(e.cfg, e.serde, e.metrics, e.log.With("component", "recommender"))
+		rc := recommender.ConfigFrom(e.cfg, e.kafkaClients, e.serde, e.metrics, e.log.With("component", "recommender"))
 		rc.Group = recommender.DefaultGroup
 		// One process, one id: unique when several instances share a host.
 		rc.InstanceID = s.InstanceID()
@@ -122,16 +126,16 @@ func runParts(ctx context.Context, parts []streamerPart) error {
 
 func newStreamer(e *env, o streamerOptions) (*streamer.Streamer, error) {
 	return streamer.New(streamer.Config{
-		Kafka: e.kafka.Opts(), Serde: e.serde, Topics: e.cfg.Topics,
-		Group: o.group, InstanceID: o.instanceID, CaseSensitive: o.caseSensitive, MaxBatch: o.maxBatch,
+		Kafka: e.kafkaClients, Serde: e.serde, Topics: e.cfg.Topics,
+		Group: o.group, InstanceID: o.instanceID, TransactionalID: o.txnID, CaseSensitive: o.caseSensitive, MaxBatch: o.maxBatch,
 		Registerer: e.metrics, Logger: e.log.With("component", "streamer"),
 	})
 }
 
 func runStreamerCommand(c *cli.Context) error {
-	cfg, err := config.FromContext(c)
+	cfg, err := readConfig(c)
 	if err != nil {
-		return usageErr("%v", err)
+		return err
 	}
 	o, err := readStreamerOptions(c)
 	if err != nil {

@@ -31,7 +31,11 @@ func workerCommand() *cli.Command {
 			}
 			e.log.Info("worker started", "task_queue", e.cfg.TaskQueue, "temporal", e.cfg.TemporalAddress, "metrics", addr)
 			fmt.Fprintf(c.App.Writer, "worker: polling task queue %s on %s; /metrics on %s\n", e.cfg.TaskQueue, e.cfg.TemporalAddress, addr)
-			return workers.Run(c.Context, e.temporal, e.cfg.TaskQueue, e.activities(), worker.Options{})
+			acts, err := e.activities()
+			if err != nil {
+				return err
+			}
+			return workers.Run(c.Context, e.temporal, e.cfg.TaskQueue, acts, worker.Options{})
 		},
 	}
 }

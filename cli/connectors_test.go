@@ -13,7 +13,11 @@ import (
 func TestConnectorVarsCoverTheShippedConfigs(t *testing.T) {
 	cfg := config.Default()
 	cfg.Topics.Products = "my_products"
-	configs, err := activities.LoadConnectorConfigs(environment.ConnectorConfigs())
+	fsys, err := environment.ConnectorConfigs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	configs, err := activities.LoadConnectorConfigs(fsys)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -63,12 +63,16 @@ func BenchmarkEmulateVsRawProducer(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer e.close()
+	acts, err := e.activities()
+	if err != nil {
+		b.Fatal(err)
+	}
 	wctx, stopWorker := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		_ = workers.Run(wctx, e.temporal, cfg.TaskQueue, e.activities(), worker.Options{})
+		_ = workers.Run(wctx, e.temporal, cfg.TaskQueue, acts, worker.Options{})
 	}()
 	defer func() { stopWorker(); wg.Wait() }()
 
@@ -88,7 +92,7 @@ func BenchmarkEmulateVsRawProducer(b *testing.B) {
 
 	// The plain producer sends the same products, generated and encoded
 	// before its clock starts.
-	serde, err := clients.Serde(cfg)
+	serde, err := clients.NewSerde(cfg.SchemaRegistryURL)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -186,9 +186,13 @@ func (te *testEnv) startWorker() *env {
 	if err != nil {
 		te.t.Fatal(err)
 	}
+	acts, err := e.activities()
+	if err != nil {
+		te.t.Fatal(err)
+	}
 	done := make(chan error, 1)
 	go func() {
-		done <- workers.Run(ctx, e.temporal, te.taskQueue, e.activities(), worker.Options{WorkerStopTimeout: 5 * time.Second})
+		done <- workers.Run(ctx, e.temporal, te.taskQueue, acts, worker.Options{WorkerStopTimeout: 5 * time.Second})
 	}()
 	te.t.Cleanup(func() {
 		cancel()
@@ -234,7 +238,7 @@ func (te *testEnv) temporal() client.Client {
 func (te *testEnv) readCommitted(want int) (total int, keys map[string]int) {
 	te.t.Helper()
 	cfg := te.config()
-	serde, err := clients.Serde(cfg)
+	serde, err := clients.NewSerde(cfg.SchemaRegistryURL)
 	if err != nil {
 		te.t.Fatal(err)
 	}

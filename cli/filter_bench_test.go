@@ -115,7 +115,7 @@ func BenchmarkFilterChangeLatency(b *testing.B) {
 func waitLive(b *testing.B, f *filterStack) {
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
-		reps, err := streamer.ReadApplied(context.Background(), []kgo.Opt{kgo.SeedBrokers(f.stack.KafkaBrokers...)}, "shopstream_filter_applied")
+		reps, err := streamer.ReadApplied(context.Background(), f.kafka, "shopstream_filter_applied")
 		if err == nil && len(reps) > 0 {
 			return
 		}

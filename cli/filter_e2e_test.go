@@ -20,7 +20,9 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/shopstream/shopstream/environment"
+	"github.com/shopstream/shopstream/internal/clients"
 	"github.com/shopstream/shopstream/internal/records"
+	"github.com/shopstream/shopstream/internal/topicread"
 	"github.com/shopstream/shopstream/streamer"
 	"github.com/shopstream/shopstream/workflows"
 )
@@ -41,6 +43,7 @@ func shopstream(ctx context.Context, args ...string) (int, string, string) {
 type filterStack struct {
 	stack *environment.Stack
 	flags []string
+	kafka *clients.Kafka
 	cl    *kgo.Client
 	serde *records.Serde
 }
@@ -50,7 +53,10 @@ func startFilterStack(t testing.TB) *filterStack {
 	stack, flags := startStack(t)
 	f := &filterStack{stack: stack, flags: flags}
 	var err error
-	if f.cl, err = kgo.NewClient(kgo.SeedBrokers(stack.KafkaBrokers...)); err != nil {
+	if f.kafka, err = clients.NewKafka(clients.KafkaOptions{Brokers: stack.KafkaBrokers}); err != nil {
+		t.Fatal(err)
+	}
+	if f.cl, err = f.kafka.NewClient(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(f.cl.Close)
@@ -107,11 +113,12 @@ func (f *filterStack) filtered(t *testing.T, keys map[string]string, want int) [
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		var got []*kgo.Record
-		err := streamer.ReadTopic(context.Background(), []kgo.Opt{kgo.SeedBrokers(f.stack.KafkaBrokers...)}, "analytic_products_filtered", 0,
-			func(r *kgo.Record) {
+		err := topicread.Read(context.Background(), f.kafka, "analytic_products_filtered", topicread.Options{},
+			func(r *kgo.Record) error {
 				if _, ok := keys[string(r.Key)]; ok {
 					got = append(got, r)
 				}
+				return nil
 			})
 		if err != nil {
 			t.Fatal(err)

@@ -11,7 +11,7 @@ import (
 // observer of the consumers is not one of them.
 func registerKafkaView(e *env) error {
 	c, err := kafkametrics.New(kafkametrics.Options{
-		Admin: e.admin, Topics: kafkametrics.TopicRoles(e.cfg.Topics), Log: e.log.With("component", "kafka-metrics"),
+		Admin: e.admin, Kafka: e.kafkaClients, Topics: kafkametrics.TopicRoles(e.cfg.Topics), Log: e.log.With("component", "kafka-metrics"),
 		SkipGroup: activities.IsBatchMarkerGroup,
 	})
 	if err != nil {

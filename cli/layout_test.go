@@ -1,10 +1,17 @@
 package main
 
 import (
+	"fmt"
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"io/fs"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -56,11 +63,180 @@ func TestLayoutKeepsWorkflowsAndStreamerApart(t *testing.T) {
 	}
 }
 
+// Only cli/ knows the command-line library: configuration, components and
+// the embedded stack are plain Go that a test or another binary can use.
+func TestNothingBelowCLIImportsTheCommandLineLibrary(t *testing.T) {
+	for _, line := range strings.Split(goListOut(t, "-f", `{{.ImportPath}} {{join .Deps " "}}`, "../..."), "\n") {
+		pkg, deps, _ := strings.Cut(line, " ")
+		if pkg == "" || pkg == "github.com/shopstream/shopstream/cli" {
+			continue
+		}
+		for _, dep := range strings.Fields(deps) {
+			if dep == "github.com/urfave/cli/v2" || strings.HasPrefix(dep, "github.com/urfave/cli/") {
+				t.Errorf("%s depends on %s: keep flags in cli/ and pass plain values down", pkg, dep)
+			}
+		}
+	}
+}
+
+// The house rules that a look at the source enforces (STYLE.md):
+//   - metrics are registered through internal/telemetry, which returns an
+//     error where promauto panics on a name collision;
+//   - nothing outside package main panics;
+//   - every Kafka, schema registry and Temporal client is built in
+//     internal/clients (and its subpackage for Temporal), so how a process
+//     connects (and, next, its TLS and SASL) is decided in one place.
+//
+// Tests may do all three.
+func TestSourceFollowsTheHouseRules(t *testing.T) {
+	found, err := sourceRuleViolations("..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range found {
+		t.Error(v)
+	}
+}
+
+// The check finds what it looks for: a tree with one violation of each rule,
+// and the same calls where they are allowed.
+func TestSourceCheckFindsPlantedViolations(t *testing.T) {
+	root := t.TempDir()
+	for name, src := range map[string]string{
+		"internal/sink/metrics.go": "package sink\n\nimport pa \"github.com/prometheus/client_golang/prometheus/promauto\"\n\nvar _ = pa.With\n",
+		"internal/sink/open.go":    "package sink\n\nfunc open() {\n\tpanic(\"boom\") // a comment that says panic( is fine\n}\n",
+		"internal/sink/x_test.go":  "package sink\n\nimport \"github.com/twmb/franz-go/pkg/kgo\"\n\nfunc helper() { panic(1) }\n\nvar _, _ = kgo.NewClient()\n",
+		"internal/sink/reader.go":  "package sink\n\nimport franz \"github.com/twmb/franz-go/pkg/kgo\"\n\nvar _, _ = franz.NewClient()\n",
+		"internal/sink/dial.go":    "package sink\n\nimport \"go.temporal.io/sdk/client\"\n\nvar _, _ = client.Dial(client.Options{})\n",
+		"cli/main.go":              "package main\n\nfunc main() { panic(1) }\n",
+		"internal/telemetry/f.go":  "package telemetry\n\nimport \"github.com/prometheus/client_golang/prometheus/promauto\"\n\nvar _ = promauto.With\n",
+		"internal/clients/k.go":    "package clients\n\nimport \"github.com/twmb/franz-go/pkg/kgo\"\n\nvar _, _ = kgo.NewClient()\n",
+		"internal/clients/t/t.go":  "package t\n\nimport \"go.temporal.io/sdk/client\"\n\nvar _, _ = client.Dial(client.Options{})\n",
+		"internal/sink/doc.go":     "package sink\n\n// panic(\"in a comment\"), kgo.NewClient() and promauto.With(reg) in prose are not calls.\nconst s = \"panic(\"\n",
+	} {
+		p := filepath.Join(root, filepath.FromSlash(name))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(src), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	found, err := sourceRuleViolations(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		"internal/sink/dial.go:5: client.Dial builds a client",
+		"internal/sink/metrics.go imports promauto",
+		"internal/sink/open.go:4 calls panic",
+		"internal/sink/reader.go:5: franz.NewClient builds a client",
+	}
+	if len(found) != len(want) {
+		t.Fatalf("found %d violations, want %d:\n%s", len(found), len(want), strings.Join(found, "\n"))
+	}
+	for i, w := range want {
+		if !strings.HasPrefix(found[i], w) {
+			t.Errorf("violation #%d is %q, want it to start with %q", i, found[i], w)
+		}
+	}
+}
+
+// clientConstructors are the calls that create a Kafka, schema registry or
+// Temporal client, by import path.
+var clientConstructors = map[string][]string{
+	"github.com/twmb/franz-go/pkg/kgo": {"NewClient", "NewGroupTransactSession"},
+	"github.com/twmb/franz-go/pkg/sr":  {"NewClient"},
+	"go.temporal.io/sdk/client":        {"Dial", "DialContext", "NewLazyClient", "NewClient"},
+}
+
+// sourceRuleViolations walks the module at root and reports, file by file
+// in walk order, every non-test Go file that imports promauto outside
+// internal/telemetry, calls panic outside package main, or calls a client
+// constructor outside internal/clients. Import names are resolved, so an
+// alias does not hide a constructor.
+func sourceRuleViolations(root string) ([]string, error) {
+	const promauto = "github.com/prometheus/client_golang/prometheus/promauto"
+	var found []string
+	fset := token.NewFileSet()
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			if name := d.Name(); p != root && (strings.HasPrefix(name, ".") || name == "testdata" || name == "bin" || name == "vendor") {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if !strings.HasSuffix(p, ".go") || strings.HasSuffix(p, "_test.go") {
+			return nil
+		}
+		rel, err := filepath.Rel(root, p)
+		if err != nil {
+			return err
+		}
+		rel = filepath.ToSlash(rel)
+		dir := path.Dir(rel)
+		f, err := parser.ParseFile(fset, p, nil, parser.SkipObjectResolution)
+		if err != nil {
+			return fmt.Errorf("parse %s: %w", rel, err)
+		}
+		constructors := map[string]string{} // local name -> import path
+		for _, imp := range f.Imports {
+			v, _ := strconv.Unquote(imp.Path.Value)
+			if v == promauto && !within(dir, "internal/telemetry") {
+				found = append(found, rel+" imports promauto: build metrics with telemetry.With(reg) and return its Err(), which does not panic on a name collision")
+			}
+			if _, ok := clientConstructors[v]; ok && !within(dir, "internal/clients") {
+				name := path.Base(v)
+				if imp.Name != nil {
+					name = imp.Name.Name
+				}
+				constructors[name] = v
+			}
+		}
+		inMain := f.Name.Name == "main"
+		ast.Inspect(f, func(n ast.Node) bool {
+			switch n := n.(type) {
+			case *ast.CallExpr:
+				if id, ok := n.Fun.(*ast.Ident); ok && id.Name == "panic" && !inMain {
+					found = append(found, fmt.Sprintf("%s:%d calls panic outside package main: return an error to the caller", rel, fset.Position(n.Pos()).Line))
+				}
+			case *ast.SelectorExpr:
+				x, ok := n.X.(*ast.Ident)
+				if !ok {
+					return true
+				}
+				for _, fn := range clientConstructors[constructors[x.Name]] {
+					if n.Sel.Name == fn {
+						found = append(found, fmt.Sprintf("%s:%d: %s.%s builds a client: build it through internal/clients instead", rel, fset.Position(n.Pos()).Line, x.Name, fn))
+					}
+				}
+			}
+			return true
+		})
+		return nil
+	})
+	return found, err
+}
+
+// within says whether dir is pkg or below it.
+func within(dir, pkg string) bool { return dir == pkg || strings.HasPrefix(dir, pkg+"/") }
+
 func goList(t *testing.T, args ...string) []string {
 	t.Helper()
-	out, err := exec.Command("go", append([]string{"list"}, args...)...).CombinedOutput()
+	return strings.Fields(goListOut(t, args...))
+}
+
+func goListOut(t *testing.T, args ...string) string {
+	t.Helper()
+	var stderr strings.Builder
+	cmd := exec.Command("go", append([]string{"list"}, args...)...)
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
 	if err != nil {
-		t.Fatalf("go list %v: %v\n%s", args, err, out)
+		t.Fatalf("go list %v: %v\n%s", args, err, stderr.String())
 	}
-	return strings.Fields(string(out))
+	return string(out)
 }

@@ -232,8 +232,12 @@ func runProcesses(ctx context.Context, stack *environment.Stack) (_ []exposed, e
 	defer func() {
 		_ = ew.temporal.TerminateWorkflow(context.Background(), workflows.StreamFilterWorkflowID, "", "metrics test done")
 	}()
+	acts, err := ew.activities()
+	if err != nil {
+		return nil, err
+	}
 	background("worker", func(ctx context.Context) error {
-		return workers.Run(ctx, ew.temporal, cfg.TaskQueue, ew.activities(), worker.Options{WorkerStopTimeout: time.Second})
+		return workers.Run(ctx, ew.temporal, cfg.TaskQueue, acts, worker.Options{WorkerStopTimeout: time.Second})
 	})
 	if _, err := runBootstrap(ctx, ew.temporal, cfg, bootstrapInput(cfg, topicSettings{partitions: 2, replicationFactor: 1}, []string{"topics", "schemas"}), io.Discard, false); err != nil {
 		return nil, fmt.Errorf("bootstrap: %w", err)
@@ -264,9 +268,12 @@ func runProcesses(ctx context.Context, stack *environment.Stack) (_ []exposed, e
 		return nil, err
 	}
 	defer blobs.Close()
-	fetcher := imagefetch.New(imagefetch.Options{Registerer: collectorReg})
+	fetcher, err := imagefetch.New(imagefetch.Options{Registerer: collectorReg})
+	if err != nil {
+		return nil, err
+	}
 	defer fetcher.Close()
-	if _, err := collector.New(collector.Options{ProductTopic: t.Products, CompleteTopic: t.CompleteProducts, DLQTopic: t.DLQ,
+	if _, err := collector.New(collector.Options{Kafka: es.kafkaClients, ProductTopic: t.Products, CompleteTopic: t.CompleteProducts, DLQTopic: t.DLQ,
 		Serde: es.serde, Store: &collector.Store{}, Blobs: blobs, Fetcher: fetcher, Registerer: collectorReg}); err != nil {
 		return nil, err
 	}

@@ -14,9 +14,9 @@ func TestReadmeListsEverySetting(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, row := range config.EnvTable() {
-		if !strings.Contains(string(readme), "`"+row[0]+"`") || !strings.Contains(string(readme), "`"+row[1]+"`") {
-			t.Errorf("README.md does not list %s / %s", row[0], row[1])
+	for _, s := range config.Settings() {
+		if !strings.Contains(string(readme), "`--"+s.Name+"`") || !strings.Contains(string(readme), "`"+s.Env+"`") {
+			t.Errorf("README.md does not list --%s / %s", s.Name, s.Env)
 		}
 	}
 	for _, cmd := range []string{"make run", "make test"} {

@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -16,27 +17,38 @@ import (
 	"github.com/shopstream/shopstream/activities"
 	"github.com/shopstream/shopstream/environment"
 	"github.com/shopstream/shopstream/internal/clients"
+	"github.com/shopstream/shopstream/internal/clients/temporalclient"
 	"github.com/shopstream/shopstream/internal/config"
+	"github.com/shopstream/shopstream/internal/pgstore"
 	"github.com/shopstream/shopstream/internal/records"
 	"github.com/shopstream/shopstream/internal/telemetry"
+	"github.com/shopstream/shopstream/internal/telemetry/temporalmetrics"
 	"github.com/shopstream/shopstream/workers"
 )
 
 // logFlag is shared by the long-running commands.
 var logFlag = &cli.StringFlag{Name: "log-level", EnvVars: []string{"LOG_LEVEL"}, Value: "info", Usage: "debug, info, warn or error"}
 
-func withFlags(extra ...cli.Flag) []cli.Flag { return append(config.Flags(), extra...) }
+func withFlags(extra ...cli.Flag) []cli.Flag { return append(configFlags(), extra...) }
 
 // env is what a command has connected to; close releases it.
 type env struct {
-	cfg      *config.Config
-	log      *slog.Logger
-	kafka    *kgo.Client
-	admin    *kadm.Client
-	serde    *records.Serde
-	temporal client.Client
-	metrics  metricsRegistry
-	closers  []io.Closer
+	cfg *config.Config
+	log *slog.Logger
+	// kafkaClients makes every Kafka client of the command; kafka is the
+	// connected one the command shares.
+	kafkaClients *clients.Kafka
+	kafka        *kgo.Client
+	admin        *kadm.Client
+	serde        *records.Serde
+	temporal     client.Client
+	metrics      metricsRegistry
+	closers      []io.Closer
+
+	dbMu sync.Mutex // dev's components open the database together
+	db   *pgstore.Store
+	// dbApplied are the migrations that opening db applied.
+	dbApplied []int
 }
 
 // metricsRegistry is what a process's components register their metrics on
@@ -50,6 +62,9 @@ func (e *env) close() {
 	for _, c := range e.closers {
 		c.Close()
 	}
+	if e.db != nil {
+		e.db.Close()
+	}
 	if e.temporal != nil {
 		e.temporal.Close()
 	}
@@ -58,11 +73,27 @@ func (e *env) close() {
 	}
 }
 
+// database returns the process's one PostgreSQL pool, opened on first use
+// from DATABASE_DSN with the migrations applied: the sink, the collector,
+// the product API and status share it.
+func (e *env) database(ctx context.Context) (*pgstore.Store, error) {
+	e.dbMu.Lock()
+	defer e.dbMu.Unlock()
+	if e.db == nil {
+		db, applied, err := pgstore.Open(ctx, e.cfg.DatabaseDSN)
+		if err != nil {
+			return nil, err
+		}
+		e.db, e.dbApplied = db, applied
+	}
+	return e.db, nil
+}
+
 // connect reads the configuration and connects to what the command needs.
 func connect(c *cli.Context, needKafka, needTemporal bool) (*env, error) {
-	cfg, err := config.FromContext(c)
+	cfg, err := readConfig(c)
 	if err != nil {
-		return nil, usageErr("%v", err)
+		return nil, err
 	}
 	logger, err := commandLogger(c)
 	if err != nil {
@@ -97,11 +128,14 @@ func connectWith(ctx context.Context, cfg *config.Config, logger *slog.Logger, n
 func connectOn(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg metricsRegistry, needKafka, needTemporal bool) (*env, error) {
 	e := &env{cfg: cfg, log: logger, metrics: reg}
 	var err error
-	if e.serde, err = clients.Serde(cfg); err != nil {
+	if e.serde, err = clients.NewSerde(cfg.SchemaRegistryURL); err != nil {
+		return nil, err
+	}
+	if e.kafkaClients, err = clients.KafkaFromConfig(cfg); err != nil {
 		return nil, err
 	}
 	if needKafka {
-		if e.kafka, err = clients.Kafka(ctx, cfg); err != nil {
+		if e.kafka, err = e.kafkaClients.Connect(ctx); err != nil {
 			return nil, err
 		}
 		e.admin = kadm.NewClient(e.kafka)
@@ -112,10 +146,11 @@ func connectOn(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg
 		if !logger.Enabled(ctx, slog.LevelDebug) {
 			sdkLogger = telemetry.AtLeast(logger, slog.LevelWarn)
 		}
-		handler, closer := telemetry.TemporalMetrics(e.metrics)
+		handler, closer := temporalmetrics.Handler(e.metrics)
 		e.closers = append(e.closers, closer)
-		withMetrics := func(o *client.Options) { o.MetricsHandler = handler }
-		if e.temporal, err = clients.Temporal(ctx, cfg, sdkLogger, withMetrics); err != nil {
+		o := temporalclient.FromConfig(cfg, sdkLogger)
+		o.MetricsHandler = handler
+		if e.temporal, err = temporalclient.Dial(ctx, o); err != nil {
 			e.close()
 			return nil, err
 		}
@@ -124,10 +159,14 @@ func connectOn(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg
 }
 
 // activities builds every activity family over the env's clients.
-func (e *env) activities() workers.Activities {
-	emulate, err := activities.NewEmulate(e.cfg.KafkaBrokers, e.admin, e.serde, e.metrics, kgo.DialTimeout(e.cfg.DialTimeout))
+func (e *env) activities() (workers.Activities, error) {
+	emulate, err := activities.NewEmulate(e.kafkaClients, e.admin, e.serde, e.metrics)
 	if err != nil {
 		e.log.Error("emulation activities not registered", "err", err)
+	}
+	connectors, err := environment.ConnectorConfigs()
+	if err != nil {
+		return workers.Activities{}, err
 	}
 	return workers.Activities{
 		Emulate: emulate,
@@ -136,8 +175,8 @@ func (e *env) activities() workers.Activities {
 			Registry:   e.serde.Registry(),
 			Schemas:    e.serde.Schemas(),
 			HTTP:       &http.Client{Timeout: 30 * time.Second},
-			Connectors: environment.ConnectorConfigs(),
+			Connectors: connectors,
 		},
-		Filter: &activities.Filter{Kafka: e.kafka, Serde: e.serde, Topic: e.cfg.Topics.Filter},
-	}
+		Filter: &activities.Filter{Kafka: e.kafkaClients, Serde: e.serde, Topic: e.cfg.Topics.Filter},
+	}, nil
 }

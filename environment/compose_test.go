@@ -99,8 +99,8 @@ func TestComposeStackAndProfiles(t *testing.T) {
 	}
 	// Every env var a shopstream service gets is a setting shopstream reads.
 	known := map[string]bool{}
-	for _, row := range config.EnvTable() {
-		known[row[1]] = true
+	for _, s := range config.Settings() {
+		known[s.Env] = true
 	}
 	known["LOG_LEVEL"] = true
 	// Flags of one command (cli/cmd_collector.go), not shared settings.
@@ -142,7 +142,7 @@ var metricRef = regexp.MustCompile(`\bshopstream_sink_[a-z_]+`)
 // sink metric they name is one the sink exports.
 func TestDashboardsAndAlertsNameRealMetrics(t *testing.T) {
 	names := metricNames{}
-	if _, err := sink.New(sink.Options{Topics: config.Default().Topics, Store: &pgstore.Store{}, Serde: &records.Serde{}, Registerer: names}); err != nil {
+	if _, err := sink.New(sink.Options{Topics: records.DefaultTopics(), Store: &pgstore.Store{}, Serde: &records.Serde{}, Registerer: names}); err != nil {
 		t.Fatal(err)
 	}
 	exists := func(ref string) bool {

@@ -2,6 +2,7 @@ package environment
 
 import (
 	"embed"
+	"fmt"
 	"io/fs"
 )
 
@@ -14,10 +15,10 @@ var connectFiles embed.FS
 // workflow's connectors step applies them; ${NAME} placeholders take the
 // configured topic names and ${env:NAME} is left to Connect's
 // EnvVarConfigProvider, so no credential passes through shopstream.
-func ConnectorConfigs() fs.FS {
+func ConnectorConfigs() (fs.FS, error) {
 	sub, err := fs.Sub(connectFiles, "connect")
 	if err != nil {
-		panic(err) // "connect" is a literal directory embedded above
+		return nil, fmt.Errorf("read the embedded connector configs: %w", err)
 	}
-	return sub
+	return sub, nil
 }

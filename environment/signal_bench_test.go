@@ -10,6 +10,8 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
+
+	"github.com/shopstream/shopstream/internal/clients/temporalclient"
 )
 
 // signalLatencyWorkflow records, for each signal, how long after the client
@@ -44,7 +46,7 @@ func BenchmarkSignalHandoff(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer stack.Close()
-			c, err := client.Dial(client.Options{HostPort: stack.TemporalAddress, Logger: quietLogger{}})
+			c, err := temporalclient.Dial(ctx, temporalclient.Options{HostPort: stack.TemporalAddress})
 			if err != nil {
 				b.Fatal(err)
 			}

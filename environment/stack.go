@@ -12,7 +12,8 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kfake"
-	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/shopstream/shopstream/internal/clients"
 )
 
 // Fixed ports of the embedded stack; every command's defaults point here.
@@ -212,7 +213,11 @@ func checkPort(port int, what string) (int, error) {
 }
 
 func pingKafka(ctx context.Context, brokers []string) error {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	k, err := clients.NewKafka(clients.KafkaOptions{Brokers: brokers})
+	if err != nil {
+		return err
+	}
+	cl, err := k.NewClient()
 	if err != nil {
 		return err
 	}

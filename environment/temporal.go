@@ -13,7 +13,7 @@ import (
 	"syscall"
 	"time"
 
-	"go.temporal.io/sdk/client"
+	"github.com/shopstream/shopstream/internal/clients/temporalclient"
 )
 
 // TemporalCLIVersion is the Temporal CLI the Makefile builds; later tags carry
@@ -163,16 +163,15 @@ func (t *temporalServer) stop(timeout time.Duration) error {
 	}
 }
 
+// pingTemporal dials the frontend and checks its health; the dial drops the
+// SDK's logs, which would narrate every attempt while the server starts.
 func pingTemporal(ctx context.Context, hostPort string) error {
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
-	c, err := client.DialContext(ctx, client.Options{HostPort: hostPort, Logger: quietLogger{}})
+	c, err := temporalclient.Dial(ctx, temporalclient.Options{HostPort: hostPort, DialTimeout: 2 * time.Second})
 	if err != nil {
 		return err
 	}
-	defer c.Close()
-	_, err = c.CheckHealth(ctx, &client.CheckHealthRequest{})
-	return err
+	c.Close()
+	return nil
 }
 
 func pingHTTP(ctx context.Context, u string) error {
@@ -192,11 +191,3 @@ func pingHTTP(ctx context.Context, u string) error {
 	}
 	return nil
 }
-
-// quietLogger drops the SDK's logs while we poll for readiness.
-type quietLogger struct{}
-
-func (quietLogger) Debug(string, ...any) {}
-func (quietLogger) Info(string, ...any)  {}
-func (quietLogger) Warn(string, ...any)  {}
-func (quietLogger) Error(string, ...any) {}

@@ -10,6 +10,9 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/shopstream/shopstream/internal/clients"
+	"github.com/shopstream/shopstream/internal/topicread"
 )
 
 // AppliedReport is what one instance says about itself on the applied topic
@@ -40,20 +43,23 @@ func (r AppliedReport) Live(now time.Time) bool {
 
 // ReadApplied returns the newest report of every instance that did not stop
 // cleanly, sorted by instance id.
-func ReadApplied(ctx context.Context, base []kgo.Opt, topic string) ([]AppliedReport, error) {
+func ReadApplied(ctx context.Context, k *clients.Kafka, topic string) ([]AppliedReport, error) {
 	latest := map[string]*AppliedReport{}
 	var bad error
-	err := ReadTopic(ctx, base, topic, time.Second, func(r *kgo.Record) {
+	// The topic is compacted: its newest offset may be gone, so the read
+	// gives up after a second without records.
+	err := topicread.Read(ctx, k, topic, topicread.Options{Idle: time.Second}, func(r *kgo.Record) error {
 		if r.Value == nil {
 			delete(latest, string(r.Key))
-			return
+			return nil
 		}
 		var rep AppliedReport
 		if err := json.Unmarshal(r.Value, &rep); err != nil {
 			bad = fmt.Errorf("topic %s partition %d offset %d is not an applied report: %w", topic, r.Partition, r.Offset, err)
-			return
+			return nil
 		}
 		latest[string(r.Key)] = &rep
+		return nil
 	})
 	if err != nil {
 		return nil, err

@@ -24,6 +24,7 @@ import (
 	"github.com/shopstream/shopstream/environment"
 	"github.com/shopstream/shopstream/internal/records"
 	"github.com/shopstream/shopstream/internal/shopgen"
+	"github.com/shopstream/shopstream/internal/topicread"
 )
 
 // BenchmarkThroughput compares the streamer with the strict ceiling of what
@@ -53,8 +54,8 @@ import (
 // Each side runs twice, in the order ceiling, streamer, streamer, ceiling,
 // and its figures are over both runs.
 func BenchmarkThroughput(b *testing.B) {
-	opts, broker := brokerProcess(b)
-	e := newTestEnvOn(b, 6, opts)
+	brokers, registry, broker := brokerProcess(b)
+	e := newTestEnvOn(b, 6, brokers, registry)
 	for _, c := range []struct {
 		name     string
 		passEach int // one product in passEach has "phone" in its name
@@ -149,7 +150,7 @@ func benchThroughput(b *testing.B, e *testEnv, broker int, values [][]byte, pass
 	}()
 	waitMember(b, e.admin, group)
 
-	input, err := kgo.NewClient(append(e.base, kgo.TransactionalID(fmt.Sprintf("bench-input-%d", n)), kgo.ProducerLinger(5*time.Millisecond))...)
+	input, err := e.kafka.NewClient(kgo.TransactionalID(fmt.Sprintf("bench-input-%d", n)), kgo.ProducerLinger(5*time.Millisecond))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -189,7 +190,7 @@ func benchThroughput(b *testing.B, e *testEnv, broker int, values [][]byte, pass
 	// The figure counts only if the output is right.
 	want := (b.N + passEach - 1) / passEach
 	got := 0
-	if err := ReadTopic(ctx, e.base, topics.Filtered, 0, func(*kgo.Record) { got++ }); err != nil {
+	if err := topicread.Read(ctx, e.kafka, topics.Filtered, topicread.Options{}, func(*kgo.Record) error { got++; return nil }); err != nil {
 		b.Fatal(err)
 	}
 	if got != want {
@@ -231,7 +232,7 @@ func benchValues(b *testing.B, serde *records.Serde, topic string, passEach int)
 // (The inputs have no headers of their own.)
 func strictCeiling(ctx context.Context, s *Streamer, passEach int) error {
 	version := []kgo.RecordHeader{{Key: HeaderFilterVersion, Value: []byte("1")}}
-	sess, err := kgo.NewGroupTransactSession(s.sessionOpts(kprom.NewMetrics("ceiling"))...)
+	sess, err := s.cfg.Kafka.WithLogger(s.cfg.Logger).NewGroupTransactSession(s.sessionOpts(kprom.NewMetrics("ceiling"))...)
 	if err != nil {
 		return err
 	}
@@ -314,9 +315,9 @@ func pidCPU(pid int) time.Duration {
 	return time.Duration(u+s) * 10 * time.Millisecond
 }
 
-// brokerProcess starts a broker process for the benchmark and returns the
-// options that point a stack at it, and its pid.
-func brokerProcess(b *testing.B) (environment.Options, int) {
+// brokerProcess starts a broker process for the benchmark and returns
+// where its brokers and registry listen, and its pid.
+func brokerProcess(b *testing.B) (brokers []string, registryURL string, pid int) {
 	cmd := exec.Command(os.Args[0], "-test.run=^$", "-test.bench=^$")
 	cmd.Env = append(os.Environ(), brokerEnv+"=1")
 	cmd.Stderr = os.Stderr
@@ -336,11 +337,11 @@ func brokerProcess(b *testing.B) (environment.Options, int) {
 		_ = cmd.Wait()
 	})
 	line, err := bufio.NewReader(stdout).ReadString('\n')
-	brokers, registry, ok := strings.Cut(strings.TrimSpace(line), " ")
+	addrs, registryURL, ok := strings.Cut(strings.TrimSpace(line), " ")
 	if err != nil || !ok {
 		b.Fatalf("the broker process did not say where it listens (%q, %v)", line, err)
 	}
-	return environment.Options{KafkaBrokers: strings.Split(brokers, ","), RegistryURL: registry}, cmd.Process.Pid
+	return strings.Split(addrs, ","), registryURL, cmd.Process.Pid
 }
 
 // waitMember waits until the group has a member with partitions.

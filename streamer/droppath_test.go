@@ -2,15 +2,13 @@ package streamer
 
 import (
 	"context"
-	"net/http/httptest"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/sr"
-	"github.com/twmb/franz-go/pkg/sr/srfake"
 
-	"github.com/shopstream/shopstream/internal/config"
+	"github.com/shopstream/shopstream/internal/clients"
+	"github.com/shopstream/shopstream/internal/kafkatest"
 	"github.com/shopstream/shopstream/internal/records"
 	"github.com/shopstream/shopstream/internal/shopgen"
 )
@@ -26,16 +24,14 @@ type dropRig struct {
 
 func newDropRig(tb testing.TB, name string) *dropRig {
 	tb.Helper()
-	srv := httptest.NewServer(srfake.NewRegistry().Handler())
-	tb.Cleanup(srv.Close)
-	reg, err := sr.NewClient(sr.URLs(srv.URL))
+	serde := kafkatest.NewSerde(tb)
+	topics := records.DefaultTopics()
+	// New connects nowhere: the address is never dialled.
+	kafka, err := clients.NewKafka(clients.KafkaOptions{Brokers: []string{"127.0.0.1:1"}})
 	if err != nil {
 		tb.Fatal(err)
 	}
-	schemas := testSchemas(tb)
-	serde := records.NewSerde(schemas, reg)
-	topics := config.Default().Topics
-	s, err := New(Config{Kafka: []kgo.Opt{kgo.SeedBrokers("127.0.0.1:1")}, Serde: serde, Topics: topics, InstanceID: "bench"})
+	s, err := New(Config{Kafka: kafka, Serde: serde, Topics: topics, InstanceID: "bench"})
 	if err != nil {
 		tb.Fatal(err)
 	}

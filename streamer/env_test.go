@@ -12,55 +12,71 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/sr"
 
-	"github.com/shopstream/shopstream/environment"
-	"github.com/shopstream/shopstream/internal/config"
+	"github.com/shopstream/shopstream/internal/clients"
+	"github.com/shopstream/shopstream/internal/kafkatest"
 	"github.com/shopstream/shopstream/internal/records"
+	"github.com/shopstream/shopstream/internal/topicread"
 )
 
 // testEnv is an in-process Kafka (kfake) and schema registry (srfake) with
 // the streamer's topics created, as `shopstream bootstrap` creates them.
 type testEnv struct {
 	t      testing.TB
-	stack  *environment.Stack
-	topics config.Topics
-	base   []kgo.Opt
+	kc     *kafkatest.Cluster // nil when the broker runs in another process (newTestEnvOn)
+	topics records.Topics
+	kafka  *clients.Kafka
 	serde  *records.Serde
 	cl     *kgo.Client
 	admin  *kadm.Client
+	// registryURL is where the schema registry serves.
+	registryURL string
 }
 
 func newTestEnv(t testing.TB, partitions int32) *testEnv {
 	t.Helper()
-	return newTestEnvOn(t, partitions, environment.Options{StartKafka: true, StartRegistry: true})
+	kc := kafkatest.Start(t)
+	e := &testEnv{t: t, kc: kc, topics: records.DefaultTopics(), kafka: kc.Kafka, serde: kc.Serde, registryURL: kc.RegistryURL}
+	e.cl = kc.Client(kgo.ProducerLinger(0))
+	return e.createTopics(partitions)
 }
 
-// newTestEnvOn is newTestEnv on the stack o starts or names.
-func newTestEnvOn(t testing.TB, partitions int32, o environment.Options) *testEnv {
+// newTestEnvOn is newTestEnv on a broker and registry that run elsewhere
+// (a benchmark's broker process).
+func newTestEnvOn(t testing.TB, partitions int32, brokers []string, registryURL string) *testEnv {
 	t.Helper()
-	ctx := context.Background()
-	stack, err := environment.Start(ctx, o)
+	kafka, err := clients.NewKafka(clients.KafkaOptions{Brokers: brokers})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = stack.Close() })
-	e := &testEnv{t: t, stack: stack, topics: config.Default().Topics}
-	e.base = []kgo.Opt{kgo.SeedBrokers(stack.KafkaBrokers...)}
-	if e.cl, err = kgo.NewClient(append(e.base, kgo.ProducerLinger(0))...); err != nil {
+	e := &testEnv{t: t, topics: records.DefaultTopics(), kafka: kafka, registryURL: registryURL}
+	e.serde = e.newSerde()
+	if e.cl, err = kafka.NewClient(kgo.ProducerLinger(0)); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(e.cl.Close)
+	return e.createTopics(partitions)
+}
+
+// newSerde is a serde of its own, as another process would have: it must
+// learn writer schemas from the registry, not from the cache of the serde
+// that encoded them.
+func (e *testEnv) newSerde() *records.Serde {
+	e.t.Helper()
+	s, err := clients.NewSerde(e.registryURL)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return s
+}
+
+// createTopics creates the streamer's topics, as `shopstream bootstrap`
+// does.
+func (e *testEnv) createTopics(partitions int32) *testEnv {
+	t := e.t
+	t.Helper()
+	ctx := context.Background()
 	e.admin = kadm.NewClient(e.cl)
-	reg, err := sr.NewClient(sr.URLs(stack.RegistryURL))
-	if err != nil {
-		t.Fatal(err)
-	}
-	schemas, err := records.ParseSchemas()
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.serde = records.NewSerde(schemas, reg)
 	compact := map[string]*string{"cleanup.policy": kadm.StringPtr("compact")}
 	for _, c := range []struct {
 		name       string
@@ -82,10 +98,8 @@ func newTestEnvOn(t testing.TB, partitions int32, o environment.Options) *testEn
 
 // config is a streamer configuration for this environment.
 func (e *testEnv) config(id string) Config {
-	// Its own serde, as in its own process: it must learn writer schemas
-	// from the registry, not from the cache of the serde that encoded them.
 	return Config{
-		Kafka: append(append([]kgo.Opt(nil), e.base...), kgo.ClientID(id)), Serde: records.NewSerde(e.serde.Schemas(), e.serde.Registry()), Topics: e.topics, InstanceID: id,
+		Kafka: e.kafka.With(kgo.ClientID(id)), Serde: e.newSerde(), Topics: e.topics, InstanceID: id,
 		HeartbeatInterval: 200 * time.Millisecond, Registerer: prometheus.NewRegistry(),
 		Logger: testLogger(e.t, id),
 	}
@@ -239,7 +253,7 @@ func (e *testEnv) read(topic string) []*kgo.Record {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	var out []*kgo.Record
-	if err := ReadTopic(ctx, e.base, topic, 0, func(r *kgo.Record) { out = append(out, r) }); err != nil {
+	if err := topicread.Read(ctx, e.kafka, topic, topicread.Options{}, func(r *kgo.Record) error { out = append(out, r); return nil }); err != nil {
 		e.t.Fatal(err)
 	}
 	return out

@@ -2,17 +2,18 @@ package streamer
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
 	"sync/atomic"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/shopstream/shopstream/internal/clients"
+	"github.com/shopstream/shopstream/internal/deadletter"
 	"github.com/shopstream/shopstream/internal/records"
+	"github.com/shopstream/shopstream/internal/topicread"
 )
 
 // HeaderFilterVersion names the header that every forwarded record carries:
@@ -104,7 +105,8 @@ func FilterVersion(headers []kgo.RecordHeader) (int64, bool) {
 // the hot path applies. The hot path loads it once per record, so a change
 // takes effect between two records.
 type control struct {
-	cl            *kgo.Client
+	kafka         *clients.Kafka
+	rd            *topicread.Reader // opened by load
 	serde         *records.Serde
 	topic         string
 	caseSensitive bool
@@ -118,30 +120,28 @@ type control struct {
 	changed chan struct{}
 }
 
-func newControl(cfg *Config, m *metrics) (*control, error) {
-	cl, err := kgo.NewClient(readerOpts(cfg.Kafka, cfg.Topics.Filter)...)
-	if err != nil {
-		return nil, fmt.Errorf("create the reader of control topic %s: %w", cfg.Topics.Filter, err)
-	}
+func newControl(cfg *Config, m *metrics) *control {
 	return &control{
-		cl: cl, serde: cfg.Serde, topic: cfg.Topics.Filter, caseSensitive: cfg.CaseSensitive,
+		kafka: cfg.Kafka, serde: cfg.Serde, topic: cfg.Topics.Filter, caseSensitive: cfg.CaseSensitive,
 		log: cfg.Logger, now: cfg.Now, m: m, changed: make(chan struct{}, 1),
-	}, nil
+	}
 }
 
 // load reads the control topic up to the end it has now and applies the
 // newest state, so an instance never starts with "everything passes" by
 // accident. An empty topic means no filter was ever set: version 0.
 func (c *control) load(ctx context.Context) error {
-	cu, err := newCatchUp(ctx, kadm.NewClient(c.cl), c.topic)
+	rd, err := topicread.Open(ctx, c.kafka, c.topic, topicread.Options{OnFetchError: c.fetchError})
 	if err != nil {
 		return err
 	}
+	c.rd = rd
 	var newest *kgo.Record
 	var states []*kgo.Record
-	err = readUntil(ctx, c.cl, c.topic, cu, 0, func(r *kgo.Record) {
+	err = rd.CatchUp(ctx, func(r *kgo.Record) error {
 		newest = r
 		states = append(states, r)
+		return nil
 	})
 	if err != nil {
 		return err
@@ -161,23 +161,22 @@ func (c *control) load(ctx context.Context) error {
 
 // follow applies each new state until ctx ends.
 func (c *control) follow(ctx context.Context) error {
-	for {
-		fs := c.cl.PollFetches(ctx)
-		if ctx.Err() != nil || fs.IsClientClosed() {
-			return nil
+	return c.rd.Follow(ctx, func(r *kgo.Record) error {
+		if ctx.Err() == nil {
+			// A state that never decodes is logged and counted; the
+			// only other error is ctx ending, seen at the next poll.
+			_ = c.decodeAndApply(ctx, r)
 		}
-		for _, fe := range fs.Errors() {
-			c.log.Error("read the control topic", "topic", fe.Topic, "partition", fe.Partition, "err", fe.Err)
-			c.m.controlErrors.Inc()
-		}
-		fs.EachRecord(func(r *kgo.Record) {
-			if !r.Attrs.IsControl() && ctx.Err() == nil {
-				// A state that never decodes is logged and counted; the
-				// only other error is ctx ending, seen at the next poll.
-				_ = c.decodeAndApply(ctx, r)
-			}
-		})
-	}
+		return nil
+	})
+}
+
+// fetchError logs and counts a failed fetch of the control topic; the
+// reader goes on (franz-go retries).
+func (c *control) fetchError(topic string, partition int32, err error) error {
+	c.log.Error("read the control topic", "topic", topic, "partition", partition, "err", err)
+	c.m.controlErrors.Inc()
+	return nil
 }
 
 // decodeAndApply applies a state newer than the current one. A state that
@@ -193,7 +192,7 @@ func (c *control) decodeAndApply(ctx context.Context, r *kgo.Record) error {
 		if err == nil {
 			break
 		}
-		if permanent(err) {
+		if deadletter.ReasonOf(err) != "" { // it fails the same way however often it is tried
 			c.m.controlErrors.Inc()
 			c.log.Error("skip a filter state that does not decode", "topic", c.topic, "offset", r.Offset, "err", err)
 			return err
@@ -224,13 +223,10 @@ func (c *control) apply(f *Filter) {
 	}
 }
 
-func (c *control) close() { c.cl.Close() }
-
-// permanent says that decoding will fail the same way however often it is
-// tried.
-func permanent(err error) bool {
-	return errors.Is(err, records.ErrNotFramed) || errors.Is(err, records.ErrUnknownSchemaID) ||
-		errors.Is(err, records.ErrWrongSchema) || errors.Is(err, records.ErrMalformed)
+func (c *control) close() {
+	if c.rd != nil {
+		c.rd.Close()
+	}
 }
 
 func backoff(attempt int) time.Duration {

@@ -14,9 +14,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/sr"
 
-	"github.com/shopstream/shopstream/internal/config"
+	"github.com/shopstream/shopstream/internal/clients"
 	"github.com/shopstream/shopstream/internal/records"
 )
 
@@ -49,20 +48,21 @@ func TestMain(m *testing.M) {
 func runChild(id string) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
-	reg, err := sr.NewClient(sr.URLs(os.Getenv(childRegistryEnv)))
+	// The child builds its clients as `shopstream streamer` does.
+	serde, err := clients.NewSerde(os.Getenv(childRegistryEnv))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	schemas, err := records.ParseSchemas()
+	k, err := clients.NewKafka(clients.KafkaOptions{Brokers: strings.Split(os.Getenv(childBrokersEnv), ",")})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
 	s, err := New(Config{
-		Kafka:  []kgo.Opt{kgo.SeedBrokers(strings.Split(os.Getenv(childBrokersEnv), ",")...), kgo.ClientID(id)},
-		Serde:  records.NewSerde(schemas, reg),
-		Topics: config.Default().Topics, InstanceID: id, HeartbeatInterval: 200 * time.Millisecond,
+		Kafka:  k.With(kgo.ClientID(id)),
+		Serde:  serde,
+		Topics: records.DefaultTopics(), InstanceID: id, HeartbeatInterval: 200 * time.Millisecond,
 		SessionTimeout: killSessionTimeout, TransactionTimeout: killTxnTimeout,
 		Registerer: prometheus.NewRegistry(),
 	})
@@ -90,7 +90,7 @@ func TestKilledInstanceLosesAndDuplicatesNothing(t *testing.T) {
 
 	child := exec.Command(os.Args[0], "-test.run=^$")
 	child.Env = append(os.Environ(), childEnv+"=victim",
-		childBrokersEnv+"="+strings.Join(e.stack.KafkaBrokers, ","), childRegistryEnv+"="+e.stack.RegistryURL)
+		childBrokersEnv+"="+strings.Join(e.kc.Brokers, ","), childRegistryEnv+"="+e.kc.RegistryURL)
 	child.Stderr = os.Stderr
 	stdout, err := child.StdoutPipe()
 	if err != nil {

@@ -1,11 +1,9 @@
 package streamer
 
 import (
-	"errors"
-	"fmt"
-	"reflect"
-
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/shopstream/shopstream/internal/telemetry"
 )
 
 // keptVersions bounds the label values of the per-version counters: the
@@ -30,62 +28,35 @@ type metrics struct {
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	const ns, sub = "shopstream", "streamer"
+	f := telemetry.With(reg)
 	counterVec := func(name, help string, labels ...string) *prometheus.CounterVec {
-		return prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: name, Help: help}, labels)
+		return f.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: name, Help: help}, labels)
 	}
 	m := &metrics{
 		in:           counterVec("records_in_total", "Product records consumed and committed, by the filter version in force.", "version"),
 		passed:       counterVec("records_passed_total", "Records forwarded to the filtered topic, by filter version.", "version"),
 		dropped:      counterVec("records_dropped_total", "Records whose name did not contain the substring, by filter version.", "version"),
 		deadLettered: counterVec("dead_letters_total", "Records sent to the dead-letter topic, by filter version and reason.", "version", "reason"),
-		commits: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+		commits: f.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
 			Name: "transactions_committed_total", Help: "Transactions committed."}),
-		aborts: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+		aborts: f.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
 			Name: "transactions_aborted_total", Help: "Transactions aborted (rebalance, produce error, registry unreachable, shutdown)."}),
-		latency: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Subsystem: sub,
+		latency: f.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Subsystem: sub,
 			Name: "e2e_latency_seconds", Help: "From a product record's timestamp to the commit of its forwarded copy.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 16)}),
-		filterVersion: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
+		filterVersion: f.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
 			Name: "filter_applied_version", Help: "Version of the filter this instance applies; the StreamFilter workflow exports the version it wants as shopstream_filter_desired_version."}),
-		filterAppliedAt: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
+		filterAppliedAt: f.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
 			Name: "filter_applied_timestamp_seconds", Help: "When this instance switched to its current filter."}),
-		controlErrors: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+		controlErrors: f.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
 			Name: "control_errors_total", Help: "Control-topic records or fetches that could not be used."}),
 	}
-	var errs []error
-	reuse := func(c prometheus.Collector) prometheus.Collector {
-		got, err := register(reg, c)
-		errs = append(errs, err)
-		return got
-	}
-	m.in = reuse(m.in).(*prometheus.CounterVec)
-	m.passed = reuse(m.passed).(*prometheus.CounterVec)
-	m.dropped = reuse(m.dropped).(*prometheus.CounterVec)
-	m.deadLettered = reuse(m.deadLettered).(*prometheus.CounterVec)
-	m.commits = reuse(m.commits).(prometheus.Counter)
-	m.aborts = reuse(m.aborts).(prometheus.Counter)
-	m.controlErrors = reuse(m.controlErrors).(prometheus.Counter)
-	m.latency = reuse(m.latency).(prometheus.Histogram)
-	m.filterVersion = reuse(m.filterVersion).(prometheus.Gauge)
-	m.filterAppliedAt = reuse(m.filterAppliedAt).(prometheus.Gauge)
-	if err := errors.Join(errs...); err != nil {
+	// A streamer built again in the same process gets the series the first
+	// one registered.
+	if err := f.Err(); err != nil {
 		return nil, err
 	}
 	return m, nil
-}
-
-// register registers c, or returns the collector already registered under
-// the same description (a streamer restarted in the same process).
-func register(reg prometheus.Registerer, c prometheus.Collector) (prometheus.Collector, error) {
-	err := reg.Register(c)
-	var are prometheus.AlreadyRegisteredError
-	if errors.As(err, &are) && reflect.TypeOf(are.ExistingCollector) == reflect.TypeOf(c) {
-		return are.ExistingCollector, nil
-	}
-	if err != nil {
-		return c, fmt.Errorf("register streamer metrics: %w", err)
-	}
-	return c, nil
 }
 
 // tally counts one batch's records under one filter version until the
@@ -94,7 +65,16 @@ type tally struct {
 	filter              *Filter
 	version             string
 	in, passed, dropped int
-	deadLettered        [numReasons]int
+	// deadLettered counts by reason; nil until a record is dead-lettered,
+	// which is rare.
+	deadLettered map[string]int
+}
+
+func (t *tally) deadLetter(reason string) {
+	if t.deadLettered == nil {
+		t.deadLettered = map[string]int{}
+	}
+	t.deadLettered[reason]++
 }
 
 // flush adds a committed batch's tallies.
@@ -105,10 +85,8 @@ func (m *metrics) flush(ts []tally) {
 		m.in.WithLabelValues(t.version).Add(float64(t.in))
 		m.passed.WithLabelValues(t.version).Add(float64(t.passed))
 		m.dropped.WithLabelValues(t.version).Add(float64(t.dropped))
-		for r, n := range t.deadLettered {
-			if n > 0 {
-				m.deadLettered.WithLabelValues(t.version, Reason(r).String()).Add(float64(n))
-			}
+		for reason, n := range t.deadLettered {
+			m.deadLettered.WithLabelValues(t.version, reason).Add(float64(n))
 		}
 	}
 }

@@ -20,7 +20,8 @@ import (
 	"github.com/twmb/franz-go/plugin/kprom"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/shopstream/shopstream/internal/config"
+	"github.com/shopstream/shopstream/internal/clients"
+	"github.com/shopstream/shopstream/internal/deadletter"
 	"github.com/shopstream/shopstream/internal/records"
 )
 
@@ -44,17 +45,25 @@ const (
 
 // Config configures one streamer instance.
 type Config struct {
-	// Kafka are the connection options every client of the instance starts
-	// from (seed brokers, dial timeout, TLS, SASL).
-	Kafka  []kgo.Opt
+	// Kafka is where every client of the instance connects (seed brokers,
+	// dial timeout, TLS, SASL).
+	Kafka  *clients.Kafka
 	Serde  *records.Serde
-	Topics config.Topics
+	Topics records.Topics
 	// Group is the consumer group; DefaultGroup when empty.
 	Group string
 	// InstanceID names the instance on the applied topic and in its
 	// transactional id; it must be unique among live instances.
 	// DefaultInstanceID() when empty.
 	InstanceID string
+	// TransactionalID, when set, is the instance's transactional id as is.
+	// Give it a name that stays the same across restarts and is unique among
+	// live instances (a StatefulSet's pod name): the restarted instance's
+	// first transaction then fences its predecessor and aborts the
+	// transaction it left open, instead of leaving it to the transaction
+	// timeout while read_committed readers wait behind it. Empty: one derived
+	// from InstanceID with a random suffix.
+	TransactionalID string
 	// CaseSensitive makes this instance match case-sensitively whatever the
 	// filter state says.
 	CaseSensitive bool
@@ -117,8 +126,8 @@ func New(cfg Config) (*Streamer, error) {
 	if cfg.Serde == nil {
 		return nil, errors.New("streamer: no serde (schema registry client) given")
 	}
-	if len(cfg.Kafka) == 0 {
-		return nil, errors.New("streamer: no Kafka connection options given")
+	if cfg.Kafka == nil {
+		return nil, errors.New("streamer: no Kafka clients given")
 	}
 	t := cfg.Topics
 	for _, name := range []string{t.Products, t.Filtered, t.DLQ, t.Filter, t.FilterApplied} {
@@ -134,6 +143,9 @@ func New(cfg Config) (*Streamer, error) {
 	}
 	if strings.ContainsAny(cfg.InstanceID, " \t\n/") {
 		return nil, fmt.Errorf("streamer: instance id %q: use letters, digits, '-', '_' or '.'", cfg.InstanceID)
+	}
+	if strings.ContainsAny(cfg.TransactionalID, " \t\n") {
+		return nil, fmt.Errorf("streamer: transactional id %q: use no white space", cfg.TransactionalID)
 	}
 	if cfg.MaxBatch == 0 {
 		cfg.MaxBatch = DefaultMaxBatch
@@ -158,12 +170,16 @@ func New(cfg Config) (*Streamer, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The group's generation fences a zombie (KIP-447), so the
+	// transactional id only has to be unique; the random suffix keeps two
+	// instances given the same id from fencing each other.
+	txnID := cfg.TransactionalID
+	if txnID == "" {
+		txnID = "shopstream-streamer-" + cfg.InstanceID + "-" + randomHex(4)
+	}
 	s := &Streamer{
-		cfg: cfg,
-		// The group's generation fences a zombie (KIP-447), so the
-		// transactional id only has to be unique; the random suffix keeps
-		// two instances given the same id from fencing each other.
-		txnID: "shopstream-streamer-" + cfg.InstanceID + "-" + randomHex(4),
+		cfg:   cfg,
+		txnID: txnID,
 		m:     m,
 		layouts: layoutCache{
 			serde: cfg.Serde, ours: cfg.Serde.Schemas().Schema(records.KindProduct),
@@ -213,10 +229,7 @@ func (s *Streamer) Run(ctx context.Context) error {
 		}
 		return err
 	}
-	c, err := newControl(&s.cfg, s.m)
-	if err != nil {
-		return err
-	}
+	c := newControl(&s.cfg, s.m)
 	defer c.close()
 	if err := c.load(ctx); err != nil {
 		if ctx.Err() != nil {
@@ -232,7 +245,7 @@ func (s *Streamer) Run(ctx context.Context) error {
 		return fmt.Errorf("register the Kafka client metrics: %w", err)
 	}
 	defer s.cfg.Registerer.Unregister(kc)
-	sess, err := kgo.NewGroupTransactSession(append(s.sessionOpts(kp), kgo.WithHooks(precheck{s}))...)
+	sess, err := s.cfg.Kafka.WithLogger(log).NewGroupTransactSession(append(s.sessionOpts(kp), kgo.WithHooks(precheck{s}))...)
 	if err != nil {
 		return fmt.Errorf("create the group transact session: %w", err)
 	}
@@ -246,7 +259,7 @@ func (s *Streamer) Run(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
 	rctx, stopReporter := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopReporter()
-	rep := newReporter(&s.cfg, c.cl, c)
+	rep := newReporter(&s.cfg, c.rd.Client(), c)
 	repDone := make(chan struct{})
 	go func() {
 		defer close(repDone)
@@ -263,22 +276,25 @@ func (s *Streamer) Run(ctx context.Context) error {
 
 func (s *Streamer) sessionOpts(kp *kprom.Metrics) []kgo.Opt {
 	log := s.cfg.Logger
-	opts := append(append([]kgo.Opt(nil), s.cfg.Kafka...),
+	opts := []kgo.Opt{
 		kgo.TransactionalID(s.txnID),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.ConsumerGroup(s.cfg.Group),
+		// franz-go's default, named so that it stays: an instance joining or
+		// leaving moves only the partitions that must move, and the session
+		// aborts only when this instance loses partitions.
+		kgo.Balancers(kgo.CooperativeStickyBalancer()),
 		kgo.ConsumeTopics(s.cfg.Topics.Products),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.RequireStableFetchOffsets(),
 		kgo.WithHooks(kp),
-		kgo.WithLogger(kgoLogger{log}),
 		kgo.OnPartitionsAssigned(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
 			log.Info("partitions assigned", "partitions", m)
 		}),
 		kgo.OnPartitionsRevoked(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
 			log.Info("partitions revoked", "partitions", m)
 		}),
-	)
+	}
 	if s.cfg.SessionTimeout > 0 {
 		opts = append(opts, kgo.SessionTimeout(s.cfg.SessionTimeout))
 	}
@@ -291,9 +307,9 @@ func (s *Streamer) sessionOpts(kp *kprom.Metrics) []kgo.Opt {
 // waitForTopics waits until every topic the instance uses exists: `shopstream
 // dev` starts the streamer before its bootstrap creates them.
 func (s *Streamer) waitForTopics(ctx context.Context) error {
-	cl, err := kgo.NewClient(s.cfg.Kafka...)
+	cl, err := s.cfg.Kafka.NewClient()
 	if err != nil {
-		return fmt.Errorf("create a Kafka client: %w", err)
+		return err
 	}
 	defer cl.Close()
 	adm := kadm.NewClient(cl)
@@ -423,8 +439,8 @@ func (s *Streamer) handle(ctx context.Context, sess *kgo.GroupTransactSession, r
 	t := s.tallyFor(f)
 	t.in++
 	if r.Key == nil {
-		t.deadLettered[ReasonNoKey]++
-		sess.Produce(ctx, deadLetter(s.cfg.Topics.DLQ, r, ReasonNoKey, errNoKey, s.cfg.InstanceID, now), s.promise)
+		t.deadLetter(deadletter.ReasonNoKey)
+		sess.Produce(ctx, deadLetter(s.cfg.Topics.DLQ, r, deadletter.ReasonNoKey, errNoKey, s.cfg.InstanceID, now), s.promise)
 		return nil
 	}
 	if r.Value == nil { // a tombstone: pass it, so downstream tables delete too
@@ -440,11 +456,11 @@ func (s *Streamer) handle(ctx context.Context, sess *kgo.GroupTransactSession, r
 	} else {
 		name, err := s.name(ctx, r)
 		if err != nil {
-			reason, ok := reasonOf(err)
-			if !ok {
+			reason := deadletter.ReasonOf(err)
+			if reason == "" {
 				return err
 			}
-			t.deadLettered[reason]++
+			t.deadLetter(reason)
 			sess.Produce(ctx, deadLetter(s.cfg.Topics.DLQ, r, reason, err, s.cfg.InstanceID, now), s.promise)
 			return nil
 		}
@@ -619,7 +635,7 @@ func (c *layoutCache) get(ctx context.Context, id int) (*Layout, error) {
 	}
 	w, err := c.serde.WriterSchema(ctx, id)
 	if err != nil {
-		if _, ok := reasonOf(err); ok {
+		if deadletter.ReasonOf(err) != "" {
 			c.m[id] = layoutEntry{err: err, retryAt: c.now().Add(time.Minute)}
 		}
 		return nil, err
@@ -649,18 +665,4 @@ func (c *layoutCache) ready(id int) *Layout {
 		return (*found)[id]
 	}
 	return nil
-}
-
-// kgoLogger passes franz-go's warnings and errors to the instance's logger;
-// its info level narrates every transaction.
-type kgoLogger struct{ l *slog.Logger }
-
-func (k kgoLogger) Level() kgo.LogLevel { return kgo.LogLevelWarn }
-
-func (k kgoLogger) Log(level kgo.LogLevel, msg string, keyvals ...any) {
-	l := slog.LevelWarn
-	if level == kgo.LogLevelError {
-		l = slog.LevelError
-	}
-	k.l.Log(context.Background(), l, "kafka: "+msg, keyvals...)
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/sr"
 	"golang.org/x/text/cases"
 
+	"github.com/shopstream/shopstream/internal/deadletter"
 	"github.com/shopstream/shopstream/internal/records"
 )
 
@@ -207,7 +208,7 @@ func TestInstancesShareTwelvePartitionsExactlyOnce(t *testing.T) {
 	// All three report themselves live, with the filter they applied.
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		reps, err := ReadApplied(context.Background(), e.base, e.topics.FilterApplied)
+		reps, err := ReadApplied(context.Background(), e.kafka, e.topics.FilterApplied)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -272,7 +273,7 @@ func TestInstancesShareTwelvePartitionsExactlyOnce(t *testing.T) {
 	if m := groups[DefaultGroup].Members; len(m) != 0 {
 		t.Errorf("%d members still in the group after every instance stopped", len(m))
 	}
-	reps, err := ReadApplied(context.Background(), e.base, e.topics.FilterApplied)
+	reps, err := ReadApplied(context.Background(), e.kafka, e.topics.FilterApplied)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -344,9 +345,9 @@ func TestMalformedRecordsGoToTheDeadLetterTopic(t *testing.T) {
 	if len(dead) != len(bad)+1 {
 		t.Fatalf("%d records in the DLQ, want %d", len(dead), len(bad)+1)
 	}
-	byKey := map[string]DeadLetter{}
+	byKey := map[string]deadletter.Letter{}
 	for _, d := range dead {
-		byKey[string(d.Key)] = ParseDeadLetter(d)
+		byKey[string(d.Key)] = deadletter.Parse(d)
 	}
 	if d := byKey[""]; d.Reason != "no-key" || !bytes.Equal(d.Value, goodV) {
 		t.Errorf("the keyless product: reason %q, value kept %v", d.Reason, bytes.Equal(d.Value, goodV))
@@ -394,9 +395,9 @@ func TestMalformedRecordsGoToTheDeadLetterTopic(t *testing.T) {
 	e.waitProcessed(DefaultGroup, 30*time.Second)
 	expectSameKeys(t, e.read(e.topics.Filtered), append([]string{"good", "tombstone"}, later...))
 
-	listed, err := ReadDeadLetters(ctx, e.base, e.topics.DLQ, 4)
+	listed, err := deadletter.Read(ctx, e.kafka, e.topics.DLQ, 4)
 	if err != nil || len(listed) != 4 {
-		t.Fatalf("ReadDeadLetters(limit 4) = %d records, %v", len(listed), err)
+		t.Fatalf("deadletter.Read(limit 4) = %d records, %v", len(listed), err)
 	}
 }
 

@@ -18,7 +18,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promauto"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/shopstream/shopstream/internal/deadletter"
@@ -26,18 +25,10 @@ import (
 
 	"github.com/shopstream/shopstream/internal/blobstore"
 	"github.com/shopstream/shopstream/internal/catalog"
+	"github.com/shopstream/shopstream/internal/clients"
 	"github.com/shopstream/shopstream/internal/imagefetch"
 	"github.com/shopstream/shopstream/internal/records"
-)
-
-// Dead-letter headers: why a record could not be collected, and where from.
-const (
-	HeaderReason    = deadletter.HeaderReason
-	HeaderComponent = deadletter.HeaderComponent
-	HeaderTopic     = deadletter.HeaderSourceTopic
-	HeaderPartition = deadletter.HeaderSourcePartition
-	HeaderOffset    = deadletter.HeaderSourceOffset
-	HeaderFailedAt  = deadletter.HeaderTime
+	"github.com/shopstream/shopstream/internal/telemetry"
 )
 
 // DefaultGroup is the collector's consumer group.
@@ -45,8 +36,8 @@ const DefaultGroup = "shopstream-collector"
 
 // Options configures a Collector.
 type Options struct {
-	// KafkaOpts reach the brokers (seed brokers, dial timeout).
-	KafkaOpts []kgo.Opt
+	// Kafka is where the collector's client connects.
+	Kafka *clients.Kafka
 	// Group is the consumer group (DefaultGroup).
 	Group string
 	// TransactionalID must be unique per running instance; empty: a random one.
@@ -86,8 +77,8 @@ type Collector struct {
 
 // New checks o and builds a Collector.
 func New(o Options) (*Collector, error) {
-	if o.Serde == nil || o.Store == nil || o.Blobs == nil || o.Fetcher == nil {
-		return nil, errors.New("collector needs a serde, a store, blob storage and a fetcher")
+	if o.Kafka == nil || o.Serde == nil || o.Store == nil || o.Blobs == nil || o.Fetcher == nil {
+		return nil, errors.New("collector needs Kafka clients, a serde, a store, blob storage and a fetcher")
 	}
 	if o.ProductTopic == "" || o.CompleteTopic == "" || o.DLQTopic == "" {
 		return nil, errors.New("collector needs the product, complete-product and dead-letter topics")
@@ -113,12 +104,8 @@ func New(o Options) (*Collector, error) {
 	if o.RetryBackoff <= 0 {
 		o.RetryBackoff = 500 * time.Millisecond
 	}
-	reg := o.Registerer
-	if reg == nil {
-		reg = prometheus.NewRegistry()
-	}
-	f := promauto.With(reg)
-	return &Collector{
+	f := telemetry.With(o.Registerer)
+	c := &Collector{
 		o: o,
 		products: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "shopstream_collector_products_total",
@@ -145,21 +132,27 @@ func New(o Options) (*Collector, error) {
 			Help:    "Time to collect and commit one polled batch.",
 			Buckets: prometheus.ExponentialBuckets(0.005, 3, 9),
 		}),
-	}, nil
+	}
+	if err := f.Err(); err != nil {
+		return nil, err
+	}
+	return c, nil
 }
 
 // Run consumes until ctx ends; it returns nil on a clean stop.
 func (c *Collector) Run(ctx context.Context) error {
-	opts := append([]kgo.Opt{
+	sess, err := c.o.Kafka.NewGroupTransactSession(
 		kgo.ConsumerGroup(c.o.Group),
+		// franz-go's default, named so that it stays: a scale event moves
+		// only the partitions that must move.
+		kgo.Balancers(kgo.CooperativeStickyBalancer()),
 		kgo.ConsumeTopics(c.o.ProductTopic),
 		kgo.TransactionalID(c.o.TransactionalID),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.RequireStableFetchOffsets(),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.TransactionTimeout(2 * time.Minute),
-	}, c.o.KafkaOpts...)
-	sess, err := kgo.NewGroupTransactSession(opts...)
+		kgo.TransactionTimeout(2*time.Minute),
+	)
 	if err != nil {
 		return fmt.Errorf("create collector consumer: %w", err)
 	}
@@ -345,7 +338,7 @@ func (c *Collector) process(ctx context.Context, rec *kgo.Record, pr *prior) (*r
 		prevImages = pr.product.Images
 	}
 	if len(rec.Key) == 0 {
-		return c.invalid(res, "record has no key: want mall_id/product_id"), nil
+		return c.invalid(res, deadletter.ReasonNoKey, "record has no key: want mall_id/product_id"), nil
 	}
 
 	if rec.Value == nil { // tombstone: delete the product and its images
@@ -357,13 +350,14 @@ func (c *Collector) process(ctx context.Context, rec *kgo.Record, pr *prior) (*r
 
 	var p records.Product
 	if err := c.o.Serde.Decode(ctx, rec.Value, &p); err != nil {
-		if ctx.Err() != nil || !isDecodeError(err) {
+		reason := deadletter.ReasonOf(err)
+		if ctx.Err() != nil || reason == "" {
 			return nil, fmt.Errorf("decode %s: %w", key, err)
 		}
-		return c.invalid(res, "value does not decode as a Product: "+err.Error()), nil
+		return c.invalid(res, reason, "value does not decode as a Product: "+err.Error()), nil
 	}
 	if p.Key() != key {
-		return c.invalid(res, fmt.Sprintf("record key %q does not match the product's mall_id/product_id %q", key, p.Key())), nil
+		return c.invalid(res, deadletter.ReasonKeyMismatch, fmt.Sprintf("record key %q does not match the product's mall_id/product_id %q", key, p.Key())), nil
 	}
 
 	images, failures, err := c.collectImages(ctx, &p, prevImages)
@@ -383,7 +377,7 @@ func (c *Collector) process(ctx context.Context, rec *kgo.Record, pr *prior) (*r
 		res.outcome, res.reason = "failed", state.Reason
 		// Not complete any more: downstream forgets it; the dead-letter
 		// topic keeps the record and says why.
-		res.out = append(res.out, &kgo.Record{Topic: c.o.CompleteTopic, Key: rec.Key}, c.deadLetter(rec, state.Reason))
+		res.out = append(res.out, &kgo.Record{Topic: c.o.CompleteTopic, Key: rec.Key}, c.deadLetter(rec, deadletter.ReasonImagesFailed, state.Reason))
 		return res, nil
 	}
 	state.Status = catalog.StatusComplete
@@ -398,20 +392,17 @@ func (c *Collector) process(ctx context.Context, rec *kgo.Record, pr *prior) (*r
 	return res, nil
 }
 
-func isDecodeError(err error) bool {
-	return errors.Is(err, records.ErrNotFramed) || errors.Is(err, records.ErrUnknownSchemaID) ||
-		errors.Is(err, records.ErrWrongSchema) || errors.Is(err, records.ErrMalformed)
-}
-
-func (c *Collector) invalid(res *result, reason string) *result {
-	res.outcome, res.reason = "invalid", reason
-	res.out = append(res.out, c.deadLetter(res.rec, reason))
+// invalid dead-letters a record that can never be collected; detail is
+// what the log and the dead letter's error header say.
+func (c *Collector) invalid(res *result, reason, detail string) *result {
+	res.outcome, res.reason = "invalid", detail
+	res.out = append(res.out, c.deadLetter(res.rec, reason, detail))
 	return res
 }
 
 // deadLetter keeps the original key and bytes and says why in headers.
-func (c *Collector) deadLetter(rec *kgo.Record, reason string) *kgo.Record {
-	return deadletter.Record(c.o.DLQTopic, rec, deadletter.Why{Component: "collector", Reason: reason}, c.o.Now())
+func (c *Collector) deadLetter(rec *kgo.Record, reason, detail string) *kgo.Record {
+	return deadletter.Record(c.o.DLQTopic, rec, deadletter.Why{Component: "collector", Reason: reason, Detail: detail}, c.o.Now())
 }
 
 // orphansOf lists the blobs of the old state (and earlier orphans) that the

@@ -24,14 +24,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/sr"
 
-	"github.com/shopstream/shopstream/environment"
 	"github.com/shopstream/shopstream/internal/blobstore"
 	"github.com/shopstream/shopstream/internal/catalog"
 	"github.com/shopstream/shopstream/internal/collector"
+	"github.com/shopstream/shopstream/internal/deadletter"
 	"github.com/shopstream/shopstream/internal/imagefetch"
 	"github.com/shopstream/shopstream/internal/imageserver"
+	"github.com/shopstream/shopstream/internal/kafkatest"
 	"github.com/shopstream/shopstream/internal/productapi"
 	"github.com/shopstream/shopstream/internal/records"
 )
@@ -47,7 +47,7 @@ const (
 // collector and the API.
 type rig struct {
 	t       *testing.T
-	brokers []string
+	kc      *kafkatest.Cluster
 	serde   *records.Serde
 	store   *collector.Store
 	blobs   *blobstore.Local
@@ -94,32 +94,13 @@ func newRig(t *testing.T) *rig { return newRigWith(t, nil) }
 func newRigWith(t *testing.T, bucket blobstore.Store) *rig {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	stack, err := environment.Start(ctx, environment.Options{StartKafka: true, StartRegistry: true})
-	if err != nil {
-		t.Fatal(err)
+	kc := kafkatest.Start(t)
+	r := &rig{t: t, kc: kc, serde: kc.Serde, reg: prometheus.NewRegistry()}
+	for _, topic := range []string{productTopic, completeTopic, dlqTopic} {
+		kc.CreateTopic(3, nil, topic)
 	}
-	r := &rig{t: t, brokers: stack.KafkaBrokers, reg: prometheus.NewRegistry()}
-
-	admin, err := kgo.NewClient(kgo.SeedBrokers(stack.KafkaBrokers...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := kadm.NewClient(admin).CreateTopics(ctx, 3, 1, nil, productTopic, completeTopic, dlqTopic); err != nil {
-		t.Fatal(err)
-	}
-	admin.Close()
-	schemas, err := records.ParseSchemas()
-	if err != nil {
-		t.Fatal(err)
-	}
-	regcl, err := sr.NewClient(sr.URLs(stack.RegistryURL))
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.serde = records.NewSerde(schemas, regcl)
-	if r.store, err = collector.OpenStore(ctx, collector.NewTestDatabase(t)); err != nil {
-		t.Fatal(err)
-	}
+	r.store = collector.NewTestStore(t)
+	var err error
 	if r.blobs, err = blobstore.NewLocal(filepath.Join(t.TempDir(), "images")); err != nil {
 		t.Fatal(err)
 	}
@@ -149,13 +130,16 @@ func newRigWith(t *testing.T, bucket blobstore.Store) *rig {
 		}
 	}))
 
-	fetcher := imagefetch.New(imagefetch.Options{
+	fetcher, err := imagefetch.New(imagefetch.Options{
 		AllowHosts: []string{strings.TrimPrefix(r.images.URL, "http://")},
 		Timeout:    400 * time.Millisecond, Attempts: 2, Backoff: 20 * time.Millisecond,
 		MaxBytes: 32 << 10, Registerer: r.reg,
 	})
+	if err != nil {
+		t.Fatal(err)
+	}
 	r.colOpts = collector.Options{
-		KafkaOpts:    []kgo.Opt{kgo.SeedBrokers(stack.KafkaBrokers...)},
+		Kafka:        kc.Kafka,
 		ProductTopic: productTopic, CompleteTopic: completeTopic, DLQTopic: dlqTopic,
 		Serde: r.serde, Store: r.store, Blobs: r.bucket, Fetcher: fetcher,
 		Log:        slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
@@ -163,11 +147,7 @@ func newRigWith(t *testing.T, bucket blobstore.Store) *rig {
 	}
 	stopCollector := r.startCollector(ctx)
 
-	producer, err := kgo.NewClient(kgo.SeedBrokers(stack.KafkaBrokers...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	api, err := productapi.New(productapi.Options{Kafka: producer, Serde: r.serde, ProductTopic: productTopic, Catalog: r.store, Registerer: r.reg, Gatherer: r.reg})
+	api, err := productapi.New(productapi.Options{Kafka: kc.Client(), Serde: r.serde, ProductTopic: productTopic, Catalog: r.store, Registerer: r.reg, Gatherer: r.reg})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -178,9 +158,6 @@ func newRigWith(t *testing.T, bucket blobstore.Store) *rig {
 		stopCollector()
 		cancel()
 		r.images.Close()
-		producer.Close()
-		r.store.Close()
-		stack.Close()
 	})
 	return r
 }
@@ -278,7 +255,7 @@ func images(body map[string]any) []map[string]any {
 // topicRecords reads every committed record of a topic.
 func (r *rig) topicRecords(topic string) []*kgo.Record {
 	r.t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(r.brokers...), kgo.ConsumeTopics(topic),
+	cl, err := r.kc.Kafka.NewClient(kgo.ConsumeTopics(topic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchIsolationLevel(kgo.ReadCommitted()))
 	if err != nil {
 		r.t.Fatal(err)
@@ -497,7 +474,8 @@ func TestFailedCollection(t *testing.T) {
 			h[kv.Key] = string(kv.Value)
 		}
 		var p records.Product
-		if !strings.Contains(h[collector.HeaderReason], c.reason) || h[collector.HeaderTopic] != productTopic || h[collector.HeaderComponent] != "collector" ||
+		if h[deadletter.HeaderReason] != deadletter.ReasonImagesFailed || !strings.Contains(h[deadletter.HeaderError], c.reason) ||
+			h[deadletter.HeaderSourceTopic] != productTopic || h[deadletter.HeaderComponent] != "collector" ||
 			r.serde.Decode(context.Background(), rec.Value, &p) != nil || p.ProductID != c.id {
 			t.Errorf("%s: dead letter headers %v, product %+v", c.id, h, p)
 		}
@@ -706,11 +684,7 @@ func TestCollectIntoABucket(t *testing.T) {
 // the collector goes on.
 func TestUndecodableRecordsAreDeadLettered(t *testing.T) {
 	r := newRig(t)
-	cl, err := kgo.NewClient(kgo.SeedBrokers(r.brokers...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
+	cl := r.kc.Client()
 	p := records.Product{MallID: "m1", ProductID: "other", Name: "x", Price: records.Price{Amount: "1", Currency: "USD"}}
 	val, err := r.serde.Encode(context.Background(), nil, productTopic, &p)
 	if err != nil {
@@ -728,26 +702,21 @@ func TestUndecodableRecordsAreDeadLettered(t *testing.T) {
 		code, _ := r.do("GET", "/api/v1/complete-products/after", nil)
 		return code == http.StatusOK
 	})
-	want := map[string]string{
-		"m1/plain":    "not in the Confluent wire format",
-		"m1/mismatch": `does not match the product's mall_id/product_id "m1/other"`,
-		"":            "record has no key",
+	want := map[string]struct{ reason, says string }{
+		"m1/plain":    {deadletter.ReasonNotFramed, "not in the Confluent wire format"},
+		"m1/mismatch": {deadletter.ReasonKeyMismatch, `does not match the product's mall_id/product_id "m1/other"`},
+		"":            {deadletter.ReasonNoKey, "record has no key"},
 	}
 	dlq := r.topicRecords(dlqTopic)
-	for key, says := range want {
+	for key, w := range want {
 		rec := lastByKey(dlq, key)
 		if rec == nil {
 			t.Errorf("%q: not dead-lettered", key)
 			continue
 		}
-		reason := ""
-		for _, h := range rec.Headers {
-			if h.Key == collector.HeaderReason {
-				reason = string(h.Value)
-			}
-		}
-		if !strings.Contains(reason, says) {
-			t.Errorf("%q: reason %q, want %q", key, reason, says)
+		d := deadletter.Parse(rec)
+		if d.Reason != w.reason || !strings.Contains(d.Error, w.says) || d.Component != "collector" {
+			t.Errorf("%q: reason %q, error %q, by %q; want %s saying %q, by the collector", key, d.Reason, d.Error, d.Component, w.reason, w.says)
 		}
 	}
 	if code, _ := r.do("GET", "/api/v1/products/other", nil); code != http.StatusNotFound {

@@ -2,83 +2,31 @@ package collector
 
 import (
 	"context"
-	"embed"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
-	"sort"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/shopstream/shopstream/internal/catalog"
+	"github.com/shopstream/shopstream/internal/pgstore"
 	"github.com/shopstream/shopstream/internal/records"
 )
 
-//go:embed migrations/*.sql
-var migrations embed.FS
-
 // Store is the collector's state in PostgreSQL; it is also the product API's
-// catalog.Reader.
+// catalog.Reader. Its tables are migrations of package pgstore, applied when
+// the process opens its one pool.
 type Store struct {
 	pool *pgxpool.Pool
 }
 
 var _ catalog.Reader = (*Store)(nil)
 
-// OpenStore connects to dsn and applies the embedded migrations.
-func OpenStore(ctx context.Context, dsn string) (*Store, error) {
-	if dsn == "" {
-		return nil, errors.New("no PostgreSQL to keep collected products in: set DATABASE_DSN / --database-dsn (shopstream dev starts one when PostgreSQL is installed: make postgres)")
-	}
-	cfg, err := pgxpool.ParseConfig(dsn)
-	if err != nil {
-		return nil, fmt.Errorf("parse DATABASE_DSN: %w", err)
-	}
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		return nil, fmt.Errorf("connect to PostgreSQL: %w", err)
-	}
-	s := &Store{pool: pool}
-	if err := s.Migrate(ctx); err != nil {
-		pool.Close()
-		return nil, err
-	}
-	return s, nil
-}
-
-// NewStore uses an existing pool (migrations not applied).
-func NewStore(pool *pgxpool.Pool) *Store { return &Store{pool: pool} }
-
-// Close closes the pool.
-func (s *Store) Close() { s.pool.Close() }
-
-// Migrate applies every embedded migration, in name order, under an advisory
-// lock so that a collector and an API starting together do not race.
-func (s *Store) Migrate(ctx context.Context) error {
-	names, err := fs.Glob(migrations, "migrations/*.sql")
-	if err != nil {
-		return err
-	}
-	sort.Strings(names)
-	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('shopstream collector migrations'))`); err != nil {
-			return fmt.Errorf("lock for migrations: %w", err)
-		}
-		for _, n := range names {
-			sql, err := migrations.ReadFile(n)
-			if err != nil {
-				return err
-			}
-			if _, err := tx.Exec(ctx, string(sql)); err != nil {
-				return fmt.Errorf("apply migration %s: %w", n, err)
-			}
-		}
-		return nil
-	})
-}
+// NewStore queries the collector's tables over db's pool, which pgstore.Open
+// migrated. Closing db closes it.
+func NewStore(db *pgstore.Store) *Store { return &Store{pool: db.Pool} }
 
 const productColumns = `product, status, reason, images, collected_at, updated_at`
 

@@ -11,14 +11,7 @@ import (
 
 func TestStoreStateAndReads(t *testing.T) {
 	ctx := context.Background()
-	s, err := OpenStore(ctx, NewTestDatabase(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	if err := s.Migrate(ctx); err != nil {
-		t.Fatalf("second migration: %v", err)
-	}
+	s := NewTestStore(t)
 	now := time.UnixMilli(1_700_000_000_000).UTC()
 	mk := func(mall, id string, st catalog.Status) change {
 		p := &catalog.Product{Product: records.Product{MallID: mall, ProductID: id, Name: id}, Status: st, UpdatedAt: now,

@@ -1,10 +1,12 @@
-// Package config is shopstream's one configuration: every setting is a flag
-// with an environment variable (the seed's names where one exists), an
-// optional .env file fills in variables that are not set, and each default
-// points at the embedded stack that `shopstream dev` runs.
+// Package config is shopstream's one configuration: plain data, a table of
+// settings that the command line turns into flags with environment variables
+// (the seed's names where one exists), an optional .env file that fills in
+// variables that are not set, and defaults that point at the embedded stack
+// that `shopstream dev` runs. It knows nothing of the command-line library.
 package config
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"net/url"
@@ -12,7 +14,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/urfave/cli/v2"
+	"github.com/shopstream/shopstream/internal/records"
 )
 
 // Config is the effective configuration of one command.
@@ -29,20 +31,8 @@ type Config struct {
 	MetricsAddr       string
 	DataDir           string
 	BlobURL           string
-	Topics            Topics
+	Topics            records.Topics
 	DialTimeout       time.Duration
-}
-
-// Topics names every topic; the seed's env vars rename them.
-type Topics struct {
-	Products         string
-	CompleteProducts string
-	Filtered         string
-	Find             string
-	Recommendations  string
-	Filter           string
-	FilterApplied    string
-	DLQ              string
 }
 
 // Embedded-stack addresses: `shopstream dev` listens here and every other
@@ -55,94 +45,107 @@ const (
 	DefaultTaskQueue         = "shopstream"
 )
 
-// One flag, its env var and default; Flags and Describe share this table so
-// `--help`, `shopstream config` and the README cannot drift apart.
-type setting struct {
-	name, env, def, usage string
-	secret                bool
-	get                   func(*Config) string
+// Default is the configuration with every default, as `shopstream dev` uses.
+// The settings table takes its defaults from here, so the two cannot differ.
+func Default() *Config {
+	return &Config{
+		KafkaBrokers:      []string{DefaultKafkaBrokers},
+		SchemaRegistryURL: DefaultSchemaRegistryURL,
+		TemporalAddress:   DefaultTemporalAddress,
+		TemporalNamespace: "default",
+		TemporalUIURL:     DefaultTemporalUIURL,
+		TaskQueue:         DefaultTaskQueue,
+		MetricsAddr:       "auto",
+		DataDir:           ".data",
+		Topics:            records.DefaultTopics(),
+		DialTimeout:       10 * time.Second,
+	}
 }
 
-var settings = []setting{
-	{"kafka-brokers", "KAFKA_BROKERS", DefaultKafkaBrokers, "Kafka bootstrap brokers, comma-separated", false, func(c *Config) string { return strings.Join(c.KafkaBrokers, ",") }},
-	{"schema-registry-url", "SCHEMA_REGISTRY_URL", DefaultSchemaRegistryURL, "Confluent-compatible schema registry URL (user:password@ allowed)", true, func(c *Config) string { return c.SchemaRegistryURL }},
-	{"temporal-address", "TEMPORAL_ADDRESS", DefaultTemporalAddress, "Temporal frontend host:port", false, func(c *Config) string { return c.TemporalAddress }},
-	{"temporal-namespace", "TEMPORAL_NAMESPACE", "default", "Temporal namespace", false, func(c *Config) string { return c.TemporalNamespace }},
-	{"temporal-ui-url", "TEMPORAL_UI_URL", DefaultTemporalUIURL, "Temporal Web UI base URL, for the links the commands print", false, func(c *Config) string { return c.TemporalUIURL }},
-	{"task-queue", "TEMPORAL_TASK_QUEUE", DefaultTaskQueue, "Temporal task queue of shopstream's workers", false, func(c *Config) string { return c.TaskQueue }},
-	{"database-dsn", "DATABASE_DSN", "", "PostgreSQL DSN; empty: the dev stack's own cluster when PostgreSQL is installed", true, func(c *Config) string { return c.DatabaseDSN }},
-	{"kafka-connect-url", "KAFKA_CONNECT_URL", "", "Kafka Connect REST URL; empty skips the connectors step", true, func(c *Config) string { return c.KafkaConnectURL }},
-	{"ksqldb-url", "KSQLDB_URL", "", "ksqlDB REST URL; empty skips the ksqlDB step", true, func(c *Config) string { return c.KsqlDBURL }},
-	{"metrics-addr", "METRICS_ADDR", "auto", "where this process serves /metrics: host:port, \"auto\" (127.0.0.1 and a port per command, see README) or \"off\"", false, func(c *Config) string { return c.MetricsAddr }},
-	{"data-dir", "SHOPSTREAM_DATA_DIR", ".data", "where the embedded stack keeps its state", false, func(c *Config) string { return c.DataDir }},
-	{"blob-url", "BLOB_URL", "", "where collected images are stored: a directory, file:///dir, s3://bucket?endpoint=…&region=…, or mem://; empty: <data-dir>/images", true, func(c *Config) string { return c.BlobURL }},
-	{"product-topic", "PRODUCT_TOPIC", "shop_products", "topic shops publish products to", false, func(c *Config) string { return c.Topics.Products }},
-	{"complete-product-topic", "PRODUCT_WITH_FULL_IMG_SET_TOPIC", "products_with_full_img_set", "topic of products whose images are all collected", false, func(c *Config) string { return c.Topics.CompleteProducts }},
-	{"filtered-topic", "PRODUCT_FILTERED_TOPIC", "analytic_products_filtered", "topic of products that passed the filter", false, func(c *Config) string { return c.Topics.Filtered }},
-	{"find-topic", "PRODUCT_FIND_TOPIC", "analytic_products_find", "topic of users' search prompts", false, func(c *Config) string { return c.Topics.Find }},
-	{"recom-topic", "PERSONAL_RECOM_TOPIC", "personal_recom", "topic of per-user recommendations", false, func(c *Config) string { return c.Topics.Recommendations }},
-	{"filter-topic", "FILTER_TOPIC", "shopstream_filter", "compacted control topic carrying the filter state", false, func(c *Config) string { return c.Topics.Filter }},
-	{"filter-applied-topic", "FILTER_APPLIED_TOPIC", "shopstream_filter_applied", "compacted topic where streamer instances report the filter version they applied", false, func(c *Config) string { return c.Topics.FilterApplied }},
-	{"dlq-topic", "DLQ_TOPIC", "shop_products_dlq", "dead-letter topic for records that cannot be processed", false, func(c *Config) string { return c.Topics.DLQ }},
-	{"dial-timeout", "SHOPSTREAM_DIAL_TIMEOUT", "10s", "how long a command waits for Kafka, the registry or Temporal before it says it cannot reach them", false, func(c *Config) string { return c.DialTimeout.String() }},
+// Setting is one configuration setting: the flag that sets it, its
+// environment variable, its default, and how it is read from and written to
+// a Config. The command line builds its flags from this table, and
+// Describe and the README test read it, so `--help`, `shopstream config` and
+// the README cannot drift apart.
+type Setting struct {
+	// Name is the flag's name, without dashes.
+	Name    string
+	Env     string
+	Default string
+	Usage   string
+	// Secret settings may hold a password; Describe masks them.
+	Secret bool
+	Get    func(*Config) string
+	// Set parses a value into the Config; the error says what is wanted.
+	Set func(*Config, string) error
 }
 
-// Flags returns a fresh copy of the shared flags, for a command to append its
-// own to.
-func Flags() []cli.Flag {
-	out := make([]cli.Flag, 0, len(settings))
-	for _, s := range settings {
-		out = append(out, &cli.StringFlag{
-			Name: s.name, EnvVars: []string{s.env}, Value: s.def, Usage: s.usage,
-			Category: "Connections and topics",
-		})
+// Settings returns the table of every setting, in the order --help lists
+// them. Each call returns a fresh table.
+func Settings() []Setting {
+	str := func(field func(*Config) *string) (func(*Config) string, func(*Config, string) error) {
+		return func(c *Config) string { return *field(c) }, func(c *Config, v string) error { *field(c) = v; return nil }
+	}
+	s := func(name, env string, secret bool, field func(*Config) *string, usage string) Setting {
+		get, set := str(field)
+		return Setting{Name: name, Env: env, Usage: usage, Secret: secret, Get: get, Set: set}
+	}
+	out := []Setting{
+		{Name: "kafka-brokers", Env: "KAFKA_BROKERS", Usage: "Kafka bootstrap brokers, comma-separated",
+			Get: func(c *Config) string { return strings.Join(c.KafkaBrokers, ",") },
+			Set: func(c *Config, v string) error { c.KafkaBrokers = splitList(v); return nil }},
+		s("schema-registry-url", "SCHEMA_REGISTRY_URL", true, func(c *Config) *string { return &c.SchemaRegistryURL }, "Confluent-compatible schema registry URL (user:password@ allowed)"),
+		s("temporal-address", "TEMPORAL_ADDRESS", false, func(c *Config) *string { return &c.TemporalAddress }, "Temporal frontend host:port"),
+		s("temporal-namespace", "TEMPORAL_NAMESPACE", false, func(c *Config) *string { return &c.TemporalNamespace }, "Temporal namespace"),
+		{Name: "temporal-ui-url", Env: "TEMPORAL_UI_URL", Usage: "Temporal Web UI base URL, for the links the commands print",
+			Get: func(c *Config) string { return c.TemporalUIURL },
+			Set: func(c *Config, v string) error { c.TemporalUIURL = strings.TrimRight(v, "/"); return nil }},
+		s("task-queue", "TEMPORAL_TASK_QUEUE", false, func(c *Config) *string { return &c.TaskQueue }, "Temporal task queue of shopstream's workers"),
+		s("database-dsn", "DATABASE_DSN", true, func(c *Config) *string { return &c.DatabaseDSN }, "PostgreSQL DSN; empty: the dev stack's own cluster when PostgreSQL is installed"),
+		s("kafka-connect-url", "KAFKA_CONNECT_URL", true, func(c *Config) *string { return &c.KafkaConnectURL }, "Kafka Connect REST URL; empty skips the connectors step"),
+		s("ksqldb-url", "KSQLDB_URL", true, func(c *Config) *string { return &c.KsqlDBURL }, "ksqlDB REST URL; empty skips the ksqlDB step"),
+		s("metrics-addr", "METRICS_ADDR", false, func(c *Config) *string { return &c.MetricsAddr }, "where this process serves /metrics: host:port, \"auto\" (127.0.0.1 and a port per command, see README) or \"off\""),
+		s("data-dir", "SHOPSTREAM_DATA_DIR", false, func(c *Config) *string { return &c.DataDir }, "where the embedded stack keeps its state"),
+		s("blob-url", "BLOB_URL", true, func(c *Config) *string { return &c.BlobURL }, "where collected images are stored: a directory, file:///dir, s3://bucket?endpoint=…&region=…, or mem://; empty: <data-dir>/images"),
+		s("product-topic", "PRODUCT_TOPIC", false, func(c *Config) *string { return &c.Topics.Products }, "topic shops publish products to"),
+		s("complete-product-topic", "PRODUCT_WITH_FULL_IMG_SET_TOPIC", false, func(c *Config) *string { return &c.Topics.CompleteProducts }, "topic of products whose images are all collected"),
+		s("filtered-topic", "PRODUCT_FILTERED_TOPIC", false, func(c *Config) *string { return &c.Topics.Filtered }, "topic of products that passed the filter"),
+		s("find-topic", "PRODUCT_FIND_TOPIC", false, func(c *Config) *string { return &c.Topics.Find }, "topic of users' search prompts"),
+		s("recom-topic", "PERSONAL_RECOM_TOPIC", false, func(c *Config) *string { return &c.Topics.Recommendations }, "topic of per-user recommendations"),
+		s("filter-topic", "FILTER_TOPIC", false, func(c *Config) *string { return &c.Topics.Filter }, "compacted control topic carrying the filter state"),
+		s("filter-applied-topic", "FILTER_APPLIED_TOPIC", false, func(c *Config) *string { return &c.Topics.FilterApplied }, "compacted topic where streamer instances report the filter version they applied"),
+		s("dlq-topic", "DLQ_TOPIC", false, func(c *Config) *string { return &c.Topics.DLQ }, "dead-letter topic for records that cannot be processed"),
+		{Name: "dial-timeout", Env: "SHOPSTREAM_DIAL_TIMEOUT", Usage: "how long a command waits for Kafka, the registry or Temporal before it says it cannot reach them",
+			Get: func(c *Config) string { return c.DialTimeout.String() },
+			Set: func(c *Config, v string) error {
+				d, err := time.ParseDuration(v)
+				if err != nil || d <= 0 {
+					return errors.New("want a positive duration such as 10s")
+				}
+				c.DialTimeout = d
+				return nil
+			}},
+	}
+	def := Default()
+	for i := range out {
+		out[i].Default = out[i].Get(def)
 	}
 	return out
 }
 
-// FromContext reads the shared flags from a command's context and checks them.
-func FromContext(c *cli.Context) (*Config, error) {
-	cfg := &Config{
-		KafkaBrokers:      splitList(c.String("kafka-brokers")),
-		SchemaRegistryURL: c.String("schema-registry-url"),
-		TemporalAddress:   c.String("temporal-address"),
-		TemporalNamespace: c.String("temporal-namespace"),
-		TemporalUIURL:     strings.TrimRight(c.String("temporal-ui-url"), "/"),
-		TaskQueue:         c.String("task-queue"),
-		DatabaseDSN:       c.String("database-dsn"),
-		KafkaConnectURL:   c.String("kafka-connect-url"),
-		KsqlDBURL:         c.String("ksqldb-url"),
-		MetricsAddr:       c.String("metrics-addr"),
-		DataDir:           c.String("data-dir"),
-		BlobURL:           c.String("blob-url"),
-		Topics: Topics{
-			Products:         c.String("product-topic"),
-			CompleteProducts: c.String("complete-product-topic"),
-			Filtered:         c.String("filtered-topic"),
-			Find:             c.String("find-topic"),
-			Recommendations:  c.String("recom-topic"),
-			Filter:           c.String("filter-topic"),
-			FilterApplied:    c.String("filter-applied-topic"),
-			DLQ:              c.String("dlq-topic"),
-		},
+// Parse builds a Config from each setting's value, which value returns by
+// the setting's name (the command line resolves flag > environment > .env >
+// default), and validates it. A value that does not parse, or a Config that
+// does not validate, is an error naming the flag and what it wants.
+func Parse(value func(name string) string) (*Config, error) {
+	cfg := &Config{}
+	for _, s := range Settings() {
+		v := value(s.Name)
+		if err := s.Set(cfg, v); err != nil {
+			return nil, fmt.Errorf("--%s %q: %w", s.Name, v, err)
+		}
 	}
-	d, err := time.ParseDuration(c.String("dial-timeout"))
-	if err != nil || d <= 0 {
-		return nil, fmt.Errorf("--dial-timeout %q: want a positive duration such as 10s", c.String("dial-timeout"))
-	}
-	cfg.DialTimeout = d
 	return cfg, cfg.Validate()
-}
-
-// Default is the configuration with every default, as `shopstream dev` uses.
-func Default() *Config {
-	app := &cli.App{Flags: Flags()}
-	var cfg *Config
-	app.Action = func(c *cli.Context) (err error) { cfg, err = FromContext(c); return err }
-	if err := app.Run([]string{"default"}); err != nil {
-		panic(err) // the defaults are constants; a failure here is a programming error
-	}
-	return cfg
 }
 
 // Validate checks what a user could get wrong, naming the flag and env var.
@@ -228,15 +231,15 @@ func (c *Config) WorkflowURL(workflowID, runID string) string {
 func (c *Config) Describe(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "SETTING\tENV\tVALUE")
-	for _, s := range settings {
-		v := s.get(c)
-		if s.secret {
+	for _, s := range Settings() {
+		v := s.Get(c)
+		if s.Secret {
 			v = Mask(v)
 		}
 		if v == "" {
 			v = "(not set)"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\n", s.name, s.env, v)
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", s.Name, s.Env, v)
 	}
 	return tw.Flush()
 }
@@ -261,15 +264,6 @@ func Mask(v string) string {
 		}
 	}
 	return strings.Join(fields, " ")
-}
-
-// EnvTable lists every setting as (flag, env, default), for docs.
-func EnvTable() [][3]string {
-	out := make([][3]string, 0, len(settings))
-	for _, s := range settings {
-		out = append(out, [3]string{"--" + s.name, s.env, s.def})
-	}
-	return out
 }
 
 func splitList(s string) []string {

@@ -3,8 +3,11 @@ package config
 import (
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/shopstream/shopstream/internal/records"
 )
 
 func TestDotEnvFillsOnlyWhatIsUnset(t *testing.T) {
@@ -64,5 +67,62 @@ func TestMetricsAddrFor(t *testing.T) {
 	c.MetricsAddr = "0.0.0.0:9000"
 	if got := c.MetricsAddrFor("dev"); got != "0.0.0.0:9000" {
 		t.Errorf("explicit: %q", got)
+	}
+}
+
+// The table's defaults, read back through Parse, are exactly Default(): the
+// flags a command starts with describe the stack `shopstream dev` runs.
+func TestParseOfTheDefaultsIsDefault(t *testing.T) {
+	defaults := map[string]string{}
+	for _, s := range Settings() {
+		defaults[s.Name] = s.Default
+	}
+	got, err := Parse(func(name string) string { return defaults[name] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := Default(); !reflect.DeepEqual(got, want) {
+		t.Errorf("Parse(defaults) = %+v, want %+v", got, want)
+	}
+}
+
+func TestParseSaysWhichSettingIsWrong(t *testing.T) {
+	for i, c := range []struct {
+		name, value, want string
+	}{
+		{"dial-timeout", "soon", `--dial-timeout "soon": want a positive duration such as 10s`},
+		{"dial-timeout", "-1s", `--dial-timeout "-1s": want a positive duration such as 10s`},
+		{"kafka-brokers", " , ", "--kafka-brokers (KAFKA_BROKERS) is empty"},
+		{"dlq-topic", records.DefaultTopics().Products, `--product-topic and --dlq-topic both name topic "shop_products"`},
+	} {
+		values := map[string]string{}
+		for _, s := range Settings() {
+			values[s.Name] = s.Default
+		}
+		values[c.name] = c.value
+		_, err := Parse(func(name string) string { return values[name] })
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("#%d: --%s %q: got %v, want an error saying %q", i, c.name, c.value, err, c.want)
+		}
+	}
+}
+
+func TestSettingsWriteWhatTheyRead(t *testing.T) {
+	c := Default()
+	for _, s := range Settings() {
+		if err := s.Set(c, s.Get(c)); err != nil {
+			t.Errorf("--%s: setting its own value %q: %v", s.Name, s.Get(c), err)
+		}
+	}
+	if !reflect.DeepEqual(c, Default()) {
+		t.Errorf("writing each setting's value back changed the config: %+v", c)
+	}
+	for _, s := range Settings() {
+		if s.Name == "temporal-ui-url" {
+			_ = s.Set(c, "http://ui:8233/")
+		}
+	}
+	if c.TemporalUIURL != "http://ui:8233" {
+		t.Errorf("the UI URL keeps its trailing slash: %q", c.TemporalUIURL)
 	}
 }

@@ -11,9 +11,11 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-// Headers a dead letter carries besides the original record's own.
+// Headers a dead letter carries besides the original record's own. These
+// are their only definitions: every component writes them through Record,
+// and Parse reads them back.
 const (
-	// HeaderReason is a short class: not-framed, unknown-schema-id, …
+	// HeaderReason is one word of the vocabulary (ReasonNotFramed, …).
 	HeaderReason = "shopstream.dlq.reason"
 	// HeaderError is the detail: the error that the record caused.
 	HeaderError           = "shopstream.dlq.error"
@@ -29,7 +31,7 @@ const (
 type Why struct {
 	Component string // streamer, recommender, sink, collector
 	Instance  string // optional
-	Reason    string // a short class
+	Reason    string // one of the Reason constants
 	Detail    string // optional: the error in full
 }
 

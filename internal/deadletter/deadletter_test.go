@@ -2,10 +2,17 @@ package deadletter
 
 import (
 	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/shopstream/shopstream/internal/kafkatest"
+	"github.com/shopstream/shopstream/internal/records"
 )
 
 func TestRecordKeepsTheOriginalAndSaysWhy(t *testing.T) {
@@ -31,5 +38,80 @@ func TestRecordKeepsTheOriginalAndSaysWhy(t *testing.T) {
 	}
 	if len(orig.Headers) != 1 {
 		t.Errorf("the original record's headers were changed: %v", orig.Headers)
+	}
+}
+
+func TestReasonOfClassifiesDecodeErrors(t *testing.T) {
+	for i, c := range []struct {
+		err  error
+		want string
+	}{
+		{records.ErrNotFramed, ReasonNotFramed},
+		{fmt.Errorf("decode m/1: %w", records.ErrUnknownSchemaID), ReasonUnknownSchemaID},
+		{fmt.Errorf("schema id 3: %w: a string, not a record", records.ErrWrongSchema), ReasonWrongSchema},
+		{fmt.Errorf("%w: the value ends inside a field", records.ErrMalformed), ReasonMalformed},
+		// Not the record's fault: retry, do not dead-letter.
+		{errors.New("get schema 7: connection refused"), ""},
+		{context.Canceled, ""},
+		{nil, ""},
+	} {
+		if got := ReasonOf(c.err); got != c.want {
+			t.Errorf("#%d ReasonOf(%v) = %q, want %q", i, c.err, got, c.want)
+		}
+	}
+}
+
+func TestVocabularyNamesEveryReasonOnce(t *testing.T) {
+	seen := map[string]bool{}
+	for _, m := range Vocabulary() {
+		if seen[m.Reason] || m.Means == "" || strings.ContainsAny(m.Reason, "_ ") {
+			t.Errorf("reason %q: listed twice, unexplained, or not spelled like the others", m.Reason)
+		}
+		seen[m.Reason] = true
+	}
+	for _, r := range []string{ReasonNotFramed, ReasonUnknownSchemaID, ReasonWrongSchema, ReasonMalformed, ReasonNoKey,
+		ReasonKeyMismatch, ReasonEmptyUser, ReasonEmptyQuery, ReasonQueryTooLong, ReasonInvalid, ReasonRefused, ReasonImagesFailed} {
+		if !seen[r] {
+			t.Errorf("reason %q is not in the vocabulary that `dlq list --help` shows", r)
+		}
+	}
+}
+
+// Dead letters of several components, one without a detail, read back
+// newest last, each explained.
+func TestReadExplainsEveryComponentsLetters(t *testing.T) {
+	kc := kafkatest.Start(t)
+	kc.CreateTopic(2, nil, "dlq")
+	cl := kc.Client()
+	ctx := context.Background()
+	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	src := func(topic string, off int64) *kgo.Record {
+		return &kgo.Record{Topic: topic, Partition: 1, Offset: off, Key: []byte("k"), Value: []byte("v")}
+	}
+	sent := []*kgo.Record{
+		Record("dlq", src("shop_products", 7), Why{Component: "streamer", Instance: "i-1", Reason: ReasonNotFramed, Detail: "no magic byte"}, at),
+		Record("dlq", src("analytic_products_find", 8), Why{Component: "recommender", Reason: ReasonEmptyQuery, Detail: "the prompt's query is empty"}, at.Add(time.Second)),
+		Record("dlq", src("shop_products", 9), Why{Component: "sink", Reason: ReasonRefused, Detail: "check constraint"}, at.Add(2*time.Second)),
+		Record("dlq", src("shop_products", 10), Why{Component: "collector", Reason: ReasonImagesFailed}, at.Add(3*time.Second)),
+	}
+	if err := cl.ProduceSync(ctx, sent...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	got, err := Read(ctx, kc.Kafka, "dlq", 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lines []string
+	for _, d := range got {
+		lines = append(lines, fmt.Sprintf("%s %s %s %s/%d@%d %q %s", d.Time.Format(time.TimeOnly), d.Component, d.Reason,
+			d.SourceTopic, d.SourcePartition, d.SourceOffset, d.Error, d.Key))
+	}
+	want := []string{
+		`03:04:06 recommender empty-query analytic_products_find/1@8 "the prompt's query is empty" k`,
+		`03:04:07 sink refused shop_products/1@9 "check constraint" k`,
+		`03:04:08 collector images-failed shop_products/1@10 "" k`,
+	}
+	if strings.Join(lines, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("read:\n%s\nwant:\n%s", strings.Join(lines, "\n"), strings.Join(want, "\n"))
 	}
 }

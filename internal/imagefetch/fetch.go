@@ -20,7 +20,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promauto"
+
+	"github.com/shopstream/shopstream/internal/telemetry"
 )
 
 // Options configures a Fetcher; zero values take the defaults.
@@ -102,8 +103,8 @@ type Fetcher struct {
 	bytes    prometheus.Counter
 }
 
-// New builds a Fetcher.
-func New(o Options) *Fetcher {
+// New builds a Fetcher; it fails only when its metrics cannot be registered.
+func New(o Options) (*Fetcher, error) {
 	if o.Timeout <= 0 {
 		o.Timeout = DefaultTimeout
 	}
@@ -119,10 +120,7 @@ func New(o Options) *Fetcher {
 	if o.Concurrency <= 0 {
 		o.Concurrency = DefaultConcurrency
 	}
-	reg := o.Registerer
-	if reg == nil {
-		reg = prometheus.NewRegistry()
-	}
+	m := telemetry.With(o.Registerer)
 	g := newGuard(o.AllowHosts, o.Timeout)
 	tr := &http.Transport{
 		Proxy:                 nil, // a proxy would dial for us and bypass the guard
@@ -148,21 +146,24 @@ func New(o Options) *Fetcher {
 				return nil
 			},
 		},
-		fetches: promauto.With(reg).NewCounterVec(prometheus.CounterOpts{
+		fetches: m.NewCounterVec(prometheus.CounterOpts{
 			Name: "shopstream_collector_image_fetches_total",
 			Help: "Image download attempts by outcome (ok, refused, too_large, not_image, http_status, timeout, network, bad_url).",
 		}, []string{"outcome"}),
-		duration: promauto.With(reg).NewHistogram(prometheus.HistogramOpts{
+		duration: m.NewHistogram(prometheus.HistogramOpts{
 			Name:    "shopstream_collector_image_fetch_seconds",
 			Help:    "Time of one image download attempt.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 4, 9),
 		}),
-		bytes: promauto.With(reg).NewCounter(prometheus.CounterOpts{
+		bytes: m.NewCounter(prometheus.CounterOpts{
 			Name: "shopstream_collector_image_bytes_total",
 			Help: "Bytes of images downloaded.",
 		}),
 	}
-	return f
+	if err := m.Err(); err != nil {
+		return nil, err
+	}
+	return f, nil
 }
 
 // Close releases idle connections.

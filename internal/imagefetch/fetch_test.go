@@ -41,6 +41,16 @@ func fastOptions(allow ...string) Options {
 	return Options{AllowHosts: allow, Timeout: 300 * time.Millisecond, Attempts: 3, Backoff: 10 * time.Millisecond, MaxBytes: 64 << 10}
 }
 
+func newFetcher(t *testing.T, o Options) *Fetcher {
+	t.Helper()
+	f, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(f.Close)
+	return f
+}
+
 func fetchErr(t *testing.T, err error) *Error {
 	t.Helper()
 	var fe *Error
@@ -55,7 +65,7 @@ func TestFetchesAnAllowListedImage(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	o := fastOptions(hostOf(img.Server))
 	o.Registerer = reg
-	f := New(o)
+	f := newFetcher(t, o)
 	im, err := f.Fetch(context.Background(), img.URL+"/images/a.png")
 	if err != nil {
 		t.Fatal(err)
@@ -75,7 +85,7 @@ func TestRefusesInternalAddresses(t *testing.T) {
 	allowed := serve(t, func(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, internal.URL+"/images/a.png", http.StatusFound)
 	})
-	f := New(fastOptions(hostOf(allowed.Server)))
+	f := newFetcher(t, fastOptions(hostOf(allowed.Server)))
 	port := internal.URL[strings.LastIndex(internal.URL, ":"):]
 	for i, tc := range []struct{ url, why string }{
 		{internal.URL + "/images/a.png", "loopback"},
@@ -155,7 +165,7 @@ func TestRejectsWhatIsNotAnImage(t *testing.T) {
 	})
 	o := fastOptions(hostOf(s.Server))
 	o.MaxBytes = 4096
-	f := New(o)
+	f := newFetcher(t, o)
 	if len(big) <= 4096 {
 		t.Fatalf("test image is only %d bytes", len(big))
 	}
@@ -193,7 +203,7 @@ func TestRetriesTransientFailures(t *testing.T) {
 		w.Header().Set("Content-Type", "image/png")
 		w.Write(png)
 	})
-	f := New(fastOptions(hostOf(s.Server)))
+	f := newFetcher(t, fastOptions(hostOf(s.Server)))
 	if _, err := f.Fetch(context.Background(), s.URL+"/x.png"); err != nil {
 		t.Fatalf("third attempt should succeed: %v", err)
 	}
@@ -206,7 +216,7 @@ func TestTimesOutOnAHangingServer(t *testing.T) {
 	s := serve(t, func(w http.ResponseWriter, r *http.Request) {
 		<-r.Context().Done() // never answers
 	})
-	f := New(fastOptions(hostOf(s.Server)))
+	f := newFetcher(t, fastOptions(hostOf(s.Server)))
 	t0 := time.Now()
 	_, err := f.Fetch(context.Background(), s.URL+"/x.png")
 	d := time.Since(t0)
@@ -226,7 +236,7 @@ func TestStopsOnCancel(t *testing.T) {
 	s := serve(t, func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() })
 	o := fastOptions(hostOf(s.Server))
 	o.Timeout = 10 * time.Second
-	f := New(o)
+	f := newFetcher(t, o)
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
 	t0 := time.Now()

@@ -3,7 +3,10 @@
 // offsets, and the lag of every consumer group that committed offsets on
 // them (shopstream's own groups, Kafka Connect's sink connectors, ksqlDB's
 // queries). Lag measured by an observer keeps growing when a consumer hangs
-// or dies, which a consumer's own report cannot show.
+// or dies, which a consumer's own report cannot show. The lag is
+// health.GroupLag's, the one `shopstream status` shows: records still to
+// read, not the transaction markers an exactly-once consumer never commits
+// past (an autoscaler reads this gauge).
 package kafkametrics
 
 import (
@@ -17,7 +20,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
 
-	"github.com/shopstream/shopstream/internal/config"
+	"github.com/shopstream/shopstream/internal/clients"
+	"github.com/shopstream/shopstream/internal/health"
+	"github.com/shopstream/shopstream/internal/records"
 )
 
 // DefaultTimeout bounds the Kafka requests of one scrape.
@@ -26,6 +31,9 @@ const DefaultTimeout = 5 * time.Second
 // Options configures a Collector.
 type Options struct {
 	Admin *kadm.Client
+	// Kafka makes the client of the short read that tells records from
+	// transaction markers.
+	Kafka *clients.Kafka
 	// Topics maps each topic to watch to its role in the pipeline
 	// (products, filtered, dlq, …), exported as the role label so that
 	// dashboards and alerts do not depend on configured topic names.
@@ -50,8 +58,8 @@ type Collector struct {
 
 // New builds a Collector.
 func New(o Options) (*Collector, error) {
-	if o.Admin == nil || len(o.Topics) == 0 {
-		return nil, errors.New("kafka metrics need an admin client and the topics to watch")
+	if o.Admin == nil || o.Kafka == nil || len(o.Topics) == 0 {
+		return nil, errors.New("kafka metrics need an admin client, the Kafka clients and the topics to watch")
 	}
 	if o.Timeout <= 0 {
 		o.Timeout = DefaultTimeout
@@ -68,7 +76,7 @@ func New(o Options) (*Collector, error) {
 			"Offset the next record written to a partition will get; its rate is the partition's write rate (transaction markers take offsets too).",
 			[]string{"topic", "role", "partition"}, nil),
 		lag: prometheus.NewDesc("shopstream_kafka_consumer_lag_records",
-			"Records a consumer group has not committed yet in a partition: end offset minus committed offset.",
+			"Records a consumer group has still to read in a partition: the committed records between its committed offset and the last stable offset (transaction markers and aborted records do not count).",
 			[]string{"group", "topic", "role", "partition"}, nil),
 		errs: prometheus.NewDesc("shopstream_kafka_scrape_errors_total",
 			"Scrapes whose Kafka requests failed or timed out (what was read is still exported).",
@@ -162,28 +170,24 @@ func (c *Collector) read() (out []prometheus.Metric, failed bool) {
 			groups = append(groups, g)
 		}
 	}
-	var lags kadm.DescribedGroupLags
-	if len(groups) > 0 { // no group named would mean every group
-		if lags, err = c.o.Admin.Lag(ctx, groups...); err != nil {
-			fail("compute consumer lag", err)
-		}
+	k := health.Kafka{Admin: c.o.Admin, Kafka: c.o.Kafka}
+	lags, err := k.Lags(ctx, groups, func(topic string) bool { _, ours := c.o.Topics[topic]; return ours })
+	if err != nil {
+		// Better no lag than one that counts markers, which would keep an
+		// autoscaler scaling a drained pipeline.
+		fail("compute consumer lag", err)
+		return out, failed
 	}
 	for _, g := range lags {
-		if err := g.Error(); err != nil {
-			fail("compute the lag of group "+g.Group, err)
+		if g.Err != nil {
+			fail("compute the lag of group "+g.Group, g.Err)
 			continue
 		}
-		for topic, parts := range g.Lag {
-			role, ours := c.o.Topics[topic]
-			if !ours {
+		for _, p := range g.Partitions {
+			if p.Err != nil || p.Lag < 0 {
 				continue
 			}
-			for p, l := range parts {
-				if l.Err != nil || l.Lag < 0 {
-					continue
-				}
-				out = append(out, prometheus.MustNewConstMetric(c.lag, prometheus.GaugeValue, float64(l.Lag), g.Group, topic, role, partition(p)))
-			}
+			out = append(out, prometheus.MustNewConstMetric(c.lag, prometheus.GaugeValue, float64(p.Lag), g.Group, p.Topic, c.o.Topics[p.Topic], partition(p.Partition)))
 		}
 	}
 	return out, failed
@@ -192,7 +196,7 @@ func (c *Collector) read() (out []prometheus.Metric, failed bool) {
 func partition(p int32) string { return strconv.FormatInt(int64(p), 10) }
 
 // TopicRoles maps shopstream's configured topics to their roles.
-func TopicRoles(t config.Topics) map[string]string {
+func TopicRoles(t records.Topics) map[string]string {
 	roles := map[string]string{}
 	for role, topic := range map[string]string{
 		"products": t.Products, "complete_products": t.CompleteProducts, "filtered": t.Filtered,

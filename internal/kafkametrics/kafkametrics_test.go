@@ -2,7 +2,6 @@ package kafkametrics
 
 import (
 	"context"
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -10,26 +9,20 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/shopstream/shopstream/internal/config"
+	"github.com/shopstream/shopstream/internal/clients"
+	"github.com/shopstream/shopstream/internal/kafkatest"
+	"github.com/shopstream/shopstream/internal/records"
+	"github.com/shopstream/shopstream/internal/testtool"
 )
 
 func TestOffsetsAndLagAsKafkaSeesThem(t *testing.T) {
 	ctx := context.Background()
-	cluster, err := kfake.NewCluster(kfake.NumBrokers(1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cluster.Close()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(cluster.ListenAddrs()...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
+	kc := kafkatest.Start(t)
+	cl := kc.Client(kgo.RecordPartitioner(kgo.ManualPartitioner()))
 	adm := kadm.NewClient(cl)
-	topics := config.Default().Topics
+	topics := records.DefaultTopics()
 	if _, err := adm.CreateTopic(ctx, 2, 1, nil, topics.Products); err != nil {
 		t.Fatal(err)
 	}
@@ -69,7 +62,8 @@ func TestOffsetsAndLagAsKafkaSeesThem(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	c, err := New(Options{Admin: adm, Topics: TopicRoles(topics), SkipGroup: func(g string) bool { return strings.HasPrefix(g, "marker/") }})
+	c, err := New(Options{Admin: adm, Kafka: kc.Kafka, Topics: TopicRoles(topics),
+		SkipGroup: func(g string) bool { return strings.HasPrefix(g, "marker/") }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,7 +71,7 @@ func TestOffsetsAndLagAsKafkaSeesThem(t *testing.T) {
 	reg.MustRegister(c)
 	// The filter topics and the others are not created: no series, no error.
 	want := `
-# HELP shopstream_kafka_consumer_lag_records Records a consumer group has not committed yet in a partition: end offset minus committed offset.
+# HELP shopstream_kafka_consumer_lag_records Records a consumer group has still to read in a partition: the committed records between its committed offset and the last stable offset (transaction markers and aborted records do not count).
 # TYPE shopstream_kafka_consumer_lag_records gauge
 shopstream_kafka_consumer_lag_records{group="shopstream-sink",partition="0",role="products",topic="shop_products"} 2
 shopstream_kafka_consumer_lag_records{group="shopstream-sink",partition="1",role="products",topic="shop_products"} 0
@@ -117,26 +111,17 @@ shopstream_kafka_scrape_errors_total 0
 // A Kafka that accepts connections and never answers makes a scrape count
 // an error within the timeout, instead of hanging /metrics.
 func TestScrapeOfAnUnreachableKafkaIsBoundedAndCounted(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	k, err := clients.NewKafka(clients.KafkaOptions{Brokers: []string{testtool.SilentListener(t)}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			defer c.Close() // held open, never answered
-		}
-	}()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(ln.Addr().String()))
+	cl, err := k.NewClient()
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	c, err := New(Options{Admin: kadm.NewClient(cl), Topics: TopicRoles(config.Default().Topics), Timeout: 500 * time.Millisecond})
+	c, err := New(Options{Admin: kadm.NewClient(cl), Kafka: k,
+		Topics: TopicRoles(records.DefaultTopics()), Timeout: 500 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -158,8 +143,15 @@ func TestNewRefusesMissingInput(t *testing.T) {
 	if _, err := New(Options{Topics: map[string]string{"a": "products"}}); err == nil {
 		t.Fatal("no admin client: want an error")
 	}
-	if _, err := New(Options{Admin: kadm.NewClient(nil)}); err == nil {
+	k, err := clients.NewKafka(clients.KafkaOptions{Brokers: []string{"127.0.0.1:9092"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := New(Options{Admin: kadm.NewClient(nil), Kafka: k}); err == nil {
 		t.Fatal("no topics: want an error")
+	}
+	if _, err := New(Options{Admin: kadm.NewClient(nil), Topics: map[string]string{"a": "products"}}); err == nil {
+		t.Fatal("no Kafka clients for the reader that tells markers from records: want an error")
 	}
 }
 
@@ -198,18 +190,9 @@ func valueOf(t *testing.T, g prometheus.Gatherer, name, topic string) float64 {
 // topics of 6 partitions, and four groups with committed offsets.
 func BenchmarkScrape(b *testing.B) {
 	ctx := context.Background()
-	cluster, err := kfake.NewCluster(kfake.NumBrokers(1))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer cluster.Close()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(cluster.ListenAddrs()...))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer cl.Close()
-	adm := kadm.NewClient(cl)
-	roles := TopicRoles(config.Default().Topics)
+	kc := kafkatest.Start(b)
+	adm := kc.Admin()
+	roles := TopicRoles(records.DefaultTopics())
 	for topic := range roles {
 		if _, err := adm.CreateTopic(ctx, 6, 1, nil, topic); err != nil {
 			b.Fatal(err)
@@ -226,7 +209,7 @@ func BenchmarkScrape(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	c, err := New(Options{Admin: adm, Topics: roles})
+	c, err := New(Options{Admin: adm, Kafka: kc.Kafka, Topics: roles})
 	if err != nil {
 		b.Fatal(err)
 	}

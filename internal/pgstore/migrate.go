@@ -16,8 +16,9 @@ import (
 //go:embed migrations/*.sql
 var migrationFiles embed.FS
 
-// migrationLock is the advisory lock that serialises migrations, so sinks
-// starting together apply each migration once.
+// migrationLock is the advisory lock that serialises migrations, so
+// processes starting together (sinks, collectors, APIs) apply each migration
+// once.
 const migrationLock = 0x73686f7073747265 // "shopstre"
 
 // Migration is one embedded schema change.
@@ -72,11 +73,21 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool) ([]int, error) {
 		return nil, fmt.Errorf("take the migration lock: %w", err)
 	}
 	defer conn.Exec(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock($1)`, int64(migrationLock))
-	if _, err := conn.Exec(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
-		version integer PRIMARY KEY,
-		name text NOT NULL,
-		applied_at timestamptz NOT NULL DEFAULT now())`); err != nil {
-		return nil, fmt.Errorf("create schema_migrations: %w", err)
+	// Every process migrates on open, `shopstream status` too, which may run
+	// as a role that can only read: a database that is up to date must not
+	// need the right to create a table (CREATE TABLE IF NOT EXISTS checks it
+	// even when the table exists).
+	var exists bool
+	if err := conn.QueryRow(ctx, `SELECT to_regclass('schema_migrations') IS NOT NULL`).Scan(&exists); err != nil {
+		return nil, fmt.Errorf("look for schema_migrations: %w", err)
+	}
+	if !exists {
+		if _, err := conn.Exec(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+			version integer PRIMARY KEY,
+			name text NOT NULL,
+			applied_at timestamptz NOT NULL DEFAULT now())`); err != nil {
+			return nil, fmt.Errorf("create schema_migrations: %w", err)
+		}
 	}
 	rows, _ := conn.Query(ctx, `SELECT version FROM schema_migrations`)
 	done, err := pgx.CollectRows(rows, pgx.RowTo[int])

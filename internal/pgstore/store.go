@@ -1,8 +1,11 @@
-// Package pgstore is shopstream's PostgreSQL store: the embedded schema
-// migrations, one table per materialised topic, and the batch write that
-// the sink uses — every batch COPYed in binary straight into its tables
-// (replacing the rows whose keys exist), in the same transaction as the
-// consumed offsets, so that a crash anywhere loses and duplicates nothing.
+// Package pgstore is shopstream's PostgreSQL store: the one pool of a
+// process, the embedded schema migrations of every table (the sink's and
+// the collector's), one table per materialised topic, and the batch write
+// that the sink uses — every batch COPYed in binary straight into its
+// tables (replacing the rows whose keys exist), in the same transaction as
+// the consumed offsets, so that a crash anywhere loses and duplicates
+// nothing. The collector's queries (package collector) run over the same
+// pool.
 package pgstore
 
 import (
@@ -31,8 +34,13 @@ type Store struct {
 }
 
 // Open connects to dsn, applies the migrations and prepares each
-// connection's staging tables.
+// connection's staging tables. A process opens it once and shares it: the
+// sink writes through it and the collector, the product API and status query
+// over its Pool. It returns the versions of the migrations it applied.
 func Open(ctx context.Context, dsn string) (*Store, []int, error) {
+	if dsn == "" {
+		return nil, nil, errors.New("no PostgreSQL DSN: set DATABASE_DSN / --database-dsn")
+	}
 	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
 		return nil, nil, fmt.Errorf("parse DATABASE_DSN: %w", err)

@@ -20,13 +20,13 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promauto"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/shopstream/shopstream/internal/catalog"
 	"github.com/shopstream/shopstream/internal/imageserver"
 	"github.com/shopstream/shopstream/internal/records"
+	"github.com/shopstream/shopstream/internal/telemetry"
 )
 
 //go:embed openapi.json
@@ -54,7 +54,8 @@ type Options struct {
 	ProductTopic string
 	// Catalog serves the reads; nil makes them answer 503.
 	Catalog catalog.Reader
-	// Registerer receives the API's metrics; Gatherer is served on /metrics.
+	// Registerer receives the API's metrics (nil registers nowhere);
+	// Gatherer is served on /metrics.
 	Registerer prometheus.Registerer
 	Gatherer   prometheus.Gatherer
 	Log        *slog.Logger
@@ -87,11 +88,7 @@ func New(o Options) (*API, error) {
 	if o.MaxBody <= 0 {
 		o.MaxBody = DefaultMaxBody
 	}
-	reg := o.Registerer
-	if reg == nil {
-		reg = prometheus.NewRegistry()
-	}
-	f := promauto.With(reg)
+	f := telemetry.With(o.Registerer)
 	a := &API{
 		o:   o,
 		mux: http.NewServeMux(),
@@ -108,6 +105,9 @@ func New(o Options) (*API, error) {
 			Name: "shopstream_api_products_accepted_total",
 			Help: "Products accepted by POST /api/v1/products and produced to the product topic.",
 		}),
+	}
+	if err := f.Err(); err != nil {
+		return nil, err
 	}
 	a.handle("/api/v1/products", a.postProduct)
 	a.handle("/api/v1/products/{productId}", a.productStatus)

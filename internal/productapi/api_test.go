@@ -14,9 +14,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/sr"
 
-	"github.com/shopstream/shopstream/environment"
+	"github.com/shopstream/shopstream/internal/kafkatest"
 	"github.com/shopstream/shopstream/internal/records"
 )
 
@@ -24,6 +23,7 @@ const topic = "shop_products"
 
 type fixture struct {
 	t     testing.TB
+	kc    *kafkatest.Cluster
 	srv   *httptest.Server
 	cl    *kgo.Client
 	serde *records.Serde
@@ -32,23 +32,9 @@ type fixture struct {
 // newFixture runs the API against kfake and srfake; reads have no catalog
 // here (the collector's tests cover them against PostgreSQL).
 func newFixture(t testing.TB) *fixture {
-	ctx := context.Background()
-	stack, err := environment.Start(ctx, environment.Options{StartKafka: true, StartRegistry: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { stack.Close() })
-	cl, err := kgo.NewClient(kgo.SeedBrokers(stack.KafkaBrokers...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cl.Close)
-	if _, err := kadm.NewClient(cl).CreateTopics(ctx, 1, 1, nil, topic); err != nil {
-		t.Fatal(err)
-	}
-	schemas, _ := records.ParseSchemas()
-	regcl, _ := sr.NewClient(sr.URLs(stack.RegistryURL))
-	serde := records.NewSerde(schemas, regcl)
+	kc := kafkatest.Start(t)
+	kc.CreateTopic(1, nil, topic)
+	cl, serde := kc.Client(), kc.Serde
 	reg := prometheus.NewRegistry()
 	api, err := New(Options{Kafka: cl, Serde: serde, ProductTopic: topic, Registerer: reg, Gatherer: reg,
 		Now: func() time.Time { return time.UnixMilli(1_700_000_000_000) }})
@@ -57,7 +43,7 @@ func newFixture(t testing.TB) *fixture {
 	}
 	srv := httptest.NewServer(api.Handler())
 	t.Cleanup(srv.Close)
-	return &fixture{t: t, srv: srv, cl: cl, serde: serde}
+	return &fixture{t: t, kc: kc, srv: srv, cl: cl, serde: serde}
 }
 
 func (f *fixture) send(method, path, body string) (int, http.Header, []byte) {
@@ -82,7 +68,10 @@ func (f *fixture) produced() []*kgo.Record {
 	if end == 0 {
 		return nil
 	}
-	c, _ := kgo.NewClient(kgo.SeedBrokers(f.cl.OptValue(kgo.SeedBrokers).([]string)...), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	c, err := f.kc.Kafka.NewClient(kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		f.t.Fatal(err)
+	}
 	defer c.Close()
 	var out []*kgo.Record
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

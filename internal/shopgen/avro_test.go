@@ -4,13 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/hex"
-	"net/http/httptest"
 	"reflect"
 	"testing"
 
-	"github.com/twmb/franz-go/pkg/sr"
-	"github.com/twmb/franz-go/pkg/sr/srfake"
-
+	"github.com/shopstream/shopstream/internal/kafkatest"
 	"github.com/shopstream/shopstream/internal/records"
 )
 
@@ -54,17 +51,7 @@ func TestAppendProductAvroMatchesTheGenericEncoder(t *testing.T) {
 }
 
 func TestAppendProductAvroDecodes(t *testing.T) {
-	schemas, err := records.ParseSchemas()
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(srfake.NewRegistry().Handler())
-	defer srv.Close()
-	cl, err := sr.NewClient(sr.URLs(srv.URL))
-	if err != nil {
-		t.Fatal(err)
-	}
-	serde := records.NewSerde(schemas, cl)
+	serde := kafkatest.NewSerde(t)
 	id, err := serde.SchemaID(context.Background(), "shop_products", records.KindProduct)
 	if err != nil {
 		t.Fatal(err)

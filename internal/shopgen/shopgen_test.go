@@ -2,16 +2,13 @@ package shopgen
 
 import (
 	"context"
-	"net/http/httptest"
 	"reflect"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/sr"
-	"github.com/twmb/franz-go/pkg/sr/srfake"
-
+	"github.com/shopstream/shopstream/internal/kafkatest"
 	"github.com/shopstream/shopstream/internal/records"
 )
 
@@ -105,17 +102,7 @@ func TestProductsArePlausible(t *testing.T) {
 }
 
 func TestEncodesWithProductSchema(t *testing.T) {
-	schemas, err := records.ParseSchemas()
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(srfake.NewRegistry().Handler())
-	defer srv.Close()
-	cl, err := sr.NewClient(sr.URLs(srv.URL))
-	if err != nil {
-		t.Fatal(err)
-	}
-	serde := records.NewSerde(schemas, cl)
+	serde := kafkatest.NewSerde(t)
 	g := newGen(t, Options{Seed: 1})
 	for i := uint64(0); i < 50; i++ {
 		in := g.Product(i)

@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/shopstream/shopstream/internal/deadletter"
 	"github.com/shopstream/shopstream/internal/pgcluster"
 	"github.com/shopstream/shopstream/internal/pgcluster/pgtest"
 	"github.com/shopstream/shopstream/internal/records"
@@ -65,8 +66,11 @@ func TestSinkSendsBadRecordsToTheDeadLetterTopic(t *testing.T) {
 	s, stop := runInBackground(t, r, store, reg)
 	defer stop()
 
-	want := map[int64]string{1: "decode", 2: "decode", 3: "decode", 4: "invalid", 5: "invalid", 6: "refused", 7: "invalid"}
-	dl, err := kgo.NewClient(kgo.SeedBrokers(r.stack.KafkaBrokers...), kgo.ConsumeTopics(r.topics.DLQ), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	want := map[int64]string{
+		1: deadletter.ReasonNotFramed, 2: deadletter.ReasonUnknownSchemaID, 3: deadletter.ReasonMalformed,
+		4: deadletter.ReasonInvalid, 5: deadletter.ReasonInvalid, 6: deadletter.ReasonRefused, 7: deadletter.ReasonNoKey,
+	}
+	dl, err := r.kc.Kafka.NewClient(kgo.ConsumeTopics(r.topics.DLQ), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,7 +80,7 @@ func TestSinkSendsBadRecordsToTheDeadLetterTopic(t *testing.T) {
 	for len(got) < len(want) && time.Now().Before(deadline) {
 		pctx, cancel := context.WithTimeout(ctx, time.Second)
 		dl.PollFetches(pctx).EachRecord(func(rec *kgo.Record) {
-			off, _ := strconv.ParseInt(header(rec, HeaderSourceOffset), 10, 64)
+			off, _ := strconv.ParseInt(header(rec, deadletter.HeaderSourceOffset), 10, 64)
 			got[off] = rec
 		})
 		cancel()
@@ -91,11 +95,11 @@ func TestSinkSendsBadRecordsToTheDeadLetterTopic(t *testing.T) {
 		if string(rec.Key) != string(orig.Key) || string(rec.Value) != string(orig.Value) {
 			t.Errorf("offset %d: dead letter has key %q and %d value bytes, want the original %q and %d bytes", off, rec.Key, len(rec.Value), orig.Key, len(orig.Value))
 		}
-		if header(rec, HeaderClass) != class || header(rec, HeaderReason) == "" || header(rec, HeaderSourceTopic) != r.topics.Products ||
-			header(rec, HeaderSourcePartition) != "0" || header(rec, HeaderFailedAt) == "" {
-			t.Errorf("offset %d: headers %v, want class %s, a reason, the source and the time", off, rec.Headers, class)
+		if header(rec, deadletter.HeaderReason) != class || header(rec, deadletter.HeaderError) == "" || header(rec, deadletter.HeaderSourceTopic) != r.topics.Products ||
+			header(rec, deadletter.HeaderSourcePartition) != "0" || header(rec, deadletter.HeaderTime) == "" || header(rec, deadletter.HeaderComponent) != "sink" {
+			t.Errorf("offset %d: headers %v, want reason %s, the detail, the source and the time", off, rec.Headers, class)
 		}
-		t.Logf("offset %d: %s: %s", off, class, header(rec, HeaderReason))
+		t.Logf("offset %d: %s: %s", off, class, header(rec, deadletter.HeaderError))
 	}
 	if len(got) != len(want) {
 		t.Errorf("dead-letter topic holds %d records, want %d", len(got), len(want))
@@ -116,8 +120,8 @@ func TestSinkSendsBadRecordsToTheDeadLetterTopic(t *testing.T) {
 	if len(keys) != 2 || keys[0] != "m/1" || keys[1] != "m/7" {
 		t.Errorf("products = %v, want the two good records m/1 and m/7", keys)
 	}
-	if n := testutil.ToFloat64(s.m.dead.WithLabelValues(r.topics.Products, "decode")); n != 3 {
-		t.Errorf("dead letters counted as decode: %v, want 3", n)
+	if n := testutil.ToFloat64(s.m.dead.WithLabelValues(r.topics.Products, deadletter.ReasonInvalid)); n != 2 {
+		t.Errorf("dead letters counted as invalid: %v, want 2", n)
 	}
 }
 

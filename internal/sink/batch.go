@@ -30,20 +30,9 @@ type batch struct {
 
 type deadLetter struct {
 	rec    *kgo.Record
-	class  string // bounded metric label: decode, invalid, refused
-	reason string
+	reason string // deadletter's vocabulary; also the metric's class label
+	detail string
 }
-
-// Headers of a dead letter; the key and value are the original bytes.
-const (
-	HeaderReason          = deadletter.HeaderError // the detail
-	HeaderClass           = deadletter.HeaderReason
-	HeaderSourceTopic     = deadletter.HeaderSourceTopic
-	HeaderSourcePartition = deadletter.HeaderSourcePartition
-	HeaderSourceOffset    = deadletter.HeaderSourceOffset
-	HeaderFailedAt        = deadletter.HeaderTime
-	HeaderComponent       = deadletter.HeaderComponent
-)
 
 // build decodes a batch's records. It fails only on what a retry can fix
 // (the schema registry unreachable); a record that cannot be decoded or
@@ -82,7 +71,7 @@ func (s *Sink) build(ctx context.Context, parts []part) (*batch, error) {
 			for _, rec := range p.records {
 				if i >= from && i < to {
 					if !ok { // not ours; cannot happen with ConsumeTopics
-						dead[i] = &deadLetter{rec, "invalid", "no table for topic " + rec.Topic}
+						dead[i] = &deadLetter{rec, deadletter.ReasonInvalid, "no table for topic " + rec.Topic}
 					} else if rows[i], dead[i], errs[i] = s.row(ctx, r, rec, &arena); errs[i] != nil {
 						return
 					}
@@ -135,7 +124,7 @@ func (s *Sink) build(ctx context.Context, parts []part) (*batch, error) {
 func (s *Sink) row(ctx context.Context, r route, rec *kgo.Record, arena *[]byte) (pgstore.Row, *deadLetter, error) {
 	row := pgstore.Row{Partition: rec.Partition, Offset: rec.Offset}
 	if rec.Key == nil {
-		return row, &deadLetter{rec, "invalid", "record has no key: a table row needs one"}, nil
+		return row, &deadLetter{rec, deadletter.ReasonNoKey, "record has no key: a table row needs one"}, nil
 	}
 	key := string(rec.Key)
 	if rec.Value == nil {
@@ -171,10 +160,9 @@ func deadOrFail(rec *kgo.Record, err error) (*deadLetter, error) {
 	var inv *pgstore.InvalidError
 	switch {
 	case errors.As(err, &inv):
-		return &deadLetter{rec, "invalid", inv.Reason}, nil
-	case errors.Is(err, records.ErrNotFramed), errors.Is(err, records.ErrUnknownSchemaID),
-		errors.Is(err, records.ErrWrongSchema), errors.Is(err, records.ErrMalformed):
-		return &deadLetter{rec, "decode", err.Error()}, nil
+		return &deadLetter{rec, deadletter.ReasonInvalid, inv.Reason}, nil
+	case deadletter.ReasonOf(err) != "":
+		return &deadLetter{rec, deadletter.ReasonOf(err), err.Error()}, nil
 	default:
 		return nil, fmt.Errorf("decode %s/%d@%d: %w", rec.Topic, rec.Partition, rec.Offset, err)
 	}
@@ -213,7 +201,7 @@ func (s *Sink) deadLetter(ctx context.Context, cl *kgo.Client, b *batch, refused
 		if rec == nil {
 			return fmt.Errorf("refused row %s/%d@%d has no record", r.Table.Name, r.Row.Partition, r.Row.Offset)
 		}
-		all = append(all, deadLetter{rec, "refused", r.Reason})
+		all = append(all, deadLetter{rec, deadletter.ReasonRefused, r.Reason})
 	}
 	var out []*kgo.Record
 	var sent []deadLetter
@@ -223,7 +211,7 @@ func (s *Sink) deadLetter(ctx context.Context, cl *kgo.Client, b *batch, refused
 		if produced[key][d.rec.Offset] {
 			continue
 		}
-		out = append(out, deadletter.Record(s.opts.Topics.DLQ, d.rec, deadletter.Why{Component: "sink", Reason: d.class, Detail: d.reason}, now))
+		out = append(out, deadletter.Record(s.opts.Topics.DLQ, d.rec, deadletter.Why{Component: "sink", Reason: d.reason, Detail: d.detail}, now))
 		sent = append(sent, d)
 	}
 	if len(out) == 0 {
@@ -238,9 +226,9 @@ func (s *Sink) deadLetter(ctx context.Context, cl *kgo.Client, b *batch, refused
 			produced[key] = map[int64]bool{}
 		}
 		produced[key][d.rec.Offset] = true
-		s.m.dead.WithLabelValues(d.rec.Topic, d.class).Inc()
+		s.m.dead.WithLabelValues(d.rec.Topic, d.reason).Inc()
 		s.log.Warn("record sent to the dead-letter topic", "topic", d.rec.Topic, "partition", d.rec.Partition,
-			"offset", d.rec.Offset, "reason", d.reason, "dlq", s.opts.Topics.DLQ)
+			"offset", d.rec.Offset, "reason", d.reason, "detail", d.detail, "dlq", s.opts.Topics.DLQ)
 	}
 	return nil
 }

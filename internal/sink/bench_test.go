@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"math/rand"
-	"net/http/httptest"
 	"os"
 	"runtime"
 	"slices"
@@ -17,10 +16,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/sr"
-	"github.com/twmb/franz-go/pkg/sr/srfake"
 
-	"github.com/shopstream/shopstream/internal/config"
+	"github.com/shopstream/shopstream/internal/kafkatest"
 	"github.com/shopstream/shopstream/internal/pgcluster/pgtest"
 	"github.com/shopstream/shopstream/internal/pgstore"
 	"github.com/shopstream/shopstream/internal/records"
@@ -52,15 +49,8 @@ const benchRows = 20000
 func BenchmarkSinkVsCopy(b *testing.B) {
 	ctx := context.Background()
 	store := openStore(b, pgtest.DB(b))
-	schemas, err := records.ParseSchemas()
-	if err != nil {
-		b.Fatal(err)
-	}
-	srv := httptest.NewServer(srfake.NewRegistry().Handler())
-	b.Cleanup(srv.Close)
-	reg, _ := sr.NewClient(sr.URLs(srv.URL))
-	topics := config.Default().Topics
-	s, err := New(Options{Group: "bench", Topics: topics, Store: store, Serde: records.NewSerde(schemas, reg)})
+	topics := records.DefaultTopics()
+	s, err := New(Options{Group: "bench", Topics: topics, Store: store, Serde: kafkatest.NewSerde(b)})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -255,11 +245,7 @@ func serverCPU(b *testing.B, store *pgstore.Store) time.Duration {
 // for COPY comes on top).
 func BenchmarkProductRow(b *testing.B) {
 	ctx := context.Background()
-	schemas, _ := records.ParseSchemas()
-	srv := httptest.NewServer(srfake.NewRegistry().Handler())
-	b.Cleanup(srv.Close)
-	reg, _ := sr.NewClient(sr.URLs(srv.URL))
-	serde := records.NewSerde(schemas, reg)
+	serde := kafkatest.NewSerde(b)
 	rng := rand.New(rand.NewSource(1))
 	p := randProduct(rng, "m1", "p1", 1)
 	p.Tags, p.Images, p.Specifications = []string{"a", "b"}, []records.Image{{URL: "http://img/1", Alt: "one"}}, map[string]string{"colour": "red"}

@@ -12,9 +12,8 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/sr"
 
-	"github.com/shopstream/shopstream/internal/config"
+	"github.com/shopstream/shopstream/internal/clients"
 	"github.com/shopstream/shopstream/internal/pgstore"
 	"github.com/shopstream/shopstream/internal/records"
 )
@@ -79,22 +78,23 @@ func runHelper() int {
 		fmt.Fprintln(os.Stderr, "helper:", err)
 		return 1
 	}
-	schemas, err := records.ParseSchemas()
+	// The helper builds its clients as `shopstream sink` does.
+	serde, err := clients.NewSerde(registry)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "helper:", err)
 		return 1
 	}
-	reg, err := sr.NewClient(sr.URLs(registry))
+	k, err := clients.NewKafka(clients.KafkaOptions{Brokers: strings.Split(brokers, ",")})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "helper:", err)
 		return 1
 	}
-	s, err := New(Options{Group: testGroup, Topics: config.Default().Topics, Store: store, Serde: records.NewSerde(schemas, reg)})
+	s, err := New(Options{Group: testGroup, Topics: records.DefaultTopics(), Store: store, Serde: serde})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "helper:", err)
 		return 1
 	}
-	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(strings.Split(brokers, ",")...)}, append(s.KafkaOpts(), staticMember()...)...)...)
+	cl, err := k.NewClient(append(s.KafkaOpts(), staticMember()...)...)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "helper:", err)
 		return 1
@@ -135,7 +135,7 @@ func TestSinkExactlyOnceAcrossSIGKILL(t *testing.T) {
 		}
 		cmd := exec.Command(os.Args[0], "-test.run=^$")
 		cmd.Env = append(os.Environ(), helperEnv+"=1",
-			"HELPER_BROKERS="+strings.Join(r.stack.KafkaBrokers, ","), "HELPER_REGISTRY="+r.stack.RegistryURL, "HELPER_DSN="+dsn)
+			"HELPER_BROKERS="+strings.Join(r.kc.Brokers, ","), "HELPER_REGISTRY="+r.kc.RegistryURL, "HELPER_DSN="+dsn)
 		var out strings.Builder
 		cmd.Stdout, cmd.Stderr = &out, &out
 		before := behind(t, store, w)
@@ -212,7 +212,7 @@ func TestSinkExactlyOnceWhenKilledWithSeveralTransactionsOpen(t *testing.T) {
 		}
 		cmd := exec.Command(os.Args[0], "-test.run=^$")
 		cmd.Env = append(os.Environ(), helperEnv+"=1",
-			"HELPER_BROKERS="+strings.Join(r.stack.KafkaBrokers, ","), "HELPER_REGISTRY="+r.stack.RegistryURL,
+			"HELPER_BROKERS="+strings.Join(r.kc.Brokers, ","), "HELPER_REGISTRY="+r.kc.RegistryURL,
 			"HELPER_DSN="+withApplicationName(dsn, helperApp))
 		var out strings.Builder
 		cmd.Stdout, cmd.Stderr = &out, &out

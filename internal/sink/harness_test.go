@@ -14,10 +14,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/sr"
 
-	"github.com/shopstream/shopstream/environment"
-	"github.com/shopstream/shopstream/internal/config"
+	"github.com/shopstream/shopstream/internal/deadletter"
+	"github.com/shopstream/shopstream/internal/kafkatest"
 	"github.com/shopstream/shopstream/internal/pgstore"
 	"github.com/shopstream/shopstream/internal/records"
 )
@@ -26,9 +25,9 @@ const testGroup = "sink-test"
 
 // rig is an in-process Kafka and schema registry with the sink's topics.
 type rig struct {
-	stack  *environment.Stack
+	kc     *kafkatest.Cluster
 	serde  *records.Serde
-	topics config.Topics
+	topics records.Topics
 	prod   *kgo.Client
 	admin  *kadm.Client
 }
@@ -36,25 +35,9 @@ type rig struct {
 func newRig(t testing.TB, partitions int32) *rig {
 	t.Helper()
 	ctx := context.Background()
-	stack, err := environment.Start(ctx, environment.Options{StartKafka: true, StartRegistry: true})
-	if err != nil {
-		t.Fatalf("start kfake and the registry: %v", err)
-	}
-	t.Cleanup(func() { stack.Close() })
-	schemas, err := records.ParseSchemas()
-	if err != nil {
-		t.Fatal(err)
-	}
-	reg, err := sr.NewClient(sr.URLs(stack.RegistryURL))
-	if err != nil {
-		t.Fatal(err)
-	}
-	prod, err := kgo.NewClient(kgo.SeedBrokers(stack.KafkaBrokers...), kgo.ProducerLinger(0))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(prod.Close)
-	r := &rig{stack: stack, serde: records.NewSerde(schemas, reg), topics: config.Default().Topics, prod: prod, admin: kadm.NewClient(prod)}
+	kc := kafkatest.Start(t)
+	prod := kc.Client(kgo.ProducerLinger(0))
+	r := &rig{kc: kc, serde: kc.Serde, topics: records.DefaultTopics(), prod: prod, admin: kadm.NewClient(prod)}
 	for _, name := range []string{r.topics.Products, r.topics.Filtered, r.topics.CompleteProducts, r.topics.Find, r.topics.Recommendations, r.topics.DLQ} {
 		resp, err := r.admin.CreateTopic(ctx, partitions, 1, nil, name)
 		if err == nil {
@@ -76,7 +59,7 @@ func (r *rig) newSink(t testing.TB, store *pgstore.Store, reg prometheus.Registe
 	if err != nil {
 		t.Fatal(err)
 	}
-	cl, err := kgo.NewClient(append(append([]kgo.Opt{kgo.SeedBrokers(r.stack.KafkaBrokers...)}, s.KafkaOpts()...), extra...)...)
+	cl, err := r.kc.Kafka.NewClient(append(s.KafkaOpts(), extra...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -437,7 +420,7 @@ func readRecs(t testing.TB, ctx context.Context, store *pgstore.Store) map[strin
 // stored offsets.
 func (r *rig) logState(t testing.TB, store *pgstore.Store) {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(r.stack.KafkaBrokers...), kgo.ConsumeTopics(r.topics.DLQ),
+	cl, err := r.kc.Kafka.NewClient(kgo.ConsumeTopics(r.topics.DLQ),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	if err != nil {
 		t.Log(err)
@@ -453,7 +436,7 @@ func (r *rig) logState(t testing.TB, store *pgstore.Store) {
 			break
 		}
 		for _, h := range rec.Headers {
-			if h.Key == HeaderReason {
+			if h.Key == deadletter.HeaderError {
 				t.Logf("dead letter from %s/%d@%d: %s", rec.Topic, rec.Partition, rec.Offset, h.Value)
 			}
 		}

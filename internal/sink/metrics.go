@@ -2,7 +2,8 @@ package sink
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promauto"
+
+	"github.com/shopstream/shopstream/internal/telemetry"
 )
 
 type metrics struct {
@@ -16,9 +17,9 @@ type metrics struct {
 	fetchErrors  prometheus.Counter
 }
 
-func newMetrics(reg prometheus.Registerer) *metrics {
-	f := promauto.With(reg)
-	return &metrics{
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	f := telemetry.With(reg)
+	m := &metrics{
 		rows: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "shopstream_sink_rows_written_total",
 			Help: "Rows upserted or deleted in PostgreSQL, after compacting each batch to the last record per key.",
@@ -38,7 +39,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"topic", "partition"}),
 		dead: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "shopstream_sink_dead_letters_total",
-			Help: "Records sent to the dead-letter topic, by source topic and class (decode, invalid, refused).",
+			Help: "Records sent to the dead-letter topic, by source topic and class (the reason header: not-framed, invalid, refused, …).",
 		}, []string{"topic", "class"}),
 		retries: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "shopstream_sink_retries_total",
@@ -53,4 +54,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Per-partition fetch errors from Kafka.",
 		}),
 	}
+	if err := f.Err(); err != nil {
+		return nil, err
+	}
+	return m, nil
 }

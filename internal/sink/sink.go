@@ -19,7 +19,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/shopstream/shopstream/internal/config"
 	"github.com/shopstream/shopstream/internal/pgstore"
 	"github.com/shopstream/shopstream/internal/records"
 )
@@ -31,7 +30,7 @@ const DefaultGroup = "shopstream-sink"
 type Options struct {
 	// Group is the consumer group; offsets are stored per group.
 	Group  string
-	Topics config.Topics
+	Topics records.Topics
 	Store  *pgstore.Store
 	Serde  *records.Serde
 	// Registerer receives the sink's metrics; nil registers nowhere.
@@ -104,11 +103,15 @@ func New(o Options) (*Sink, error) {
 	if o.Registerer == nil {
 		o.Registerer = prometheus.NewRegistry()
 	}
+	m, err := newMetrics(o.Registerer)
+	if err != nil {
+		return nil, err
+	}
 	t := o.Topics
 	return &Sink{
 		opts: o,
 		log:  o.Logger.With("component", "sink", "group", o.Group),
-		m:    newMetrics(o.Registerer),
+		m:    m,
 		routes: map[string]route{
 			t.Products:         {pgstore.Products, productValues, pgstore.AppendProductTuple, records.KindProduct},
 			t.Filtered:         {pgstore.FilteredProducts, productValues, pgstore.AppendProductTuple, records.KindProduct},
@@ -130,6 +133,9 @@ func (s *Sink) Topics() []string {
 func (s *Sink) KafkaOpts() []kgo.Opt {
 	return []kgo.Opt{
 		kgo.ConsumerGroup(s.opts.Group),
+		// franz-go's default, named so that it stays: a scale event moves
+		// only the partitions that must move.
+		kgo.Balancers(kgo.CooperativeStickyBalancer()),
 		kgo.ConsumeTopics(s.Topics()...),
 		kgo.DisableAutoCommit(),
 		// Rebalances wait until the polled batch is written, so a partition

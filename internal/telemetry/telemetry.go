@@ -1,5 +1,6 @@
-// Package telemetry serves /metrics from a registry a process is given and
-// builds the process's structured logger.
+// Package telemetry registers a component's metrics on the registry it is
+// given (Register, With: errors, never panics), serves /metrics from that
+// registry and builds the process's structured logger.
 package telemetry
 
 import (

@@ -1,6 +1,8 @@
-// Package testtool finds the command-line tools some tests drive (promtool,
-// docker-compose): `make test` installs them, so under CI=true a missing one
-// fails the test, and elsewhere it skips with how to install it.
+// Package testtool holds what tests of several packages need besides the
+// services they run: the command-line tools some tests drive (promtool,
+// docker-compose; `make test` installs them, so under CI=true a missing one
+// fails the test, and elsewhere it skips with how to install it), and a
+// listener that never answers.
 package testtool
 
 import (

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"net/http/httptest"
 	"runtime"
 	"strings"
 	"sync"
@@ -13,11 +12,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/sr"
-	"github.com/twmb/franz-go/pkg/sr/srfake"
 
-	"github.com/shopstream/shopstream/environment"
-	"github.com/shopstream/shopstream/internal/config"
+	"github.com/shopstream/shopstream/internal/kafkatest"
 	"github.com/shopstream/shopstream/internal/records"
 )
 
@@ -146,20 +142,7 @@ func BenchmarkJoinRecord(b *testing.B) {
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "records/s")
 }
 
-func benchSerde(b *testing.B) *records.Serde {
-	b.Helper()
-	schemas, err := records.ParseSchemas()
-	if err != nil {
-		b.Fatal(err)
-	}
-	srv := httptest.NewServer(srfake.NewRegistry().Handler())
-	b.Cleanup(srv.Close)
-	cl, err := sr.NewClient(sr.URLs(srv.URL))
-	if err != nil {
-		b.Fatal(err)
-	}
-	return records.NewSerde(schemas, cl)
-}
+func benchSerde(b *testing.B) *records.Serde { return kafkatest.NewSerde(b) }
 
 // BenchmarkTableMemory measures the heap a million products take in the
 // table (run with -benchtime 1x: each iteration builds a table).
@@ -189,24 +172,14 @@ func BenchmarkTableMemory(b *testing.B) {
 // up to the end offsets. Run with -benchtime 1x.
 func BenchmarkRebuild(b *testing.B) {
 	ctx := context.Background()
-	stack, err := environment.Start(ctx, environment.Options{StartKafka: true, StartRegistry: true})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer stack.Close()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(stack.KafkaBrokers...), kgo.ProducerLinger(5*time.Millisecond), kgo.MaxBufferedRecords(100_000))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer cl.Close()
+	kc := kafkatest.Start(b)
+	cl := kc.Client(kgo.ProducerLinger(5*time.Millisecond), kgo.MaxBufferedRecords(100_000))
 	admin := kadm.NewClient(cl)
 	compact := "compact"
 	if _, err := admin.CreateTopic(ctx, 6, 1, map[string]*string{"cleanup.policy": &compact}, "filtered"); err != nil {
 		b.Fatal(err)
 	}
-	schemas, _ := records.ParseSchemas()
-	reg, _ := sr.NewClient(sr.URLs(stack.RegistryURL))
-	serde := records.NewSerde(schemas, reg)
+	serde := kc.Serde
 	t0 := time.Now()
 	var wg sync.WaitGroup
 	var perr error
@@ -234,16 +207,17 @@ func BenchmarkRebuild(b *testing.B) {
 	b.Logf("produced %d products in %s", benchProducts, time.Since(t0).Round(time.Millisecond))
 
 	for b.Loop() {
-		cfg := Config{Brokers: stack.KafkaBrokers, Serde: records.NewSerde(schemas, reg),
-			Topics: config.Topics{Filtered: "filtered", Find: "find", Recommendations: "recom", DLQ: "dlq"}}
+		cfg := Config{Kafka: kc.Kafka, Serde: kc.NewSerde(),
+			Topics: records.Topics{Filtered: "filtered", Find: "find", Recommendations: "recom", DLQ: "dlq"}}
 		if err := cfg.setDefaults(); err != nil {
 			b.Fatal(err)
 		}
 		tbl := NewTable()
-		ld, err := newLoader(&cfg, tbl, admin, newMetrics(cfg.Registerer))
+		m, err := newMetrics(cfg.Registerer)
 		if err != nil {
 			b.Fatal(err)
 		}
+		ld := newLoader(&cfg, tbl, m)
 		lctx, cancel := context.WithCancel(ctx)
 		caught := make(chan struct{})
 		done := make(chan error, 1)

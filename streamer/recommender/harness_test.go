@@ -14,26 +14,26 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/sr"
 
-	"github.com/shopstream/shopstream/environment"
-	"github.com/shopstream/shopstream/internal/config"
+	"github.com/shopstream/shopstream/internal/clients"
+	"github.com/shopstream/shopstream/internal/deadletter"
+	"github.com/shopstream/shopstream/internal/kafkatest"
 	"github.com/shopstream/shopstream/internal/records"
 )
 
 // harness is an embedded Kafka and schema registry with the recommender's
 // topics, and the producers a test writes its input with.
 type harness struct {
-	t       *testing.T
-	ctx     context.Context
-	brokers []string
-	regURL  string
-	topics  config.Topics
-	group   string
-	serde   *records.Serde
-	admin   *kadm.Client
-	plain   *kgo.Client // prompts, as `shopstream search` writes them
-	txn     *kgo.Client // filtered products, in transactions as the streamer writes them
+	t      *testing.T
+	ctx    context.Context
+	kc     *kafkatest.Cluster
+	kafka  *clients.Kafka
+	topics records.Topics
+	group  string
+	serde  *records.Serde
+	admin  *kadm.Client
+	plain  *kgo.Client // prompts, as `shopstream search` writes them
+	txn    *kgo.Client // filtered products, in transactions as the streamer writes them
 }
 
 const testPartitions = 3
@@ -42,14 +42,10 @@ func newHarness(t *testing.T) *harness {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	stack, err := environment.Start(ctx, environment.Options{StartKafka: true, StartRegistry: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { stack.Close() })
+	kc := kafkatest.Start(t)
 	h := &harness{
-		t: t, ctx: ctx, brokers: stack.KafkaBrokers, regURL: stack.RegistryURL, group: "recommender-test",
-		topics: config.Topics{
+		t: t, ctx: ctx, kc: kc, kafka: kc.Kafka, group: "recommender-test",
+		topics: records.Topics{
 			Products: "shop_products", CompleteProducts: "complete", Filtered: "filtered", Find: "find",
 			Recommendations: "recom", Filter: "filter", FilterApplied: "filter_applied", DLQ: "dlq",
 		},
@@ -78,27 +74,11 @@ func newHarness(t *testing.T) *harness {
 	return h
 }
 
-func (h *harness) newSerde() *records.Serde {
-	h.t.Helper()
-	schemas, err := records.ParseSchemas()
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	reg, err := sr.NewClient(sr.URLs(h.regURL))
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	return records.NewSerde(schemas, reg)
-}
+func (h *harness) newSerde() *records.Serde { return h.kc.NewSerde() }
 
 func (h *harness) client(opts ...kgo.Opt) *kgo.Client {
 	h.t.Helper()
-	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(h.brokers...)}, opts...)...)
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	h.t.Cleanup(cl.Close)
-	return cl
+	return h.kc.Client(opts...)
 }
 
 // instance is one running recommender.
@@ -145,14 +125,14 @@ func (h *harness) start(id string, hooks *testHooks) *instance {
 		logLevel = slog.LevelInfo
 	}
 	cfg := Config{
-		Brokers: h.brokers, Topics: h.topics, Serde: h.newSerde(),
+		Topics: h.topics, Serde: h.newSerde(),
 		Group: h.group, InstanceID: id, TransactionTimeout: 10 * time.Second,
 		Registerer: in.reg,
 		Logger:     slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: logLevel})).With("instance", id),
-		KafkaOpts: []kgo.Opt{
-			kgo.SessionTimeout(6 * time.Second), kgo.HeartbeatInterval(300 * time.Millisecond),
-			kgo.RebalanceTimeout(10 * time.Second),
-		},
+		Kafka: h.kafka.With(
+			kgo.SessionTimeout(6*time.Second), kgo.HeartbeatInterval(300*time.Millisecond),
+			kgo.RebalanceTimeout(10*time.Second),
+		),
 		hooks: hooks,
 	}
 	go func() {
@@ -517,15 +497,15 @@ func (h *harness) check(s scenario, instances int) {
 	}
 	gotPrompts, gotProducts := map[string]int{}, map[string]int{}
 	for _, r := range h.readAll(h.topics.DLQ, true) {
-		switch header(r, HeaderTopic) {
+		switch header(r, deadletter.HeaderSourceTopic) {
 		case h.topics.Find:
-			gotPrompts[header(r, HeaderReason)]++
+			gotPrompts[header(r, deadletter.HeaderReason)]++
 		case h.topics.Filtered:
-			gotProducts[header(r, HeaderReason)]++
+			gotProducts[header(r, deadletter.HeaderReason)]++
 		default:
-			h.t.Errorf("dead letter from unexpected topic %q", header(r, HeaderTopic))
+			h.t.Errorf("dead letter from unexpected topic %q", header(r, deadletter.HeaderSourceTopic))
 		}
-		if header(r, HeaderComponent) != "recommender" || header(r, HeaderOffset) == "" || header(r, HeaderTime) == "" {
+		if header(r, deadletter.HeaderComponent) != "recommender" || header(r, deadletter.HeaderSourceOffset) == "" || header(r, deadletter.HeaderTime) == "" {
 			h.t.Errorf("dead letter lacks its origin headers: %v", r.Headers)
 		}
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/shopstream/shopstream/internal/deadletter"
 	"github.com/shopstream/shopstream/internal/records"
 )
 
@@ -67,7 +68,7 @@ type pending struct {
 }
 
 func (j *joiner) run(ctx context.Context) error {
-	sess, err := kgo.NewGroupTransactSession(j.cfg.kafkaOpts(
+	sess, err := j.cfg.Kafka.NewGroupTransactSession(
 		kgo.ConsumerGroup(j.cfg.Group),
 		kgo.ConsumeTopics(j.cfg.Topics.Find),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
@@ -86,7 +87,7 @@ func (j *joiner) run(ctx context.Context) error {
 		kgo.OnPartitionsAssigned(func(_ context.Context, _ *kgo.Client, a map[string][]int32) {
 			j.log.Info("partitions assigned", "topic", j.cfg.Topics.Find, "partitions", a[j.cfg.Topics.Find])
 		}),
-	)...)
+	)
 	if err != nil {
 		return fmt.Errorf("create the recommender's transactional Kafka client: %w", err)
 	}
@@ -290,13 +291,13 @@ func (j *joiner) join(ctx context.Context, r *kgo.Record, pend *pending) (*kgo.R
 	norm := Normalize(prompt.Query)
 	switch {
 	case prompt.UserID == "":
-		return j.deadLetter(r, &badRecord{ReasonEmptyUser, errors.New("the prompt has no user_id")}, pend), nil
+		return j.deadLetter(r, &badRecord{deadletter.ReasonEmptyUser, errors.New("the prompt has no user_id")}, pend), nil
 	case string(r.Key) != prompt.UserID:
-		return j.deadLetter(r, &badRecord{ReasonKeyMismatch, fmt.Errorf("record key %q is not the prompt's user_id %q", r.Key, prompt.UserID)}, pend), nil
+		return j.deadLetter(r, &badRecord{deadletter.ReasonKeyMismatch, fmt.Errorf("record key %q is not the prompt's user_id %q", r.Key, prompt.UserID)}, pend), nil
 	case norm == "":
-		return j.deadLetter(r, &badRecord{ReasonEmptyQuery, errors.New("the prompt's query is empty")}, pend), nil
+		return j.deadLetter(r, &badRecord{deadletter.ReasonEmptyQuery, errors.New("the prompt's query is empty")}, pend), nil
 	case len(prompt.Query) > MaxQueryBytes:
-		return j.deadLetter(r, &badRecord{ReasonQueryTooLong, fmt.Errorf("the prompt's query is %d bytes, more than %d", len(prompt.Query), MaxQueryBytes)}, pend), nil
+		return j.deadLetter(r, &badRecord{deadletter.ReasonQueryTooLong, fmt.Errorf("the prompt's query is %d bytes, more than %d", len(prompt.Query), MaxQueryBytes)}, pend), nil
 	}
 
 	users := pend.users[r.Partition]

@@ -7,42 +7,34 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/shopstream/shopstream/internal/deadletter"
 	"github.com/shopstream/shopstream/internal/records"
+	"github.com/shopstream/shopstream/internal/topicread"
 )
 
 // loader keeps the table in step with the filtered topic. It reads every
 // partition, not through a group, so that every instance holds every
-// product (a Kafka Streams global table).
+// product (a Kafka Streams global table). The streamer writes the topic in
+// transactions; the reader takes only committed products.
 type loader struct {
 	cfg   *Config
 	table *Table
-	admin *kadm.Client
 	m     *metrics
 	log   *slog.Logger
-	cl    *kgo.Client
+	rd    *topicread.Reader // opened by run; dead letters are produced on its client
 }
 
-func newLoader(cfg *Config, table *Table, admin *kadm.Client, m *metrics) (*loader, error) {
-	cl, err := kgo.NewClient(cfg.kafkaOpts(
-		kgo.ConsumeTopics(cfg.Topics.Filtered),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		// The streamer writes the topic in transactions: aborted products
-		// must never enter the table.
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		// Commit markers are kept so that the reader sees its position
-		// reach the end offset even when a partition ends with one.
-		kgo.KeepControlRecords(),
-	)...)
-	if err != nil {
-		return nil, fmt.Errorf("create the table's Kafka client: %w", err)
+func newLoader(cfg *Config, table *Table, m *metrics) *loader {
+	return &loader{cfg: cfg, table: table, m: m, log: cfg.Logger.With("part", "table")}
+}
+
+func (l *loader) close() {
+	if l.rd != nil {
+		l.rd.Close()
 	}
-	return &loader{cfg: cfg, table: table, admin: admin, m: m, log: cfg.Logger.With("part", "table"), cl: cl}, nil
 }
-
-func (l *loader) close() { l.cl.Close() }
 
 // run reads the filtered topic until ctx ends; caughtUp is closed once every
 // partition has been read to the end offset (last stable offset) found at
@@ -50,30 +42,20 @@ func (l *loader) close() { l.cl.Close() }
 func (l *loader) run(ctx context.Context, caughtUp chan<- struct{}) error {
 	t0 := time.Now()
 	topic := l.cfg.Topics.Filtered
-	ends, err := l.admin.ListCommittedOffsets(ctx, topic)
-	if err == nil {
-		err = ends.Error()
-	}
-	if err != nil {
-		return fmt.Errorf("list end offsets of %s: %w", topic, err)
-	}
-	starts, err := l.admin.ListStartOffsets(ctx, topic)
-	if err == nil {
-		err = starts.Error()
-	}
-	if err != nil {
-		return fmt.Errorf("list start offsets of %s: %w", topic, err)
-	}
-	pending := map[int32]int64{} // partition -> end offset still to reach
-	ends.Each(func(o kadm.ListedOffset) {
-		if s, ok := starts.Lookup(topic, o.Partition); !ok || o.Offset > s.Offset {
-			pending[o.Partition] = o.Offset
-		}
+	rd, err := topicread.Open(ctx, l.cfg.Kafka, topic, topicread.Options{
+		OnFetchError: func(t string, p int32, err error) error {
+			l.log.Warn("fetch filtered products", "topic", t, "partition", p, "err", err)
+			return nil
+		},
 	})
-	l.log.Info("reading filtered products into the table", "topic", topic, "partitions_to_read", len(pending))
+	if err != nil {
+		return fmt.Errorf("open the table's reader: %w", err)
+	}
+	l.rd = rd
+	l.log.Info("reading filtered products into the table", "topic", topic, "partitions_to_read", rd.Behind())
 	done := false
 	finish := func() {
-		if done || len(pending) > 0 {
+		if done || !rd.CaughtUp() {
 			return
 		}
 		done = true
@@ -88,31 +70,17 @@ func (l *loader) run(ctx context.Context, caughtUp chan<- struct{}) error {
 	}
 	finish()
 	for {
-		fetches := l.cl.PollFetches(ctx)
-		if ctx.Err() != nil || fetches.IsClientClosed() {
+		recs, err := rd.Poll(ctx)
+		if ctx.Err() != nil || errors.Is(err, kgo.ErrClientClosed) {
 			return nil
 		}
-		fetches.EachError(func(t string, p int32, err error) {
-			if !errors.Is(err, context.Canceled) {
-				l.log.Warn("fetch filtered products", "topic", t, "partition", p, "err", err)
-			}
-		})
-		var err error
-		fetches.EachPartition(func(fp kgo.FetchTopicPartition) {
-			if err != nil || len(fp.Records) == 0 {
-				return
-			}
-			for _, r := range fp.Records {
-				if err = l.apply(ctx, r); err != nil {
-					return
-				}
-			}
-			if end, ok := pending[fp.Partition]; ok && fp.Records[len(fp.Records)-1].Offset+1 >= end {
-				delete(pending, fp.Partition)
-			}
-		})
 		if err != nil {
 			return err
+		}
+		for _, r := range recs {
+			if err := l.apply(ctx, r); err != nil {
+				return err
+			}
 		}
 		products, names := l.table.Len()
 		l.m.tableProducts.Set(float64(products))
@@ -124,11 +92,8 @@ func (l *loader) run(ctx context.Context, caughtUp chan<- struct{}) error {
 // apply puts one record into the table, or into the dead-letter topic. It
 // returns an error only when ctx ends while the registry is unreachable.
 func (l *loader) apply(ctx context.Context, r *kgo.Record) error {
-	if r.Attrs.IsControl() {
-		return nil
-	}
 	if len(r.Key) == 0 {
-		l.deadLetter(r, &badRecord{ReasonMissingKey, errors.New("a filtered product needs the key mall_id/product_id")})
+		l.deadLetter(r, &badRecord{deadletter.ReasonNoKey, errors.New("a filtered product needs the key mall_id/product_id")})
 		return nil
 	}
 	if r.Value == nil {
@@ -155,7 +120,7 @@ func (l *loader) apply(ctx context.Context, r *kgo.Record) error {
 		break
 	}
 	if key := p.Key(); key != string(r.Key) {
-		l.deadLetter(r, &badRecord{ReasonKeyMismatch, fmt.Errorf("record key %q is not the product's mall_id/product_id %q", r.Key, key)})
+		l.deadLetter(r, &badRecord{deadletter.ReasonKeyMismatch, fmt.Errorf("record key %q is not the product's mall_id/product_id %q", r.Key, key)})
 		return nil
 	}
 	l.table.Upsert(string(r.Key), &p)
@@ -170,7 +135,7 @@ func (l *loader) apply(ctx context.Context, r *kgo.Record) error {
 func (l *loader) deadLetter(r *kgo.Record, bad *badRecord) {
 	l.m.deadLetters.WithLabelValues("products", bad.reason).Inc()
 	l.log.Warn("filtered product to the dead-letter topic", "partition", r.Partition, "offset", r.Offset, "reason", bad.reason, "err", bad.err)
-	l.cl.Produce(context.Background(), deadLetter(l.cfg.Topics.DLQ, r, bad, l.cfg.Now()), func(_ *kgo.Record, err error) {
+	l.rd.Client().Produce(context.Background(), deadLetter(l.cfg.Topics.DLQ, r, bad, l.cfg.Now()), func(_ *kgo.Record, err error) {
 		if err != nil {
 			l.log.Error("produce to the dead-letter topic", "topic", l.cfg.Topics.DLQ, "err", err)
 		}

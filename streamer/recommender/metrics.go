@@ -2,7 +2,8 @@ package recommender
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promauto"
+
+	"github.com/shopstream/shopstream/internal/telemetry"
 )
 
 type metrics struct {
@@ -19,10 +20,10 @@ type metrics struct {
 	restores      prometheus.Counter
 }
 
-func newMetrics(reg prometheus.Registerer) *metrics {
-	f := promauto.With(reg)
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	f := telemetry.With(reg)
 	const ns, sub = "shopstream", "recommender"
-	return &metrics{
+	m := &metrics{
 		prompts: f.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "prompts_total",
 			Help: "Search prompts joined and committed, by whether any product matched."}, []string{"result"}),
 		matches: f.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "matches_total",
@@ -47,4 +48,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		restores: f.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "partition_restores_total",
 			Help: "Partitions whose users' recommendations were restored from the recommendations topic."}),
 	}
+	if err := f.Err(); err != nil {
+		return nil, err
+	}
+	return m, nil
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/shopstream/shopstream/internal/records"
+	"github.com/shopstream/shopstream/internal/topicread"
 )
 
 // restore reads the given partitions of the recommendations topic up to
@@ -18,71 +19,22 @@ import (
 // exactly the state that the committed prompt offsets stand for.
 func (j *joiner) restore(ctx context.Context, parts []int32) (map[int32]map[string]*records.Recommendation, error) {
 	topic := j.cfg.Topics.Recommendations
-	ends, err := j.admin.ListCommittedOffsets(ctx, topic)
-	if err == nil {
-		err = ends.Error()
-	}
-	if err != nil {
-		return nil, fmt.Errorf("list end offsets of %s: %w", topic, err)
-	}
-	starts, err := j.admin.ListStartOffsets(ctx, topic)
-	if err == nil {
-		err = starts.Error()
-	}
-	if err != nil {
-		return nil, fmt.Errorf("list start offsets of %s: %w", topic, err)
-	}
 	latest := make(map[int32]map[string][]byte, len(parts))
-	pending := map[int32]int64{}
-	consume := map[int32]kgo.Offset{}
 	for _, p := range parts {
 		latest[p] = map[string][]byte{}
-		e, ok := ends.Lookup(topic, p)
-		if !ok {
-			return nil, fmt.Errorf("list end offsets of %s: no partition %d", topic, p)
-		}
-		if s, ok := starts.Lookup(topic, p); ok && s.Offset >= e.Offset {
-			continue
-		}
-		pending[p] = e.Offset
-		consume[p] = kgo.NewOffset().AtStart()
 	}
-	if len(pending) > 0 {
-		cl, err := kgo.NewClient(j.cfg.kafkaOpts(
-			kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: consume}),
-			kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-			kgo.KeepControlRecords(),
-		)...)
-		if err != nil {
-			return nil, fmt.Errorf("create a Kafka client to restore %s: %w", topic, err)
-		}
-		defer cl.Close()
-		for len(pending) > 0 {
-			fetches := cl.PollFetches(ctx)
-			if ctx.Err() != nil {
-				return nil, ctx.Err()
-			}
-			fetches.EachError(func(t string, p int32, err error) {
-				j.log.Warn("fetch recommendations to restore", "topic", t, "partition", p, "err", err)
-			})
-			fetches.EachPartition(func(fp kgo.FetchTopicPartition) {
-				end, ok := pending[fp.Partition]
-				if !ok || len(fp.Records) == 0 {
-					return
-				}
-				for _, r := range fp.Records {
-					if r.Offset >= end {
-						break // written after we looked: a newer owner's, not ours to take
-					}
-					if !r.Attrs.IsControl() {
-						latest[fp.Partition][string(r.Key)] = r.Value // nil: a tombstone
-					}
-				}
-				if fp.Records[len(fp.Records)-1].Offset+1 >= end {
-					delete(pending, fp.Partition)
-				}
-			})
-		}
+	// Records written after the read began are a newer owner's, not ours to
+	// take: the read stops at the ends it found.
+	o := topicread.Options{Partitions: parts, OnFetchError: func(t string, p int32, err error) error {
+		j.log.Warn("fetch recommendations to restore", "topic", t, "partition", p, "err", err)
+		return nil
+	}}
+	err := topicread.Read(ctx, j.cfg.Kafka, topic, o, func(r *kgo.Record) error {
+		latest[r.Partition][string(r.Key)] = r.Value // nil: a tombstone
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	out := make(map[int32]map[string]*records.Recommendation, len(parts))
 	for _, p := range slices.Sorted(maps.Keys(latest)) {

@@ -11,9 +11,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kgo"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/shopstream/shopstream/internal/clients"
 	"github.com/shopstream/shopstream/internal/config"
 	"github.com/shopstream/shopstream/internal/records"
 )
@@ -21,13 +21,14 @@ import (
 // DefaultGroup is the consumer group of the recommender's instances.
 const DefaultGroup = "shopstream-recommender"
 
-// Config is what Run needs. Brokers, Topics and Serde are required.
+// Config is what Run needs. Kafka, Topics and Serde are required.
 type Config struct {
-	Brokers []string
+	// Kafka is where every Kafka client of the instance connects.
+	Kafka *clients.Kafka
 	// Topics names the filtered products (read whole into the table), the
 	// prompts (consumed as a group), the recommendations (written, and read
 	// back to restore users) and the dead-letter topic.
-	Topics config.Topics
+	Topics records.Topics
 	Serde  *records.Serde
 	// Group is the consumer group; DefaultGroup when empty.
 	Group string
@@ -40,7 +41,6 @@ type Config struct {
 	// TransactionTimeout bounds how long a crashed instance's transaction
 	// can hold back readers; 30s when zero.
 	TransactionTimeout time.Duration
-	DialTimeout        time.Duration
 	// Registerer receives the metrics; none are exported when nil.
 	Registerer prometheus.Registerer
 	Logger     *slog.Logger
@@ -52,8 +52,6 @@ type Config struct {
 	// TopicWait is how long Run waits for missing topics to be created
 	// (by `shopstream bootstrap`) before it gives up; 0 does not wait.
 	TopicWait time.Duration
-	// KafkaOpts are appended to every Kafka client's options.
-	KafkaOpts []kgo.Opt
 
 	hooks *testHooks
 }
@@ -69,16 +67,13 @@ type testHooks struct {
 }
 
 // ConfigFrom fills a Config from shopstream's configuration.
-func ConfigFrom(cfg *config.Config, serde *records.Serde, reg prometheus.Registerer, logger *slog.Logger) Config {
-	return Config{
-		Brokers: cfg.KafkaBrokers, Topics: cfg.Topics, Serde: serde,
-		DialTimeout: cfg.DialTimeout, Registerer: reg, Logger: logger,
-	}
+func ConfigFrom(cfg *config.Config, kafka *clients.Kafka, serde *records.Serde, reg prometheus.Registerer, logger *slog.Logger) Config {
+	return Config{Kafka: kafka, Topics: cfg.Topics, Serde: serde, Registerer: reg, Logger: logger}
 }
 
 func (c *Config) setDefaults() error {
-	if len(c.Brokers) == 0 {
-		return errors.New("recommender: no Kafka brokers")
+	if c.Kafka == nil {
+		return errors.New("recommender: no Kafka clients")
 	}
 	if c.Serde == nil {
 		return errors.New("recommender: no serde")
@@ -104,9 +99,6 @@ func (c *Config) setDefaults() error {
 	if c.TransactionTimeout == 0 {
 		c.TransactionTimeout = 30 * time.Second
 	}
-	if c.DialTimeout == 0 {
-		c.DialTimeout = 10 * time.Second
-	}
 	if c.Registerer == nil {
 		c.Registerer = prometheus.NewRegistry()
 	}
@@ -119,12 +111,6 @@ func (c *Config) setDefaults() error {
 	return nil
 }
 
-func (c *Config) kafkaOpts(extra ...kgo.Opt) []kgo.Opt {
-	opts := []kgo.Opt{kgo.SeedBrokers(c.Brokers...), kgo.DialTimeout(c.DialTimeout)}
-	opts = append(opts, extra...)
-	return append(opts, c.KafkaOpts...)
-}
-
 // Run joins prompts with the table of filtered products until ctx ends. It
 // first reads the filtered topic up to its end offsets, then joins prompts
 // as a member of the group. It returns nil after a clean stop, which takes
@@ -133,10 +119,13 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := cfg.setDefaults(); err != nil {
 		return err
 	}
-	m := newMetrics(cfg.Registerer)
-	admCl, err := kgo.NewClient(cfg.kafkaOpts()...)
+	m, err := newMetrics(cfg.Registerer)
 	if err != nil {
-		return fmt.Errorf("create Kafka client: %w", err)
+		return err
+	}
+	admCl, err := cfg.Kafka.NewClient()
+	if err != nil {
+		return err
 	}
 	defer admCl.Close()
 	admin := kadm.NewClient(admCl)
@@ -148,10 +137,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if cfg.hooks != nil && cfg.hooks.onTable != nil {
 		cfg.hooks.onTable(table)
 	}
-	ld, err := newLoader(&cfg, table, admin, m)
-	if err != nil {
-		return err
-	}
+	ld := newLoader(&cfg, table, m)
 	defer ld.close()
 
 	g, gctx := errgroup.WithContext(ctx)
@@ -211,7 +197,7 @@ type topicPartitions struct {
 // checkTopics makes sure every topic exists, and that prompts and
 // recommendations are co-partitioned: a user's recommendations are written
 // to, and restored from, the partition number of the user's prompts.
-func checkTopics(ctx context.Context, admin *kadm.Client, t config.Topics) (topicPartitions, error) {
+func checkTopics(ctx context.Context, admin *kadm.Client, t records.Topics) (topicPartitions, error) {
 	names := []string{t.Filtered, t.Find, t.Recommendations, t.DLQ}
 	details, err := admin.ListTopics(ctx, names...)
 	if err != nil {

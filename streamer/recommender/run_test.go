@@ -22,9 +22,9 @@ func TestRunChecksTopics(t *testing.T) {
 		cfg  Config
 		want []string
 	}{
-		{Config{Brokers: h.brokers, Topics: mismatched, Serde: h.serde}, []string{"find (3 partitions)", "recom_two (2 partitions)", "same number of partitions"}},
-		{Config{Brokers: h.brokers, Topics: missing, Serde: h.serde}, []string{"topic no_such_topic does not exist", "shopstream bootstrap"}},
-		{Config{Topics: h.topics, Serde: h.serde}, []string{"no Kafka brokers"}},
+		{Config{Kafka: h.kafka, Topics: mismatched, Serde: h.serde}, []string{"find (3 partitions)", "recom_two (2 partitions)", "same number of partitions"}},
+		{Config{Kafka: h.kafka, Topics: missing, Serde: h.serde}, []string{"topic no_such_topic does not exist", "shopstream bootstrap"}},
+		{Config{Topics: h.topics, Serde: h.serde}, []string{"no Kafka clients"}},
 	} {
 		ctx, cancel := context.WithTimeout(h.ctx, 10*time.Second)
 		err := Run(ctx, c.cfg)
@@ -80,7 +80,7 @@ func TestRunWaitsForTopics(t *testing.T) {
 	ctx, cancel := context.WithCancel(h.ctx)
 	defer cancel()
 	go func() {
-		done <- Run(ctx, Config{Brokers: h.brokers, Topics: topics, Serde: h.serde, InstanceID: "waiter",
+		done <- Run(ctx, Config{Kafka: h.kafka, Topics: topics, Serde: h.serde, InstanceID: "waiter",
 			TopicWait: 30 * time.Second, OnCaughtUp: func(n int) { caught <- n }})
 	}()
 	time.Sleep(time.Second)

@@ -1,4 +1,8 @@
-package telemetry
+// Package temporalmetrics exposes the Temporal SDK's own metrics on a
+// Prometheus registry. It is apart from package telemetry so that the
+// packages that register their metrics through telemetry (the streamer's hot
+// path among them) do not depend on the Temporal SDK.
+package temporalmetrics
 
 import (
 	"io"
@@ -11,11 +15,11 @@ import (
 	sdktally "go.temporal.io/sdk/contrib/tally"
 )
 
-// TemporalMetrics returns a metrics handler that exposes the Temporal SDK's
+// Handler returns a metrics handler that exposes the Temporal SDK's
 // own metrics (temporal_workflow_task_execution_latency_seconds,
 // temporal_activity_execution_failed_total, …) on reg, under the names
 // Temporal's published dashboards use. Close the returned closer on exit.
-func TemporalMetrics(reg prometheus.Registerer) (client.MetricsHandler, io.Closer) {
+func Handler(reg prometheus.Registerer) (client.MetricsHandler, io.Closer) {
 	reporter := tallyprom.NewReporter(tallyprom.Options{
 		Registerer: reg,
 		// Histograms, not summaries: they aggregate across instances.

@@ -1,0 +1,169 @@
+// Package kafkatest runs, for one test, an in-process Kafka (franz-go's
+// kfake) and Confluent-compatible schema registry (srfake), and hands out
+// the clients shopstream's components take, pointing at them: a
+// *clients.Kafka and a *records.Serde. Both stop when the test ends.
+//
+// The cluster is shaped like the one `shopstream dev` runs: one broker,
+// three partitions per topic created without a count, compaction within
+// seconds. Options change that for a test that needs more. Tests that need
+// the whole embedded stack (Temporal, fixed ports, data kept on disk) start
+// package environment's instead.
+package kafkatest
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sr/srfake"
+
+	"github.com/shopstream/shopstream/internal/clients"
+	"github.com/shopstream/shopstream/internal/records"
+)
+
+// Cluster is a running kfake cluster and srfake registry with clients for
+// them.
+type Cluster struct {
+	// Fake is the kfake cluster, for a test that moves leaders, injects
+	// request faults or shuts a broker down.
+	Fake *kfake.Cluster
+	// Brokers are the cluster's listen addresses.
+	Brokers []string
+	// Kafka makes clients of the cluster, as components are given one.
+	Kafka *clients.Kafka
+	// Registry is the fake registry, for a test that inspects or
+	// intercepts it; RegistryURL is where it serves.
+	Registry    *srfake.Registry
+	RegistryURL string
+	// Serde encodes and decodes records over the registry.
+	Serde *records.Serde
+
+	t     testing.TB
+	admin *kadm.Client
+}
+
+// Option changes the cluster Start runs.
+type Option func(*options)
+
+type options struct {
+	brokers    int
+	partitions int
+	kfake      []kfake.Opt
+}
+
+// Brokers runs n brokers instead of one, for a test of leader or
+// coordinator moves.
+func Brokers(n int) Option { return func(o *options) { o.brokers = n } }
+
+// Partitions is the partition count of a topic created without one
+// (auto-created, or created with -1) instead of 3.
+func Partitions(n int) Option { return func(o *options) { o.partitions = n } }
+
+// AutoCreateTopics lets a client that asks for it
+// (kgo.AllowAutoTopicCreation) create a missing topic, as a broker with
+// auto.create.topics.enable does.
+func AutoCreateTopics() Option {
+	return func(o *options) { o.kfake = append(o.kfake, kfake.AllowAutoTopicCreation()) }
+}
+
+// SeedTopics creates topics with the given partition count (-1: the
+// default) before the test starts.
+func SeedTopics(partitions int32, topics ...string) Option {
+	return func(o *options) { o.kfake = append(o.kfake, kfake.SeedTopics(partitions, topics...)) }
+}
+
+// KfakeOpts passes options to kfake as they are, after the ones above.
+func KfakeOpts(opts ...kfake.Opt) Option {
+	return func(o *options) { o.kfake = append(o.kfake, opts...) }
+}
+
+// Start starts a cluster and a registry for t, fails t if either does not
+// start, and stops both when t ends.
+func Start(t testing.TB, opts ...Option) *Cluster {
+	t.Helper()
+	o := options{brokers: 1, partitions: 3}
+	for _, f := range opts {
+		f(&o)
+	}
+	fake, err := kfake.NewCluster(append([]kfake.Opt{
+		kfake.NumBrokers(o.brokers),
+		kfake.DefaultNumPartitions(o.partitions),
+		// Compact within seconds, not kfake's default hour, as the dev stack.
+		kfake.BrokerConfigs(map[string]string{"log.cleaner.backoff.ms": "30000"}),
+	}, o.kfake...)...)
+	if err != nil {
+		t.Fatalf("start kfake: %v", err)
+	}
+	t.Cleanup(fake.Close)
+	reg := srfake.New()
+	t.Cleanup(reg.Close)
+	c := &Cluster{Fake: fake, Brokers: fake.ListenAddrs(), Registry: reg, RegistryURL: reg.URL(), t: t}
+	if c.Kafka, err = clients.NewKafka(clients.KafkaOptions{Brokers: c.Brokers}); err != nil {
+		t.Fatal(err)
+	}
+	c.Serde = c.NewSerde()
+	return c
+}
+
+// NewSerde returns a serde of its own over the registry, with an empty
+// cache, as another process would have: it must learn writer schemas from
+// the registry, not from the cache of the serde that encoded them.
+func (c *Cluster) NewSerde() *records.Serde {
+	c.t.Helper()
+	s, err := clients.NewSerde(c.RegistryURL)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return s
+}
+
+// Client returns a client of the cluster with the base options and extra,
+// closed when the test ends.
+func (c *Cluster) Client(extra ...kgo.Opt) *kgo.Client {
+	c.t.Helper()
+	cl, err := c.Kafka.NewClient(extra...)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.t.Cleanup(cl.Close)
+	return cl
+}
+
+// Admin returns the cluster's admin client, closed when the test ends.
+func (c *Cluster) Admin() *kadm.Client {
+	if c.admin == nil {
+		c.admin = kadm.NewClient(c.Client())
+	}
+	return c.admin
+}
+
+// CreateTopic creates a topic with partitions (-1: the default) and
+// configs, and fails the test if it cannot.
+func (c *Cluster) CreateTopic(partitions int32, configs map[string]*string, topic string) {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	resp, err := c.Admin().CreateTopic(ctx, partitions, 1, configs, topic)
+	if err == nil {
+		err = resp.Err
+	}
+	if err != nil {
+		c.t.Fatalf("create topic %s: %v", topic, err)
+	}
+}
+
+// NewSerde returns a serde over a registry of its own, for a test that
+// encodes and decodes without Kafka; the registry stops when t ends.
+func NewSerde(t testing.TB) *records.Serde {
+	t.Helper()
+	reg := srfake.New()
+	t.Cleanup(reg.Close)
+	s, err := clients.NewSerde(reg.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
