@@ -421,3 +421,32 @@ func TestApplyConcurrentWritersOfOneKey(t *testing.T) {
 		t.Fatalf("products holds %d rows (err %v), want %d", n, err, 3*rounds)
 	}
 }
+
+// A tombstone PostgreSQL refuses to apply (here a foreign key an operator
+// added) is reported and skipped like a refused upsert; the rest of the
+// batch is written.
+func TestApplyIsolatesATombstonePostgresRefuses(t *testing.T) {
+	s := open(t)
+	ctx := context.Background()
+	if _, err := s.Apply(ctx, &Batch{Group: "g", Rows: map[*Table][]Row{Products: {
+		upsert(t, product("m", "a", "a", 1), 0), upsert(t, product("m", "b", "b", 1), 1),
+	}}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Pool.Exec(ctx, "CREATE TABLE orders (product text REFERENCES products (key)); INSERT INTO orders VALUES ('m/a')"); err != nil {
+		t.Fatal(err)
+	}
+	res, err := s.Apply(ctx, &Batch{Group: "g", Rows: map[*Table][]Row{Products: {
+		{Key: "m/a", Deleted: true, Offset: 2}, {Key: "m/b", Deleted: true, Offset: 3}, upsert(t, product("m", "c", "c", 1), 4),
+	}}})
+	if err != nil {
+		t.Fatalf("apply: %v", err)
+	}
+	if len(res.Rejected) != 1 || res.Rejected[0].Row.Key != "m/a" || !res.Rejected[0].Row.Deleted {
+		t.Fatalf("rejected %+v, want the tombstone of m/a alone", res.Rejected)
+	}
+	got := readProducts(t, s, "products")
+	if _, ok := got["m/a"]; !ok || len(got) != 2 || got["m/c"].Name != "c" {
+		t.Fatalf("products = %v, want m/a kept, m/b deleted, m/c written", got)
+	}
+}

@@ -117,7 +117,8 @@ func (tx *txn) savepoint(ctx context.Context, f func() error) error {
 	}
 	tx.q = pgx.Batch{}
 	if _, rerr := tx.conn.Exec(ctx, "ROLLBACK TO SAVEPOINT pgstore_write; RELEASE SAVEPOINT pgstore_write"); rerr != nil {
-		return fmt.Errorf("roll back to the savepoint (%w) after: %w", rerr, err)
+		// err first: what failed is what the caller classifies.
+		return fmt.Errorf("%w (rolling back to the savepoint: %v)", err, rerr)
 	}
 	return err
 }
