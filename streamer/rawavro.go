@@ -342,30 +342,13 @@ func skip(n *node, b []byte, i, depth int) (int, error) {
 // zero count ends the value.
 func skipBlocks(n *node, b []byte, i, depth int) (int, error) {
 	for {
-		count, next, err := readLong(b, i, 10)
+		count, next, err := blockHeader(b, i)
 		if err != nil {
 			return 0, err
 		}
 		i = next
 		if count == 0 {
 			return i, nil
-		}
-		if count < 0 {
-			if count == -1<<63 {
-				return 0, errNegative
-			}
-			count = -count
-			size, next, err := readLong(b, i, 10)
-			if err != nil {
-				return 0, err
-			}
-			if size < 0 {
-				return 0, errNegative
-			}
-			i = next
-			if size > int64(len(b)-i) {
-				return 0, errTruncated
-			}
 		}
 		isMap := n.kind == kindMap
 		if n.elem.empty && !isMap {
@@ -388,6 +371,35 @@ func skipBlocks(n *node, b []byte, i, depth int) (int, error) {
 			}
 		}
 	}
+}
+
+// blockHeader reads the header of a block of an array or map at b[i:]: its
+// item count (0 ends the value), and, when the count is written negative,
+// the block's size in bytes, which must fit in what is left.
+func blockHeader(b []byte, i int) (count int64, next int, err error) {
+	if i < len(b) && b[i] < 0x80 { // a count under 64: one byte
+		c := b[i]
+		count, next = int64(c>>1)^-int64(c&1), i+1
+	} else if count, next, err = readLong(b, i, 10); err != nil {
+		return 0, 0, err
+	}
+	if count >= 0 {
+		return count, next, nil
+	}
+	if count == -1<<63 {
+		return 0, 0, errNegative
+	}
+	size, next, err := readLong(b, next, 10)
+	if err != nil {
+		return 0, 0, err
+	}
+	if size < 0 {
+		return 0, 0, errNegative
+	}
+	if size > int64(len(b)-next) {
+		return 0, 0, errTruncated
+	}
+	return -count, next, nil
 }
 
 func fixedWidth(b []byte, i, n int) (int, error) {
@@ -486,37 +498,13 @@ func walkProduct(b []byte) ([]byte, error) {
 func skipStrings(b []byte, i, per int) (int, error) {
 	n := len(b)
 	for {
-		if i >= n {
-			return 0, errTruncated
+		count, next, err := blockHeader(b, i)
+		if err != nil {
+			return 0, err
 		}
-		var count int64
-		if c := b[i]; c < 0x80 {
-			count, i = int64(c>>1)^-int64(c&1), i+1
-		} else {
-			var err error
-			if count, i, err = readLong(b, i, 10); err != nil {
-				return 0, err
-			}
-		}
+		i = next
 		if count == 0 {
 			return i, nil
-		}
-		if count < 0 {
-			if count == -1<<63 {
-				return 0, errNegative
-			}
-			count = -count
-			size, next, err := readLong(b, i, 10)
-			if err != nil {
-				return 0, err
-			}
-			if size < 0 {
-				return 0, errNegative
-			}
-			i = next
-			if size > int64(n-i) {
-				return 0, errTruncated
-			}
 		}
 		// Every item takes at least one byte: a count beyond the bytes left
 		// is a lie, and believing it would let a hostile count spin.
