@@ -202,7 +202,7 @@ func waitApplied(ctx context.Context, e *env, id string, start time.Time, out io
 	}
 	fmt.Fprintf(out, "filter: %s published\n", streamer.Describe(change.Version, change.Substring, change.CaseSensitive))
 	for {
-		reps, err := streamer.ReadApplied(ctx, e.kafkaClients, e.cfg.Topics.FilterApplied)
+		reps, err := health.ReadApplied(ctx, e.kafkaClients, e.cfg.Topics.FilterApplied)
 		if err == nil {
 			now := time.Now()
 			var live, behind int
@@ -269,7 +269,7 @@ func queryFilter(ctx context.Context, e *env) (workflows.StreamFilterStatus, err
 // filterInstances reads every streamer instance's applied-filter report and
 // compares it with the desired filter.
 func filterInstances(ctx context.Context, e *env, desired workflows.FilterState, now time.Time) (health.Filter, error) {
-	reps, err := streamer.ReadApplied(ctx, e.kafkaClients, e.cfg.Topics.FilterApplied)
+	reps, err := health.ReadApplied(ctx, e.kafkaClients, e.cfg.Topics.FilterApplied)
 	if err != nil {
 		return health.Filter{}, err
 	}

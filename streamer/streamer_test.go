@@ -15,6 +15,7 @@ import (
 	"golang.org/x/text/cases"
 
 	"github.com/shopstream/shopstream/internal/deadletter"
+	"github.com/shopstream/shopstream/internal/health"
 	"github.com/shopstream/shopstream/internal/records"
 )
 
@@ -208,7 +209,7 @@ func TestInstancesShareTwelvePartitionsExactlyOnce(t *testing.T) {
 	// All three report themselves live, with the filter they applied.
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		reps, err := ReadApplied(context.Background(), e.kafka, e.topics.FilterApplied)
+		reps, err := health.ReadApplied(context.Background(), e.kafka, e.topics.FilterApplied)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -273,7 +274,7 @@ func TestInstancesShareTwelvePartitionsExactlyOnce(t *testing.T) {
 	if m := groups[DefaultGroup].Members; len(m) != 0 {
 		t.Errorf("%d members still in the group after every instance stopped", len(m))
 	}
-	reps, err := ReadApplied(context.Background(), e.kafka, e.topics.FilterApplied)
+	reps, err := health.ReadApplied(context.Background(), e.kafka, e.topics.FilterApplied)
 	if err != nil {
 		t.Fatal(err)
 	}
