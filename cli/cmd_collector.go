@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -93,7 +92,7 @@ func collectorCommand() *cli.Command {
 				return err
 			}
 			defer e.close()
-			addr, err := telemetry.Serve(c.Context, e.cfg.MetricsAddrFor("collector"), e.metrics)
+			addr, err := telemetry.Serve(c.Context, e.cfg.MetricsAddrFor("collector"), e.metrics, nil)
 			if err != nil {
 				return err
 			}
@@ -132,17 +131,15 @@ func runCollector(ctx context.Context, e *env, s collectorSettings) error {
 	}
 	defer fetcher.Close()
 	col, err := collector.New(collector.Options{
-		Kafka:         e.kafkaClients,
-		Group:         s.group,
-		ProductTopic:  e.cfg.Topics.Products,
-		CompleteTopic: e.cfg.Topics.CompleteProducts,
-		DLQTopic:      e.cfg.Topics.DLQ,
-		Serde:         e.serde,
-		Store:         collector.NewStore(db),
-		Blobs:         blobs,
-		Fetcher:       fetcher,
-		Log:           e.log.With("component", "collector"),
-		Registerer:    e.metrics,
+		Kafka:      e.kafkaClients,
+		Group:      s.group,
+		Topics:     e.cfg.Topics,
+		Serde:      e.serde,
+		Store:      collector.NewStore(db),
+		Blobs:      blobs,
+		Fetcher:    fetcher,
+		Logger:     e.log.With("component", "collector"),
+		Registerer: e.metrics,
 		// Empty unless given: collector.New picks a random one.
 		TransactionalID: s.txnID,
 	})
@@ -211,31 +208,23 @@ func runProductAPI(ctx context.Context, e *env, s apiSettings, started func(addr
 		e.log.Warn("no DATABASE_DSN: the product API accepts products but cannot serve complete products (reads answer 503)")
 	}
 	api, err := productapi.New(productapi.Options{
-		Kafka: e.kafka, Serde: e.serde, ProductTopic: e.cfg.Topics.Products, Catalog: reader,
-		Registerer: e.metrics, Gatherer: e.metrics, Log: e.log.With("component", "api"),
-		MaxBody: s.maxBody, NoImages: s.noImages,
+		Producer: e.kafka, Serde: e.serde, Topics: e.cfg.Topics, Catalog: reader,
+		Registerer: e.metrics, Gatherer: e.metrics, Logger: e.log.With("component", "api"),
+		Addr: s.addr, MaxBody: s.maxBody, NoImages: s.noImages,
 	})
 	if err != nil {
 		return err
 	}
-	addr, done, err := productapi.Serve(ctx, s.addr, api.Handler(), e.log)
-	if err != nil {
-		return err
-	}
-	if started != nil {
-		started(addr)
-	}
-	select {
-	case err := <-done:
-		return err
-	case <-ctx.Done():
+	go func() {
 		select {
-		case err := <-done:
-			return err
-		case <-time.After(6 * time.Second):
-			return fmt.Errorf("product API on %s did not stop within 6s", addr)
+		case <-api.Ready():
+			if started != nil {
+				started(api.Addr())
+			}
+		case <-ctx.Done():
 		}
-	}
+	}()
+	return api.Run(ctx)
 }
 
 // devCollector runs the collector inside `shopstream dev`, allowed to fetch

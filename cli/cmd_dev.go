@@ -151,7 +151,7 @@ func runDev(c *cli.Context) error {
 		return err
 	}
 	defer e.close()
-	metricsAddr, err := telemetry.Serve(c.Context, cfg.MetricsAddrFor("dev"), e.metrics)
+	metricsAddr, err := telemetry.Serve(c.Context, cfg.MetricsAddrFor("dev"), e.metrics, nil)
 	if err != nil {
 		return err
 	}

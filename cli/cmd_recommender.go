@@ -39,17 +39,23 @@ func recommenderCommand() *cli.Command {
 				return err
 			}
 			defer e.close()
-			addr, err := telemetry.Serve(c.Context, cfg.MetricsAddrFor("recommender"), e.metrics)
+			addr, err := telemetry.Serve(c.Context, cfg.MetricsAddrFor("recommender"), e.metrics, nil)
 			if err != nil {
 				return err
 			}
-			rc := recommender.ConfigFrom(cfg, e.kafkaClients, e.serde, e.metrics, logger)
-			rc.Group, rc.InstanceID, rc.TopicWait = c.String("group"), c.String("instance-id"), c.Duration("wait-for-topics")
-			rc.OnCaughtUp = func(products int) {
-				fmt.Fprintf(c.App.Writer, "recommender: table holds %d filtered products; joining prompts from %s as group %s; /metrics on %s\n",
-					products, cfg.Topics.Find, rc.Group, addr)
+			group := c.String("group")
+			rec, err := recommender.New(recommender.Options{
+				Kafka: e.kafkaClients, Topics: cfg.Topics, Serde: e.serde, Registerer: e.metrics, Logger: logger,
+				Group: group, InstanceID: c.String("instance-id"), TopicWait: c.Duration("wait-for-topics"),
+				OnCaughtUp: func(products int) {
+					fmt.Fprintf(c.App.Writer, "recommender: table holds %d filtered products; joining prompts from %s as group %s; /metrics on %s\n",
+						products, cfg.Topics.Find, group, addr)
+				},
+			})
+			if err != nil {
+				return err
 			}
-			return recommender.Run(c.Context, rc)
+			return rec.Run(c.Context)
 		},
 	}
 }

@@ -146,7 +146,12 @@ func TestSearchThenRecs(t *testing.T) {
 	rctx, stop := context.WithCancel(s.ctx)
 	done := make(chan error, 1)
 	go func() {
-		done <- recommender.Run(rctx, recommender.Config{Kafka: s.kc.Kafka, Topics: s.topic, Serde: s.serde, InstanceID: "cli-test"})
+		rec, err := recommender.New(recommender.Options{Kafka: s.kc.Kafka, Topics: s.topic, Serde: s.serde, InstanceID: "cli-test"})
+		if err != nil {
+			done <- err
+			return
+		}
+		done <- rec.Run(rctx)
 	}()
 	t.Cleanup(func() { stop(); <-done })
 

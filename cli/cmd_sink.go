@@ -64,7 +64,7 @@ func sinkCommand() *cli.Command {
 				return err
 			}
 			defer e.close()
-			addr, err := telemetry.Serve(c.Context, cfg.MetricsAddrFor("sink"), e.metrics)
+			addr, err := telemetry.Serve(c.Context, cfg.MetricsAddrFor("sink"), e.metrics, nil)
 			if err != nil {
 				return err
 			}
@@ -83,20 +83,15 @@ func runSink(ctx context.Context, e *env, set sinkSettings, out io.Writer) error
 	if err != nil {
 		return err
 	}
-	s, err := sink.New(sink.Options{Group: set.group, Topics: e.cfg.Topics, Store: store, Serde: e.serde,
+	s, err := sink.New(sink.Options{Kafka: e.kafkaClients, Group: set.group, Topics: e.cfg.Topics, Store: store, Serde: e.serde,
 		Registerer: e.metrics, Logger: e.log, BatchSize: set.batchSize})
 	if err != nil {
 		return err
 	}
-	cl, err := e.kafkaClients.Connect(ctx, s.KafkaOpts()...)
-	if err != nil {
-		return err
-	}
-	defer cl.Close()
 	db := store.Pool.Config().ConnConfig
 	fmt.Fprintf(out, "sink: group %s writes %s into PostgreSQL at %s:%d/%s (migrations applied now: %d)\n",
 		set.group, strings.Join(s.Topics(), ", "), db.Host, db.Port, db.Database, len(e.dbApplied))
-	return s.Run(ctx, cl)
+	return s.Run(ctx)
 }
 
 // devDSN reads the DSN that `shopstream dev` saved for its own PostgreSQL.

@@ -100,12 +100,17 @@ func streamerParts(e *env, o streamerOptions) ([]streamerPart, error) {
 	}
 	parts := []streamerPart{{"filter", s.Run, s.Ready()}}
 	if o.recommender {
-		rc := recommender.ConfigFrom(e.cfg, e.kafkaClients, e.serde, e.metrics, e.log.With("component", "recommender"))
-		rc.Group = recommender.DefaultGroup
-		// One process, one id: unique when several instances share a host.
-		rc.InstanceID = s.InstanceID()
-		rc.TopicWait = 2 * time.Minute // `shopstream dev` bootstraps after its components start
-		parts = append(parts, streamerPart{name: "recommender", run: func(ctx context.Context) error { return recommender.Run(ctx, rc) }})
+		rec, err := recommender.New(recommender.Options{
+			Kafka: e.kafkaClients, Topics: e.cfg.Topics, Serde: e.serde, Registerer: e.metrics, Logger: e.log.With("component", "recommender"),
+			Group: recommender.DefaultGroup,
+			// One process, one id: unique when several instances share a host.
+			InstanceID: s.InstanceID(),
+			TopicWait:  2 * time.Minute, // `shopstream dev` bootstraps after its components start
+		})
+		if err != nil {
+			return nil, err
+		}
+		parts = append(parts, streamerPart{name: "recommender", run: rec.Run, ready: rec.Ready()})
 	}
 	return parts, nil
 }
@@ -125,7 +130,7 @@ func runParts(ctx context.Context, parts []streamerPart) error {
 }
 
 func newStreamer(e *env, o streamerOptions) (*streamer.Streamer, error) {
-	return streamer.New(streamer.Config{
+	return streamer.New(streamer.Options{
 		Kafka: e.kafkaClients, Serde: e.serde, Topics: e.cfg.Topics,
 		Group: o.group, InstanceID: o.instanceID, TransactionalID: o.txnID, CaseSensitive: o.caseSensitive, MaxBatch: o.maxBatch,
 		Registerer: e.metrics, Logger: e.log.With("component", "streamer"),
@@ -170,10 +175,10 @@ func runStreamerCommand(c *cli.Context) error {
 // second instance just starts.
 func serveStreamerMetrics(c *cli.Context, e *env) (string, error) {
 	want := e.cfg.MetricsAddrFor("streamer")
-	addr, err := telemetry.Serve(c.Context, want, e.metrics)
+	addr, err := telemetry.Serve(c.Context, want, e.metrics, nil)
 	if err != nil && !c.IsSet("metrics-addr") {
 		e.log.Info("the default metrics address is not free, serving on another port", "default", want, "err", err)
-		return telemetry.Serve(c.Context, "127.0.0.1:0", e.metrics)
+		return telemetry.Serve(c.Context, "127.0.0.1:0", e.metrics, nil)
 	}
 	return addr, err
 }

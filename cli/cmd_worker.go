@@ -25,7 +25,7 @@ func workerCommand() *cli.Command {
 			if err := registerKafkaView(e); err != nil {
 				return err
 			}
-			addr, err := telemetry.Serve(c.Context, e.cfg.MetricsAddrFor("worker"), e.metrics)
+			addr, err := telemetry.Serve(c.Context, e.cfg.MetricsAddrFor("worker"), e.metrics, nil)
 			if err != nil {
 				return err
 			}

@@ -258,7 +258,7 @@ func runProcesses(ctx context.Context, stack *environment.Stack) (_ []exposed, e
 
 	// The sink and the collector, built as their commands build them.
 	sinkReg := newRecorder()
-	if _, err := sink.New(sink.Options{Group: sink.DefaultGroup, Topics: cfg.Topics, Store: &pgstore.Store{}, Serde: es.serde,
+	if _, err := sink.New(sink.Options{Kafka: es.kafkaClients, Group: sink.DefaultGroup, Topics: cfg.Topics, Store: &pgstore.Store{}, Serde: es.serde,
 		Registerer: sinkReg, Logger: log, BatchSize: 5000}); err != nil {
 		return nil, err
 	}
@@ -273,7 +273,7 @@ func runProcesses(ctx context.Context, stack *environment.Stack) (_ []exposed, e
 		return nil, err
 	}
 	defer fetcher.Close()
-	if _, err := collector.New(collector.Options{Kafka: es.kafkaClients, ProductTopic: t.Products, CompleteTopic: t.CompleteProducts, DLQTopic: t.DLQ,
+	if _, err := collector.New(collector.Options{Kafka: es.kafkaClients, Topics: cfg.Topics,
 		Serde: es.serde, Store: &collector.Store{}, Blobs: blobs, Fetcher: fetcher, Registerer: collectorReg}); err != nil {
 		return nil, err
 	}
@@ -285,8 +285,8 @@ func runProcesses(ctx context.Context, stack *environment.Stack) (_ []exposed, e
 		return nil, err
 	}
 	defer ea.close()
-	api, err := productapi.New(productapi.Options{Kafka: ea.kafka, Serde: ea.serde, ProductTopic: t.Products,
-		Registerer: apiReg, Gatherer: apiReg, Log: log})
+	api, err := productapi.New(productapi.Options{Producer: ea.kafka, Serde: ea.serde, Topics: cfg.Topics,
+		Registerer: apiReg, Gatherer: apiReg, Logger: log})
 	if err != nil {
 		return nil, err
 	}

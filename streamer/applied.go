@@ -12,6 +12,9 @@ import (
 	"github.com/shopstream/shopstream/internal/records"
 )
 
+// reportGrace bounds deleting the instance's report on a clean stop.
+const reportGrace = 2 * time.Second
+
 // reporter writes this instance's report whenever the filter changes and
 // every heartbeat, and deletes it on a clean stop.
 type reporter struct {
@@ -25,7 +28,7 @@ type reporter struct {
 	lastSent int64
 }
 
-func newReporter(cfg *Config, cl *kgo.Client, c *control) *reporter {
+func newReporter(cfg *Options, cl *kgo.Client, c *control) *reporter {
 	host, _ := os.Hostname()
 	return &reporter{
 		cl: cl, topic: cfg.Topics.FilterApplied, control: c, every: cfg.HeartbeatInterval,
@@ -43,7 +46,7 @@ func (r *reporter) run(ctx context.Context) error {
 		case <-ctx.Done():
 			// A clean stop deletes the key, so `filter get` and `filter set
 			// --wait` stop counting this instance at once.
-			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), reportGrace)
 			defer cancel()
 			rec := &kgo.Record{Topic: r.topic, Key: []byte(r.base.Instance)}
 			if err := r.cl.ProduceSync(dctx, rec).FirstErr(); err != nil {

@@ -56,7 +56,7 @@ func runChild(id string) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	s, err := New(Config{
+	s, err := New(Options{
 		Kafka:  k.With(kgo.ClientID(id)),
 		Serde:  serde,
 		Topics: records.DefaultTopics(), InstanceID: id, HeartbeatInterval: 200 * time.Millisecond,

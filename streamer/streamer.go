@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -29,7 +30,7 @@ import (
 // otherwise.
 const DefaultGroup = "shopstream-streamer"
 
-// Defaults of the optional Config fields.
+// Defaults of the optional Options fields.
 const (
 	DefaultMaxBatch          = 10000
 	DefaultHeartbeatInterval = 5 * time.Second
@@ -43,13 +44,24 @@ const (
 	leaveGrace = 3 * time.Second
 )
 
-// Config configures one streamer instance.
-type Config struct {
+// StopWithin bounds how long Run takes to return once its context ends:
+// endGrace and leaveGrace, then reportGrace to delete the applied report.
+const StopWithin = endGrace + leaveGrace + reportGrace
+
+// Options configure one streamer instance. The first six fields are every
+// component's (the same names in the recommender, the sink and the
+// collector); the rest are the streamer's own.
+type Options struct {
 	// Kafka is where every client of the instance connects (seed brokers,
 	// dial timeout, TLS, SASL).
 	Kafka  *clients.Kafka
-	Serde  *records.Serde
 	Topics records.Topics
+	Serde  *records.Serde
+	// Registerer receives the metrics; a throwaway registry when nil.
+	Registerer prometheus.Registerer
+	Logger     *slog.Logger
+	Now        func() time.Time
+
 	// Group is the consumer group; DefaultGroup when empty.
 	Group string
 	// InstanceID names the instance on the applied topic and in its
@@ -77,10 +89,6 @@ type Config struct {
 	// and its open transaction is aborted.
 	SessionTimeout     time.Duration
 	TransactionTimeout time.Duration
-
-	Registerer prometheus.Registerer
-	Logger     *slog.Logger
-	Now        func() time.Time
 }
 
 // DefaultInstanceID is the host name and a random suffix, unique per process.
@@ -100,14 +108,19 @@ func randomHex(n int) string {
 
 // Streamer is one instance: it follows the control topic, reports its
 // applied filter and runs the exactly-once consume-filter-produce loop.
+// Run returns within StopWithin of its context's end.
 type Streamer struct {
-	cfg     Config
+	cfg     Options
 	txnID   string
 	m       *metrics
 	layouts layoutCache
 	control atomic.Pointer[control]
 	ready   chan struct{}
 	started atomic.Bool
+	// joined is closed on the first partition assignment (which may assign
+	// nothing, when the group has more members than partitions).
+	joined   chan struct{}
+	joinOnce sync.Once
 
 	// Batch state, owned by the consume loop. out and hdrs are slabs reused
 	// by every transaction, so forwarding allocates nothing per record.
@@ -119,8 +132,9 @@ type Streamer struct {
 	promise    func(*kgo.Record, error)
 }
 
-// New checks cfg, fills in its defaults and registers the metrics.
-func New(cfg Config) (*Streamer, error) {
+// New checks cfg, fills in its defaults and registers the metrics; it
+// starts nothing.
+func New(cfg Options) (*Streamer, error) {
 	if cfg.Serde == nil {
 		return nil, errors.New("streamer: no serde (schema registry client) given")
 	}
@@ -183,8 +197,9 @@ func New(cfg Config) (*Streamer, error) {
 			serde: cfg.Serde, ours: cfg.Serde.Schemas().Schema(records.KindProduct),
 			now: cfg.Now, m: map[int]layoutEntry{},
 		},
-		ready: make(chan struct{}),
-		out:   make([]kgo.Record, cfg.MaxBatch),
+		ready:  make(chan struct{}),
+		joined: make(chan struct{}),
+		out:    make([]kgo.Record, cfg.MaxBatch),
 	}
 	s.promise = func(_ *kgo.Record, err error) {
 		if err != nil {
@@ -198,7 +213,8 @@ func New(cfg Config) (*Streamer, error) {
 func (s *Streamer) InstanceID() string { return s.cfg.InstanceID }
 
 // Ready is closed once the instance applied the control topic's newest
-// filter and created its group session.
+// filter, created its group session and joined the group (its first
+// partition assignment, even an empty one).
 func (s *Streamer) Ready() <-chan struct{} { return s.ready }
 
 // Filter is the filter the instance applies now; nil before Ready.
@@ -212,7 +228,7 @@ func (s *Streamer) Filter() *Filter {
 // Run runs the instance until ctx ends or it fails; it may be called once.
 // On ctx's end it commits or aborts the open transaction and leaves the
 // group (within endGrace + leaveGrace, 8 s), then deletes its applied report
-// (within 2 s more).
+// (within reportGrace, 2 s more): StopWithin in all.
 func (s *Streamer) Run(ctx context.Context) error {
 	if !s.started.CompareAndSwap(false, true) {
 		return errors.New("streamer: Run called twice")
@@ -246,7 +262,13 @@ func (s *Streamer) Run(ctx context.Context) error {
 	}
 	log.Info("streamer started", "group", s.cfg.Group, "transactional_id", s.txnID,
 		"from", s.cfg.Topics.Products, "to", s.cfg.Topics.Filtered, "filter", c.current.Load().String())
-	close(s.ready)
+	go func() {
+		select {
+		case <-s.joined:
+			close(s.ready)
+		case <-ctx.Done():
+		}
+	}()
 
 	// The loop and the control follower end together; the reporter ends
 	// after the loop left the group, so its last act, deleting this
@@ -285,6 +307,7 @@ func (s *Streamer) sessionOpts(kp *kprom.Metrics) []kgo.Opt {
 		kgo.WithHooks(kp),
 		kgo.OnPartitionsAssigned(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
 			log.Info("partitions assigned", "partitions", m)
+			s.joinOnce.Do(func() { close(s.joined) })
 		}),
 		kgo.OnPartitionsRevoked(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
 			log.Info("partitions revoked", "partitions", m)

@@ -139,15 +139,15 @@ func newRigWith(t *testing.T, bucket blobstore.Store) *rig {
 		t.Fatal(err)
 	}
 	r.colOpts = collector.Options{
-		Kafka:        kc.Kafka,
-		ProductTopic: productTopic, CompleteTopic: completeTopic, DLQTopic: dlqTopic,
-		Serde: r.serde, Store: r.store, Blobs: r.bucket, Fetcher: fetcher,
-		Log:        slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		Kafka:  kc.Kafka,
+		Topics: records.Topics{Products: productTopic, CompleteProducts: completeTopic, DLQ: dlqTopic},
+		Serde:  r.serde, Store: r.store, Blobs: r.bucket, Fetcher: fetcher,
+		Logger:     slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
 		Registerer: r.reg, RetryBackoff: 50 * time.Millisecond,
 	}
 	stopCollector := r.startCollector(ctx)
 
-	api, err := productapi.New(productapi.Options{Kafka: kc.Client(), Serde: r.serde, ProductTopic: productTopic, Catalog: r.store, Registerer: r.reg, Gatherer: r.reg})
+	api, err := productapi.New(productapi.Options{Producer: kc.Client(), Serde: r.serde, Topics: records.Topics{Products: productTopic}, Catalog: r.store, Registerer: r.reg, Gatherer: r.reg})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -29,7 +29,8 @@ func BenchmarkSinkVsCopy(b *testing.B) {
 	ctx := context.Background()
 	store := openStore(b, pgtest.DB(b))
 	topics := records.DefaultTopics()
-	s, err := New(Options{Group: "bench", Topics: topics, Store: store, Serde: kafkatest.NewSerde(b)})
+	// The sink is driven batch by batch, never run: its Kafka is not used.
+	s, err := New(Options{Kafka: kafkatest.Start(b).Kafka, Group: "bench", Topics: topics, Store: store, Serde: kafkatest.NewSerde(b)})
 	if err != nil {
 		b.Fatal(err)
 	}

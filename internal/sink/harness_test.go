@@ -50,20 +50,15 @@ func newRig(t testing.TB, partitions int32) *rig {
 	return r
 }
 
-// newSink builds a sink and its consumer client; the client is closed by
-// the caller (closing leaves the group).
-func (r *rig) newSink(t testing.TB, store *pgstore.Store, reg prometheus.Registerer, extra ...kgo.Opt) (*Sink, *kgo.Client) {
+// newSink builds a sink whose consumer also gets extra.
+func (r *rig) newSink(t testing.TB, store *pgstore.Store, reg prometheus.Registerer, extra ...kgo.Opt) *Sink {
 	t.Helper()
-	s, err := New(Options{Group: testGroup, Topics: r.topics, Store: store, Serde: r.serde, Registerer: reg,
+	s, err := New(Options{Kafka: r.kc.Kafka.With(extra...), Group: testGroup, Topics: r.topics, Store: store, Serde: r.serde, Registerer: reg,
 		MinBackoff: 20 * time.Millisecond, MaxBackoff: 500 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
-	cl, err := r.kc.Kafka.NewClient(append(s.KafkaOpts(), extra...)...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s, cl
+	return s
 }
 
 // world is what was produced and therefore what each table must hold.

@@ -1,10 +1,11 @@
 // Package telemetry registers a component's metrics on the registry it is
-// given (Register, With: errors, never panics), serves /metrics from that
-// registry and builds the process's structured logger.
+// given (Register, With: errors, never panics), serves /metrics, /healthz
+// and /readyz, and builds the process's structured logger.
 package telemetry
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -25,11 +26,41 @@ func NewRegistry() *prometheus.Registry {
 	return reg
 }
 
-// Serve serves /metrics (and /healthz) on addr until ctx ends. It returns
-// once the listener is bound, so a taken address is reported at start-up;
-// the address actually bound is returned (useful with port 0). An empty addr
+// Readiness says which parts of a process are not ready yet, each with why
+// ("starting", "stopped", …); an empty answer means the process is ready.
+// supervise.Group is one.
+type Readiness interface {
+	NotReady() map[string]string
+}
+
+// ReadyHandler answers a readiness probe from r: 200 and {"ready":true}
+// when every part is ready, else 503 and a JSON body that names each part
+// that is not and why. A nil r is always ready.
+func ReadyHandler(r Readiness) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		var notReady map[string]string
+		if r != nil {
+			notReady = r.NotReady()
+		}
+		code := http.StatusOK
+		if len(notReady) > 0 {
+			code = http.StatusServiceUnavailable
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(code)
+		_ = json.NewEncoder(w).Encode(struct {
+			Ready    bool              `json:"ready"`
+			NotReady map[string]string `json:"not_ready,omitempty"`
+		}{len(notReady) == 0, notReady})
+	})
+}
+
+// Serve serves /metrics, /healthz (liveness: the process answers) and
+// /readyz (readiness, from ready) on addr until ctx ends. It returns once
+// the listener is bound, so a taken address is reported at start-up; the
+// address actually bound is returned (useful with port 0). An empty addr
 // serves nothing.
-func Serve(ctx context.Context, addr string, g prometheus.Gatherer, extra ...func(*http.ServeMux)) (string, error) {
+func Serve(ctx context.Context, addr string, g prometheus.Gatherer, ready Readiness) (string, error) {
 	if addr == "" {
 		return "", nil
 	}
@@ -40,9 +71,7 @@ func Serve(ctx context.Context, addr string, g prometheus.Gatherer, extra ...fun
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{EnableOpenMetrics: true}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
-	for _, f := range extra {
-		f(mux)
-	}
+	mux.Handle("/readyz", ReadyHandler(ready))
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		<-ctx.Done()

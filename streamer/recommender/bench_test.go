@@ -207,7 +207,7 @@ func BenchmarkRebuild(b *testing.B) {
 	b.Logf("produced %d products in %s", benchProducts, time.Since(t0).Round(time.Millisecond))
 
 	for b.Loop() {
-		cfg := Config{Kafka: kc.Kafka, Serde: kc.NewSerde(),
+		cfg := Options{Kafka: kc.Kafka, Serde: kc.NewSerde(),
 			Topics: records.Topics{Filtered: "filtered", Find: "find", Recommendations: "recom", DLQ: "dlq"}}
 		if err := cfg.setDefaults(); err != nil {
 			b.Fatal(err)

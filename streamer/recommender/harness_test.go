@@ -124,7 +124,7 @@ func (h *harness) start(id string, hooks *testHooks) *instance {
 	if testing.Verbose() {
 		logLevel = slog.LevelInfo
 	}
-	cfg := Config{
+	cfg := Options{
 		Topics: h.topics, Serde: h.newSerde(),
 		Group: h.group, InstanceID: id, TransactionTimeout: 10 * time.Second,
 		Registerer: in.reg,
@@ -137,7 +137,7 @@ func (h *harness) start(id string, hooks *testHooks) *instance {
 	}
 	go func() {
 		defer close(in.done)
-		in.err = Run(ctx, cfg)
+		in.err = runOnce(ctx, cfg)
 	}()
 	h.t.Cleanup(func() {
 		cancel()
@@ -526,4 +526,13 @@ func header(r *kgo.Record, key string) string {
 		}
 	}
 	return ""
+}
+
+// runOnce builds an instance from o and runs it until ctx ends.
+func runOnce(ctx context.Context, o Options) error {
+	r, err := New(o)
+	if err != nil {
+		return err
+	}
+	return r.Run(ctx)
 }

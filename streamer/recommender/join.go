@@ -21,7 +21,7 @@ import (
 // polled batch, produces each user's new Recommendation and commits the
 // prompts' offsets.
 type joiner struct {
-	cfg   *Config
+	cfg   *Options
 	table *Table
 	admin *kadm.Client
 	m     *metrics
@@ -38,9 +38,12 @@ type joiner struct {
 	stale map[int32]bool
 
 	matches []Product // reused lookup buffer
+
+	// onJoined, when set, is called on every partition assignment.
+	onJoined func()
 }
 
-func newJoiner(cfg *Config, table *Table, admin *kadm.Client, m *metrics, parts topicPartitions) *joiner {
+func newJoiner(cfg *Options, table *Table, admin *kadm.Client, m *metrics, parts topicPartitions) *joiner {
 	return &joiner{
 		cfg: cfg, table: table, admin: admin, m: m, parts: parts,
 		log:   cfg.Logger.With("part", "join"),
@@ -86,6 +89,9 @@ func (j *joiner) run(ctx context.Context) error {
 		kgo.OnPartitionsLost(j.markStale),
 		kgo.OnPartitionsAssigned(func(_ context.Context, _ *kgo.Client, a map[string][]int32) {
 			j.log.Info("partitions assigned", "topic", j.cfg.Topics.Find, "partitions", a[j.cfg.Topics.Find])
+			if j.onJoined != nil {
+				j.onJoined()
+			}
 		}),
 	)
 	if err != nil {

@@ -19,14 +19,14 @@ import (
 // product (a Kafka Streams global table). The streamer writes the topic in
 // transactions; the reader takes only committed products.
 type loader struct {
-	cfg   *Config
+	cfg   *Options
 	table *Table
 	m     *metrics
 	log   *slog.Logger
 	rd    *topicread.Reader // opened by run; dead letters are produced on its client
 }
 
-func newLoader(cfg *Config, table *Table, m *metrics) *loader {
+func newLoader(cfg *Options, table *Table, m *metrics) *loader {
 	return &loader{cfg: cfg, table: table, m: m, log: cfg.Logger.With("part", "table")}
 }
 

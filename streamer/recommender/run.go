@@ -7,6 +7,8 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -14,15 +16,17 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/shopstream/shopstream/internal/clients"
-	"github.com/shopstream/shopstream/internal/config"
 	"github.com/shopstream/shopstream/internal/records"
 )
 
 // DefaultGroup is the consumer group of the recommender's instances.
 const DefaultGroup = "shopstream-recommender"
 
-// Config is what Run needs. Kafka, Topics and Serde are required.
-type Config struct {
+// Options configure one recommender instance. Kafka, Topics and Serde are
+// required. The first six fields are every component's (the same names in
+// the streamer, the sink and the collector); the rest are the recommender's
+// own.
+type Options struct {
 	// Kafka is where every Kafka client of the instance connects.
 	Kafka *clients.Kafka
 	// Topics names the filtered products (read whole into the table), the
@@ -30,6 +34,11 @@ type Config struct {
 	// back to restore users) and the dead-letter topic.
 	Topics records.Topics
 	Serde  *records.Serde
+	// Registerer receives the metrics; none are exported when nil.
+	Registerer prometheus.Registerer
+	Logger     *slog.Logger
+	Now        func() time.Time
+
 	// Group is the consumer group; DefaultGroup when empty.
 	Group string
 	// InstanceID names this instance; its transactional id is
@@ -41,10 +50,6 @@ type Config struct {
 	// TransactionTimeout bounds how long a crashed instance's transaction
 	// can hold back readers; 30s when zero.
 	TransactionTimeout time.Duration
-	// Registerer receives the metrics; none are exported when nil.
-	Registerer prometheus.Registerer
-	Logger     *slog.Logger
-	Now        func() time.Time
 	// OnCaughtUp, when set, is called once the table has read the filtered
 	// topic to the end offsets it found at start, just before prompts are
 	// joined.
@@ -66,12 +71,7 @@ type testHooks struct {
 	onTable func(*Table)
 }
 
-// ConfigFrom fills a Config from shopstream's configuration.
-func ConfigFrom(cfg *config.Config, kafka *clients.Kafka, serde *records.Serde, reg prometheus.Registerer, logger *slog.Logger) Config {
-	return Config{Kafka: kafka, Topics: cfg.Topics, Serde: serde, Registerer: reg, Logger: logger}
-}
-
-func (c *Config) setDefaults() error {
+func (c *Options) setDefaults() error {
 	if c.Kafka == nil {
 		return errors.New("recommender: no Kafka clients")
 	}
@@ -111,18 +111,47 @@ func (c *Config) setDefaults() error {
 	return nil
 }
 
-// Run joins prompts with the table of filtered products until ctx ends. It
-// first reads the filtered topic up to its end offsets, then joins prompts
-// as a member of the group. It returns nil after a clean stop, which takes
-// at most a few seconds after ctx ends.
-func Run(ctx context.Context, cfg Config) error {
-	if err := cfg.setDefaults(); err != nil {
-		return err
+// Recommender is one instance of the join. Run returns within a few
+// seconds of its context's end: a batch that is committing gets up to 10 s
+// to end its transaction, then the instance leaves the group.
+type Recommender struct {
+	cfg     Options
+	m       *metrics
+	ready   chan struct{}
+	joined  sync.Once
+	started atomic.Bool
+}
+
+// New checks o, fills in its defaults and registers the metrics; it starts
+// nothing.
+func New(o Options) (*Recommender, error) {
+	if err := o.setDefaults(); err != nil {
+		return nil, err
 	}
-	m, err := newMetrics(cfg.Registerer)
+	m, err := newMetrics(o.Registerer)
 	if err != nil {
-		return err
+		return nil, err
 	}
+	return &Recommender{cfg: o, m: m, ready: make(chan struct{})}, nil
+}
+
+// InstanceID is the instance's name, its defaults filled in.
+func (r *Recommender) InstanceID() string { return r.cfg.InstanceID }
+
+// Ready is closed once the table has caught up with the filtered topic and
+// the instance has joined the prompts' group (its first partition
+// assignment, even an empty one).
+func (r *Recommender) Ready() <-chan struct{} { return r.ready }
+
+// Run joins prompts with the table of filtered products until ctx ends; it
+// may be called once. It first reads the filtered topic up to its end
+// offsets, then joins prompts as a member of the group. It returns nil
+// after a clean stop.
+func (r *Recommender) Run(ctx context.Context) error {
+	if !r.started.CompareAndSwap(false, true) {
+		return errors.New("recommender: Run called twice")
+	}
+	cfg, m := r.cfg, r.m
 	admCl, err := cfg.Kafka.NewClient()
 	if err != nil {
 		return err
@@ -150,6 +179,7 @@ func Run(ctx context.Context, cfg Config) error {
 			return nil
 		}
 		j := newJoiner(&cfg, table, admin, m, parts)
+		j.onJoined = func() { r.joined.Do(func() { close(r.ready) }) }
 		return j.run(gctx)
 	})
 	err = g.Wait()
@@ -161,7 +191,7 @@ func Run(ctx context.Context, cfg Config) error {
 
 // waitTopics checks the topics, waiting up to cfg.TopicWait for missing
 // ones to appear.
-func waitTopics(ctx context.Context, admin *kadm.Client, cfg *Config) (topicPartitions, error) {
+func waitTopics(ctx context.Context, admin *kadm.Client, cfg *Options) (topicPartitions, error) {
 	deadline := time.Now().Add(cfg.TopicWait)
 	lastLog := time.Time{}
 	for {
