@@ -12,6 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/shopstream/shopstream/environment"
+	"github.com/shopstream/shopstream/internal/status"
 )
 
 // startStack runs the embedded stack on free ports, with the real Temporal
@@ -119,10 +120,10 @@ func TestBootstrapEndToEnd(t *testing.T) {
 
 	// status: healthy (once dev's streamer has reported its filter), every
 	// topic, the bootstrap run with its link.
-	var rep statusReport
+	var rep status.Report
 	for deadline := time.Now().Add(30 * time.Second); ; {
 		code, out, stderr = runApp(t, ctx, append([]string{"status", "--json", "--interval", "200ms"}, flags...)...)
-		rep = statusReport{}
+		rep = status.Report{}
 		if err := json.Unmarshal([]byte(out), &rep); err != nil {
 			t.Fatalf("status --json: %v\n%s\n%s", err, out, stderr)
 		}

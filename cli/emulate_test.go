@@ -21,14 +21,14 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/urfave/cli/v2"
 	"go.temporal.io/sdk/client"
-	"go.temporal.io/sdk/worker"
 
 	"github.com/shopstream/shopstream/environment"
 	"github.com/shopstream/shopstream/internal/clients"
 	"github.com/shopstream/shopstream/internal/config"
+	"github.com/shopstream/shopstream/internal/emulation"
+	"github.com/shopstream/shopstream/internal/process"
 	"github.com/shopstream/shopstream/internal/records"
 	"github.com/shopstream/shopstream/internal/telemetry"
-	"github.com/shopstream/shopstream/workers"
 	"github.com/shopstream/shopstream/workflows"
 )
 
@@ -178,26 +178,24 @@ func (te *testEnv) shopstream(ctx context.Context, args ...string) (int, string,
 
 // startWorker runs a worker in process until the test ends; it returns the
 // env whose metrics registry the worker's activities use.
-func (te *testEnv) startWorker() *env {
+func (te *testEnv) startWorker() *process.Env {
 	te.t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	logger, _ := telemetry.NewLogger(&bytes.Buffer{}, "warn")
-	e, err := connectWith(ctx, te.config(), logger, true, true)
+	e, err := process.Connect(ctx, te.config(), logger, telemetry.NewRegistry(), process.NeedKafka|process.NeedTemporal)
 	if err != nil {
 		te.t.Fatal(err)
 	}
-	acts, err := e.activities()
+	w, err := e.Worker(5 * time.Second)
 	if err != nil {
 		te.t.Fatal(err)
 	}
 	done := make(chan error, 1)
-	go func() {
-		done <- workers.Run(ctx, e.temporal, te.taskQueue, acts, worker.Options{WorkerStopTimeout: 5 * time.Second})
-	}()
+	go func() { done <- w.Run(ctx) }()
 	te.t.Cleanup(func() {
 		cancel()
 		<-done
-		e.close()
+		e.Close()
 	})
 	return e
 }
@@ -366,7 +364,7 @@ func TestEmulateSurvivesAKilledWorker(t *testing.T) {
 	tc := te.temporal()
 	var before workflows.EmulateProgress
 	waitFor(t, 30*time.Second, "some batches committed, others running", func() bool {
-		p, err := queryProgress(ctx, tc, id)
+		p, err := emulation.QueryProgress(ctx, tc, id)
 		before = p
 		return err == nil && p.Committed >= 4000 && p.Running > 0
 	})
@@ -411,7 +409,7 @@ func TestEmulateSurvivesABrokerOutage(t *testing.T) {
 	tc := te.temporal()
 	var before workflows.EmulateProgress
 	waitFor(t, 30*time.Second, "some batches committed, others running", func() bool {
-		p, err := queryProgress(ctx, tc, id)
+		p, err := emulation.QueryProgress(ctx, tc, id)
 		before = p
 		return err == nil && p.Committed >= 4000 && p.Running > 0
 	})
@@ -455,7 +453,7 @@ func TestEmulateCancel(t *testing.T) {
 	}
 	tc := te.temporal()
 	waitFor(t, 30*time.Second, "a batch committed", func() bool {
-		p, err := queryProgress(ctx, tc, id)
+		p, err := emulation.QueryProgress(ctx, tc, id)
 		return err == nil && p.Committed >= 1000
 	})
 	code, out, errOut = te.shopstream(ctx, "emulate", "cancel", id)
@@ -502,25 +500,6 @@ func TestEmulateRejectsBadInput(t *testing.T) {
 	}
 }
 
-func TestParseCount(t *testing.T) {
-	for i, c := range []struct {
-		in   string
-		want int64
-	}{
-		{"100000", 100_000}, {"100_000", 100_000}, {"100k", 100_000}, {"1M", 1_000_000},
-		{"2.5M", 2_500_000}, {"1e6", 1_000_000}, {" 7 ", 7},
-	} {
-		if got, err := parseCount(c.in); err != nil || got != c.want {
-			t.Errorf("#%d: parseCount(%q) = %d, %v; want %d", i, c.in, got, err, c.want)
-		}
-	}
-	for i, in := range []string{"0", "-1", "1.5", "abc", "", "1e20", "0.5", "1.0001k"} {
-		if got, err := parseCount(in); err == nil {
-			t.Errorf("#%d: parseCount(%q) = %d, want an error", i, in, got)
-		}
-	}
-}
-
 func waitFor(t *testing.T, d time.Duration, what string, ok func() bool) {
 	t.Helper()
 	for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
@@ -531,9 +510,9 @@ func waitFor(t *testing.T, d time.Duration, what string, ok func() bool) {
 	t.Fatalf("no %s within %s", what, d)
 }
 
-func metricValue(t *testing.T, e *env, name string) float64 {
+func metricValue(t *testing.T, e *process.Env, name string) float64 {
 	t.Helper()
-	mfs, err := e.metrics.Gather()
+	mfs, err := e.Metrics.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
