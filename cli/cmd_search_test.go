@@ -12,6 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/urfave/cli/v2"
 
+	"github.com/shopstream/shopstream/internal/component"
 	"github.com/shopstream/shopstream/internal/kafkatest"
 	"github.com/shopstream/shopstream/internal/records"
 	"github.com/shopstream/shopstream/streamer/recommender"
@@ -146,7 +147,7 @@ func TestSearchThenRecs(t *testing.T) {
 	rctx, stop := context.WithCancel(s.ctx)
 	done := make(chan error, 1)
 	go func() {
-		rec, err := recommender.New(recommender.Options{Kafka: s.kc.Kafka, Topics: s.topic, Serde: s.serde, InstanceID: "cli-test"})
+		rec, err := recommender.New(recommender.Options{Deps: component.Deps{Kafka: s.kc.Kafka, Topics: s.topic, Serde: s.serde}, InstanceID: "cli-test"})
 		if err != nil {
 			done <- err
 			return

@@ -25,6 +25,7 @@ import (
 	"github.com/shopstream/shopstream/internal/blobstore"
 	"github.com/shopstream/shopstream/internal/bootstrap"
 	"github.com/shopstream/shopstream/internal/collector"
+	"github.com/shopstream/shopstream/internal/component"
 	"github.com/shopstream/shopstream/internal/config"
 	"github.com/shopstream/shopstream/internal/imagefetch"
 	"github.com/shopstream/shopstream/internal/pgstore"
@@ -257,8 +258,8 @@ func runProcesses(ctx context.Context, stack *environment.Stack) (_ []exposed, e
 
 	// The sink and the collector, built as their commands build them.
 	sinkReg := newRecorder()
-	if _, err := sink.New(sink.Options{Kafka: es.Kafka, Group: sink.DefaultGroup, Topics: cfg.Topics, Store: &pgstore.Store{}, Serde: es.Serde,
-		Registerer: sinkReg, Logger: log, BatchSize: 5000}); err != nil {
+	if _, err := sink.New(sink.Options{Deps: component.Deps{Kafka: es.Kafka, Topics: cfg.Topics, Serde: es.Serde, Registerer: sinkReg, Logger: log},
+		Group: sink.DefaultGroup, Store: &pgstore.Store{}, BatchSize: 5000}); err != nil {
 		return nil, err
 	}
 	collectorReg := newRecorder()
@@ -272,8 +273,8 @@ func runProcesses(ctx context.Context, stack *environment.Stack) (_ []exposed, e
 		return nil, err
 	}
 	defer fetcher.Close()
-	if _, err := collector.New(collector.Options{Kafka: es.Kafka, Topics: cfg.Topics,
-		Serde: es.Serde, Store: &collector.Store{}, Blobs: blobs, Fetcher: fetcher, Registerer: collectorReg}); err != nil {
+	if _, err := collector.New(collector.Options{Deps: component.Deps{Kafka: es.Kafka, Topics: cfg.Topics, Serde: es.Serde, Registerer: collectorReg},
+		Store: &collector.Store{}, Blobs: blobs, Fetcher: fetcher}); err != nil {
 		return nil, err
 	}
 

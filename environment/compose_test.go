@@ -14,6 +14,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/shopstream/shopstream/internal/clients"
+	"github.com/shopstream/shopstream/internal/component"
 	"github.com/shopstream/shopstream/internal/config"
 	"github.com/shopstream/shopstream/internal/pgstore"
 	"github.com/shopstream/shopstream/internal/records"
@@ -142,7 +144,13 @@ var metricRef = regexp.MustCompile(`\bshopstream_sink_[a-z_]+`)
 // sink metric they name is one the sink exports.
 func TestDashboardsAndAlertsNameRealMetrics(t *testing.T) {
 	names := metricNames{}
-	if _, err := sink.New(sink.Options{Topics: records.DefaultTopics(), Store: &pgstore.Store{}, Serde: &records.Serde{}, Registerer: names}); err != nil {
+	// Built, never run: nothing dials the brokers.
+	kafka, err := clients.NewKafka(clients.KafkaOptions{Brokers: []string{"127.0.0.1:9092"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deps := component.Deps{Kafka: kafka, Topics: records.DefaultTopics(), Serde: &records.Serde{}, Registerer: names}
+	if _, err := sink.New(sink.Options{Deps: deps, Store: &pgstore.Store{}}); err != nil {
 		t.Fatal(err)
 	}
 	exists := func(ref string) bool {

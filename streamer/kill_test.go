@@ -16,6 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/shopstream/shopstream/internal/clients"
+	"github.com/shopstream/shopstream/internal/component"
 	"github.com/shopstream/shopstream/internal/records"
 )
 
@@ -57,11 +58,12 @@ func runChild(id string) int {
 		return 1
 	}
 	s, err := New(Options{
-		Kafka:  k.With(kgo.ClientID(id)),
-		Serde:  serde,
-		Topics: records.DefaultTopics(), InstanceID: id, HeartbeatInterval: 200 * time.Millisecond,
+		Deps: component.Deps{
+			Kafka: k.With(kgo.ClientID(id)), Serde: serde, Topics: records.DefaultTopics(),
+			Registerer: prometheus.NewRegistry(),
+		},
+		InstanceID: id, HeartbeatInterval: 200 * time.Millisecond,
 		SessionTimeout: killSessionTimeout, TransactionTimeout: killTxnTimeout,
-		Registerer: prometheus.NewRegistry(),
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"log/slog"
 	"os"
 	"strings"
 	"sync"
@@ -14,14 +13,13 @@ import (
 	"time"
 
 	"github.com/hamba/avro/v2"
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/plugin/kprom"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/shopstream/shopstream/internal/clients"
+	"github.com/shopstream/shopstream/internal/component"
 	"github.com/shopstream/shopstream/internal/deadletter"
 	"github.com/shopstream/shopstream/internal/records"
 )
@@ -48,19 +46,11 @@ const (
 // endGrace and leaveGrace, then reportGrace to delete the applied report.
 const StopWithin = endGrace + leaveGrace + reportGrace
 
-// Options configure one streamer instance. The first six fields are every
-// component's (the same names in the recommender, the sink and the
-// collector); the rest are the streamer's own.
+// Options configure one streamer instance: what every component is built
+// with (Deps: Kafka, Topics, Serde, Registerer, Logger, Now), and the
+// streamer's own settings.
 type Options struct {
-	// Kafka is where every client of the instance connects (seed brokers,
-	// dial timeout, TLS, SASL).
-	Kafka  *clients.Kafka
-	Topics records.Topics
-	Serde  *records.Serde
-	// Registerer receives the metrics; a throwaway registry when nil.
-	Registerer prometheus.Registerer
-	Logger     *slog.Logger
-	Now        func() time.Time
+	component.Deps
 
 	// Group is the consumer group; DefaultGroup when empty.
 	Group string
@@ -135,11 +125,8 @@ type Streamer struct {
 // New checks cfg, fills in its defaults and registers the metrics; it
 // starts nothing.
 func New(cfg Options) (*Streamer, error) {
-	if cfg.Serde == nil {
-		return nil, errors.New("streamer: no serde (schema registry client) given")
-	}
-	if cfg.Kafka == nil {
-		return nil, errors.New("streamer: no Kafka clients given")
+	if err := cfg.Check("streamer"); err != nil {
+		return nil, err
 	}
 	t := cfg.Topics
 	for _, name := range []string{t.Products, t.Filtered, t.DLQ, t.Filter, t.FilterApplied} {
@@ -167,15 +154,6 @@ func New(cfg Options) (*Streamer, error) {
 	}
 	if cfg.HeartbeatInterval <= 0 {
 		cfg.HeartbeatInterval = DefaultHeartbeatInterval
-	}
-	if cfg.Registerer == nil {
-		cfg.Registerer = prometheus.NewRegistry()
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
-	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
 	}
 	cfg.Logger = cfg.Logger.With("instance", cfg.InstanceID)
 	m, err := newMetrics(cfg.Registerer)

@@ -25,7 +25,7 @@ import (
 
 	"github.com/shopstream/shopstream/internal/blobstore"
 	"github.com/shopstream/shopstream/internal/catalog"
-	"github.com/shopstream/shopstream/internal/clients"
+	"github.com/shopstream/shopstream/internal/component"
 	"github.com/shopstream/shopstream/internal/imagefetch"
 	"github.com/shopstream/shopstream/internal/records"
 	"github.com/shopstream/shopstream/internal/telemetry"
@@ -34,20 +34,11 @@ import (
 // DefaultGroup is the collector's consumer group.
 const DefaultGroup = "shopstream-collector"
 
-// Options configure a Collector. The first six fields are every
-// component's (the same names in the streamer, the recommender and the
-// sink); the rest are the collector's own.
+// Options configure a Collector: what every component is built with
+// (Deps; its Topics name the products in, the complete products and dead
+// letters out), and the collector's own settings.
 type Options struct {
-	// Kafka is where the collector's client connects.
-	Kafka *clients.Kafka
-	// Topics: products in, complete products and dead letters out.
-	Topics records.Topics
-	Serde  *records.Serde
-	// Registerer receives the collector's metrics; nil registers nowhere.
-	Registerer prometheus.Registerer
-	Logger     *slog.Logger
-	// Now is the clock (time.Now).
-	Now func() time.Time
+	component.Deps
 
 	// Group is the consumer group (DefaultGroup).
 	Group string
@@ -84,8 +75,11 @@ type Collector struct {
 // New checks o, builds a Collector and registers its metrics; it starts
 // nothing.
 func New(o Options) (*Collector, error) {
-	if o.Kafka == nil || o.Serde == nil || o.Store == nil || o.Blobs == nil || o.Fetcher == nil {
-		return nil, errors.New("collector needs Kafka clients, a serde, a store, blob storage and a fetcher")
+	if err := o.Check("collector"); err != nil {
+		return nil, err
+	}
+	if o.Store == nil || o.Blobs == nil || o.Fetcher == nil {
+		return nil, errors.New("collector: a store, blob storage and a fetcher are required")
 	}
 	if o.Topics.Products == "" || o.Topics.CompleteProducts == "" || o.Topics.DLQ == "" {
 		return nil, errors.New("collector needs the product, complete-product and dead-letter topics")
@@ -95,12 +89,6 @@ func New(o Options) (*Collector, error) {
 	}
 	if o.TransactionalID == "" {
 		o.TransactionalID = fmt.Sprintf("%s-%016x", o.Group, rand.Uint64())
-	}
-	if o.Logger == nil {
-		o.Logger = slog.New(slog.DiscardHandler)
-	}
-	if o.Now == nil {
-		o.Now = time.Now
 	}
 	if o.Products <= 0 {
 		o.Products = 32

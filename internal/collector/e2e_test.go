@@ -28,6 +28,7 @@ import (
 	"github.com/shopstream/shopstream/internal/blobstore"
 	"github.com/shopstream/shopstream/internal/catalog"
 	"github.com/shopstream/shopstream/internal/collector"
+	"github.com/shopstream/shopstream/internal/component"
 	"github.com/shopstream/shopstream/internal/deadletter"
 	"github.com/shopstream/shopstream/internal/imagefetch"
 	"github.com/shopstream/shopstream/internal/imageserver"
@@ -139,11 +140,14 @@ func newRigWith(t *testing.T, bucket blobstore.Store) *rig {
 		t.Fatal(err)
 	}
 	r.colOpts = collector.Options{
-		Kafka:  kc.Kafka,
-		Topics: records.Topics{Products: productTopic, CompleteProducts: completeTopic, DLQ: dlqTopic},
-		Serde:  r.serde, Store: r.store, Blobs: r.bucket, Fetcher: fetcher,
-		Logger:     slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
-		Registerer: r.reg, RetryBackoff: 50 * time.Millisecond,
+		Deps: component.Deps{
+			Kafka:      kc.Kafka,
+			Topics:     records.Topics{Products: productTopic, CompleteProducts: completeTopic, DLQ: dlqTopic},
+			Serde:      r.serde,
+			Logger:     slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
+			Registerer: r.reg,
+		},
+		Store: r.store, Blobs: r.bucket, Fetcher: fetcher, RetryBackoff: 50 * time.Millisecond,
 	}
 	stopCollector := r.startCollector(ctx)
 

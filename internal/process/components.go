@@ -14,6 +14,7 @@ import (
 	"github.com/shopstream/shopstream/internal/blobstore"
 	"github.com/shopstream/shopstream/internal/catalog"
 	"github.com/shopstream/shopstream/internal/collector"
+	"github.com/shopstream/shopstream/internal/component"
 	"github.com/shopstream/shopstream/internal/imagefetch"
 	"github.com/shopstream/shopstream/internal/kafkametrics"
 	"github.com/shopstream/shopstream/internal/productapi"
@@ -74,6 +75,16 @@ func (e *Env) RegisterKafkaView() error {
 	return e.Metrics.Register(c)
 }
 
+// deps are what every component is built with, over the process's clients
+// and metrics; its logs say which component (the sink says so itself).
+func (e *Env) deps(name string) component.Deps {
+	log := e.Logger
+	if name != "" {
+		log = log.With("component", name)
+	}
+	return component.Deps{Kafka: e.Kafka, Topics: e.Config.Topics, Serde: e.Serde, Registerer: e.Metrics, Logger: log}
+}
+
 // StreamerSettings are the streamer process's own settings.
 type StreamerSettings struct {
 	Group           string
@@ -89,10 +100,8 @@ type StreamerSettings struct {
 // ("streamer") and, when s asks for it, the built-in recommender
 // ("recommender"), both over the process's clients and metrics.
 func (e *Env) AddStreamer(g *supervise.Group, s StreamerSettings) error {
-	st, err := streamer.New(streamer.Options{
-		Kafka: e.Kafka, Serde: e.Serde, Topics: e.Config.Topics,
+	st, err := streamer.New(streamer.Options{Deps: e.deps("streamer"),
 		Group: s.Group, InstanceID: s.InstanceID, TransactionalID: s.TransactionalID, CaseSensitive: s.CaseSensitive, MaxBatch: s.MaxBatch,
-		Registerer: e.Metrics, Logger: e.Logger.With("component", "streamer"),
 	})
 	if err != nil {
 		return err
@@ -129,8 +138,7 @@ type RecommenderSettings struct {
 
 // Recommender builds the built-in recommender over the process's clients.
 func (e *Env) Recommender(s RecommenderSettings) (*recommender.Recommender, error) {
-	return recommender.New(recommender.Options{
-		Kafka: e.Kafka, Topics: e.Config.Topics, Serde: e.Serde, Registerer: e.Metrics, Logger: e.Logger.With("component", "recommender"),
+	return recommender.New(recommender.Options{Deps: e.deps("recommender"),
 		Group: s.Group, InstanceID: s.InstanceID, TopicWait: s.TopicWait, OnCaughtUp: s.OnCaughtUp,
 	})
 }
@@ -148,8 +156,7 @@ func (e *Env) Sink(ctx context.Context, s SinkSettings) (*sink.Sink, error) {
 	if err != nil {
 		return nil, err
 	}
-	return sink.New(sink.Options{Kafka: e.Kafka, Group: s.Group, Topics: e.Config.Topics, Store: store, Serde: e.Serde,
-		Registerer: e.Metrics, Logger: e.Logger, BatchSize: s.BatchSize})
+	return sink.New(sink.Options{Deps: e.deps(""), Group: s.Group, Store: store, BatchSize: s.BatchSize})
 }
 
 // CollectorSettings are the image collector's own settings.
@@ -183,15 +190,11 @@ func (e *Env) Collector(ctx context.Context, s CollectorSettings) (supervise.Com
 		return nil, err
 	}
 	col, err := collector.New(collector.Options{
-		Kafka:      e.Kafka,
-		Group:      s.Group,
-		Topics:     e.Config.Topics,
-		Serde:      e.Serde,
-		Store:      collector.NewStore(db),
-		Blobs:      blobs,
-		Fetcher:    fetcher,
-		Logger:     e.Logger.With("component", "collector"),
-		Registerer: e.Metrics,
+		Deps:    e.deps("collector"),
+		Group:   s.Group,
+		Store:   collector.NewStore(db),
+		Blobs:   blobs,
+		Fetcher: fetcher,
 		// Empty unless given: collector.New picks a random one.
 		TransactionalID: s.TransactionalID,
 	})

@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/shopstream/shopstream/internal/component"
 	"github.com/shopstream/shopstream/internal/kafkatest"
 	"github.com/shopstream/shopstream/internal/pgcluster/pgtest"
 	"github.com/shopstream/shopstream/internal/pgstore"
@@ -30,7 +31,7 @@ func BenchmarkSinkVsCopy(b *testing.B) {
 	store := openStore(b, pgtest.DB(b))
 	topics := records.DefaultTopics()
 	// The sink is driven batch by batch, never run: its Kafka is not used.
-	s, err := New(Options{Kafka: kafkatest.Start(b).Kafka, Group: "bench", Topics: topics, Store: store, Serde: kafkatest.NewSerde(b)})
+	s, err := New(Options{Deps: component.Deps{Kafka: kafkatest.Start(b).Kafka, Topics: topics, Serde: kafkatest.NewSerde(b)}, Group: "bench", Store: store})
 	if err != nil {
 		b.Fatal(err)
 	}

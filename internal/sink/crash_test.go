@@ -14,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/shopstream/shopstream/internal/clients"
+	"github.com/shopstream/shopstream/internal/component"
 	"github.com/shopstream/shopstream/internal/pgstore"
 	"github.com/shopstream/shopstream/internal/records"
 )
@@ -89,7 +90,7 @@ func runHelper() int {
 		fmt.Fprintln(os.Stderr, "helper:", err)
 		return 1
 	}
-	s, err := New(Options{Kafka: k.With(staticMember()...), Group: testGroup, Topics: records.DefaultTopics(), Store: store, Serde: serde})
+	s, err := New(Options{Deps: component.Deps{Kafka: k.With(staticMember()...), Topics: records.DefaultTopics(), Serde: serde}, Group: testGroup, Store: store})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "helper:", err)
 		return 1

@@ -15,6 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/shopstream/shopstream/internal/component"
 	"github.com/shopstream/shopstream/internal/deadletter"
 	"github.com/shopstream/shopstream/internal/kafkatest"
 	"github.com/shopstream/shopstream/internal/pgstore"
@@ -53,8 +54,8 @@ func newRig(t testing.TB, partitions int32) *rig {
 // newSink builds a sink whose consumer also gets extra.
 func (r *rig) newSink(t testing.TB, store *pgstore.Store, reg prometheus.Registerer, extra ...kgo.Opt) *Sink {
 	t.Helper()
-	s, err := New(Options{Kafka: r.kc.Kafka.With(extra...), Group: testGroup, Topics: r.topics, Store: store, Serde: r.serde, Registerer: reg,
-		MinBackoff: 20 * time.Millisecond, MaxBackoff: 500 * time.Millisecond})
+	s, err := New(Options{Deps: component.Deps{Kafka: r.kc.Kafka.With(extra...), Topics: r.topics, Serde: r.serde, Registerer: reg},
+		Group: testGroup, Store: store, MinBackoff: 20 * time.Millisecond, MaxBackoff: 500 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,10 +16,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/shopstream/shopstream/internal/clients"
+	"github.com/shopstream/shopstream/internal/component"
 	"github.com/shopstream/shopstream/internal/pgstore"
 	"github.com/shopstream/shopstream/internal/records"
 )
@@ -27,18 +26,10 @@ import (
 // DefaultGroup is the sink's consumer group.
 const DefaultGroup = "shopstream-sink"
 
-// Options configure a Sink. The first six fields are every component's
-// (the same names in the streamer, the recommender and the collector); the
-// rest are the sink's own.
+// Options configure a Sink: what every component is built with (Deps),
+// and the sink's own settings.
 type Options struct {
-	// Kafka is where the sink's consumer connects.
-	Kafka  *clients.Kafka
-	Topics records.Topics
-	Serde  *records.Serde
-	// Registerer receives the sink's metrics; nil registers nowhere.
-	Registerer prometheus.Registerer
-	Logger     *slog.Logger
-	Now        func() time.Time
+	component.Deps
 
 	// Group is the consumer group; offsets are stored per group.
 	Group string
@@ -82,8 +73,11 @@ type route struct {
 
 // New checks o and builds a sink; it starts nothing.
 func New(o Options) (*Sink, error) {
-	if o.Kafka == nil || o.Store == nil || o.Serde == nil {
-		return nil, errors.New("sink: Kafka clients, a store and a serde are required")
+	if err := o.Check("sink"); err != nil {
+		return nil, err
+	}
+	if o.Store == nil {
+		return nil, errors.New("sink: no PostgreSQL store given")
 	}
 	if o.Group == "" {
 		o.Group = DefaultGroup
@@ -96,15 +90,6 @@ func New(o Options) (*Sink, error) {
 	}
 	if o.MaxBackoff < o.MinBackoff {
 		o.MaxBackoff = 10 * time.Second
-	}
-	if o.Now == nil {
-		o.Now = time.Now
-	}
-	if o.Logger == nil {
-		o.Logger = slog.New(slog.DiscardHandler)
-	}
-	if o.Registerer == nil {
-		o.Registerer = prometheus.NewRegistry()
 	}
 	m, err := newMetrics(o.Registerer)
 	if err != nil {

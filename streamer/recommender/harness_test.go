@@ -16,6 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/shopstream/shopstream/internal/clients"
+	"github.com/shopstream/shopstream/internal/component"
 	"github.com/shopstream/shopstream/internal/deadletter"
 	"github.com/shopstream/shopstream/internal/kafkatest"
 	"github.com/shopstream/shopstream/internal/records"
@@ -125,14 +126,15 @@ func (h *harness) start(id string, hooks *testHooks) *instance {
 		logLevel = slog.LevelInfo
 	}
 	cfg := Options{
-		Topics: h.topics, Serde: h.newSerde(),
+		Deps: component.Deps{
+			Topics: h.topics, Serde: h.newSerde(), Registerer: in.reg,
+			Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: logLevel})).With("instance", id),
+			Kafka: h.kafka.With(
+				kgo.SessionTimeout(6*time.Second), kgo.HeartbeatInterval(300*time.Millisecond),
+				kgo.RebalanceTimeout(10*time.Second),
+			),
+		},
 		Group: h.group, InstanceID: id, TransactionTimeout: 10 * time.Second,
-		Registerer: in.reg,
-		Logger:     slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: logLevel})).With("instance", id),
-		Kafka: h.kafka.With(
-			kgo.SessionTimeout(6*time.Second), kgo.HeartbeatInterval(300*time.Millisecond),
-			kgo.RebalanceTimeout(10*time.Second),
-		),
 		hooks: hooks,
 	}
 	go func() {

@@ -4,40 +4,28 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"os"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/shopstream/shopstream/internal/clients"
+	"github.com/shopstream/shopstream/internal/component"
 	"github.com/shopstream/shopstream/internal/records"
 )
 
 // DefaultGroup is the consumer group of the recommender's instances.
 const DefaultGroup = "shopstream-recommender"
 
-// Options configure one recommender instance. Kafka, Topics and Serde are
-// required. The first six fields are every component's (the same names in
-// the streamer, the sink and the collector); the rest are the recommender's
-// own.
+// Options configure one recommender instance: what every component is
+// built with (Deps; its Topics name the filtered products, read whole into
+// the table, the prompts, consumed as a group, the recommendations, written
+// and read back to restore users, and the dead-letter topic), and the
+// recommender's own settings.
 type Options struct {
-	// Kafka is where every Kafka client of the instance connects.
-	Kafka *clients.Kafka
-	// Topics names the filtered products (read whole into the table), the
-	// prompts (consumed as a group), the recommendations (written, and read
-	// back to restore users) and the dead-letter topic.
-	Topics records.Topics
-	Serde  *records.Serde
-	// Registerer receives the metrics; none are exported when nil.
-	Registerer prometheus.Registerer
-	Logger     *slog.Logger
-	Now        func() time.Time
+	component.Deps
 
 	// Group is the consumer group; DefaultGroup when empty.
 	Group string
@@ -72,11 +60,8 @@ type testHooks struct {
 }
 
 func (c *Options) setDefaults() error {
-	if c.Kafka == nil {
-		return errors.New("recommender: no Kafka clients")
-	}
-	if c.Serde == nil {
-		return errors.New("recommender: no serde")
+	if err := c.Check("recommender"); err != nil {
+		return err
 	}
 	for _, t := range []struct{ what, name string }{
 		{"filtered", c.Topics.Filtered}, {"find", c.Topics.Find},
@@ -98,15 +83,6 @@ func (c *Options) setDefaults() error {
 	}
 	if c.TransactionTimeout == 0 {
 		c.TransactionTimeout = 30 * time.Second
-	}
-	if c.Registerer == nil {
-		c.Registerer = prometheus.NewRegistry()
-	}
-	if c.Logger == nil {
-		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-	}
-	if c.Now == nil {
-		c.Now = time.Now
 	}
 	return nil
 }

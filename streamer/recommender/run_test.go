@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/shopstream/shopstream/internal/component"
 )
 
 func TestRunChecksTopics(t *testing.T) {
@@ -22,9 +24,9 @@ func TestRunChecksTopics(t *testing.T) {
 		cfg  Options
 		want []string
 	}{
-		{Options{Kafka: h.kafka, Topics: mismatched, Serde: h.serde}, []string{"find (3 partitions)", "recom_two (2 partitions)", "same number of partitions"}},
-		{Options{Kafka: h.kafka, Topics: missing, Serde: h.serde}, []string{"topic no_such_topic does not exist", "shopstream bootstrap"}},
-		{Options{Topics: h.topics, Serde: h.serde}, []string{"no Kafka clients"}},
+		{Options{Deps: component.Deps{Kafka: h.kafka, Topics: mismatched, Serde: h.serde}}, []string{"find (3 partitions)", "recom_two (2 partitions)", "same number of partitions"}},
+		{Options{Deps: component.Deps{Kafka: h.kafka, Topics: missing, Serde: h.serde}}, []string{"topic no_such_topic does not exist", "shopstream bootstrap"}},
+		{Options{Deps: component.Deps{Topics: h.topics, Serde: h.serde}}, []string{"no Kafka clients"}},
 	} {
 		ctx, cancel := context.WithTimeout(h.ctx, 10*time.Second)
 		err := runOnce(ctx, c.cfg)
@@ -80,7 +82,7 @@ func TestRunWaitsForTopics(t *testing.T) {
 	ctx, cancel := context.WithCancel(h.ctx)
 	defer cancel()
 	go func() {
-		done <- runOnce(ctx, Options{Kafka: h.kafka, Topics: topics, Serde: h.serde, InstanceID: "waiter",
+		done <- runOnce(ctx, Options{Deps: component.Deps{Kafka: h.kafka, Topics: topics, Serde: h.serde}, InstanceID: "waiter",
 			TopicWait: 30 * time.Second, OnCaughtUp: func(n int) { caught <- n }})
 	}()
 	time.Sleep(time.Second)
