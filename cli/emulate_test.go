@@ -29,6 +29,7 @@ import (
 	"github.com/shopstream/shopstream/internal/process"
 	"github.com/shopstream/shopstream/internal/records"
 	"github.com/shopstream/shopstream/internal/telemetry"
+	"github.com/shopstream/shopstream/internal/testtool"
 	"github.com/shopstream/shopstream/workflows"
 )
 
@@ -322,7 +323,7 @@ func TestEmulateOnEmbeddedStack(t *testing.T) {
 	if res.Committed != 10_000 || res.Batches != 2 || res.Seed != 7 || len(res.Partitions) != 3 {
 		t.Fatalf("result %+v", res)
 	}
-	if got := metricValue(t, w, "shopstream_emulate_records_produced_total"); got != 10_000 {
+	if got := testtool.MetricValue(t, w.Metrics, "shopstream_emulate_records_produced_total"); got != 10_000 {
 		t.Errorf("worker metric shopstream_emulate_records_produced_total = %v, want 10000", got)
 	}
 
@@ -508,24 +509,6 @@ func waitFor(t *testing.T, d time.Duration, what string, ok func() bool) {
 		}
 	}
 	t.Fatalf("no %s within %s", what, d)
-}
-
-func metricValue(t *testing.T, e *process.Env, name string) float64 {
-	t.Helper()
-	mfs, err := e.Metrics.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() == name {
-			sum := 0.0
-			for _, m := range mf.GetMetric() {
-				sum += m.GetCounter().GetValue()
-			}
-			return sum
-		}
-	}
-	return -1
 }
 
 // recordHistory saves the run's history for the workflows package's replay

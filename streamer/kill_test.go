@@ -18,6 +18,7 @@ import (
 	"github.com/shopstream/shopstream/internal/clients"
 	"github.com/shopstream/shopstream/internal/component"
 	"github.com/shopstream/shopstream/internal/records"
+	"github.com/shopstream/shopstream/internal/testtool"
 )
 
 // A test re-runs this test binary as a streamer instance in its own process,
@@ -142,7 +143,7 @@ func TestKilledInstanceLosesAndDuplicatesNothing(t *testing.T) {
 
 	var survivors float64
 	for _, r := range rs {
-		survivors += sumCounter(t, r.reg, "shopstream_streamer_records_in_total")
+		survivors += testtool.MetricValue(t, r.reg, "shopstream_streamer_records_in_total")
 	}
 	if survivors >= total {
 		t.Errorf("the survivors processed all %v records: the victim committed nothing before it died, so the test proved little", survivors)

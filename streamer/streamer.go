@@ -2,8 +2,6 @@ package streamer
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -19,8 +17,10 @@ import (
 	"github.com/twmb/franz-go/plugin/kprom"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/shopstream/shopstream/internal/clock"
 	"github.com/shopstream/shopstream/internal/component"
 	"github.com/shopstream/shopstream/internal/deadletter"
+	"github.com/shopstream/shopstream/internal/randid"
 	"github.com/shopstream/shopstream/internal/records"
 )
 
@@ -87,13 +87,7 @@ func DefaultInstanceID() string {
 	if err != nil || host == "" {
 		host = "streamer"
 	}
-	return host + "-" + randomHex(3)
-}
-
-func randomHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b) // crypto/rand.Read never fails on Linux
-	return hex.EncodeToString(b)
+	return host + "-" + randid.Hex(3)
 }
 
 // Streamer is one instance: it follows the control topic, reports its
@@ -165,7 +159,7 @@ func New(cfg Options) (*Streamer, error) {
 	// instances given the same id from fencing each other.
 	txnID := cfg.TransactionalID
 	if txnID == "" {
-		txnID = "shopstream-streamer-" + cfg.InstanceID + "-" + randomHex(4)
+		txnID = "shopstream-streamer-" + cfg.InstanceID + "-" + randid.Hex(4)
 	}
 	s := &Streamer{
 		cfg:   cfg,
@@ -363,7 +357,7 @@ func (s *Streamer) consume(ctx context.Context, sess *kgo.GroupTransactSession) 
 		})
 		if fs.NumRecords() == 0 {
 			if fetchErr {
-				sleep(ctx, time.Second)
+				_ = clock.Sleep(ctx, time.Second)
 			}
 			continue
 		}
@@ -403,10 +397,10 @@ func (s *Streamer) batch(ctx context.Context, sess *kgo.GroupTransactSession, fs
 		switch {
 		case transient != nil:
 			s.cfg.Logger.Warn("transaction aborted, retrying", "err", transient)
-			sleep(ctx, time.Second)
+			_ = clock.Sleep(ctx, time.Second)
 		case produceErr != nil:
 			s.cfg.Logger.Error("transaction aborted: a produce failed, retrying", "err", *produceErr)
-			sleep(ctx, time.Second)
+			_ = clock.Sleep(ctx, time.Second)
 		default:
 			s.cfg.Logger.Info("transaction aborted: the group rebalanced; the records are read again by their new owner")
 		}
@@ -521,15 +515,6 @@ func endContext(ctx context.Context) (context.Context, context.CancelFunc) {
 	return ectx, func() {
 		stop()
 		cancel()
-	}
-}
-
-func sleep(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
 	}
 }
 

@@ -101,33 +101,14 @@ func New(o Options) (*Collector, error) {
 	}
 	f := telemetry.With(o.Registerer)
 	c := &Collector{
-		o:     o,
-		ready: make(chan struct{}),
-		products: f.NewCounterVec(prometheus.CounterOpts{
-			Name: "shopstream_collector_products_total",
-			Help: "Products the collector finished, by outcome (complete, failed, deleted, invalid).",
-		}, []string{"outcome"}),
-		reused: f.NewCounter(prometheus.CounterOpts{
-			Name: "shopstream_collector_images_reused_total",
-			Help: "Images of an updated product that were already stored (same URL, blob present) and not fetched again.",
-		}),
-		deleted: f.NewCounter(prometheus.CounterOpts{
-			Name: "shopstream_collector_blobs_deleted_total",
-			Help: "Stored images deleted because their product was deleted or the image replaced.",
-		}),
-		stored: f.NewCounter(prometheus.CounterOpts{
-			Name: "shopstream_collector_stored_bytes_total",
-			Help: "Bytes of images written to blob storage (an image written again by a retried batch counts again).",
-		}),
-		aborted: f.NewCounter(prometheus.CounterOpts{
-			Name: "shopstream_collector_batches_aborted_total",
-			Help: "Batches rolled back and retried after a Kafka, database or blob-storage error.",
-		}),
-		batchTime: f.NewHistogram(prometheus.HistogramOpts{
-			Name:    "shopstream_collector_batch_seconds",
-			Help:    "Time to collect and commit one polled batch.",
-			Buckets: prometheus.ExponentialBuckets(0.005, 3, 9),
-		}),
+		o:         o,
+		ready:     make(chan struct{}),
+		products:  f.CounterVec("shopstream_collector_products_total", "Products the collector finished, by outcome (complete, failed, deleted, invalid).", "outcome"),
+		reused:    f.Counter("shopstream_collector_images_reused_total", "Images of an updated product that were already stored (same URL, blob present) and not fetched again."),
+		deleted:   f.Counter("shopstream_collector_blobs_deleted_total", "Stored images deleted because their product was deleted or the image replaced."),
+		stored:    f.Counter("shopstream_collector_stored_bytes_total", "Bytes of images written to blob storage (an image written again by a retried batch counts again)."),
+		aborted:   f.Counter("shopstream_collector_batches_aborted_total", "Batches rolled back and retried after a Kafka, database or blob-storage error."),
+		batchTime: f.Histogram("shopstream_collector_batch_seconds", "Time to collect and commit one polled batch.", prometheus.ExponentialBuckets(0.005, 3, 9)),
 	}
 	if err := f.Err(); err != nil {
 		return nil, err

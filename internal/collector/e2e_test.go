@@ -35,6 +35,7 @@ import (
 	"github.com/shopstream/shopstream/internal/kafkatest"
 	"github.com/shopstream/shopstream/internal/productapi"
 	"github.com/shopstream/shopstream/internal/records"
+	"github.com/shopstream/shopstream/internal/testtool"
 )
 
 const (
@@ -327,7 +328,7 @@ func TestCollectUpdateDelete(t *testing.T) {
 	if err != nil || sha(data) != pngSHA("mug-red") {
 		t.Fatalf("stored file %s: %v (sha %s)", oldPath, err, sha(data))
 	}
-	if n := metricValue(t, r.reg, "shopstream_collector_stored_bytes_total"); n != float64(len(data)) {
+	if n := testtool.MetricValue(t, r.reg, "shopstream_collector_stored_bytes_total"); n != float64(len(data)) {
 		t.Fatalf("stored bytes metric %v, want the image's %d bytes", n, len(data))
 	}
 	if !strings.HasPrefix(oldPath, r.blobs.Root()) || !strings.HasSuffix(oldPath, "m1/p1/"+pngSHA("mug-red")+".png") {
@@ -354,7 +355,7 @@ func TestCollectUpdateDelete(t *testing.T) {
 	if n := r.hitsOf("/images/mug-red.png"); n != fetched {
 		t.Fatalf("unchanged image fetched again: %d requests, was %d", n, fetched)
 	}
-	if n := metricValue(t, r.reg, "shopstream_collector_images_reused_total"); n != 1 {
+	if n := testtool.MetricValue(t, r.reg, "shopstream_collector_images_reused_total"); n != 1 {
 		t.Fatalf("images reused metric %v, want 1", n)
 	}
 
@@ -394,24 +395,9 @@ func TestCollectUpdateDelete(t *testing.T) {
 	if code, body := r.do("DELETE", "/api/v1/complete-products/p1", nil); code != http.StatusNotFound {
 		t.Fatalf("second DELETE: %d %v, want 404", code, body)
 	}
-	if n := metricValue(t, r.reg, "shopstream_collector_blobs_deleted_total"); n != 2 {
+	if n := testtool.MetricValue(t, r.reg, "shopstream_collector_blobs_deleted_total"); n != 2 {
 		t.Fatalf("blobs deleted metric %v, want 2", n)
 	}
-}
-
-func metricValue(t *testing.T, g prometheus.Gatherer, name string) float64 {
-	t.Helper()
-	mfs, err := g.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() == name && len(mf.GetMetric()) == 1 {
-			return mf.GetMetric()[0].GetCounter().GetValue()
-		}
-	}
-	t.Fatalf("no metric %s", name)
-	return 0
 }
 
 // Each bad image ends its product as failed with a reason a user can act

@@ -5,8 +5,6 @@ package emulation
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -26,6 +24,7 @@ import (
 	"github.com/shopstream/shopstream/internal/bootstrap"
 	"github.com/shopstream/shopstream/internal/exitcode"
 	"github.com/shopstream/shopstream/internal/process"
+	"github.com/shopstream/shopstream/internal/randid"
 	"github.com/shopstream/shopstream/workflows"
 )
 
@@ -47,7 +46,7 @@ func NewID(schedule bool, now time.Time) string {
 	if schedule {
 		kind = "schedule-"
 	}
-	return workflows.EmulateWorkflowIDPrefix + kind + now.UTC().Format("20060102-150405") + "-" + randomHex(2)
+	return workflows.EmulateWorkflowIDPrefix + kind + now.UTC().Format("20060102-150405") + "-" + randid.Hex(2)
 }
 
 // ParseCount reads 100000, 100_000, 100k, 1M, 2.5M or 1e6.
@@ -258,10 +257,4 @@ func notFoundAsUsage(err error, id string) error {
 		return exitcode.Usagef("emulate: no workflow or schedule %s (ids start with %s; `shopstream emulate schedules` lists schedules)", id, workflows.EmulateWorkflowIDPrefix)
 	}
 	return fmt.Errorf("emulate: %s: %w", id, err)
-}
-
-func randomHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
 }

@@ -6,8 +6,6 @@ package filterctl
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -20,8 +18,10 @@ import (
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 
+	"github.com/shopstream/shopstream/internal/clock"
 	"github.com/shopstream/shopstream/internal/health"
 	"github.com/shopstream/shopstream/internal/process"
+	"github.com/shopstream/shopstream/internal/randid"
 	"github.com/shopstream/shopstream/streamer"
 	"github.com/shopstream/shopstream/workflows"
 )
@@ -52,12 +52,6 @@ func DefaultBy() string {
 	return name + "@" + host
 }
 
-func requestID() string {
-	b := make([]byte, 8)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
-}
-
 // Send signals the StreamFilter workflow (starting it if needed) and, when
 // ch says so, waits until every live instance applied the change. With
 // Wait, e must have a connected Kafka client.
@@ -66,7 +60,7 @@ func Send(ctx context.Context, e *process.Env, ch Change, out io.Writer) error {
 	if by == "" {
 		by = DefaultBy()
 	}
-	id := requestID()
+	id := randid.Hex(8)
 	start := time.Now()
 	run, err := e.Temporal.SignalWithStartWorkflow(ctx, workflows.StreamFilterWorkflowID, ch.Signal, ch.Payload(by, id, start),
 		client.StartWorkflowOptions{ID: workflows.StreamFilterWorkflowID, TaskQueue: e.Config.TaskQueue},
@@ -100,7 +94,7 @@ func waitApplied(ctx context.Context, e *process.Env, id string, start time.Time
 				published = st.PublishedVersion >= change.Version
 			}
 		}
-		if !published && !pause(ctx, 20*time.Millisecond) {
+		if !published && clock.Sleep(ctx, 20*time.Millisecond) != nil {
 			return fmt.Errorf("the change was not published within --timeout (is a worker running? `shopstream dev` or `shopstream worker`): %v", errOr(err, ctx.Err()))
 		}
 	}
@@ -127,7 +121,7 @@ func waitApplied(ctx context.Context, e *process.Env, id string, start time.Time
 				return nil
 			}
 		}
-		if !pause(ctx, 20*time.Millisecond) {
+		if clock.Sleep(ctx, 20*time.Millisecond) != nil {
 			return fmt.Errorf("not every live streamer instance applied v%d within --timeout (see `shopstream filter get`): %v", change.Version, errOr(err, ctx.Err()))
 		}
 	}
@@ -138,15 +132,6 @@ func errOr(a, b error) error {
 		return a
 	}
 	return b
-}
-
-func pause(ctx context.Context, d time.Duration) bool {
-	select {
-	case <-ctx.Done():
-		return false
-	case <-time.After(d):
-		return true
-	}
 }
 
 // ErrNoWorkflow says nobody ever set a filter: no StreamFilter workflow

@@ -108,22 +108,12 @@ func New(o Options) (*API, error) {
 	}
 	f := telemetry.With(o.Registerer)
 	a := &API{
-		o:     o,
-		mux:   http.NewServeMux(),
-		ready: make(chan struct{}),
-		requests: f.NewCounterVec(prometheus.CounterOpts{
-			Name: "shopstream_api_requests_total",
-			Help: "HTTP requests to the product API, by route, method and status code.",
-		}, []string{"route", "method", "code"}),
-		latency: f.NewHistogramVec(prometheus.HistogramOpts{
-			Name:    "shopstream_api_request_seconds",
-			Help:    "Time to answer an HTTP request to the product API, by route.",
-			Buckets: prometheus.ExponentialBuckets(0.0005, 3, 10),
-		}, []string{"route"}),
-		accepted: f.NewCounter(prometheus.CounterOpts{
-			Name: "shopstream_api_products_accepted_total",
-			Help: "Products accepted by POST /api/v1/products and produced to the product topic.",
-		}),
+		o:        o,
+		mux:      http.NewServeMux(),
+		ready:    make(chan struct{}),
+		requests: f.CounterVec("shopstream_api_requests_total", "HTTP requests to the product API, by route, method and status code.", "route", "method", "code"),
+		latency:  f.HistogramVec("shopstream_api_request_seconds", "Time to answer an HTTP request to the product API, by route.", prometheus.ExponentialBuckets(0.0005, 3, 10), "route"),
+		accepted: f.Counter("shopstream_api_products_accepted_total", "Products accepted by POST /api/v1/products and produced to the product topic."),
 	}
 	if err := f.Err(); err != nil {
 		return nil, err

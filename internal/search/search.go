@@ -8,8 +8,6 @@ package search
 import (
 	"bufio"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -21,6 +19,7 @@ import (
 
 	"github.com/shopstream/shopstream/internal/exitcode"
 	"github.com/shopstream/shopstream/internal/process"
+	"github.com/shopstream/shopstream/internal/randid"
 	"github.com/shopstream/shopstream/internal/records"
 	"github.com/shopstream/shopstream/streamer/recommender"
 )
@@ -147,7 +146,7 @@ func (s *Searcher) send(ctx context.Context, q string) (*records.SearchPrompt, e
 		now = s.Now
 	}
 	p := &records.SearchPrompt{
-		SearchID: newSearchID(), UserID: s.User, Query: q,
+		SearchID: "s-" + randid.Hex(8), UserID: s.User, Query: q,
 		// The record keeps milliseconds; --wait compares with it.
 		SearchedAt: now().UTC().Truncate(time.Millisecond),
 	}
@@ -162,10 +161,4 @@ func (s *Searcher) send(ctx context.Context, q string) (*records.SearchPrompt, e
 	}
 	fmt.Fprintf(s.Out, "search %s: %s searched %q (topic %s, partition %d, offset %d)\n", p.SearchID, s.User, q, topic, r.Partition, r.Offset)
 	return p, nil
-}
-
-func newSearchID() string {
-	var b [8]byte
-	_, _ = rand.Read(b[:]) // never fails (crypto/rand documents it)
-	return "s-" + hex.EncodeToString(b[:])
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/shopstream/shopstream/internal/clock"
 	"github.com/shopstream/shopstream/internal/deadletter"
 	"github.com/shopstream/shopstream/internal/records"
 )
@@ -130,7 +131,7 @@ func (j *joiner) run(ctx context.Context) error {
 			// rewound to the committed offsets: the same prompts come again.
 			backoff = min(max(2*backoff, 250*time.Millisecond), 5*time.Second)
 			j.log.Warn("batch not joined; retrying", "err", err, "backoff", backoff)
-			if sleep(ctx, backoff) != nil {
+			if clock.Sleep(ctx, backoff) != nil {
 				return nil
 			}
 			continue

@@ -9,6 +9,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/shopstream/shopstream/internal/clock"
 	"github.com/shopstream/shopstream/internal/deadletter"
 	"github.com/shopstream/shopstream/internal/records"
 	"github.com/shopstream/shopstream/internal/topicread"
@@ -112,7 +113,7 @@ func (l *loader) apply(ctx context.Context, r *kgo.Record) error {
 		default:
 			// Skipping would lose a product for good: wait for the registry.
 			l.log.Warn("decode filtered product; retrying", "partition", r.Partition, "offset", r.Offset, "err", err)
-			if err := sleep(ctx, backoff); err != nil {
+			if err := clock.Sleep(ctx, backoff); err != nil {
 				return err
 			}
 			continue

@@ -12,6 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/shopstream/shopstream/internal/clock"
 	"github.com/shopstream/shopstream/internal/component"
 	"github.com/shopstream/shopstream/internal/records"
 )
@@ -180,7 +181,7 @@ func waitTopics(ctx context.Context, admin *kadm.Client, cfg *Options) (topicPar
 			cfg.Logger.Warn("waiting for the recommender's topics", "missing", missing.topic, "hint", "run `shopstream bootstrap`")
 			lastLog = time.Now()
 		}
-		if err := sleep(ctx, 500*time.Millisecond); err != nil {
+		if err := clock.Sleep(ctx, 500*time.Millisecond); err != nil {
 			return parts, err
 		}
 	}
@@ -223,16 +224,4 @@ func checkTopics(ctx context.Context, admin *kadm.Client, t records.Topics) (top
 			"(run `shopstream bootstrap --force` to reconcile them)", t.Find, n[t.Find], t.Recommendations, n[t.Recommendations])
 	}
 	return topicPartitions{find: n[t.Find], recommendations: n[t.Recommendations], dlq: n[t.DLQ]}, nil
-}
-
-// sleep waits d or until ctx ends.
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }
