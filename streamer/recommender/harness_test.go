@@ -193,13 +193,12 @@ type expectedUser struct {
 	Products       []expectedProduct `json:"products"`
 }
 
+// expectedProduct is a product as the scenario wrote it, and the search
+// that recommended it.
 type expectedProduct struct {
-	MallID        string        `json:"mall_id"`
-	ProductID     string        `json:"product_id"`
-	Name          string        `json:"name"`
-	Price         records.Price `json:"price"`
-	SearchID      string        `json:"search_id"`
-	RecommendedAt int64         `json:"recommended_at"`
+	scenarioProduct
+	SearchID      string `json:"search_id"`
+	RecommendedAt int64  `json:"recommended_at"`
 }
 
 func loadScenario(t *testing.T) scenario {
@@ -458,7 +457,10 @@ func (h *harness) result() (map[string]expectedUser, int) {
 		}
 		u := expectedUser{LastQuery: rec.LastQuery, LastSearchedAt: rec.LastSearchedAt.UnixMilli(), Products: []expectedProduct{}}
 		for _, p := range rec.Products {
-			u.Products = append(u.Products, expectedProduct{MallID: p.MallID, ProductID: p.ProductID, Name: p.Name, Price: p.Price, SearchID: p.SearchID, RecommendedAt: p.RecommendedAt.UnixMilli()})
+			u.Products = append(u.Products, expectedProduct{
+				scenarioProduct: scenarioProduct{MallID: p.MallID, ProductID: p.ProductID, Name: p.Name, Price: p.Price},
+				SearchID:        p.SearchID, RecommendedAt: p.RecommendedAt.UnixMilli(),
+			})
 		}
 		out[user] = u
 	}
