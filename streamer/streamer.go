@@ -181,6 +181,9 @@ func New(cfg Options) (*Streamer, error) {
 	return s, nil
 }
 
+// StopWithin is how long Run takes to return once its context ends.
+func (s *Streamer) StopWithin() time.Duration { return StopWithin }
+
 // InstanceID is the instance's id on the applied topic.
 func (s *Streamer) InstanceID() string { return s.cfg.InstanceID }
 

@@ -56,9 +56,14 @@ type Options struct {
 	RetryBackoff time.Duration
 }
 
-// Collector runs the product collector. Run returns within about 10 s of
-// its context's end: the batch in flight is aborted (its images are fetched
-// again by whoever collects it next) and the consumer leaves the group.
+// StopWithin bounds how long Run takes to return once its context ends: the
+// image downloads in flight are cancelled, the batch's transaction gets 10 s
+// to abort (whoever collects it next fetches its images again) and the
+// consumer leaves the group.
+const StopWithin = 12 * time.Second
+
+// Collector runs the product collector. Run returns within StopWithin of
+// its context's end.
 type Collector struct {
 	o      Options
 	ready  chan struct{}
@@ -115,6 +120,9 @@ func New(o Options) (*Collector, error) {
 	}
 	return c, nil
 }
+
+// StopWithin is how long Run takes to return once its context ends.
+func (c *Collector) StopWithin() time.Duration { return StopWithin }
 
 // Ready is closed once the collector's consumer has joined the group (its
 // first partition assignment, even an empty one).

@@ -44,8 +44,8 @@ type Options struct {
 	UntunedTemporal bool
 }
 
-// StopWithin bounds how long the components get to stop once dev is told
-// to: inside the 10 s an orchestrator or a test gives.
+// StopWithin is how long the components get to stop once dev is told to,
+// unless one states a longer bound of its own (supervise.Bounded).
 const StopWithin = 8 * time.Second
 
 // Run starts the stack and every component, bootstraps, prints each

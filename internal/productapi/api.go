@@ -76,8 +76,12 @@ type Options struct {
 	NoImages bool
 }
 
-// API serves the product API. Run returns within 6 s of its context's end:
+// StopWithin bounds how long Run takes to return once its context ends:
 // requests in flight get 5 s to finish.
+const StopWithin = 6 * time.Second
+
+// API serves the product API. Run returns within StopWithin of its
+// context's end.
 type API struct {
 	o        Options
 	mux      *http.ServeMux
@@ -148,6 +152,9 @@ func New(o Options) (*API, error) {
 // Handler is the API's HTTP handler.
 func (a *API) Handler() http.Handler { return a.mux }
 
+// StopWithin is how long Run takes to return once its context ends.
+func (a *API) StopWithin() time.Duration { return StopWithin }
+
 // Ready is closed once Run listens.
 func (a *API) Ready() <-chan struct{} { return a.ready }
 
@@ -176,8 +183,8 @@ func (a *API) Run(ctx context.Context) error {
 		select {
 		case err := <-done:
 			return err
-		case <-time.After(6 * time.Second):
-			return fmt.Errorf("product API on %s did not stop within 6s", addr)
+		case <-time.After(StopWithin):
+			return fmt.Errorf("product API on %s did not stop within %s", addr, StopWithin)
 		}
 	}
 }

@@ -41,10 +41,13 @@ type Options struct {
 	MinBackoff, MaxBackoff time.Duration
 }
 
-// Sink is one member of the sink's consumer group. Run returns within a
-// few seconds of its context's end: the batch being written is rolled back
-// (PostgreSQL's offsets stay where they were) and the consumer leaves the
-// group.
+// StopWithin bounds how long Run takes to return once its context ends: the
+// batch being written is rolled back (PostgreSQL's offsets stay where they
+// were) and the consumer leaves the group.
+const StopWithin = 10 * time.Second
+
+// Sink is one member of the sink's consumer group. Run returns within
+// StopWithin of its context's end.
 type Sink struct {
 	opts   Options
 	log    *slog.Logger
@@ -111,6 +114,9 @@ func New(o Options) (*Sink, error) {
 		ready:  make(chan struct{}),
 	}, nil
 }
+
+// StopWithin is how long Run takes to return once its context ends.
+func (s *Sink) StopWithin() time.Duration { return StopWithin }
 
 // Ready is closed once the sink's consumer has joined the group (its first
 // partition assignment, even an empty one).

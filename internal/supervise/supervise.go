@@ -2,9 +2,10 @@
 // together, each under its name: in one group that stops as a whole when its
 // context ends or one component fails, with readiness (the ready line of
 // `shopstream dev`, and /readyz through telemetry.Readiness) and a bounded
-// stop. Once told to stop, every component has StopWithin to return; Run
-// then returns an error naming each one that did not, so an orchestrator's
-// SIGKILL never comes as a surprise.
+// stop. Once told to stop, the components have the group's bound (or the
+// longer bound a component states) to return; Run then returns an error
+// naming each one that did not, so an orchestrator's SIGKILL never comes as
+// a surprise.
 package supervise
 
 import (
@@ -33,6 +34,13 @@ type Component interface {
 // Component without it is ready as soon as it runs.
 type Readier interface {
 	Ready() <-chan struct{}
+}
+
+// Bounded is a Component that states how long it takes to stop once its
+// context ends (the bound written on its type); the group waits at least
+// that long for it.
+type Bounded interface {
+	StopWithin() time.Duration
 }
 
 // Func is a Component made of a function, ready as soon as it runs.
@@ -101,10 +109,10 @@ func (g *Group) Names() []string {
 }
 
 // Run runs every component until ctx ends or one of them fails, then
-// cancels the others' context and waits at most StopWithin for them. It
-// returns the first failure, named after its component, joined with an
-// error naming every component that did not stop in time; nil after a
-// clean stop. It may be called once.
+// cancels the others' context and waits for them at most the group's bound,
+// or the longest bound a component states. It returns the first failure,
+// named after its component, joined with an error naming every component
+// that did not stop in time; nil after a clean stop. It may be called once.
 func (g *Group) Run(ctx context.Context) error {
 	g.mu.Lock()
 	if g.running {
@@ -147,7 +155,13 @@ func (g *Group) Run(ctx context.Context) error {
 		}
 	}
 	cancel()
-	timer := time.NewTimer(g.stopWithin)
+	bound := g.stopWithin
+	for _, u := range units {
+		if b, ok := u.c.(Bounded); ok {
+			bound = max(bound, b.StopWithin())
+		}
+	}
+	timer := time.NewTimer(bound)
 	defer timer.Stop()
 	for left > 0 {
 		select {
@@ -163,7 +177,7 @@ func (g *Group) Run(ctx context.Context) error {
 					late = append(late, u.name)
 				}
 			}
-			return errors.Join(first, fmt.Errorf("%s did not stop within %s of being told to", strings.Join(late, ", "), g.stopWithin))
+			return errors.Join(first, fmt.Errorf("%s did not stop within %s of being told to", strings.Join(late, ", "), bound))
 		}
 	}
 	return first

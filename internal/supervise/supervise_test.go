@@ -132,6 +132,37 @@ func TestGroupNamesAComponentThatDoesNotStopInTime(t *testing.T) {
 	}
 }
 
+// slowStop takes its time to stop, and says so.
+type slowStop struct{ took, bound time.Duration }
+
+func (s slowStop) Run(ctx context.Context) error {
+	<-ctx.Done()
+	time.Sleep(s.took)
+	return nil
+}
+
+func (s slowStop) StopWithin() time.Duration { return s.bound }
+
+// A component that states a longer bound than the group's gets it: a slow
+// but announced stop is clean, and one that overruns its own bound is named
+// with that bound.
+func TestGroupWaitsTheBoundAComponentStates(t *testing.T) {
+	g := New(50 * time.Millisecond)
+	mustAdd(t, g, "collector", slowStop{took: 300 * time.Millisecond, bound: time.Second})
+	cancel, done := start(t, g)
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("a stop within the component's own bound: Run = %v, want nil", err)
+	}
+	g = New(50 * time.Millisecond)
+	mustAdd(t, g, "collector", slowStop{took: time.Minute, bound: 200 * time.Millisecond})
+	cancel, done = start(t, g)
+	cancel()
+	if err := <-done; err == nil || err.Error() != "collector did not stop within 200ms of being told to" {
+		t.Errorf("Run = %v, want the collector named with its own bound", err)
+	}
+}
+
 // A component that stops fails WaitReady, named, whether it stopped before
 // it was ready or after; the others go on.
 func TestWaitReadyNamesAComponentThatStopped(t *testing.T) {

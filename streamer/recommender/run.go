@@ -88,9 +88,13 @@ func (c *Options) setDefaults() error {
 	return nil
 }
 
-// Recommender is one instance of the join. Run returns within a few
-// seconds of its context's end: a batch that is committing gets up to 10 s
-// to end its transaction, then the instance leaves the group.
+// StopWithin bounds how long Run takes to return once its context ends: a
+// batch that is committing gets up to 10 s to end its transaction, then the
+// instance leaves the group; usually it is a matter of milliseconds.
+const StopWithin = 12 * time.Second
+
+// Recommender is one instance of the join. Run returns within StopWithin of
+// its context's end.
 type Recommender struct {
 	cfg     Options
 	m       *metrics
@@ -111,6 +115,9 @@ func New(o Options) (*Recommender, error) {
 	}
 	return &Recommender{cfg: o, m: m, ready: make(chan struct{})}, nil
 }
+
+// StopWithin is how long Run takes to return once its context ends.
+func (r *Recommender) StopWithin() time.Duration { return StopWithin }
 
 // InstanceID is the instance's name, its defaults filled in.
 func (r *Recommender) InstanceID() string { return r.cfg.InstanceID }
