@@ -8,6 +8,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/shopstream/shopstream/internal/clients"
+	"github.com/shopstream/shopstream/internal/component"
 	"github.com/shopstream/shopstream/internal/kafkatest"
 	"github.com/shopstream/shopstream/internal/records"
 	"github.com/shopstream/shopstream/internal/shopgen"
@@ -31,7 +32,7 @@ func newDropRig(tb testing.TB, name string) *dropRig {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	s, err := New(Config{Kafka: kafka, Serde: serde, Topics: topics, InstanceID: "bench"})
+	s, err := New(Options{Deps: component.Deps{Kafka: kafka, Serde: serde, Topics: topics}, InstanceID: "bench"})
 	if err != nil {
 		tb.Fatal(err)
 	}
