@@ -62,6 +62,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 // tally counts one batch's records under one filter version until the
 // batch's transaction ends.
 type tally struct {
+	filter              *Filter
 	version             string
 	in, passed, dropped int
 	// deadLettered counts by reason; nil until a record is dead-lettered,
