@@ -148,7 +148,8 @@ func (e *Emulate) EmulateBatch(ctx context.Context, in workflows.EmulateBatchInp
 
 	key := txnmarker.Key{TxnID: SlotTransactionalID(in.WorkflowID, in.Slot), Topic: in.Topic}
 	marker := BatchMarkerGroup(in.WorkflowID, in.Batch)
-	sent, stopBeats := heartbeat(ctx)
+	sent := new(atomic.Int64)
+	stopBeats := heartbeat(ctx, func() any { return sent.Load() })
 	defer stopBeats()
 
 	txnTimeout := time.Minute
@@ -191,7 +192,7 @@ func (e *Emulate) EmulateBatch(ctx context.Context, in workflows.EmulateBatchInp
 		p.Abort()
 		return res, fmt.Errorf("batch %d: %w", in.Batch, err)
 	}
-	if err := p.Commit(ctx, batchMarks(in.Topic, ends, in.Count)); err != nil {
+	if err := p.Commit(ctx, batchMarks(in.Topic, ends, in.Count), int(in.Count)); err != nil {
 		return res, fmt.Errorf("batch %d: %w", in.Batch, err)
 	}
 	e.metrics.records.Add(float64(in.Count))
@@ -302,13 +303,12 @@ func (e *Emulate) produce(ctx context.Context, cl *kgo.Client, gen *shopgen.Gene
 	return ends, nil
 }
 
-// heartbeat heartbeats every second until stopped, with the records sent so
-// far, for the whole batch, flush and commit included: that is how a cancel,
-// or the server giving up on this attempt, reaches ctx. A broker that went
-// away stalls the batch without failing it, and the batch goes on when the
-// broker returns.
-func heartbeat(ctx context.Context) (sent *atomic.Int64, stop func()) {
-	sent = new(atomic.Int64)
+// heartbeat heartbeats every second until stopped, with what details
+// returns (a batch: the records sent so far), for the whole activity, flush
+// and commit included: that is how a cancel, or the server giving up on
+// this attempt, reaches ctx. A broker that went away stalls the activity
+// without failing it, and it goes on when the broker returns.
+func heartbeat(ctx context.Context, details func() any) (stop func()) {
 	done := make(chan struct{})
 	go func() {
 		t := time.NewTicker(time.Second)
@@ -320,11 +320,11 @@ func heartbeat(ctx context.Context) (sent *atomic.Int64, stop func()) {
 			case <-ctx.Done():
 				return
 			case <-t.C:
-				activity.RecordHeartbeat(ctx, sent.Load())
+				activity.RecordHeartbeat(ctx, details())
 			}
 		}
 	}()
-	return sent, func() { close(done) }
+	return func() { close(done) }
 }
 
 // pace sleeps until sent records are due at rate records a second.

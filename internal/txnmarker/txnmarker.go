@@ -231,10 +231,11 @@ func (ps *Producers) Committed(ctx context.Context, marker string) ([]Mark, bool
 	return marks, len(marks) > 0, nil
 }
 
-// Commit commits the open transaction with the unit's marks: they become
-// visible exactly when the unit's records do. A unit must leave at least
-// one mark. On an error the transaction is aborted.
-func (p *Producer) Commit(ctx context.Context, marks []Mark) error {
+// Commit commits the open transaction, in which the unit produced records
+// records, with the unit's marks: they become visible exactly when the
+// records do. A unit must leave at least one mark. On an error the
+// transaction is aborted.
+func (p *Producer) Commit(ctx context.Context, marks []Mark, records int) error {
 	if len(marks) == 0 {
 		p.Abort()
 		return errors.New("a unit must commit at least one mark")
@@ -242,6 +243,15 @@ func (p *Producer) Commit(ctx context.Context, marks []Mark) error {
 	if err := p.commitMarks(ctx, marks); err != nil {
 		p.Abort()
 		return err
+	}
+	if records == 0 {
+		// kgo ends only transactions it produced in; this one holds only
+		// the marker.
+		if err := p.endMarkerOnly(ctx, true); err != nil {
+			p.AbortMarkerOnly()
+			return fmt.Errorf("commit transaction: %w", err)
+		}
+		return nil
 	}
 	if err := p.cl.EndTransaction(ctx, kgo.TryCommit); err != nil {
 		p.Abort()
@@ -302,17 +312,33 @@ func (p *Producer) Abort() {
 
 // AbortMarkerOnly ends a transaction that holds only the marker group: kgo
 // did not add it, so kgo's EndTransaction would not end it. Release the
-// producer without keeping it afterwards, as its epoch has moved on.
+// producer without keeping it afterwards: kgo does not know the transaction
+// ended.
 func (p *Producer) AbortMarkerOnly() {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	_ = p.endMarkerOnly(ctx, false)
+}
+
+// endMarkerOnly ends a transaction that holds only the marker group.
+func (p *Producer) endMarkerOnly(ctx context.Context, commit bool) error {
 	id, epoch, err := p.cl.ProducerID(ctx)
 	if err != nil {
-		return
+		return err
 	}
 	req := kmsg.NewPtrEndTxnRequest()
-	req.TransactionalID, req.ProducerID, req.ProducerEpoch, req.Commit = p.key.TxnID, id, epoch, false
-	_, _ = req.RequestWith(ctx, p.cl)
+	req.TransactionalID, req.ProducerID, req.ProducerEpoch, req.Commit = p.key.TxnID, id, epoch, commit
+	code, err := retryConcurrent(ctx, func() (int16, error) {
+		r, err := req.RequestWith(ctx, p.cl)
+		if err != nil {
+			return 0, err
+		}
+		return r.ErrorCode, nil
+	})
+	if err != nil {
+		return err
+	}
+	return kerr.ErrorForCode(code)
 }
 
 // Release gives the producer back: kept for the lane's next unit when keep

@@ -59,11 +59,11 @@ func TestMarkerFindsTheEarlierCommitAndFencesZombies(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := Mark{Topic: "out", Partition: 1, Offset: 42, Metadata: `{"records":1}`}
-	if err := p.Commit(ctx, []Mark{want}); err != nil {
+	if err := p.Commit(ctx, []Mark{want}, 1); err != nil {
 		t.Fatal(err)
 	}
 	other.Release(p, true)
-	if err := zombie.Commit(ctx, []Mark{{Topic: "out", Partition: 0, Offset: 1, Metadata: "zombie"}}); err == nil {
+	if err := zombie.Commit(ctx, []Mark{{Topic: "out", Partition: 0, Offset: 1, Metadata: "zombie"}}, 1); err == nil {
 		t.Fatal("the fenced attempt committed")
 	}
 	ps.Release(zombie, false)
