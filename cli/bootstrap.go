@@ -64,6 +64,7 @@ func bootstrapInput(cfg *config.Config, ts topicSettings, steps []string) workfl
 			// in order, and compaction keeps only the latest state.
 			spec(t.Filter, 1, compact),
 			spec(t.FilterApplied, 1, compact),
+			spec(t.DLQReplayed, 1, compact),
 		}},
 		Schemas: workflows.RegisterSchemasInput{Schemas: []workflows.SchemaSpec{
 			{Subject: records.Subject(t.Products), Kind: string(records.KindProduct)},

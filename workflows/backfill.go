@@ -42,13 +42,13 @@ const (
 	MaxBackfillRangesPerRun = 500
 )
 
-// Backfill phases, as the progress query says them.
+// Phases of a backfill or a replay, as their progress queries say them.
 const (
-	BackfillPreparing   = "preparing"
-	BackfillRunning     = "backfilling"
-	BackfillCleaningUp  = "cleaning up"
-	BackfillDone        = "done"
-	BackfillInterrupted = "stopped"
+	PhasePreparing  = "preparing"
+	PhaseRunning    = "running"
+	PhaseCleaningUp = "cleaning up"
+	PhaseDone       = "done"
+	PhaseStopped    = "stopped"
 )
 
 // BackfillInput is what `shopstream filter backfill` asks for.
@@ -273,9 +273,9 @@ func Backfill(ctx workflow.Context, in BackfillInput) (BackfillResult, error) {
 	if conc == 0 {
 		conc = DefaultBackfillConcurrency
 	}
-	phase := BackfillPreparing
+	phase := PhasePreparing
 	if in.Resume != nil {
-		phase = BackfillRunning
+		phase = PhaseRunning
 	}
 	l := &lanes[BackfillRangeInput, BackfillRangeResult]{activity: ActivityBackfillRange, conc: conc}
 	if err := workflow.SetQueryHandler(ctx, QueryBackfillProgress, func() (BackfillProgress, error) {
@@ -316,7 +316,7 @@ func Backfill(ctx workflow.Context, in BackfillInput) (BackfillResult, error) {
 			StartToCloseTimeout: 24 * time.Hour, HeartbeatTimeout: heartbeat, WaitForCancellation: true, RetryPolicy: retry,
 		})
 		if err := workflow.ExecuteActivity(pctx, ActivityBackfillPrepare, BackfillPrepareInput{From: in.From, To: in.To}).Get(ctx, &st.Plan); err != nil {
-			phase = BackfillInterrupted
+			phase = PhaseStopped
 			if ctx.Err() != nil {
 				return BackfillResult{}, ctx.Err()
 			}
@@ -327,7 +327,7 @@ func Backfill(ctx workflow.Context, in BackfillInput) (BackfillResult, error) {
 	}
 	l.units = st.Plan.ranges(info.WorkflowExecution.ID, in.RequestID, size)
 	l.next = st.Next
-	phase = BackfillRunning
+	phase = PhaseRunning
 
 	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: 30 * time.Minute, HeartbeatTimeout: heartbeat, WaitForCancellation: true, RetryPolicy: retry,
@@ -340,7 +340,7 @@ func Backfill(ctx workflow.Context, in BackfillInput) (BackfillResult, error) {
 		}
 	})
 	st.Next = l.next
-	phase = BackfillCleaningUp
+	phase = PhaseCleaningUp
 	var finished []BackfillRangeID
 	for i, lane := range l.units {
 		for j := before[i]; j < l.next[i]; j++ {
@@ -351,11 +351,11 @@ func Backfill(ctx workflow.Context, in BackfillInput) (BackfillResult, error) {
 
 	switch {
 	case ctx.Err() != nil:
-		phase = BackfillInterrupted
+		phase = PhaseStopped
 		logger.Info("backfill canceled", "forwarded", st.Counts.Forwarded)
 		return BackfillResult{}, ctx.Err()
 	case failed != nil:
-		phase = BackfillInterrupted
+		phase = PhaseStopped
 		var app *temporal.ApplicationError
 		if errors.As(failed, &app) && app.Type() == ErrTypeFilterChanged {
 			return BackfillResult{}, temporal.NewNonRetryableApplicationError(
@@ -368,7 +368,7 @@ func Backfill(ctx workflow.Context, in BackfillInput) (BackfillResult, error) {
 		in.Resume = &st
 		return BackfillResult{}, workflow.NewContinueAsNewError(ctx, Backfill, in)
 	}
-	phase = BackfillDone
+	phase = PhaseDone
 	ranges := 0
 	for _, lane := range l.units {
 		ranges += len(lane)

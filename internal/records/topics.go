@@ -12,6 +12,10 @@ type Topics struct {
 	Filter           string
 	FilterApplied    string
 	DLQ              string
+	// DLQReplayed is the ledger of dead letters sent back to their source
+	// topic: compacted, keyed by the dead letter's partition and offset, so
+	// that each is replayed once however often `dlq replay` runs.
+	DLQReplayed string
 }
 
 // DefaultTopics are the names the pipeline uses unless configured otherwise:
@@ -26,5 +30,6 @@ func DefaultTopics() Topics {
 		Filter:           "shopstream_filter",
 		FilterApplied:    "shopstream_filter_applied",
 		DLQ:              "shop_products_dlq",
+		DLQReplayed:      "shop_products_dlq_replayed",
 	}
 }
