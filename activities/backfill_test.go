@@ -26,6 +26,7 @@ import (
 type backfillFixture struct {
 	kc     *kafkatest.Cluster
 	cl     *kgo.Client
+	shop   *kgo.Client // publishes products in transactions, as the emulation does
 	topics records.Topics
 	acts   *Backfill
 	reg    *prometheus.Registry
@@ -40,7 +41,8 @@ func newBackfillFixture(t *testing.T) *backfillFixture {
 	kc.CreateTopic(3, map[string]*string{"cleanup.policy": &compact}, topics.Filtered)
 	kc.CreateTopic(1, map[string]*string{"cleanup.policy": &compact}, topics.Filter)
 	kc.CreateTopic(1, map[string]*string{"cleanup.policy": &compact}, topics.FilterApplied)
-	f := &backfillFixture{kc: kc, cl: kc.Client(), topics: topics, reg: prometheus.NewRegistry()}
+	kc.CreateTopic(3, nil, topics.DLQ)
+	f := &backfillFixture{kc: kc, cl: kc.Client(), shop: kc.Client(kgo.TransactionalID("test-shop")), topics: topics, reg: prometheus.NewRegistry()}
 	var err error
 	f.acts, err = NewBackfill(BackfillOptions{Kafka: kc.Kafka, Admin: kc.Admin(), Serde: kc.Serde, Topics: topics, Registerer: f.reg})
 	if err != nil {
@@ -73,33 +75,33 @@ func (f *backfillFixture) product(t *testing.T, id, name string) *kgo.Record {
 		t.Fatal(err)
 	}
 	r := &kgo.Record{Topic: f.topics.Products, Key: []byte(p.Key()), Value: v, Headers: []kgo.RecordHeader{{Key: "trace", Value: []byte(id)}}}
-	if err := f.cl.ProduceSync(ctx, r).FirstErr(); err != nil {
+	// Each product in a transaction of its own, so each partition ends with
+	// a commit marker, as the emulation's do.
+	if err := f.shop.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.shop.ProduceSync(ctx, r).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.shop.EndTransaction(ctx, kgo.TryCommit); err != nil {
 		t.Fatal(err)
 	}
 	return r
 }
 
-// forward writes a product to the filtered topic as the live streamer does.
-func (f *backfillFixture) forward(t *testing.T, r *kgo.Record, version int64) {
-	t.Helper()
-	out := &kgo.Record{Topic: f.topics.Filtered, Key: r.Key, Value: r.Value, Timestamp: r.Timestamp,
-		Headers: append(append([]kgo.RecordHeader(nil), r.Headers...), kgo.RecordHeader{Key: streamer.HeaderFilterVersion, Value: []byte(fmt.Sprint(version))})}
-	if err := f.cl.ProduceSync(context.Background(), out).FirstErr(); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// streamerCaughtUp commits the streamer group's offsets at the product
-// topic's end, as a streamer that processed everything would have.
+// streamerCaughtUp commits the streamer group's offsets after the product
+// topic's last records, as a streamer that processed everything would
+// have: one short of the end, where the last commit marker is.
 func (f *backfillFixture) streamerCaughtUp(t *testing.T) {
 	t.Helper()
 	ctx := context.Background()
-	ends, err := f.kc.Admin().ListCommittedOffsets(ctx, f.topics.Products)
-	if err != nil {
+	var offs kadm.Offsets
+	if err := topicread.Read(ctx, f.kc.Kafka, f.topics.Products, topicread.Options{}, func(r *kgo.Record) error {
+		offs.AddOffset(r.Topic, r.Partition, r.Offset+1, -1)
+		return nil
+	}); err != nil {
 		t.Fatal(err)
 	}
-	var offs kadm.Offsets
-	ends.Each(func(o kadm.ListedOffset) { offs.AddOffset(o.Topic, o.Partition, o.Offset, -1) })
 	resp, err := f.kc.Admin().CommitOffsets(ctx, streamer.DefaultGroup, offs)
 	if err == nil {
 		err = resp.Error()
@@ -107,6 +109,62 @@ func (f *backfillFixture) streamerCaughtUp(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+// startStreamer runs a streamer instance until the test ends.
+func (f *backfillFixture) startStreamer(t *testing.T) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	s, err := streamer.New(streamer.Config{Kafka: f.kc.Kafka, Serde: f.kc.NewSerde(), Topics: f.topics, InstanceID: "s-1",
+		HeartbeatInterval: 100 * time.Millisecond, Registerer: prometheus.NewRegistry()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("streamer: %v", err)
+		}
+	})
+	select {
+	case <-s.Ready():
+	case err := <-done:
+		t.Fatalf("streamer stopped before it was ready: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("streamer not ready after 30s")
+	}
+}
+
+// waitStreamer waits until the streamer's group committed past every
+// product, and its applied report says version.
+func (f *backfillFixture) waitStreamer(t *testing.T, version int64) {
+	t.Helper()
+	ctx := context.Background()
+	waitFor(t, fmt.Sprintf("the streamer applies v%d and processes every product", version), func() bool {
+		reps, err := streamer.ReadApplied(ctx, f.kc.Kafka, f.topics.FilterApplied)
+		if err != nil || len(reps) != 1 || reps[0].Version != version {
+			return false
+		}
+		last := map[int32]int64{}
+		if err := topicread.Read(ctx, f.kc.Kafka, f.topics.Products, topicread.Options{}, func(r *kgo.Record) error {
+			last[r.Partition] = r.Offset + 1
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		offs, err := f.kc.Admin().FetchOffsets(ctx, streamer.DefaultGroup)
+		if err != nil {
+			return false
+		}
+		for p, end := range last {
+			if o, ok := offs.Lookup(f.topics.Products, p); !ok || o.At < end {
+				return false
+			}
+		}
+		return true
+	})
 }
 
 func (f *backfillFixture) env() *testsuite.TestActivityEnvironment {
@@ -171,6 +229,21 @@ func (f *backfillFixture) filtered(t *testing.T) []*kgo.Record {
 	return out
 }
 
+// partitionOf is the product topic partition that holds r's key.
+func (f *backfillFixture) partitionOf(t *testing.T, r *kgo.Record) int32 {
+	t.Helper()
+	p := int32(-1)
+	if err := topicread.Read(context.Background(), f.kc.Kafka, f.topics.Products, topicread.Options{}, func(rec *kgo.Record) error {
+		if string(rec.Key) == string(r.Key) {
+			p = rec.Partition
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
 func header(r *kgo.Record, key string) string {
 	for _, h := range r.Headers {
 		if h.Key == key {
@@ -187,18 +260,16 @@ func header(r *kgo.Record, key string) string {
 func TestBackfillWritesEachMissingProductOnce(t *testing.T) {
 	f := newBackfillFixture(t)
 	f.setFilter(t, 1, "laptop")
+	f.startStreamer(t)
 	phones := map[string]bool{}
 	for i := range 30 {
 		name := []string{"Galaxy Phone", "Laptop Pro", "TV 55"}[i%3]
 		r := f.product(t, fmt.Sprintf("p%02d", i), name)
-		if name == "Laptop Pro" {
-			f.forward(t, r, 1)
-		}
 		if name == "Galaxy Phone" {
 			phones[string(r.Key)] = true
 		}
 	}
-	f.streamerCaughtUp(t)
+	f.waitStreamer(t, 1)
 	f.setFilter(t, 2, "phone")
 
 	plan := f.plan(t)
@@ -245,11 +316,11 @@ func TestBackfillWritesEachMissingProductOnce(t *testing.T) {
 // holds every phone: a backfill for "phone" writes nothing.
 func TestBackfillSkipsProductsAlreadyForwarded(t *testing.T) {
 	f := newBackfillFixture(t)
+	f.startStreamer(t)
 	for i := range 12 {
-		r := f.product(t, fmt.Sprintf("p%02d", i), []string{"Galaxy Phone", "Laptop Pro"}[i%2])
-		f.forward(t, r, 0)
+		f.product(t, fmt.Sprintf("p%02d", i), []string{"Galaxy Phone", "Laptop Pro"}[i%2])
 	}
-	f.streamerCaughtUp(t)
+	f.waitStreamer(t, 0)
 	f.setFilter(t, 1, "phone")
 	total, _, err := f.backfillAll(t, f.plan(t))
 	if err != nil {
@@ -270,26 +341,34 @@ func TestBackfillSkipsProductsAlreadyForwarded(t *testing.T) {
 func TestBackfillNeverWritesOverANewerState(t *testing.T) {
 	f := newBackfillFixture(t)
 	f.setFilter(t, 1, "laptop")
+	f.startStreamer(t)
 	old := f.product(t, "p1", "Galaxy Phone")
 	f.product(t, "p2", "Pixel Phone")
 	f.product(t, "p2", "Pixel Phone 2") // p2 updated before the backfill: only this one counts
-	f.streamerCaughtUp(t)
+	f.waitStreamer(t, 1)
 	f.setFilter(t, 2, "phone")
 	plan := f.plan(t)
 
+	// p1 is updated while its range is written: the live streamer, already
+	// on v2, forwards the newer record before the range commits.
 	updated := false
 	f.acts.beforeCommit = func(in workflows.BackfillRangeInput) error {
-		if updated {
+		if updated || in.Partition != f.partitionOf(t, old) {
 			return nil
 		}
 		updated = true
-		newer := f.product(t, "p1", "Galaxy Phone (2026)")
-		f.forward(t, newer, 2) // the live streamer, already on v2
+		f.product(t, "p1", "Galaxy Phone (2026)")
+		// Committed, though not visible before the range ends: the range's
+		// open transaction holds the partition's last stable offset.
+		f.waitStreamer(t, 2)
 		return nil
 	}
 	total, _, err := f.backfillAll(t, plan)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if !updated {
+		t.Fatal("p1 was not updated during the backfill")
 	}
 	if total.Forwarded != 1 || total.Superseded != 2 {
 		t.Fatalf("counts %+v, want 1 forwarded (p2's newest), 2 superseded (p2's first record, p1 updated meanwhile)", total)

@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sr"
@@ -18,14 +17,12 @@ import (
 	"github.com/shopstream/shopstream/internal/dlqreplay"
 	"github.com/shopstream/shopstream/internal/records"
 	"github.com/shopstream/shopstream/internal/topicread"
-	"github.com/shopstream/shopstream/streamer"
 	"github.com/shopstream/shopstream/workflows"
 )
 
 func newReplayActs(t *testing.T, f *backfillFixture) *Replay {
 	t.Helper()
 	compact := "compact"
-	f.kc.CreateTopic(3, nil, f.topics.DLQ)
 	f.kc.CreateTopic(1, map[string]*string{"cleanup.policy": &compact}, f.topics.DLQReplayed)
 	r, err := NewReplay(ReplayOptions{Kafka: f.kc.Kafka, Admin: f.kc.Admin(), DLQ: f.topics.DLQ, Ledger: f.topics.DLQReplayed,
 		Changelogs: []string{f.topics.Products, f.topics.Filtered}, Registerer: f.reg})
@@ -95,18 +92,8 @@ func (f *backfillFixture) deadLetters(t *testing.T) []deadletter.Letter {
 func TestReplayAfterTheMissingSchemaIsRegistered(t *testing.T) {
 	f := newBackfillFixture(t)
 	r := newReplayActs(t, f)
-	ctx, cancel := context.WithCancel(context.Background())
-	s, err := streamer.New(streamer.Config{Kafka: f.kc.Kafka, Serde: f.kc.NewSerde(), Topics: f.topics, InstanceID: "s-1",
-		HeartbeatInterval: 100 * time.Millisecond, Registerer: prometheus.NewRegistry()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-	})
+	ctx := context.Background()
+	f.startStreamer(t)
 
 	// A shop publishes with a newer schema (one field more) before anyone
 	// registered it: the first id after the Product schema's.

@@ -45,7 +45,8 @@ func filterCommand() *cli.Command {
 				ArgsUsage: "SUBSTRING",
 				Description: fmt.Sprintf("Case-insensitive (Unicode case folding) unless --case-sensitive. At most %d characters of valid UTF-8.\n\n"+
 					"Examples:\n  shopstream filter set phone\n  shopstream filter set \"Galaxy S\" --case-sensitive --wait", workflows.MaxFilterSubstringRunes),
-				Flags:           changeFlags(&cli.BoolFlag{Name: "case-sensitive", Usage: "match the exact case"}),
+				Flags: changeFlags(&cli.BoolFlag{Name: "case-sensitive", Usage: "match the exact case"},
+					&cli.StringFlag{Name: "backfill", Usage: "then re-apply the filter to products published this long before (24h, 7d, or all): see `filter backfill --help`"}),
 				SkipFlagParsing: true,
 				Action: interspersed(func(c *cli.Context) error {
 					if c.NArg() != 1 {
@@ -55,9 +56,20 @@ func filterCommand() *cli.Command {
 					if err := workflows.ValidateFilterSubstring(sub); err != nil {
 						return usageErr("filter set %q: %v", sub, err)
 					}
-					return changeFilter(c, workflows.SignalSetFilter, func(by, id string, at time.Time) any {
+					var backfillIn workflows.BackfillInput
+					if c.IsSet("backfill") {
+						var err error
+						if backfillIn, err = backfillInput(c, c.String("backfill")); err != nil {
+							return err
+						}
+					}
+					err := changeFilter(c, workflows.SignalSetFilter, func(by, id string, at time.Time) any {
 						return workflows.SetFilterSignal{Substring: sub, CaseSensitive: c.Bool("case-sensitive"), By: by, RequestID: id, RequestedAt: at}
 					})
+					if err != nil || !c.IsSet("backfill") {
+						return err
+					}
+					return startBackfill(c, backfillIn)
 				}),
 			},
 			{
@@ -82,6 +94,7 @@ func filterCommand() *cli.Command {
 				Flags:       withFlags(&cli.BoolFlag{Name: "json", Usage: "print JSON"}),
 				Action:      getFilter,
 			},
+			backfillCommand(),
 		},
 	}
 }
@@ -155,7 +168,9 @@ func changeFilter(c *cli.Context, signal string, payload func(by, id string, at 
 	if by == "" {
 		by = defaultBy()
 	}
-	wait := c.Bool("wait")
+	// A backfill re-applies the filter in force: the change must be
+	// published first.
+	wait := c.Bool("wait") || c.IsSet("backfill")
 	e, err := connect(c, wait, true)
 	if err != nil {
 		return err

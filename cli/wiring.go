@@ -168,6 +168,10 @@ func (e *env) activities() (workers.Activities, error) {
 	if err != nil {
 		return workers.Activities{}, err
 	}
+	ops, err := workers.NewOperations(e.kafkaClients, e.admin, e.serde, e.cfg.Topics, e.metrics)
+	if err != nil {
+		return workers.Activities{}, err
+	}
 	return workers.Activities{
 		Emulate: emulate,
 		Bootstrap: &activities.Bootstrap{
@@ -177,6 +181,8 @@ func (e *env) activities() (workers.Activities, error) {
 			HTTP:       &http.Client{Timeout: 30 * time.Second},
 			Connectors: connectors,
 		},
-		Filter: &activities.Filter{Kafka: e.kafkaClients, Serde: e.serde, Topic: e.cfg.Topics.Filter},
+		Filter:   &activities.Filter{Kafka: e.kafkaClients, Serde: e.serde, Topic: e.cfg.Topics.Filter},
+		Backfill: ops.Backfill,
+		Replay:   ops.Replay,
 	}, nil
 }

@@ -269,8 +269,17 @@ func (b *Backfill) waitStreamer(ctx context.Context, adm *kadm.Client, parts map
 			if o, ok := offs.Lookup(topic, p); ok && o.Err == nil {
 				committed = o.At
 			}
+			passed := committed >= part.End
+			if !passed && committed >= part.Start && part.End-committed <= markerProbe {
+				// A consumer that read everything commits the offset of the
+				// last transaction's commit marker, one short of the end:
+				// what lies between may be markers and aborted records only.
+				if passed, err = b.onlyMarkers(ctx, p, committed, part.End); err != nil {
+					return nil, err
+				}
+			}
 			switch {
-			case committed >= part.End:
+			case passed:
 			case members == 0:
 				// Nobody consumes: the next instance starts at the committed
 				// offset (or the start, when none) with the newest filter.
@@ -296,6 +305,26 @@ func (b *Backfill) waitStreamer(ctx context.Context, adm *kadm.Client, parts map
 			return nil, err
 		}
 	}
+}
+
+// markerProbe is the widest gap between a committed offset and an end that
+// onlyMarkers reads to tell markers from records still to consume.
+const markerProbe = 64
+
+// onlyMarkers says whether partition's offsets [from, to) hold no record a
+// read_committed consumer would read.
+func (b *Backfill) onlyMarkers(ctx context.Context, partition int32, from, to int64) (bool, error) {
+	src := b.o.Topics.Products
+	records := 0
+	err := topicread.ReadRanges(ctx, b.o.Kafka, map[string]map[int32]topicread.Range{src: {partition: {From: from, To: to}}},
+		func(*kgo.Record) error {
+			records++
+			return nil
+		})
+	if err != nil {
+		return false, fmt.Errorf("read %s partition %d offsets %d to %d: %w", src, partition, from, to-1, err)
+	}
+	return records == 0, nil
 }
 
 // EncodeCounts writes a range's counts as its marker's metadata;

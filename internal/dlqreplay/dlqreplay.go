@@ -23,6 +23,7 @@ import (
 
 	"github.com/shopstream/shopstream/internal/clients"
 	"github.com/shopstream/shopstream/internal/deadletter"
+	"github.com/shopstream/shopstream/internal/records"
 	"github.com/shopstream/shopstream/internal/topicread"
 )
 
@@ -91,6 +92,13 @@ type Options struct {
 	// MaxReplays is the replay limit (DefaultMaxReplays when 0).
 	MaxReplays int
 	Now        func() time.Time
+}
+
+// Changelogs are the topics of t whose records are states of their key;
+// search prompts are events, and a later prompt of a user does not replace
+// an earlier one.
+func Changelogs(t records.Topics) []string {
+	return []string{t.Products, t.Filtered, t.CompleteProducts, t.Recommendations}
 }
 
 // Replayer reads the dead-letter topic, its ledger and the source topics.
