@@ -12,6 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/urfave/cli/v2"
 
+	"github.com/shopstream/shopstream/internal/freshness"
 	"github.com/shopstream/shopstream/internal/records"
 	"github.com/shopstream/shopstream/internal/topicread"
 )
@@ -22,7 +23,8 @@ func recsCommand() *cli.Command {
 		Usage: "show a user's current recommendations (newest first)",
 		Description: "Reads the user's latest Recommendation from the recommendations topic (committed records only).\n" +
 			"--follow then prints each update as it arrives, until Ctrl-C; --json prints the record as JSON\n" +
-			"(one object per line with --follow; null when the user has none).\n\n" +
+			"with each recommendation's age in seconds since the search that made it (one object per line\n" +
+			"with --follow; null when the user has none).\n\n" +
 			"Examples:\n  shopstream recs --user alice\n  shopstream recs --user alice --follow --json",
 		Flags: withFlags(
 			&cli.StringFlag{Name: "user", Aliases: []string{"u"}, EnvVars: []string{"SHOPSTREAM_USER"}, Usage: "whose recommendations"},
@@ -175,7 +177,7 @@ func printRecs(w io.Writer, user string, rec *records.Recommendation, deleted, a
 			fmt.Fprintln(w, "null")
 			return
 		}
-		b, _ := json.Marshal(rec) // plain strings, numbers and times: cannot fail
+		b, _ := json.Marshal(freshness.Aged(rec, time.Now())) // plain strings, numbers and times: cannot fail
 		fmt.Fprintln(w, string(b))
 		return
 	}

@@ -77,7 +77,7 @@ func (r *statusReport) problem(format string, a ...any) {
 type statusCheck func(ctx context.Context, e *env, r *statusReport, interval time.Duration)
 
 func statusChecks() []statusCheck {
-	return []statusCheck{kafkaStatus, temporalStatus, filterStatus, sinkStatus}
+	return []statusCheck{kafkaStatus, temporalStatus, filterStatus, sinkStatus, freshnessStatus}
 }
 
 func statusCommand() *cli.Command {
@@ -85,11 +85,13 @@ func statusCommand() *cli.Command {
 		Name:  "status",
 		Usage: "one screen that answers \"is it working?\"; exits non-zero when something is unhealthy",
 		Description: "Shows each topic's end offsets and rate, each consumer group's lag and whether it drains,\n" +
+			"how fresh each stage's output is (p50 and p99 from the processes' /metrics),\n" +
 			"and the last bootstrap and emulation runs with their Web UI links. Exit code 1 when something is\n" +
 			"unhealthy, so it can serve as a health check.\n\nExamples:\n  shopstream status\n  shopstream status --json | jq .groups",
 		Flags: withFlags(
 			&cli.BoolFlag{Name: "json", Usage: "print the report as JSON"},
 			&cli.DurationFlag{Name: "interval", Value: 2 * time.Second, Usage: "how long to sample rates and lag changes"},
+			&cli.StringSliceFlag{Name: "metrics-url", EnvVars: []string{"SHOPSTREAM_METRICS_URLS"}, Usage: "/metrics of the processes to read freshness from (host:port or URL; repeat or comma-separate); default: every shopstream process on this host at its default port"},
 		),
 		Action: func(c *cli.Context) error {
 			cfg, err := readConfig(c)
@@ -109,6 +111,7 @@ func statusCommand() *cli.Command {
 				return err
 			}
 			defer e.close()
+			e.metricsURLs = c.StringSlice("metrics-url")
 			for _, check := range statusChecks() {
 				check(c.Context, e, r, c.Duration("interval"))
 			}
@@ -239,7 +242,7 @@ func temporalStatus(ctx context.Context, e *env, r *statusReport, _ time.Duratio
 		}
 		e.temporal = tc
 	}
-	for _, wf := range []string{"Bootstrap", "EmulateShop"} {
+	for _, wf := range []string{"Bootstrap", "EmulateShop", "Backfill", "ReplayDeadLetters"} {
 		resp, err := e.temporal.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{
 			Namespace: e.cfg.TemporalNamespace,
 			PageSize:  1,

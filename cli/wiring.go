@@ -44,6 +44,8 @@ type env struct {
 	temporal     client.Client
 	metrics      metricsRegistry
 	closers      []io.Closer
+	// metricsURLs are where status reads freshness (its --metrics-url).
+	metricsURLs []string
 
 	dbMu sync.Mutex // dev's components open the database together
 	db   *pgstore.Store

@@ -101,19 +101,8 @@ func (b *Backfill) Source() string { return b.o.Topics.Products }
 func (b *Backfill) Target() string { return b.o.Topics.Filtered }
 
 // Header says a record was written by a backfill; its value is the
-// backfill's id. Freshness histograms leave such records out: their age is
-// the age of the history they re-apply the filter to.
-const Header = "shopstream.backfill"
-
-// IsBackfilled says whether a record's headers carry Header.
-func IsBackfilled(headers []kgo.RecordHeader) bool {
-	for _, h := range headers {
-		if h.Key == Header {
-			return true
-		}
-	}
-	return false
-}
+// backfill's id.
+const Header = streamer.HeaderBackfill
 
 // CurrentFilter is the newest filter state on the control topic; version 0
 // (everything passes) when none was ever published.

@@ -26,6 +26,7 @@ import (
 	"github.com/shopstream/shopstream/internal/blobstore"
 	"github.com/shopstream/shopstream/internal/catalog"
 	"github.com/shopstream/shopstream/internal/clients"
+	"github.com/shopstream/shopstream/internal/freshness"
 	"github.com/shopstream/shopstream/internal/imagefetch"
 	"github.com/shopstream/shopstream/internal/records"
 	"github.com/shopstream/shopstream/internal/telemetry"
@@ -73,6 +74,7 @@ type Collector struct {
 	stored    prometheus.Counter
 	aborted   prometheus.Counter
 	batchTime prometheus.Histogram
+	freshness prometheus.Histogram // products complete with their images
 }
 
 // New checks o and builds a Collector.
@@ -132,6 +134,7 @@ func New(o Options) (*Collector, error) {
 			Help:    "Time to collect and commit one polled batch.",
 			Buckets: prometheus.ExponentialBuckets(0.005, 3, 9),
 		}),
+		freshness: freshness.Histogram(f, freshness.Complete()),
 	}
 	if err := f.Err(); err != nil {
 		return nil, err
@@ -296,8 +299,12 @@ func (c *Collector) batch(ctx context.Context, sess *kgo.GroupTransactSession, r
 		c.aborted.Inc()
 		return nil
 	}
+	now := c.o.Now()
 	for _, r := range results {
 		c.products.WithLabelValues(r.outcome).Inc()
+		if r.outcome == "complete" {
+			freshness.Observe(c.freshness, now, r.rec.Timestamp)
+		}
 		lvl := slog.LevelDebug
 		if r.outcome == "failed" || r.outcome == "invalid" {
 			lvl = slog.LevelWarn

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net/url"
+	"sort"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -203,6 +204,17 @@ func (c *Config) Validate() error {
 var metricsPorts = map[string]int{
 	"dev": 9464, "worker": 9465, "streamer": 9466, "sink": 9467,
 	"collector": 9468, "recommender": 9469, "api": 9470,
+}
+
+// LocalMetricsAddrs are the addresses where each command serves /metrics
+// on this host with --metrics-addr auto, dev's first.
+func LocalMetricsAddrs() []string {
+	out := make([]string, 0, len(metricsPorts))
+	for _, p := range metricsPorts {
+		out = append(out, fmt.Sprintf("127.0.0.1:%d", p))
+	}
+	sort.Strings(out)
+	return out
 }
 
 // MetricsAddrFor resolves --metrics-addr for a command: "auto" gives the

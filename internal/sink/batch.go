@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"runtime"
 	"sync"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -24,6 +25,9 @@ type batch struct {
 	byOffset  map[tp]map[int64]*kgo.Record // to find a refused row's record
 	highWater map[tp]int64
 	records   int
+	// products are the timestamps of the product topic's records that
+	// became rows, for the freshness histogram.
+	products []time.Time
 }
 
 type deadLetter struct {
@@ -107,6 +111,9 @@ func (s *Sink) build(ctx context.Context, fetches kgo.Fetches) (*batch, error) {
 		}
 		t := items[i].r.table
 		b.rows[t] = append(b.rows[t], res.row)
+		if rec := items[i].rec; rec.Topic == s.opts.Topics.Products && rec.Value != nil {
+			b.products = append(b.products, rec.Timestamp)
+		}
 	}
 	return b, nil
 }

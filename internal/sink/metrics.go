@@ -3,6 +3,7 @@ package sink
 import (
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/shopstream/shopstream/internal/freshness"
 	"github.com/shopstream/shopstream/internal/telemetry"
 )
 
@@ -15,6 +16,7 @@ type metrics struct {
 	retries      *prometheus.CounterVec
 	conflicts    prometheus.Counter
 	fetchErrors  prometheus.Counter
+	freshness    prometheus.Histogram // products reaching their row
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -53,6 +55,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "shopstream_sink_fetch_errors_total",
 			Help: "Per-partition fetch errors from Kafka.",
 		}),
+		freshness: freshness.Histogram(f, freshness.Stored()),
 	}
 	if err := f.Err(); err != nil {
 		return nil, err

@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/shopstream/shopstream/internal/freshness"
 	"github.com/shopstream/shopstream/internal/pgstore"
 	"github.com/shopstream/shopstream/internal/records"
 )
@@ -295,7 +296,11 @@ func (s *Sink) handle(ctx context.Context, cl *kgo.Client, fetches kgo.Fetches) 
 		s.m.rows.WithLabelValues(table, "delete").Add(float64(n))
 	}
 	s.m.records.Add(float64(b.records))
-	s.m.batchSeconds.Observe(s.opts.Now().Sub(start).Seconds())
+	now := s.opts.Now()
+	s.m.batchSeconds.Observe(now.Sub(start).Seconds())
+	for _, ts := range b.products {
+		freshness.Observe(s.m.freshness, now, ts)
+	}
 	return nil
 }
 
