@@ -120,8 +120,8 @@ func (b *Backfill) BackfillRange(ctx context.Context, in workflows.BackfillRange
 	if err != nil {
 		return res, fmt.Errorf("%s: %w", what, err)
 	}
-	key := txnmarker.Key{TxnID: txnmarker.TransactionalID(txnmarker.FamilyBackfill, in.WorkflowID, "p"+strconv.Itoa(int(in.Partition))), Topic: b.bf.Target()}
-	marker := backfillMarker(in.WorkflowID, in.Partition, in.Range)
+	key := txnmarker.Key{TxnID: rangeTxnID(txnmarker.FamilyBackfill, in.WorkflowID, in.Partition), Topic: b.bf.Target()}
+	marker := rangeMarker(txnmarker.FamilyBackfill, in.WorkflowID, in.Partition, in.Range)
 	for attempt := 0; ; attempt++ {
 		p, err := b.producers.Begin(ctx, key, marker, 5*time.Minute)
 		if err != nil {
@@ -213,16 +213,30 @@ func (b *Backfill) recovered(ctx context.Context, res workflows.BackfillRangeRes
 // BackfillCleanup deletes the markers of ranges the workflow has recorded
 // as done.
 func (b *Backfill) BackfillCleanup(ctx context.Context, in workflows.BackfillCleanupInput) (workflows.BackfillCleanupResult, error) {
-	groups := make([]string, 0, len(in.Ranges))
-	for _, r := range in.Ranges {
-		groups = append(groups, backfillMarker(in.WorkflowID, r.Partition, r.Range))
-	}
-	n, err := b.producers.DeleteMarkers(ctx, groups)
+	n, err := deleteRangeMarkers(ctx, b.producers, txnmarker.FamilyBackfill, in.WorkflowID, in.Ranges)
 	return workflows.BackfillCleanupResult{Deleted: n}, err
 }
 
-func backfillMarker(workflowID string, partition int32, rng int) string {
-	return txnmarker.Group(txnmarker.FamilyBackfill, workflowID, fmt.Sprintf("p%d-r%d", partition, rng))
+// rangeMarker is the marker group of one range of a partition: of a
+// backfill (family backfill) or a replay.
+func rangeMarker(family, workflowID string, partition int32, index int) string {
+	return txnmarker.Group(family, workflowID, fmt.Sprintf("p%d-r%d", partition, index))
+}
+
+// rangeTxnID is the transactional id of a partition's lane: its ranges run
+// in order on it.
+func rangeTxnID(family, workflowID string, partition int32) string {
+	return txnmarker.TransactionalID(family, workflowID, "p"+strconv.Itoa(int(partition)))
+}
+
+// deleteRangeMarkers deletes the markers of ranges a workflow has recorded
+// as done.
+func deleteRangeMarkers(ctx context.Context, ps *txnmarker.Producers, family, workflowID string, ranges []workflows.BackfillRangeID) (int, error) {
+	groups := make([]string, 0, len(ranges))
+	for _, r := range ranges {
+		groups = append(groups, rangeMarker(family, workflowID, r.Partition, r.Range))
+	}
+	return ps.DeleteMarkers(ctx, groups)
 }
 
 // closeProducers closes the producers the worker keeps.

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"strconv"
 	"sync"
 	"time"
 
@@ -93,8 +92,8 @@ func (r *Replay) ReplayRange(ctx context.Context, in workflows.ReplayRangeInput)
 	what := fmt.Sprintf("range %d of %s partition %d (offsets %d to %d)", in.Index, r.rp.DLQ(), rg.Partition, rg.Start, rg.End-1)
 	stop := heartbeat(ctx, func() any { return what })
 	defer stop()
-	key := txnmarker.Key{TxnID: txnmarker.TransactionalID(txnmarker.FamilyDLQReplay, in.WorkflowID, "p"+strconv.Itoa(int(rg.Partition))), Topic: r.rp.Ledger()}
-	marker := replayMarker(in.WorkflowID, rg.Partition, in.Index)
+	key := txnmarker.Key{TxnID: rangeTxnID(txnmarker.FamilyDLQReplay, in.WorkflowID, rg.Partition), Topic: r.rp.Ledger()}
+	marker := rangeMarker(txnmarker.FamilyDLQReplay, in.WorkflowID, rg.Partition, in.Index)
 	p, err := r.producers.Begin(ctx, key, marker, 5*time.Minute)
 	if err != nil {
 		return workflows.ReplayRangeResult{}, fmt.Errorf("%s: %w", what, err)
@@ -162,16 +161,8 @@ func (r *Replay) ReplayRange(ctx context.Context, in workflows.ReplayRangeInput)
 // ReplayCleanup deletes the markers of ranges the workflow has recorded as
 // done.
 func (r *Replay) ReplayCleanup(ctx context.Context, in workflows.ReplayCleanupInput) (workflows.ReplayCleanupResult, error) {
-	groups := make([]string, 0, len(in.Ranges))
-	for _, rg := range in.Ranges {
-		groups = append(groups, replayMarker(in.WorkflowID, rg.Partition, rg.Range))
-	}
-	n, err := r.producers.DeleteMarkers(ctx, groups)
+	n, err := deleteRangeMarkers(ctx, r.producers, txnmarker.FamilyDLQReplay, in.WorkflowID, in.Ranges)
 	return workflows.ReplayCleanupResult{Deleted: n}, err
-}
-
-func replayMarker(workflowID string, partition int32, index int) string {
-	return txnmarker.Group(txnmarker.FamilyDLQReplay, workflowID, fmt.Sprintf("p%d-r%d", partition, index))
 }
 
 // closeProducers closes the producers the worker keeps.

@@ -50,8 +50,9 @@ func replay(t *testing.T, r *Replay, sel workflows.ReplaySelection, limit int) (
 	}
 	var total int64
 	index := map[int32]int{}
+	run := fmt.Sprintf("replay-test/%d", time.Now().UnixNano())
 	for _, rg := range plan.Ranges {
-		res, err := runReplayRange(r, workflows.ReplayRangeInput{WorkflowID: "replay-test", Selection: sel, Range: rg, Index: index[rg.Partition]})
+		res, err := runReplayRange(r, workflows.ReplayRangeInput{WorkflowID: run, Selection: sel, Range: rg, Index: index[rg.Partition]})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -165,7 +166,7 @@ func TestReplayStopsAtTheLimit(t *testing.T) {
 	r := newReplayActs(t, f)
 	ctx := context.Background()
 	send := func(d deadletter.Letter, replays int) {
-		src := &kgo.Record{Topic: f.topics.Products, Partition: 0, Offset: 1, Key: d.Key, Value: []byte("junk")}
+		src := &kgo.Record{Topic: f.topics.Products, Partition: 0, Offset: d.SourceOffset, Key: d.Key, Value: []byte("junk")}
 		if replays > 0 {
 			src.Headers = []kgo.RecordHeader{{Key: deadletter.HeaderReplays, Value: []byte(fmt.Sprint(replays))}}
 		}
@@ -173,10 +174,12 @@ func TestReplayStopsAtTheLimit(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	send(deadletter.Letter{Key: []byte("m1/a"), Component: "streamer", Reason: deadletter.ReasonNotFramed}, 0)
-	send(deadletter.Letter{Key: []byte("m1/b"), Component: "streamer", Reason: deadletter.ReasonNotFramed}, 3)
-	send(deadletter.Letter{Key: []byte("m1/c"), Component: "sink", Reason: deadletter.ReasonInvalid}, 1)
-	send(deadletter.Letter{Key: []byte("m1/d"), Component: "streamer", Reason: deadletter.ReasonNotFramed}, 0)
+	// m1/a's record was dead-lettered by two components; it goes back once.
+	send(deadletter.Letter{Key: []byte("m1/a"), SourceOffset: 1, Component: "streamer", Reason: deadletter.ReasonNotFramed}, 0)
+	send(deadletter.Letter{Key: []byte("m1/a"), SourceOffset: 1, Component: "sink", Reason: deadletter.ReasonNotFramed}, 0)
+	send(deadletter.Letter{Key: []byte("m1/b"), SourceOffset: 2, Component: "streamer", Reason: deadletter.ReasonNotFramed}, 3)
+	send(deadletter.Letter{Key: []byte("m1/c"), SourceOffset: 3, Component: "sink", Reason: deadletter.ReasonInvalid}, 1)
+	send(deadletter.Letter{Key: []byte("m1/d"), SourceOffset: 4, Component: "streamer", Reason: deadletter.ReasonNotFramed}, 0)
 
 	plan, sent := replay(t, r, workflows.ReplaySelection{Components: []string{"streamer"}}, 1)
 	if sent != 1 || plan.Verdicts[dlqreplay.AtLimit] != 1 || plan.Verdicts[dlqreplay.OverLimit] != 1 {
@@ -196,6 +199,10 @@ func TestReplayStopsAtTheLimit(t *testing.T) {
 	if sent != 1 {
 		t.Fatalf("replay of key m1/c sent %d, want 1", sent)
 	}
+	plan, sent = replay(t, r, workflows.ReplaySelection{}, 0)
+	if sent != 1 || plan.Verdicts[dlqreplay.Replayed] != 3 || plan.Verdicts[dlqreplay.AtLimit] != 1 {
+		t.Fatalf("replay of everything sent %d, verdicts %v; want m1/d sent, the other 3 letters of records sent back already, m1/b at the limit", sent, plan.Verdicts)
+	}
 }
 
 // A range whose first attempt stalls with its records in an open
@@ -206,7 +213,7 @@ func TestReplayRangeFencesAZombie(t *testing.T) {
 	r := newReplayActs(t, f)
 	ctx := context.Background()
 	for i := range 5 {
-		src := &kgo.Record{Topic: f.topics.Products, Key: []byte(fmt.Sprintf("m1/z%d", i)), Value: []byte("junk")}
+		src := &kgo.Record{Topic: f.topics.Products, Offset: int64(i), Key: []byte(fmt.Sprintf("m1/z%d", i)), Value: []byte("junk")}
 		if err := f.cl.ProduceSync(ctx, deadletter.Record(f.topics.DLQ, src, deadletter.Why{Component: "streamer", Reason: deadletter.ReasonNotFramed}, time.Now())).FirstErr(); err != nil {
 			t.Fatal(err)
 		}

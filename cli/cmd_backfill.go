@@ -3,10 +3,10 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/urfave/cli/v2"
-	enumspb "go.temporal.io/api/enums/v1"
 
 	"github.com/shopstream/shopstream/internal/backfill"
 	"github.com/shopstream/shopstream/internal/config"
@@ -145,33 +145,11 @@ func backfillStatus(c *cli.Context) error {
 		return err
 	}
 	defer e.close()
-	w := c.App.Writer
 	id := workflows.BackfillWorkflowID
-	status, err := runwatch.Status(c.Context, e.temporal, id)
-	if runwatch.IsNotFound(err) {
-		return cli.Exit("backfill: "+backfill.ErrNone.Error(), 1)
-	}
-	if err != nil {
-		return fmt.Errorf("backfill status: %w", err)
-	}
-	fmt.Fprintf(w, "backfill: %s is %s\n", id, runwatch.StatusWord(status))
-	if status != enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
-		var res workflows.BackfillResult
-		if err := e.temporal.GetWorkflow(c.Context, id, "").Get(c.Context, &res); err != nil {
-			fmt.Fprintf(w, "backfill: %v\n", err)
-		} else {
-			backfill.PrintSummary(w, res, e.cfg.WorkflowURL(id, ""))
-			return nil
-		}
-	}
-	if p, err := backfill.Progress(c.Context, e.temporal); err == nil {
-		backfill.PrintProgress(w, p)
-		if d := runwatch.PendingDetail(c.Context, e.temporal, id); p.Phase == workflows.PhasePreparing && d != "" {
-			fmt.Fprintf(w, "  now\t%s\n", d)
-		}
-	}
-	fmt.Fprintf(w, "backfill: Web UI %s\n", e.cfg.WorkflowURL(id, ""))
-	return nil
+	url := e.cfg.WorkflowURL(id, "")
+	err = runwatch.Show(c.Context, e.temporal, id, workflows.QueryBackfillProgress, url, c.App.Writer, backfill.PrintProgress,
+		func(w io.Writer, r workflows.BackfillResult) { backfill.PrintSummary(w, r, url) })
+	return backfillErr(err)
 }
 
 func backfillCancel(c *cli.Context) error {
@@ -181,12 +159,19 @@ func backfillCancel(c *cli.Context) error {
 	}
 	defer e.close()
 	how, err := runwatch.Cancel(c.Context, e.temporal, workflows.BackfillWorkflowID, c.Duration("wait"))
+	if err != nil {
+		return backfillErr(err)
+	}
+	fmt.Fprintf(c.App.Writer, "backfill: %s %s; the ranges it committed stay\n", workflows.BackfillWorkflowID, how)
+	return nil
+}
+
+func backfillErr(err error) error {
 	if runwatch.IsNotFound(err) {
 		return cli.Exit("backfill: "+backfill.ErrNone.Error(), 1)
 	}
 	if err != nil {
-		return fmt.Errorf("backfill cancel: %w", err)
+		return fmt.Errorf("backfill: %w", err)
 	}
-	fmt.Fprintf(c.App.Writer, "backfill: %s %s; the ranges it committed stay\n", workflows.BackfillWorkflowID, how)
 	return nil
 }

@@ -2,14 +2,13 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"strconv"
 	"time"
 
 	"github.com/urfave/cli/v2"
-	enumspb "go.temporal.io/api/enums/v1"
 
 	"github.com/shopstream/shopstream/internal/config"
 	"github.com/shopstream/shopstream/internal/dlqreplay"
@@ -23,8 +22,9 @@ func dlqReplayCommand() *cli.Command {
 		Usage: "send dead letters back to their source topic, exactly once (the ReplayDeadLetters Temporal workflow)",
 		Description: "Once the cause of a dead letter is fixed (a schema registered, a constraint relaxed), replay sends the\n" +
 			"original record back to the topic it came from, where every consumer of that topic reads it again.\n" +
-			"Each letter goes back once: the letters sent back are written to a ledger topic in the same Kafka\n" +
-			"transaction, so a retried or resumed range and a later replay skip them. A record that fails again\n" +
+			"Each record goes back once, however many components dead-lettered it (the streamer, the sink and the\n" +
+			"collector all read the product topic): the records sent back are written to a ledger topic in the same\n" +
+			"Kafka transaction, so a retried or resumed range and a later replay skip them. A record that fails again\n" +
 			"lands in the dead-letter topic again, its header shopstream.dlq.replays counting the replays; after\n" +
 			strconv.Itoa(dlqreplay.DefaultMaxReplays) + " replays it is not replayed any more. A letter of a product that has a newer record in its topic\n" +
 			"is superseded and stays. Filters combine (all must match); --dry-run shows what would go and why.\n" +
@@ -97,23 +97,11 @@ func runReplay(c *cli.Context) error {
 	defer e.close()
 	w := c.App.Writer
 	if dry {
-		rp, err := dlqreplay.New(dlqreplay.Options{Kafka: e.kafkaClients, DLQ: e.cfg.Topics.DLQ, Ledger: e.cfg.Topics.DLQReplayed,
-			Changelogs: dlqreplay.Changelogs(e.cfg.Topics)})
-		if err != nil {
-			return err
-		}
 		ctx, cancel := context.WithTimeout(c.Context, time.Minute)
 		defer cancel()
-		plan, err := rp.Plan(ctx, dlqreplay.Selection(in.Selection), in.Limit, workflows.DefaultReplayRangeLetters)
-		if err != nil {
+		if err := dlqreplay.DryRun(ctx, e.kafkaClients, e.cfg.Topics, dlqreplay.Selection(in.Selection), in.Limit, w, c.Bool("json")); err != nil {
 			return fmt.Errorf("dlq replay --dry-run: %w", err)
 		}
-		if c.Bool("json") {
-			enc := json.NewEncoder(w)
-			enc.SetIndent("", "  ")
-			return enc.Encode(map[string]any{"letters": plan.Candidates, "verdicts": plan.Counts(), "max_replays": rp.MaxReplays()})
-		}
-		dlqreplay.PrintPlan(w, plan, rp.MaxReplays())
 		return nil
 	}
 	run, err := dlqreplay.Start(c.Context, e.temporal, e.cfg.TaskQueue, in)
@@ -145,29 +133,11 @@ func replayStatus(c *cli.Context) error {
 		return err
 	}
 	defer e.close()
-	w, id := c.App.Writer, workflows.ReplayWorkflowID
-	status, err := runwatch.Status(c.Context, e.temporal, id)
-	if runwatch.IsNotFound(err) {
-		return cli.Exit("dlq replay: no replay has run yet: `shopstream dlq replay --dry-run` shows what one would send back", 1)
-	}
-	if err != nil {
-		return fmt.Errorf("dlq replay status: %w", err)
-	}
-	fmt.Fprintf(w, "dlq replay: %s is %s\n", id, runwatch.StatusWord(status))
-	if status == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
-		if p, err := dlqreplay.Progress(c.Context, e.temporal); err == nil {
-			dlqreplay.PrintProgress(w, p)
-		}
-		fmt.Fprintf(w, "dlq replay: Web UI %s\n", e.cfg.WorkflowURL(id, ""))
-		return nil
-	}
-	var res workflows.ReplayResult
-	if err := e.temporal.GetWorkflow(c.Context, id, "").Get(c.Context, &res); err != nil {
-		fmt.Fprintf(w, "dlq replay: %v\ndlq replay: Web UI %s\n", err, e.cfg.WorkflowURL(id, ""))
-		return nil
-	}
-	dlqreplay.PrintSummary(w, res, e.cfg.WorkflowURL(id, ""))
-	return nil
+	id := workflows.ReplayWorkflowID
+	url := e.cfg.WorkflowURL(id, "")
+	err = runwatch.Show(c.Context, e.temporal, id, workflows.QueryReplayProgress, url, c.App.Writer, dlqreplay.PrintProgress,
+		func(w io.Writer, r workflows.ReplayResult) { dlqreplay.PrintSummary(w, r, url) })
+	return replayErr(err)
 }
 
 func replayCancel(c *cli.Context) error {
@@ -177,12 +147,19 @@ func replayCancel(c *cli.Context) error {
 	}
 	defer e.close()
 	how, err := runwatch.Cancel(c.Context, e.temporal, workflows.ReplayWorkflowID, c.Duration("wait"))
-	if runwatch.IsNotFound(err) {
-		return cli.Exit("dlq replay: no replay has run yet", 1)
-	}
 	if err != nil {
-		return fmt.Errorf("dlq replay cancel: %w", err)
+		return replayErr(err)
 	}
 	fmt.Fprintf(c.App.Writer, "dlq replay: %s %s; the ranges it committed stay\n", workflows.ReplayWorkflowID, how)
+	return nil
+}
+
+func replayErr(err error) error {
+	if runwatch.IsNotFound(err) {
+		return cli.Exit("dlq replay: no replay has run yet: `shopstream dlq replay --dry-run` shows what one would send back", 1)
+	}
+	if err != nil {
+		return fmt.Errorf("dlq replay: %w", err)
+	}
 	return nil
 }

@@ -107,6 +107,8 @@ type BackfillPartition struct {
 // BackfillRangeInput asks one activity to backfill source offsets
 // [Start, End) of one partition with one filter version.
 type BackfillRangeInput struct {
+	// WorkflowID names the run in the range's marker and transactional
+	// id: the workflow id and the run id.
 	WorkflowID string
 	// BackfillID goes into the header of every record written.
 	BackfillID string
@@ -325,7 +327,7 @@ func Backfill(ctx workflow.Context, in BackfillInput) (BackfillResult, error) {
 		st.Next = make([]int, len(st.Plan.Partitions))
 		logger.Info("backfill planned", "filter_version", st.Plan.Filter.Version, "partitions", len(st.Plan.Partitions), "waited", st.Plan.Waited)
 	}
-	l.units = st.Plan.ranges(info.WorkflowExecution.ID, in.RequestID, size)
+	l.units = st.Plan.ranges(runKey(info), in.RequestID, size)
 	l.next = st.Next
 	phase = PhaseRunning
 
@@ -347,7 +349,7 @@ func Backfill(ctx workflow.Context, in BackfillInput) (BackfillResult, error) {
 			finished = append(finished, BackfillRangeID{Partition: lane[j].Partition, Range: j})
 		}
 	}
-	cleanupMarkers(ctx, ActivityBackfillCleanup, BackfillCleanupInput{WorkflowID: info.WorkflowExecution.ID, Ranges: finished}, len(finished))
+	cleanupMarkers(ctx, ActivityBackfillCleanup, BackfillCleanupInput{WorkflowID: runKey(info), Ranges: finished}, len(finished))
 
 	switch {
 	case ctx.Err() != nil:

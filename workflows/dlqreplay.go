@@ -96,6 +96,8 @@ type ReplayRange struct {
 
 // ReplayRangeInput asks one activity to send back the letters of one range.
 type ReplayRangeInput struct {
+	// WorkflowID names the run in the range's marker and transactional
+	// id: the workflow id and the run id.
 	WorkflowID string
 	Selection  ReplaySelection
 	Range      ReplayRange
@@ -240,7 +242,7 @@ func ReplayDeadLetters(ctx workflow.Context, in ReplayInput) (ReplayResult, erro
 			lane[r.Partition] = i
 			l.units = append(l.units, nil)
 		}
-		l.units[i] = append(l.units[i], ReplayRangeInput{WorkflowID: info.WorkflowExecution.ID, Selection: in.Selection, Range: r, Index: len(l.units[i])})
+		l.units[i] = append(l.units[i], ReplayRangeInput{WorkflowID: runKey(info), Selection: in.Selection, Range: r, Index: len(l.units[i])})
 	}
 	if st.Next == nil {
 		st.Next = make([]int, len(l.units))
@@ -265,7 +267,7 @@ func ReplayDeadLetters(ctx workflow.Context, in ReplayInput) (ReplayResult, erro
 			finished = append(finished, BackfillRangeID{Partition: units[j].Range.Partition, Range: j})
 		}
 	}
-	cleanupMarkers(ctx, ActivityReplayCleanup, ReplayCleanupInput{WorkflowID: info.WorkflowExecution.ID, Ranges: finished}, len(finished))
+	cleanupMarkers(ctx, ActivityReplayCleanup, ReplayCleanupInput{WorkflowID: runKey(info), Ranges: finished}, len(finished))
 	switch {
 	case ctx.Err() != nil:
 		phase = PhaseStopped

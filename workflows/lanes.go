@@ -61,6 +61,16 @@ func (l *lanes[U, R]) run(ctx, actx workflow.Context, limit int, onDone func(lan
 	}
 }
 
+// runKey names the units of one run of a workflow with a fixed id in their
+// markers and transactional ids: the workflow id alone would name the units
+// of every backfill (or replay) alike, and a marker a failed cleanup left
+// behind would make a later run's unit look committed. A run waits for
+// every unit it started before it continues as new, so no unit outlives
+// its run.
+func runKey(info *workflow.Info) string {
+	return info.WorkflowExecution.ID + "/" + info.WorkflowExecution.RunID
+}
+
 // done says whether every lane has finished all its units.
 func (l *lanes[U, R]) done() bool {
 	for lane := range l.units {

@@ -116,7 +116,7 @@ func Settings() []Setting {
 		s("filter-topic", "FILTER_TOPIC", false, func(c *Config) *string { return &c.Topics.Filter }, "compacted control topic carrying the filter state"),
 		s("filter-applied-topic", "FILTER_APPLIED_TOPIC", false, func(c *Config) *string { return &c.Topics.FilterApplied }, "compacted topic where streamer instances report the filter version they applied"),
 		s("dlq-topic", "DLQ_TOPIC", false, func(c *Config) *string { return &c.Topics.DLQ }, "dead-letter topic for records that cannot be processed"),
-		s("dlq-replayed-topic", "DLQ_REPLAYED_TOPIC", false, func(c *Config) *string { return &c.Topics.DLQReplayed }, "compacted ledger of the dead letters `dlq replay` sent back, so each goes back once"),
+		s("dlq-replayed-topic", "DLQ_REPLAYED_TOPIC", false, func(c *Config) *string { return &c.Topics.DLQReplayed }, "compacted ledger of the dead-lettered records `dlq replay` sent back, so each goes back once"),
 		{Name: "dial-timeout", Env: "SHOPSTREAM_DIAL_TIMEOUT", Usage: "how long a command waits for Kafka, the registry or Temporal before it says it cannot reach them",
 			Get: func(c *Config) string { return c.DialTimeout.String() },
 			Set: func(c *Config, v string) error {

@@ -2,6 +2,7 @@ package dlqreplay
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -16,6 +17,8 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
 
+	"github.com/shopstream/shopstream/internal/clients"
+	"github.com/shopstream/shopstream/internal/records"
 	"github.com/shopstream/shopstream/internal/runwatch"
 	"github.com/shopstream/shopstream/workflows"
 )
@@ -27,6 +30,8 @@ func Start(ctx context.Context, tc client.Client, taskQueue string, in workflows
 		ID: workflows.ReplayWorkflowID, TaskQueue: taskQueue,
 		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
 		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
+		// Without it the SDK hands back the running replay as if it were ours.
+		WorkflowExecutionErrorWhenAlreadyStarted: true,
 	}, workflows.ReplayDeadLetters, in)
 	var started *serviceerror.WorkflowExecutionAlreadyStarted
 	if errors.As(err, &started) {
@@ -66,6 +71,26 @@ func Watch(tc client.Client, out io.Writer, tty bool) runwatch.Options {
 			return runwatch.Progress{Done: p.Replayed, Total: int64(p.Letters), Unit: "letters",
 				Detail: fmt.Sprintf("%s, %d of %d ranges done", p.Phase, p.RangesDone, p.Ranges)}, nil
 		}}
+}
+
+// DryRun plans a replay of what s picks (at most limit) and writes what it
+// would do, as a table or as JSON.
+func DryRun(ctx context.Context, k *clients.Kafka, t records.Topics, s Selection, limit int, w io.Writer, asJSON bool) error {
+	rp, err := New(Options{Kafka: k, DLQ: t.DLQ, Ledger: t.DLQReplayed, Changelogs: Changelogs(t)})
+	if err != nil {
+		return err
+	}
+	plan, err := rp.Plan(ctx, s, limit, workflows.DefaultReplayRangeLetters)
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(map[string]any{"letters": plan.Candidates, "verdicts": plan.Counts(), "max_replays": rp.MaxReplays()})
+	}
+	PrintPlan(w, plan, rp.MaxReplays())
+	return nil
 }
 
 // PrintPlan writes what a replay would do with every letter the selection

@@ -1,9 +1,11 @@
 // Package dlqreplay decides which dead letters go back to their source
 // topic, for `shopstream dlq replay` and its --dry-run: those a Selection
-// picks, that were never replayed before (a compacted ledger topic, keyed by
-// the dead letter's partition and offset, says which were), that are under
-// the replay limit, and whose product has no newer record in its source
-// topic. The ReplayDeadLetters workflow's activities write them back inside
+// picks, whose record was never replayed before (a compacted ledger topic,
+// keyed by the record's source topic, partition and offset, says which
+// were), that are under the replay limit, and whose product has no newer
+// record in its source topic. Several components may dead-letter the same
+// record (the streamer, the sink and the collector all read the product
+// topic): it goes back once, and every component reads it again. The ReplayDeadLetters workflow's activities write them back inside
 // Kafka transactions with markers (package txnmarker), together with their
 // ledger entries, so each dead letter goes back exactly once.
 package dlqreplay
@@ -77,6 +79,8 @@ const (
 	Superseded = "superseded"
 	NoSource   = "no source topic"
 	OverLimit  = "over --limit"
+	// SameRecord: another letter of the same record goes back.
+	SameRecord = "same record as another letter"
 )
 
 // Options say where the replay reads and writes.
@@ -175,6 +179,7 @@ func (r *Replayer) Plan(ctx context.Context, s Selection, limit, rangeLetters in
 		}
 		return nil
 	})
+	sameRecords(byPart)
 	if err != nil {
 		return Plan{}, fmt.Errorf("read the dead-letter topic %s: %w", r.o.DLQ, err)
 	}
@@ -186,7 +191,7 @@ func (r *Replayer) Plan(ctx context.Context, s Selection, limit, rangeLetters in
 
 func (r *Replayer) verdict(d deadletter.Letter, ledger map[string]bool) string {
 	switch {
-	case ledger[LedgerKey(d.Partition, d.Offset)]:
+	case ledger[LedgerKey(d)]:
 		return Replayed
 	case d.Replays >= r.o.MaxReplays:
 		return AtLimit
@@ -321,23 +326,52 @@ func (r *Replayer) stable(ctx context.Context, topic string, partition int32) (i
 	return o.Offset, nil
 }
 
-// LedgerKey is the ledger's key of the dead letter at partition/offset.
-func LedgerKey(partition int32, offset int64) string {
-	return strconv.Itoa(int(partition)) + "@" + strconv.FormatInt(offset, 10)
+// LedgerKey is the ledger's key of a dead letter's record: where it was
+// in its source topic.
+func LedgerKey(d deadletter.Letter) string {
+	return d.SourceTopic + "/" + strconv.Itoa(int(d.SourcePartition)) + "@" + strconv.FormatInt(d.SourceOffset, 10)
 }
 
-// Entry is one ledger record's value: a dead letter that went back.
+// sameRecords leaves one letter of each record to replay, in the order the
+// letters were read; the others say SameRecord.
+func sameRecords(byPart map[int32][]Candidate) {
+	parts := make([]int32, 0, len(byPart))
+	for p := range byPart {
+		parts = append(parts, p)
+	}
+	slices.Sort(parts)
+	seen := map[string]bool{}
+	for _, p := range parts {
+		for i := range byPart[p] {
+			c := &byPart[p][i]
+			if c.Verdict != Replay {
+				continue
+			}
+			if k := LedgerKey(c.Letter); seen[k] {
+				c.Verdict = SameRecord
+			} else {
+				seen[k] = true
+			}
+		}
+	}
+}
+
+// Entry is one ledger record's value: a record that went back, and the
+// letter it went back from.
 type Entry struct {
-	Workflow   string    `json:"workflow"`
-	To         string    `json:"to"`
-	Replays    int       `json:"replays"`
-	ReplayedAt time.Time `json:"replayed_at"`
+	Workflow     string    `json:"workflow"`
+	To           string    `json:"to"`
+	Replays      int       `json:"replays"`
+	ReplayedAt   time.Time `json:"replayed_at"`
+	DLQPartition int32     `json:"dlq_partition"`
+	DLQOffset    int64     `json:"dlq_offset"`
 }
 
 // LedgerRecord is the ledger record of d replayed by workflow at now.
 func (r *Replayer) LedgerRecord(d deadletter.Letter, workflow string) *kgo.Record {
-	v, _ := json.Marshal(Entry{Workflow: workflow, To: d.SourceTopic, Replays: d.Replays + 1, ReplayedAt: r.o.Now().UTC()}) // plain fields always encode
-	return &kgo.Record{Topic: r.o.Ledger, Key: []byte(LedgerKey(d.Partition, d.Offset)), Value: v}
+	v, _ := json.Marshal(Entry{Workflow: workflow, To: d.SourceTopic, Replays: d.Replays + 1, ReplayedAt: r.o.Now().UTC(),
+		DLQPartition: d.Partition, DLQOffset: d.Offset}) // plain fields always encode
+	return &kgo.Record{Topic: r.o.Ledger, Key: []byte(LedgerKey(d)), Value: v}
 }
 
 // ReadLedger returns the keys of every dead letter that went back.
@@ -378,6 +412,7 @@ func (r *Replayer) Letters(ctx context.Context, s Selection, rg Range) ([]deadle
 	if err != nil {
 		return nil, nil, fmt.Errorf("read %s partition %d offsets %d to %d: %w", r.o.DLQ, rg.Partition, rg.Start, rg.End-1, err)
 	}
+	sameRecords(byPart)
 	if err := r.markSuperseded(ctx, byPart); err != nil {
 		return nil, nil, err
 	}

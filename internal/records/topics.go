@@ -12,9 +12,10 @@ type Topics struct {
 	Filter           string
 	FilterApplied    string
 	DLQ              string
-	// DLQReplayed is the ledger of dead letters sent back to their source
-	// topic: compacted, keyed by the dead letter's partition and offset, so
-	// that each is replayed once however often `dlq replay` runs.
+	// DLQReplayed is the ledger of dead-lettered records sent back to their
+	// source topic: compacted, keyed by the record's source topic, partition
+	// and offset, so that each goes back once however often `dlq replay`
+	// runs and however many components dead-lettered it.
 	DLQReplayed string
 }
 

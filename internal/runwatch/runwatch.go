@@ -60,7 +60,7 @@ func Follow(ctx context.Context, o Options, run client.WorkflowRun, result any) 
 	}
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
-	var meter rateMeter
+	var meter RateMeter
 	drawn := false
 	for {
 		select {
@@ -77,7 +77,7 @@ func Follow(ctx context.Context, o Options, run client.WorkflowRun, result any) 
 			if err != nil {
 				continue // no worker has picked the run up yet
 			}
-			rate := meter.add(now, p.Done)
+			rate := meter.Add(now, p.Done)
 			if o.TTY {
 				fmt.Fprintf(o.Out, "\r\x1b[2K%s", Bar(p, rate))
 				drawn = true
@@ -136,9 +136,9 @@ func eta(p Progress, rate float64) time.Duration {
 	return time.Duration(float64(p.Total-p.Done) / rate * float64(time.Second)).Round(time.Second)
 }
 
-// rateMeter turns (time, done) samples into a rate over the last ten
+// RateMeter turns (time, done) samples into a rate over the last ten
 // seconds, so a stall shows soon and one burst does not spike.
-type rateMeter struct {
+type RateMeter struct {
 	samples []sample
 }
 
@@ -147,7 +147,8 @@ type sample struct {
 	n  int64
 }
 
-func (m *rateMeter) add(at time.Time, n int64) float64 {
+// Add records that n were done at at and returns the rate per second.
+func (m *RateMeter) Add(at time.Time, n int64) float64 {
 	m.samples = append(m.samples, sample{at, n})
 	for len(m.samples) > 2 && at.Sub(m.samples[0].at) > 10*time.Second {
 		m.samples = m.samples[1:]
@@ -166,6 +167,40 @@ func Status(ctx context.Context, c client.Client, id string) (enumspb.WorkflowEx
 		return 0, err
 	}
 	return desc.GetWorkflowExecutionInfo().GetStatus(), nil
+}
+
+// Show prints what the run with workflow id id is doing: its status word,
+// then its progress (query, shown by progress) while it runs, its result
+// (shown by summary) once it completed, or how it ended otherwise. url is
+// its Web UI link.
+func Show[P, R any](ctx context.Context, c client.Client, id, query, url string, w io.Writer, progress func(io.Writer, P), summary func(io.Writer, R)) error {
+	status, err := Status(ctx, c, id)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "%s is %s\n", id, StatusWord(status))
+	if status == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
+		var p P
+		qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		if v, err := c.QueryWorkflow(qctx, id, "", query); err != nil || v.Get(&p) != nil {
+			fmt.Fprintf(w, "  no progress yet (is a worker running? `shopstream dev` or `shopstream worker`)\n")
+		} else {
+			progress(w, p)
+		}
+		if d := PendingDetail(ctx, c, id); d != "" {
+			fmt.Fprintf(w, "  now: %s\n", d)
+		}
+		fmt.Fprintf(w, "  Web UI %s\n", url)
+		return nil
+	}
+	var r R
+	if err := c.GetWorkflow(ctx, id, "").Get(ctx, &r); err != nil {
+		fmt.Fprintf(w, "  %v\n  Web UI %s\n", err, url)
+		return nil
+	}
+	summary(w, r)
+	return nil
 }
 
 // StatusWord is a status as a lowercase word.

@@ -199,13 +199,19 @@ func (s *Sink) Run(ctx context.Context, cl *kgo.Client) error {
 	s.log.Info("sink started", "topics", s.Topics(), "batch_size", s.opts.BatchSize)
 	var lastKafkaCommit time.Time
 	for {
-		fetches := cl.PollRecords(ctx, s.opts.BatchSize)
+		// A poll ends after a second without records too, so that the
+		// advisory commit below catches up with the last batch: otherwise
+		// an idle sink's Kafka offsets stay behind it, and lag tools (and
+		// `status`) call it stuck.
+		pctx, cancel := context.WithTimeout(ctx, time.Second)
+		fetches := cl.PollRecords(pctx, s.opts.BatchSize)
+		cancel()
 		if fetches.IsClientClosed() || ctx.Err() != nil {
 			cl.AllowRebalance()
 			return nil
 		}
 		fetches.EachError(func(topic string, p int32, err error) {
-			if !errors.Is(err, context.Canceled) {
+			if !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
 				s.m.fetchErrors.Inc()
 				s.log.Warn("fetch", "topic", topic, "partition", p, "err", err)
 			}
