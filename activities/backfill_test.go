@@ -14,6 +14,8 @@ import (
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/shopstream/shopstream/internal/backfill"
+	"github.com/shopstream/shopstream/internal/component"
+	"github.com/shopstream/shopstream/internal/health"
 	"github.com/shopstream/shopstream/internal/kafkatest"
 	"github.com/shopstream/shopstream/internal/records"
 	"github.com/shopstream/shopstream/internal/topicread"
@@ -115,8 +117,9 @@ func (f *backfillFixture) streamerCaughtUp(t *testing.T) {
 func (f *backfillFixture) startStreamer(t *testing.T) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	s, err := streamer.New(streamer.Config{Kafka: f.kc.Kafka, Serde: f.kc.NewSerde(), Topics: f.topics, InstanceID: "s-1",
-		HeartbeatInterval: 100 * time.Millisecond, Registerer: prometheus.NewRegistry()})
+	s, err := streamer.New(streamer.Options{
+		Deps:       component.Deps{Kafka: f.kc.Kafka, Serde: f.kc.NewSerde(), Topics: f.topics, Registerer: prometheus.NewRegistry()},
+		InstanceID: "s-1", HeartbeatInterval: 100 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -143,7 +146,7 @@ func (f *backfillFixture) waitStreamer(t *testing.T, version int64) {
 	t.Helper()
 	ctx := context.Background()
 	waitFor(t, fmt.Sprintf("the streamer applies v%d and processes every product", version), func() bool {
-		reps, err := streamer.ReadApplied(ctx, f.kc.Kafka, f.topics.FilterApplied)
+		reps, err := health.ReadApplied(ctx, f.kc.Kafka, f.topics.FilterApplied)
 		if err != nil || len(reps) != 1 || reps[0].Version != version {
 			return false
 		}

@@ -10,6 +10,9 @@ import (
 
 	"github.com/shopstream/shopstream/internal/backfill"
 	"github.com/shopstream/shopstream/internal/config"
+	"github.com/shopstream/shopstream/internal/filterctl"
+	"github.com/shopstream/shopstream/internal/process"
+	"github.com/shopstream/shopstream/internal/randid"
 	"github.com/shopstream/shopstream/internal/runwatch"
 	"github.com/shopstream/shopstream/workflows"
 )
@@ -61,7 +64,7 @@ func backfillCommand() *cli.Command {
 // of `filter set` ("all": the whole retention).
 func backfillInput(c *cli.Context, since string) (workflows.BackfillInput, error) {
 	in := workflows.BackfillInput{Concurrency: c.Int("concurrency"), RangeRecords: c.Int64("range-records"),
-		HeartbeatTimeout: c.Duration("heartbeat-timeout"), RequestID: requestID(), By: defaultBy()}
+		HeartbeatTimeout: c.Duration("heartbeat-timeout"), RequestID: randid.Hex(8), By: filterctl.DefaultBy()}
 	if since != "" && since != "all" && (c.String("from") != "" || c.String("to") != "") {
 		return in, usageErr("filter backfill: give --since or --from/--to, not both")
 	}
@@ -104,17 +107,17 @@ func runBackfill(c *cli.Context) error {
 // startBackfill starts (or attaches to) the backfill and follows it unless
 // --detach.
 func startBackfill(c *cli.Context, in workflows.BackfillInput) error {
-	e, err := connect(c, false, true)
+	e, err := connect(c, process.NeedTemporal)
 	if err != nil {
 		return err
 	}
-	defer e.close()
+	defer e.Close()
 	w := c.App.Writer
-	st, err := backfill.Start(c.Context, e.temporal, e.cfg.TaskQueue, in)
+	st, err := backfill.Start(c.Context, e.Temporal, e.Config.TaskQueue, in)
 	if err != nil {
 		return err
 	}
-	url := e.cfg.WorkflowURL(workflows.BackfillWorkflowID, "")
+	url := e.Config.WorkflowURL(workflows.BackfillWorkflowID, "")
 	if st.Attached {
 		fmt.Fprintf(w, "backfill: one is running already (request %s by %s); following it instead of starting another\n", st.Running.RequestID, st.Running.By)
 		backfill.PrintProgress(w, st.Running)
@@ -127,7 +130,7 @@ func startBackfill(c *cli.Context, in workflows.BackfillInput) error {
 		return nil
 	}
 	var res workflows.BackfillResult
-	err = runwatch.Follow(c.Context, backfill.Watch(e.temporal, w, isTerminal(w)), st.Run, &res)
+	err = runwatch.Follow(c.Context, backfill.Watch(e.Temporal, w, isTerminal(w)), st.Run, &res)
 	switch {
 	case errors.Is(err, runwatch.ErrDetached):
 		fmt.Fprintln(w, "backfill: stopped watching; it goes on: `shopstream filter backfill status`, `shopstream filter backfill cancel`")
@@ -140,25 +143,25 @@ func startBackfill(c *cli.Context, in workflows.BackfillInput) error {
 }
 
 func backfillStatus(c *cli.Context) error {
-	e, err := connect(c, false, true)
+	e, err := connect(c, process.NeedTemporal)
 	if err != nil {
 		return err
 	}
-	defer e.close()
+	defer e.Close()
 	id := workflows.BackfillWorkflowID
-	url := e.cfg.WorkflowURL(id, "")
-	err = runwatch.Show(c.Context, e.temporal, id, workflows.QueryBackfillProgress, url, c.App.Writer, backfill.PrintProgress,
+	url := e.Config.WorkflowURL(id, "")
+	err = runwatch.Show(c.Context, e.Temporal, id, workflows.QueryBackfillProgress, url, c.App.Writer, backfill.PrintProgress,
 		func(w io.Writer, r workflows.BackfillResult) { backfill.PrintSummary(w, r, url) })
 	return backfillErr(err)
 }
 
 func backfillCancel(c *cli.Context) error {
-	e, err := connect(c, false, true)
+	e, err := connect(c, process.NeedTemporal)
 	if err != nil {
 		return err
 	}
-	defer e.close()
-	how, err := runwatch.Cancel(c.Context, e.temporal, workflows.BackfillWorkflowID, c.Duration("wait"))
+	defer e.Close()
+	how, err := runwatch.Cancel(c.Context, e.Temporal, workflows.BackfillWorkflowID, c.Duration("wait"))
 	if err != nil {
 		return backfillErr(err)
 	}

@@ -11,6 +11,9 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/shopstream/shopstream/internal/config"
+	"github.com/shopstream/shopstream/internal/filterctl"
+	"github.com/shopstream/shopstream/internal/process"
+	"github.com/shopstream/shopstream/internal/randid"
 	"github.com/shopstream/shopstream/internal/dlqreplay"
 	"github.com/shopstream/shopstream/internal/runwatch"
 	"github.com/shopstream/shopstream/workflows"
@@ -63,7 +66,7 @@ func readReplayInput(c *cli.Context) (workflows.ReplayInput, error) {
 	in := workflows.ReplayInput{
 		Selection: workflows.ReplaySelection{Reasons: c.StringSlice("reason"), Components: c.StringSlice("component"), Keys: c.StringSlice("key")},
 		Limit:     c.Int("limit"), RangeLetters: c.Int("range-letters"), HeartbeatTimeout: c.Duration("heartbeat-timeout"),
-		RequestID: requestID(), By: defaultBy(),
+		RequestID: randid.Hex(8), By: filterctl.DefaultBy(),
 	}
 	if c.NArg() > 0 {
 		return in, usageErr("dlq replay: unexpected argument %q (subcommands: status, cancel)", c.Args().First())
@@ -90,32 +93,36 @@ func runReplay(c *cli.Context) error {
 		return err
 	}
 	dry := c.Bool("dry-run")
-	e, err := connect(c, dry, !dry)
+	needs := process.NeedTemporal
+	if dry {
+		needs = process.NeedKafka
+	}
+	e, err := connect(c, needs)
 	if err != nil {
 		return err
 	}
-	defer e.close()
+	defer e.Close()
 	w := c.App.Writer
 	if dry {
 		ctx, cancel := context.WithTimeout(c.Context, time.Minute)
 		defer cancel()
-		if err := dlqreplay.DryRun(ctx, e.kafkaClients, e.cfg.Topics, dlqreplay.Selection(in.Selection), in.Limit, w, c.Bool("json")); err != nil {
+		if err := dlqreplay.DryRun(ctx, e.Kafka, e.Config.Topics, dlqreplay.Selection(in.Selection), in.Limit, w, c.Bool("json")); err != nil {
 			return fmt.Errorf("dlq replay --dry-run: %w", err)
 		}
 		return nil
 	}
-	run, err := dlqreplay.Start(c.Context, e.temporal, e.cfg.TaskQueue, in)
+	run, err := dlqreplay.Start(c.Context, e.Temporal, e.Config.TaskQueue, in)
 	if err != nil {
 		return cli.Exit("dlq replay: "+err.Error(), 1)
 	}
-	url := e.cfg.WorkflowURL(run.GetID(), "")
+	url := e.Config.WorkflowURL(run.GetID(), "")
 	fmt.Fprintf(w, "dlq replay: started workflow %s\ndlq replay: Web UI %s\n", run.GetID(), url)
 	if c.Bool("detach") {
 		fmt.Fprintln(w, "dlq replay: detached; follow with `shopstream dlq replay status`, stop with `shopstream dlq replay cancel`")
 		return nil
 	}
 	var res workflows.ReplayResult
-	err = runwatch.Follow(c.Context, dlqreplay.Watch(e.temporal, w, isTerminal(w)), run, &res)
+	err = runwatch.Follow(c.Context, dlqreplay.Watch(e.Temporal, w, isTerminal(w)), run, &res)
 	switch {
 	case errors.Is(err, runwatch.ErrDetached):
 		fmt.Fprintln(w, "dlq replay: stopped watching; it goes on: `shopstream dlq replay status`, `shopstream dlq replay cancel`")
@@ -128,25 +135,25 @@ func runReplay(c *cli.Context) error {
 }
 
 func replayStatus(c *cli.Context) error {
-	e, err := connect(c, false, true)
+	e, err := connect(c, process.NeedTemporal)
 	if err != nil {
 		return err
 	}
-	defer e.close()
+	defer e.Close()
 	id := workflows.ReplayWorkflowID
-	url := e.cfg.WorkflowURL(id, "")
-	err = runwatch.Show(c.Context, e.temporal, id, workflows.QueryReplayProgress, url, c.App.Writer, dlqreplay.PrintProgress,
+	url := e.Config.WorkflowURL(id, "")
+	err = runwatch.Show(c.Context, e.Temporal, id, workflows.QueryReplayProgress, url, c.App.Writer, dlqreplay.PrintProgress,
 		func(w io.Writer, r workflows.ReplayResult) { dlqreplay.PrintSummary(w, r, url) })
 	return replayErr(err)
 }
 
 func replayCancel(c *cli.Context) error {
-	e, err := connect(c, false, true)
+	e, err := connect(c, process.NeedTemporal)
 	if err != nil {
 		return err
 	}
-	defer e.close()
-	how, err := runwatch.Cancel(c.Context, e.temporal, workflows.ReplayWorkflowID, c.Duration("wait"))
+	defer e.Close()
+	how, err := runwatch.Cancel(c.Context, e.Temporal, workflows.ReplayWorkflowID, c.Duration("wait"))
 	if err != nil {
 		return replayErr(err)
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/shopstream/shopstream/internal/clients"
+	"github.com/shopstream/shopstream/internal/component"
 	"github.com/shopstream/shopstream/internal/kafkatest"
 	"github.com/shopstream/shopstream/internal/records"
 	"github.com/shopstream/shopstream/internal/topicread"
@@ -58,13 +59,15 @@ func newTestEnv(t testing.TB, partitions int32) *testEnv {
 }
 
 // config is a streamer configuration for this environment.
-func (e *testEnv) config(id string) Config {
+func (e *testEnv) config(id string) Options {
 	// Its own serde, as in its own process: it must learn writer schemas
 	// from the registry, not from the cache of the serde that encoded them.
-	return Config{
-		Kafka: e.kafka.With(kgo.ClientID(id)), Serde: e.kc.NewSerde(), Topics: e.topics, InstanceID: id,
-		HeartbeatInterval: 200 * time.Millisecond, Registerer: prometheus.NewRegistry(),
-		Logger: testLogger(e.t, id),
+	return Options{
+		Deps: component.Deps{
+			Kafka: e.kafka.With(kgo.ClientID(id)), Serde: e.kc.NewSerde(), Topics: e.topics,
+			Registerer: prometheus.NewRegistry(), Logger: testLogger(e.t, id),
+		},
+		InstanceID: id, HeartbeatInterval: 200 * time.Millisecond,
 	}
 }
 
@@ -83,7 +86,7 @@ type running struct {
 	done chan error
 }
 
-func (e *testEnv) start(cfg Config) *running {
+func (e *testEnv) start(cfg Options) *running {
 	e.t.Helper()
 	s, err := New(cfg)
 	if err != nil {

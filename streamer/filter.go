@@ -120,7 +120,7 @@ type control struct {
 	changed chan struct{}
 }
 
-func newControl(cfg *Config, m *metrics) *control {
+func newControl(cfg *Options, m *metrics) *control {
 	return &control{
 		kafka: cfg.Kafka, serde: cfg.Serde, topic: cfg.Topics.Filter, caseSensitive: cfg.CaseSensitive,
 		log: cfg.Logger, now: cfg.Now, m: m, changed: make(chan struct{}, 1),

@@ -2,26 +2,25 @@ package streamer
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"log/slog"
 	"os"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/hamba/avro/v2"
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/plugin/kprom"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/shopstream/shopstream/internal/clients"
+	"github.com/shopstream/shopstream/internal/clock"
+	"github.com/shopstream/shopstream/internal/component"
 	"github.com/shopstream/shopstream/internal/deadletter"
+	"github.com/shopstream/shopstream/internal/randid"
 	"github.com/shopstream/shopstream/internal/records"
 )
 
@@ -29,7 +28,7 @@ import (
 // otherwise.
 const DefaultGroup = "shopstream-streamer"
 
-// Defaults of the optional Config fields.
+// Defaults of the optional Options fields.
 const (
 	DefaultMaxBatch          = 10000
 	DefaultHeartbeatInterval = 5 * time.Second
@@ -43,13 +42,16 @@ const (
 	leaveGrace = 3 * time.Second
 )
 
-// Config configures one streamer instance.
-type Config struct {
-	// Kafka is where every client of the instance connects (seed brokers,
-	// dial timeout, TLS, SASL).
-	Kafka  *clients.Kafka
-	Serde  *records.Serde
-	Topics records.Topics
+// StopWithin bounds how long Run takes to return once its context ends:
+// endGrace and leaveGrace, then reportGrace to delete the applied report.
+const StopWithin = endGrace + leaveGrace + reportGrace
+
+// Options configure one streamer instance: what every component is built
+// with (Deps: Kafka, Topics, Serde, Registerer, Logger, Now), and the
+// streamer's own settings.
+type Options struct {
+	component.Deps
+
 	// Group is the consumer group; DefaultGroup when empty.
 	Group string
 	// InstanceID names the instance on the applied topic and in its
@@ -77,10 +79,6 @@ type Config struct {
 	// and its open transaction is aborted.
 	SessionTimeout     time.Duration
 	TransactionTimeout time.Duration
-
-	Registerer prometheus.Registerer
-	Logger     *slog.Logger
-	Now        func() time.Time
 }
 
 // DefaultInstanceID is the host name and a random suffix, unique per process.
@@ -89,25 +87,24 @@ func DefaultInstanceID() string {
 	if err != nil || host == "" {
 		host = "streamer"
 	}
-	return host + "-" + randomHex(3)
-}
-
-func randomHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b) // crypto/rand.Read never fails on Linux
-	return hex.EncodeToString(b)
+	return host + "-" + randid.Hex(3)
 }
 
 // Streamer is one instance: it follows the control topic, reports its
 // applied filter and runs the exactly-once consume-filter-produce loop.
+// Run returns within StopWithin of its context's end.
 type Streamer struct {
-	cfg     Config
+	cfg     Options
 	txnID   string
 	m       *metrics
 	layouts layoutCache
 	control atomic.Pointer[control]
 	ready   chan struct{}
 	started atomic.Bool
+	// joined is closed on the first partition assignment (which may assign
+	// nothing, when the group has more members than partitions).
+	joined   chan struct{}
+	joinOnce sync.Once
 
 	// Batch state, owned by the consume loop. out and hdrs are slabs reused
 	// by every transaction, so forwarding allocates nothing per record.
@@ -119,13 +116,11 @@ type Streamer struct {
 	promise    func(*kgo.Record, error)
 }
 
-// New checks cfg, fills in its defaults and registers the metrics.
-func New(cfg Config) (*Streamer, error) {
-	if cfg.Serde == nil {
-		return nil, errors.New("streamer: no serde (schema registry client) given")
-	}
-	if cfg.Kafka == nil {
-		return nil, errors.New("streamer: no Kafka clients given")
+// New checks cfg, fills in its defaults and registers the metrics; it
+// starts nothing.
+func New(cfg Options) (*Streamer, error) {
+	if err := cfg.Check("streamer"); err != nil {
+		return nil, err
 	}
 	t := cfg.Topics
 	for _, name := range []string{t.Products, t.Filtered, t.DLQ, t.Filter, t.FilterApplied} {
@@ -154,15 +149,6 @@ func New(cfg Config) (*Streamer, error) {
 	if cfg.HeartbeatInterval <= 0 {
 		cfg.HeartbeatInterval = DefaultHeartbeatInterval
 	}
-	if cfg.Registerer == nil {
-		cfg.Registerer = prometheus.NewRegistry()
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
-	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
-	}
 	cfg.Logger = cfg.Logger.With("instance", cfg.InstanceID)
 	m, err := newMetrics(cfg.Registerer)
 	if err != nil {
@@ -173,7 +159,7 @@ func New(cfg Config) (*Streamer, error) {
 	// instances given the same id from fencing each other.
 	txnID := cfg.TransactionalID
 	if txnID == "" {
-		txnID = "shopstream-streamer-" + cfg.InstanceID + "-" + randomHex(4)
+		txnID = "shopstream-streamer-" + cfg.InstanceID + "-" + randid.Hex(4)
 	}
 	s := &Streamer{
 		cfg:   cfg,
@@ -183,8 +169,9 @@ func New(cfg Config) (*Streamer, error) {
 			serde: cfg.Serde, ours: cfg.Serde.Schemas().Schema(records.KindProduct),
 			now: cfg.Now, m: map[int]layoutEntry{},
 		},
-		ready: make(chan struct{}),
-		out:   make([]kgo.Record, cfg.MaxBatch),
+		ready:  make(chan struct{}),
+		joined: make(chan struct{}),
+		out:    make([]kgo.Record, cfg.MaxBatch),
 	}
 	s.promise = func(_ *kgo.Record, err error) {
 		if err != nil {
@@ -194,11 +181,15 @@ func New(cfg Config) (*Streamer, error) {
 	return s, nil
 }
 
+// StopWithin is how long Run takes to return once its context ends.
+func (s *Streamer) StopWithin() time.Duration { return StopWithin }
+
 // InstanceID is the instance's id on the applied topic.
 func (s *Streamer) InstanceID() string { return s.cfg.InstanceID }
 
 // Ready is closed once the instance applied the control topic's newest
-// filter and created its group session.
+// filter, created its group session and joined the group (its first
+// partition assignment, even an empty one).
 func (s *Streamer) Ready() <-chan struct{} { return s.ready }
 
 // Filter is the filter the instance applies now; nil before Ready.
@@ -212,7 +203,7 @@ func (s *Streamer) Filter() *Filter {
 // Run runs the instance until ctx ends or it fails; it may be called once.
 // On ctx's end it commits or aborts the open transaction and leaves the
 // group (within endGrace + leaveGrace, 8 s), then deletes its applied report
-// (within 2 s more).
+// (within reportGrace, 2 s more): StopWithin in all.
 func (s *Streamer) Run(ctx context.Context) error {
 	if !s.started.CompareAndSwap(false, true) {
 		return errors.New("streamer: Run called twice")
@@ -246,7 +237,13 @@ func (s *Streamer) Run(ctx context.Context) error {
 	}
 	log.Info("streamer started", "group", s.cfg.Group, "transactional_id", s.txnID,
 		"from", s.cfg.Topics.Products, "to", s.cfg.Topics.Filtered, "filter", c.current.Load().String())
-	close(s.ready)
+	go func() {
+		select {
+		case <-s.joined:
+			close(s.ready)
+		case <-ctx.Done():
+		}
+	}()
 
 	// The loop and the control follower end together; the reporter ends
 	// after the loop left the group, so its last act, deleting this
@@ -285,6 +282,7 @@ func (s *Streamer) sessionOpts(kp *kprom.Metrics) []kgo.Opt {
 		kgo.WithHooks(kp),
 		kgo.OnPartitionsAssigned(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
 			log.Info("partitions assigned", "partitions", m)
+			s.joinOnce.Do(func() { close(s.joined) })
 		}),
 		kgo.OnPartitionsRevoked(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
 			log.Info("partitions revoked", "partitions", m)
@@ -362,7 +360,7 @@ func (s *Streamer) consume(ctx context.Context, sess *kgo.GroupTransactSession) 
 		})
 		if fs.NumRecords() == 0 {
 			if fetchErr {
-				sleep(ctx, time.Second)
+				_ = clock.Sleep(ctx, time.Second)
 			}
 			continue
 		}
@@ -402,10 +400,10 @@ func (s *Streamer) batch(ctx context.Context, sess *kgo.GroupTransactSession, fs
 		switch {
 		case transient != nil:
 			s.cfg.Logger.Warn("transaction aborted, retrying", "err", transient)
-			sleep(ctx, time.Second)
+			_ = clock.Sleep(ctx, time.Second)
 		case produceErr != nil:
 			s.cfg.Logger.Error("transaction aborted: a produce failed, retrying", "err", *produceErr)
-			sleep(ctx, time.Second)
+			_ = clock.Sleep(ctx, time.Second)
 		default:
 			s.cfg.Logger.Info("transaction aborted: the group rebalanced; the records are read again by their new owner")
 		}
@@ -525,15 +523,6 @@ func endContext(ctx context.Context) (context.Context, context.CancelFunc) {
 	return ectx, func() {
 		stop()
 		cancel()
-	}
-}
-
-func sleep(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
 	}
 }
 

@@ -52,17 +52,43 @@ func Register(r worker.Registry, acts Activities) {
 	}
 }
 
+// Worker is the Temporal worker as one of a process's components. Run
+// returns once the worker has stopped: running activities get the worker's
+// stop timeout (worker.Options.WorkerStopTimeout) to finish.
+type Worker struct {
+	c         client.Client
+	taskQueue string
+	acts      Activities
+	opts      worker.Options
+	ready     chan struct{}
+}
+
+// New builds a worker on taskQueue with every workflow and acts; it starts
+// nothing.
+func New(c client.Client, taskQueue string, acts Activities, opts worker.Options) *Worker {
+	return &Worker{c: c, taskQueue: taskQueue, acts: acts, opts: opts, ready: make(chan struct{})}
+}
+
+// Ready is closed once the worker polls its task queue.
+func (w *Worker) Ready() <-chan struct{} { return w.ready }
+
+// Run runs the worker until ctx ends, then stops it.
+func (w *Worker) Run(ctx context.Context) error {
+	tw := worker.New(w.c, w.taskQueue, w.opts)
+	Register(tw, w.acts)
+	if err := tw.Start(); err != nil {
+		return fmt.Errorf("start Temporal worker on task queue %s: %w", w.taskQueue, err)
+	}
+	close(w.ready)
+	<-ctx.Done()
+	tw.Stop()
+	return nil
+}
+
 // Run runs a worker on taskQueue until ctx ends, then stops it (letting
 // running activities finish within the worker's stop timeout).
 func Run(ctx context.Context, c client.Client, taskQueue string, acts Activities, opts worker.Options) error {
-	w := worker.New(c, taskQueue, opts)
-	Register(w, acts)
-	if err := w.Start(); err != nil {
-		return fmt.Errorf("start Temporal worker on task queue %s: %w", taskQueue, err)
-	}
-	<-ctx.Done()
-	w.Stop()
-	return nil
+	return New(c, taskQueue, acts, opts).Run(ctx)
 }
 
 // NewOperations builds the activities of the two operations on history,

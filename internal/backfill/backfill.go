@@ -45,6 +45,7 @@ import (
 
 	"github.com/shopstream/shopstream/internal/clients"
 	"github.com/shopstream/shopstream/internal/deadletter"
+	"github.com/shopstream/shopstream/internal/health"
 	"github.com/shopstream/shopstream/internal/records"
 	"github.com/shopstream/shopstream/internal/topicread"
 	"github.com/shopstream/shopstream/streamer"
@@ -164,7 +165,7 @@ func (b *Backfill) Plan(ctx context.Context, version int64, from, to time.Time, 
 // older than version.
 func (b *Backfill) waitApplied(ctx context.Context, version int64, wait func(string)) error {
 	for {
-		reps, err := streamer.ReadApplied(ctx, b.o.Kafka, b.o.Topics.FilterApplied)
+		reps, err := health.ReadApplied(ctx, b.o.Kafka, b.o.Topics.FilterApplied)
 		if err != nil {
 			return fmt.Errorf("read the streamer instances' applied filters: %w", err)
 		}

@@ -82,7 +82,7 @@ func Buckets() []float64 {
 
 // Histogram builds stage's histogram on f.
 func Histogram(f *telemetry.Factory, s Stage) prometheus.Histogram {
-	return f.NewHistogram(prometheus.HistogramOpts{Name: s.Metric, Help: s.Help, Buckets: Buckets()})
+	return f.Histogram(s.Metric, s.Help, Buckets())
 }
 
 // Observe records that a record with timestamp ts reached the stage at

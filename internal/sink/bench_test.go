@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/shopstream/shopstream/internal/component"
 	"github.com/shopstream/shopstream/internal/kafkatest"
 	"github.com/shopstream/shopstream/internal/pgcluster/pgtest"
 	"github.com/shopstream/shopstream/internal/pgstore"
@@ -29,7 +30,8 @@ func BenchmarkSinkVsCopy(b *testing.B) {
 	ctx := context.Background()
 	store := openStore(b, pgtest.DB(b))
 	topics := records.DefaultTopics()
-	s, err := New(Options{Group: "bench", Topics: topics, Store: store, Serde: kafkatest.NewSerde(b)})
+	// The sink is driven batch by batch, never run: its Kafka is not used.
+	s, err := New(Options{Deps: component.Deps{Kafka: kafkatest.Start(b).Kafka, Topics: topics, Serde: kafkatest.NewSerde(b)}, Group: "bench", Store: store})
 	if err != nil {
 		b.Fatal(err)
 	}

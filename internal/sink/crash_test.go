@@ -14,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/shopstream/shopstream/internal/clients"
+	"github.com/shopstream/shopstream/internal/component"
 	"github.com/shopstream/shopstream/internal/pgstore"
 	"github.com/shopstream/shopstream/internal/records"
 )
@@ -89,18 +90,13 @@ func runHelper() int {
 		fmt.Fprintln(os.Stderr, "helper:", err)
 		return 1
 	}
-	s, err := New(Options{Group: testGroup, Topics: records.DefaultTopics(), Store: store, Serde: serde})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "helper:", err)
-		return 1
-	}
-	cl, err := k.NewClient(append(s.KafkaOpts(), staticMember()...)...)
+	s, err := New(Options{Deps: component.Deps{Kafka: k.With(staticMember()...), Topics: records.DefaultTopics(), Serde: serde}, Group: testGroup, Store: store})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "helper:", err)
 		return 1
 	}
 	fmt.Println("helper: running")
-	if err := s.Run(ctx, cl); err != nil {
+	if err := s.Run(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "helper:", err)
 		return 1
 	}
@@ -160,16 +156,15 @@ func TestSinkExactlyOnceAcrossSIGKILL(t *testing.T) {
 	if midRun < 5 {
 		t.Fatalf("only %d of %d kills came before the sink had caught up: the test did not interrupt it", midRun, kills)
 	}
-	s, cl := r.newSink(t, store, nil, staticMember()...)
+	s := r.newSink(t, store, nil, staticMember()...)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx, cl) }()
+	go func() { done <- s.Run(ctx) }()
 	waitCaughtUp(t, store, w, 3*time.Minute)
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	cl.Close()
 	assertTablesEqualWorld(t, store, w)
 	if t.Failed() {
 		r.logState(t, store)

@@ -16,9 +16,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/shopstream/shopstream/internal/component"
 	"github.com/shopstream/shopstream/internal/freshness"
 	"github.com/shopstream/shopstream/internal/pgstore"
 	"github.com/shopstream/shopstream/internal/records"
@@ -27,30 +27,35 @@ import (
 // DefaultGroup is the sink's consumer group.
 const DefaultGroup = "shopstream-sink"
 
-// Options configure a Sink.
+// Options configure a Sink: what every component is built with (Deps),
+// and the sink's own settings.
 type Options struct {
+	component.Deps
+
 	// Group is the consumer group; offsets are stored per group.
-	Group  string
-	Topics records.Topics
-	Store  *pgstore.Store
-	Serde  *records.Serde
-	// Registerer receives the sink's metrics; nil registers nowhere.
-	Registerer prometheus.Registerer
-	Logger     *slog.Logger
+	Group string
+	Store *pgstore.Store
 	// BatchSize caps the records of one transaction.
 	BatchSize int
 	// MinBackoff and MaxBackoff bound the wait between retries while
 	// PostgreSQL, the registry or the dead-letter topic is unavailable.
 	MinBackoff, MaxBackoff time.Duration
-	Now                    func() time.Time
 }
 
-// Sink is one member of the sink's consumer group.
+// StopWithin bounds how long Run takes to return once its context ends: the
+// batch being written is rolled back (PostgreSQL's offsets stay where they
+// were) and the consumer leaves the group.
+const StopWithin = 10 * time.Second
+
+// Sink is one member of the sink's consumer group. Run returns within
+// StopWithin of its context's end.
 type Sink struct {
 	opts   Options
 	log    *slog.Logger
 	m      *metrics
 	routes map[string]route
+	ready  chan struct{}
+	joined sync.Once
 
 	mu sync.Mutex
 	// stored holds the offset PostgreSQL has for each assigned partition
@@ -70,10 +75,13 @@ type route struct {
 	values func(ctx context.Context, s *records.Serde, key string, value []byte) ([]any, error)
 }
 
-// New builds a sink; Run runs it on a client built with KafkaOpts.
+// New checks o and builds a sink; it starts nothing.
 func New(o Options) (*Sink, error) {
-	if o.Store == nil || o.Serde == nil {
-		return nil, errors.New("sink: a store and a serde are required")
+	if err := o.Check("sink"); err != nil {
+		return nil, err
+	}
+	if o.Store == nil {
+		return nil, errors.New("sink: no PostgreSQL store given")
 	}
 	if o.Group == "" {
 		o.Group = DefaultGroup
@@ -86,15 +94,6 @@ func New(o Options) (*Sink, error) {
 	}
 	if o.MaxBackoff < o.MinBackoff {
 		o.MaxBackoff = 10 * time.Second
-	}
-	if o.Now == nil {
-		o.Now = time.Now
-	}
-	if o.Logger == nil {
-		o.Logger = slog.New(slog.DiscardHandler)
-	}
-	if o.Registerer == nil {
-		o.Registerer = prometheus.NewRegistry()
 	}
 	m, err := newMetrics(o.Registerer)
 	if err != nil {
@@ -113,8 +112,16 @@ func New(o Options) (*Sink, error) {
 			t.Recommendations:  {pgstore.Recommendations, recommendationValues},
 		},
 		stored: map[tp]int64{},
+		ready:  make(chan struct{}),
 	}, nil
 }
+
+// StopWithin is how long Run takes to return once its context ends.
+func (s *Sink) StopWithin() time.Duration { return StopWithin }
+
+// Ready is closed once the sink's consumer has joined the group (its first
+// partition assignment, even an empty one).
+func (s *Sink) Ready() <-chan struct{} { return s.ready }
 
 // Topics lists the topics the sink materialises.
 func (s *Sink) Topics() []string {
@@ -122,8 +129,8 @@ func (s *Sink) Topics() []string {
 	return []string{t.Products, t.Filtered, t.CompleteProducts, t.Find, t.Recommendations}
 }
 
-// KafkaOpts are the consumer options Run's client must be built with.
-func (s *Sink) KafkaOpts() []kgo.Opt {
+// kafkaOpts are the options of the sink's consumer.
+func (s *Sink) kafkaOpts() []kgo.Opt {
 	return []kgo.Opt{
 		kgo.ConsumerGroup(s.opts.Group),
 		// franz-go's default, named so that it stays: a scale event moves
@@ -138,6 +145,9 @@ func (s *Sink) KafkaOpts() []kgo.Opt {
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.AdjustFetchOffsetsFn(s.startFromStoredOffsets),
+		kgo.OnPartitionsAssigned(func(context.Context, *kgo.Client, map[string][]int32) {
+			s.joined.Do(func() { close(s.ready) })
+		}),
 		kgo.OnPartitionsRevoked(s.forget),
 		kgo.OnPartitionsLost(s.forget),
 	}
@@ -190,12 +200,23 @@ func (s *Sink) forget(_ context.Context, _ *kgo.Client, lost map[string][]int32)
 	}
 }
 
-// Run consumes until ctx ends or the client is closed. Every poll is written
-// in one transaction, retried with backoff while PostgreSQL, the registry or
+// Run joins the group and consumes until ctx ends. Every poll is written in
+// one transaction, retried with backoff while PostgreSQL, the registry or
 // the dead-letter topic is unavailable; records that cannot be decoded or
 // stored go to the dead-letter topic. An interrupted batch is rolled back and
 // read again by whoever owns the partition next.
-func (s *Sink) Run(ctx context.Context, cl *kgo.Client) error {
+func (s *Sink) Run(ctx context.Context) error {
+	cl, err := s.opts.Kafka.Connect(ctx, s.kafkaOpts()...)
+	if err != nil {
+		return err
+	}
+	// Closing leaves the group, so the partitions move at once.
+	defer cl.Close()
+	return s.consume(ctx, cl)
+}
+
+// consume polls cl until ctx ends or the client is closed.
+func (s *Sink) consume(ctx context.Context, cl *kgo.Client) error {
 	s.log.Info("sink started", "topics", s.Topics(), "batch_size", s.opts.BatchSize)
 	var lastKafkaCommit time.Time
 	for {
