@@ -11,10 +11,10 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/shopstream/shopstream/internal/config"
+	"github.com/shopstream/shopstream/internal/dlqreplay"
 	"github.com/shopstream/shopstream/internal/filterctl"
 	"github.com/shopstream/shopstream/internal/process"
 	"github.com/shopstream/shopstream/internal/randid"
-	"github.com/shopstream/shopstream/internal/dlqreplay"
 	"github.com/shopstream/shopstream/internal/runwatch"
 	"github.com/shopstream/shopstream/workflows"
 )

@@ -46,6 +46,8 @@ type filterStack struct {
 	kafka *clients.Kafka
 	cl    *kgo.Client
 	serde *records.Serde
+	// devOut is what dev printed so far.
+	devOut func() string
 }
 
 func startFilterStack(t testing.TB) *filterStack {
@@ -69,7 +71,7 @@ func startFilterStack(t testing.TB) *filterStack {
 		t.Fatal(err)
 	}
 	f.serde = records.NewSerde(schemas, reg)
-	startDev(t, flags)
+	f.devOut = startDev(t, flags)
 	return f
 }
 

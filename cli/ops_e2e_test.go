@@ -18,7 +18,6 @@ import (
 	"github.com/twmb/franz-go/pkg/sr"
 	"go.temporal.io/sdk/client"
 
-	"github.com/shopstream/shopstream/internal/clients"
 	"github.com/shopstream/shopstream/internal/deadletter"
 	"github.com/shopstream/shopstream/internal/freshness"
 	"github.com/shopstream/shopstream/internal/records"
@@ -37,26 +36,14 @@ type opsStack struct {
 
 func startOpsStack(t *testing.T) *opsStack {
 	t.Helper()
-	stack, flags := startStack(t)
-	f := &filterStack{stack: stack, flags: flags}
-	var err error
-	if f.kafka, err = clients.NewKafka(clients.KafkaOptions{Brokers: stack.KafkaBrokers}); err != nil {
-		t.Fatal(err)
-	}
-	if f.cl, err = f.kafka.NewClient(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(f.cl.Close)
-	if f.serde, err = clients.NewSerde(stack.RegistryURL); err != nil {
-		t.Fatal(err)
-	}
-	out := startDev(t, flags)
-	m := regexp.MustCompile(`Metrics\s+(http://\S+/metrics)`).FindStringSubmatch(out())
+	f := startFilterStack(t)
+	m := regexp.MustCompile(`Metrics\s+(http://\S+/metrics)`).FindStringSubmatch(f.devOut())
 	if m == nil {
-		t.Fatalf("dev does not say where its /metrics are:\n%s", out())
+		t.Fatalf("dev does not say where its /metrics are:\n%s", f.devOut())
 	}
 	o := &opsStack{filterStack: f, metrics: m[1]}
-	if o.tc, err = client.Dial(client.Options{HostPort: stack.TemporalAddress, Logger: quietSDKLogger{}}); err != nil {
+	var err error
+	if o.tc, err = client.Dial(client.Options{HostPort: f.stack.TemporalAddress, Logger: quietSDKLogger{}}); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(o.tc.Close)

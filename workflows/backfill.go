@@ -334,8 +334,7 @@ func Backfill(ctx workflow.Context, in BackfillInput) (BackfillResult, error) {
 	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: 30 * time.Minute, HeartbeatTimeout: heartbeat, WaitForCancellation: true, RetryPolicy: retry,
 	})
-	before := append([]int(nil), l.next...)
-	_, failed := l.run(ctx, actx, MaxBackfillRangesPerRun, func(_ int, _ BackfillRangeInput, r BackfillRangeResult) {
+	finished, failed := l.run(ctx, actx, MaxBackfillRangesPerRun, func(u BackfillRangeInput) int32 { return u.Partition }, func(_ int, _ BackfillRangeInput, r BackfillRangeResult) {
 		st.Counts.Add(r.Counts)
 		if r.AlreadyCommitted {
 			st.Recovered++
@@ -343,12 +342,6 @@ func Backfill(ctx workflow.Context, in BackfillInput) (BackfillResult, error) {
 	})
 	st.Next = l.next
 	phase = PhaseCleaningUp
-	var finished []BackfillRangeID
-	for i, lane := range l.units {
-		for j := before[i]; j < l.next[i]; j++ {
-			finished = append(finished, BackfillRangeID{Partition: lane[j].Partition, Range: j})
-		}
-	}
 	cleanupMarkers(ctx, ActivityBackfillCleanup, BackfillCleanupInput{WorkflowID: runKey(info), Ranges: finished}, len(finished))
 
 	switch {

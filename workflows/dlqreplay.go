@@ -249,8 +249,7 @@ func ReplayDeadLetters(ctx workflow.Context, in ReplayInput) (ReplayResult, erro
 	}
 	l.next = st.Next
 	phase = PhaseRunning
-	before := append([]int(nil), l.next...)
-	_, failed := l.run(ctx, actx, MaxReplaysPerRun, func(_ int, _ ReplayRangeInput, r ReplayRangeResult) {
+	finished, failed := l.run(ctx, actx, MaxReplaysPerRun, func(u ReplayRangeInput) int32 { return u.Range.Partition }, func(_ int, _ ReplayRangeInput, r ReplayRangeResult) {
 		st.Replayed += r.Replayed
 		for t, n := range r.ByTopic {
 			st.ByTopic[t] += n
@@ -261,12 +260,6 @@ func ReplayDeadLetters(ctx workflow.Context, in ReplayInput) (ReplayResult, erro
 	})
 	st.Next = l.next
 	phase = PhaseCleaningUp
-	var finished []BackfillRangeID
-	for i, units := range l.units {
-		for j := before[i]; j < l.next[i]; j++ {
-			finished = append(finished, BackfillRangeID{Partition: units[j].Range.Partition, Range: j})
-		}
-	}
 	cleanupMarkers(ctx, ActivityReplayCleanup, ReplayCleanupInput{WorkflowID: runKey(info), Ranges: finished}, len(finished))
 	switch {
 	case ctx.Err() != nil:

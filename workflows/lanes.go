@@ -22,13 +22,15 @@ type lanes[U, R any] struct {
 
 // run starts units until every lane is done, ctx ends, a unit fails, or
 // limit units have started in this call; onDone sees each finished unit's
-// result. It returns once every started unit has ended, with the number it
-// started and the first failure.
-func (l *lanes[U, R]) run(ctx, actx workflow.Context, limit int, onDone func(lane int, u U, r R)) (int, error) {
+// result. It returns once every started unit has ended, with the units
+// that finished (their markers can go: they never run again) as range ids,
+// partition telling each unit's partition, and the first failure.
+func (l *lanes[U, R]) run(ctx, actx workflow.Context, limit int, partition func(U) int32, onDone func(lane int, u U, r R)) ([]BackfillRangeID, error) {
 	info := workflow.GetInfo(ctx)
 	sel := workflow.NewSelector(ctx)
 	busy := make([]bool, len(l.units))
 	started := 0
+	var finished []BackfillRangeID
 	var failed error
 	for {
 		for lane := 0; failed == nil && ctx.Err() == nil && lane < len(l.units) && l.running < l.conc &&
@@ -50,12 +52,13 @@ func (l *lanes[U, R]) run(ctx, actx workflow.Context, limit int, onDone func(lan
 					}
 					return
 				}
+				finished = append(finished, BackfillRangeID{Partition: partition(u), Range: l.next[lane]})
 				l.next[lane]++
 				onDone(lane, u, r)
 			})
 		}
 		if l.running == 0 {
-			return started, failed
+			return finished, failed
 		}
 		sel.Select(ctx)
 	}

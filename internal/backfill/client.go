@@ -11,7 +11,6 @@ import (
 
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
-	"go.temporal.io/sdk/converter"
 
 	"github.com/shopstream/shopstream/internal/runwatch"
 	"github.com/shopstream/shopstream/workflows"
@@ -60,31 +59,20 @@ func Start(ctx context.Context, tc client.Client, taskQueue string, in workflows
 
 // Progress queries the running backfill.
 func Progress(ctx context.Context, tc client.Client) (workflows.BackfillProgress, error) {
-	var p workflows.BackfillProgress
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	v, err := tc.QueryWorkflow(ctx, workflows.BackfillWorkflowID, "", workflows.QueryBackfillProgress)
-	if err != nil {
-		return p, fmt.Errorf("query the backfill's progress: %w", err)
-	}
-	return p, v.Get(&p)
+	return runwatch.QueryAs[workflows.BackfillProgress](ctx, tc, workflows.BackfillWorkflowID, workflows.QueryBackfillProgress)
 }
 
 // Watch says how runwatch follows a backfill: offsets re-read of those
 // planned, and what became of them.
 func Watch(tc client.Client, out io.Writer, tty bool) runwatch.Options {
 	return runwatch.Options{Client: tc, Query: workflows.QueryBackfillProgress, Out: out, TTY: tty,
-		Decode: func(v converter.EncodedValue) (runwatch.Progress, error) {
-			var p workflows.BackfillProgress
-			if err := v.Get(&p); err != nil {
-				return runwatch.Progress{}, err
-			}
+		Decode: runwatch.Decoding(func(p workflows.BackfillProgress) runwatch.Progress {
 			detail := p.Phase
 			if p.Phase == workflows.PhaseRunning {
 				detail = fmt.Sprintf("%d forwarded, %d ranges of %d done", p.Counts.Forwarded, p.RangesDone, p.Ranges)
 			}
-			return runwatch.Progress{Done: p.Done, Total: p.Offsets, Unit: "records", Detail: detail}, nil
-		}}
+			return runwatch.Progress{Done: p.Done, Total: p.Offsets, Unit: "records", Detail: detail}
+		})}
 }
 
 // Describe says what a backfill covers, in one line.

@@ -15,7 +15,6 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
-	"go.temporal.io/sdk/converter"
 
 	"github.com/shopstream/shopstream/internal/clients"
 	"github.com/shopstream/shopstream/internal/records"
@@ -49,28 +48,17 @@ func Start(ctx context.Context, tc client.Client, taskQueue string, in workflows
 
 // Progress queries the running replay.
 func Progress(ctx context.Context, tc client.Client) (workflows.ReplayProgress, error) {
-	var p workflows.ReplayProgress
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	v, err := tc.QueryWorkflow(ctx, workflows.ReplayWorkflowID, "", workflows.QueryReplayProgress)
-	if err != nil {
-		return p, fmt.Errorf("query the replay's progress: %w", err)
-	}
-	return p, v.Get(&p)
+	return runwatch.QueryAs[workflows.ReplayProgress](ctx, tc, workflows.ReplayWorkflowID, workflows.QueryReplayProgress)
 }
 
 // Watch says how runwatch follows a replay: letters sent back of those
 // planned.
 func Watch(tc client.Client, out io.Writer, tty bool) runwatch.Options {
 	return runwatch.Options{Client: tc, Query: workflows.QueryReplayProgress, Out: out, TTY: tty,
-		Decode: func(v converter.EncodedValue) (runwatch.Progress, error) {
-			var p workflows.ReplayProgress
-			if err := v.Get(&p); err != nil {
-				return runwatch.Progress{}, err
-			}
+		Decode: runwatch.Decoding(func(p workflows.ReplayProgress) runwatch.Progress {
 			return runwatch.Progress{Done: p.Replayed, Total: int64(p.Letters), Unit: "letters",
-				Detail: fmt.Sprintf("%s, %d of %d ranges done", p.Phase, p.RangesDone, p.Ranges)}, nil
-		}}
+				Detail: fmt.Sprintf("%s, %d of %d ranges done", p.Phase, p.RangesDone, p.Ranges)}
+		})}
 }
 
 // DryRun plans a replay of what s picks (at most limit) and writes what it

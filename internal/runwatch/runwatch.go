@@ -43,6 +43,30 @@ type Options struct {
 	Every time.Duration
 }
 
+// Decoding builds an Options.Decode that reads the query's answer as a P
+// and says it with sample.
+func Decoding[P any](sample func(P) Progress) func(converter.EncodedValue) (Progress, error) {
+	return func(v converter.EncodedValue) (Progress, error) {
+		var p P
+		if err := v.Get(&p); err != nil {
+			return Progress{}, err
+		}
+		return sample(p), nil
+	}
+}
+
+// QueryAs asks the run with workflow id id for its progress, as a P.
+func QueryAs[P any](ctx context.Context, c client.Client, id, query string) (P, error) {
+	var p P
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	v, err := c.QueryWorkflow(ctx, id, "", query)
+	if err != nil {
+		return p, fmt.Errorf("query the progress of %s: %w", id, err)
+	}
+	return p, v.Get(&p)
+}
+
 // ErrDetached says the watch stopped (Ctrl-C) while the run goes on.
 var ErrDetached = errors.New("stopped watching; the workflow goes on")
 
