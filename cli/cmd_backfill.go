@@ -22,7 +22,7 @@ func backfillFlags() []cli.Flag {
 		&cli.StringFlag{Name: "since", Usage: "re-read products published within this long before now: 90m, 24h, 7d (default: the topic's whole retention)"},
 		&cli.StringFlag{Name: "from", Usage: "re-read products published at or after this time (RFC 3339, or local \"2026-01-02 15:04\")"},
 		&cli.StringFlag{Name: "to", Usage: "re-read products published before this time (default: when the backfill starts)"},
-		&cli.BoolFlag{Name: "detach", Usage: "return once the workflow started; follow it with `shopstream filter backfill status`"},
+		&cli.BoolFlag{Name: "detach", Usage: "return once the workflow started (follow it with: shopstream filter backfill status)"},
 		&cli.IntFlag{Name: "concurrency", Value: workflows.DefaultBackfillConcurrency, Usage: "partitions backfilled at once"},
 		&cli.Int64Flag{Name: "range-records", Hidden: true, Usage: "most records one range (one activity, one Kafka transaction) re-reads"},
 		&cli.DurationFlag{Name: "heartbeat-timeout", Hidden: true, Usage: "how soon a range whose worker died is retried elsewhere (default 10s)"},

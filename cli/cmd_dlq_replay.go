@@ -39,14 +39,14 @@ func dlqReplayCommand() *cli.Command {
 			"  shopstream dlq replay --key m1/p-42\n" +
 			"  shopstream dlq replay status  |  shopstream dlq replay cancel",
 		Flags: withFlags(
-			&cli.StringSliceFlag{Name: "reason", Usage: "only letters with this reason (repeat for several; `dlq list --help` lists them)"},
+			&cli.StringSliceFlag{Name: "reason", Usage: "only letters with this reason (repeat for several; dlq list --help lists them)"},
 			&cli.StringSliceFlag{Name: "component", Usage: "only letters from this component: streamer, recommender, sink or collector"},
 			&cli.StringFlag{Name: "since", Usage: "only letters dead-lettered within this long before now: 90m, 24h, 7d"},
 			&cli.StringSliceFlag{Name: "key", Usage: "only letters of this record key (repeat for several)"},
 			&cli.IntFlag{Name: "limit", Usage: "send back at most this many, the oldest first (0: all)"},
 			&cli.BoolFlag{Name: "dry-run", Usage: "list what would go back, and why the others would not; send nothing"},
 			&cli.BoolFlag{Name: "json", Usage: "with --dry-run: print the plan as JSON"},
-			&cli.BoolFlag{Name: "detach", Usage: "return once the workflow started; follow it with `shopstream dlq replay status`"},
+			&cli.BoolFlag{Name: "detach", Usage: "return once the workflow started (follow it with: shopstream dlq replay status)"},
 			&cli.IntFlag{Name: "range-letters", Hidden: true, Usage: "most letters one range (one activity, one Kafka transaction) sends back"},
 			&cli.DurationFlag{Name: "heartbeat-timeout", Hidden: true, Usage: "how soon a range whose worker died is retried elsewhere (default 10s)"},
 		),

@@ -36,7 +36,7 @@ func filterCommand() *cli.Command {
 				Description: fmt.Sprintf("Case-insensitive (Unicode case folding) unless --case-sensitive. At most %d characters of valid UTF-8.\n\n"+
 					"Examples:\n  shopstream filter set phone\n  shopstream filter set \"Galaxy S\" --case-sensitive --wait", workflows.MaxFilterSubstringRunes),
 				Flags: changeFlags(&cli.BoolFlag{Name: "case-sensitive", Usage: "match the exact case"},
-					&cli.StringFlag{Name: "backfill", Usage: "then re-apply the filter to products published this long before (24h, 7d, or all): see `filter backfill --help`"}),
+					&cli.StringFlag{Name: "backfill", Usage: "then re-apply the filter to products published this long before (24h, 7d, or all; see filter backfill --help)"}),
 				SkipFlagParsing: true,
 				Action: interspersed(func(c *cli.Context) error {
 					if c.NArg() != 1 {
