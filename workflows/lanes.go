@@ -48,7 +48,7 @@ func (l *lanes[U, R]) run(ctx, actx workflow.Context, limit int, partition func(
 				var r R
 				if err := f.Get(ctx, &r); err != nil {
 					if failed == nil {
-						failed = fmt.Errorf("lane %d unit %d: %w", lane, l.next[lane], err)
+						failed = fmt.Errorf("range %d of partition %d: %w", l.next[lane], partition(u), err)
 					}
 					return
 				}
