@@ -20,6 +20,22 @@ import (
 // the version of the filter that let it through, in decimal.
 const HeaderFilterVersion = "shopstream.filter.version"
 
+// HeaderBackfill is on a record that the filter backfill (not the
+// streamer) wrote to the filtered topic; its value is the backfill's id.
+// The record keeps the timestamp of the product it copies, so freshness
+// histograms leave it out.
+const HeaderBackfill = "shopstream.backfill"
+
+// Backfilled says whether a record's headers carry HeaderBackfill.
+func Backfilled(headers []kgo.RecordHeader) bool {
+	for _, h := range headers {
+		if h.Key == HeaderBackfill {
+			return true
+		}
+	}
+	return false
+}
+
 // ControlKey is the key of every record on the control topic; compaction
 // keeps the newest.
 const ControlKey = "filter"

@@ -453,6 +453,11 @@ func (s *Streamer) handle(ctx context.Context, sess *kgo.GroupTransactSession, r
 		pass = m.pass
 	} else {
 		name, err := s.name(ctx, r)
+		if err != nil && s.layouts.forgetReplayed(r) {
+			// An operator replays dead letters once their cause is fixed
+			// (a schema registered): ask the registry again, not the cache.
+			name, err = s.name(ctx, r)
+		}
 		if err != nil {
 			reason := deadletter.ReasonOf(err)
 			if reason == "" {
@@ -610,6 +615,22 @@ type layoutEntry struct {
 	lay     *Layout
 	err     error
 	retryAt time.Time
+}
+
+// forgetReplayed drops the cached failure of a replayed record's schema id
+// (a record `shopstream dlq replay` sent back) and says whether it did.
+func (c *layoutCache) forgetReplayed(r *kgo.Record) bool {
+	id, _, err := records.SplitHeader(r.Value)
+	if e, ok := c.m[id]; err != nil || !ok || e.err == nil {
+		return false
+	}
+	for _, h := range r.Headers {
+		if h.Key == deadletter.HeaderReplays {
+			delete(c.m, id)
+			return true
+		}
+	}
+	return false
 }
 
 func (c *layoutCache) get(ctx context.Context, id int) (*Layout, error) {

@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -26,6 +27,9 @@ type batch struct {
 	parts     []part // to find a refused row's record
 	highWater map[tp]int64
 	records   int
+	// products are the timestamps of the product topic's records that
+	// became rows, for the freshness histogram.
+	products []time.Time
 }
 
 type deadLetter struct {
@@ -101,11 +105,21 @@ func (s *Sink) build(ctx context.Context, parts []part) (*batch, error) {
 			clean = false
 		}
 	}
+	// The product topic's record times, for the freshness histogram.
+	i := 0
+	for _, p := range parts {
+		for _, rec := range p.records {
+			if p.topic == s.opts.Topics.Products && dead[i] == nil && rec.Value != nil {
+				b.products = append(b.products, rec.Timestamp)
+			}
+			i++
+		}
+	}
 	if clean { // one table, every record a row: no copy
 		b.rows[table] = rows
 		return b, nil
 	}
-	i := 0
+	i = 0
 	for _, p := range parts {
 		t := s.routes[p.topic].table
 		for range p.records {

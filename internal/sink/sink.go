@@ -19,6 +19,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/shopstream/shopstream/internal/component"
+	"github.com/shopstream/shopstream/internal/freshness"
 	"github.com/shopstream/shopstream/internal/pgstore"
 	"github.com/shopstream/shopstream/internal/records"
 )
@@ -227,13 +228,19 @@ func (s *Sink) consume(ctx context.Context, cl *kgo.Client) error {
 	s.log.Info("sink started", "topics", s.Topics(), "batch_size", s.opts.BatchSize)
 	var lastKafkaCommit time.Time
 	for {
-		fetches := cl.PollRecords(ctx, s.pollSize())
+		// A poll ends after a second without records too, so that the
+		// advisory commit below catches up with the last batch: otherwise
+		// an idle sink's Kafka offsets stay behind it, and lag tools (and
+		// `status`) call it stuck.
+		pctx, cancel := context.WithTimeout(ctx, time.Second)
+		fetches := cl.PollRecords(pctx, s.pollSize())
+		cancel()
 		if fetches.IsClientClosed() || ctx.Err() != nil {
 			cl.AllowRebalance()
 			return nil
 		}
 		fetches.EachError(func(topic string, p int32, err error) {
-			if !errors.Is(err, context.Canceled) {
+			if !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
 				s.m.fetchErrors.Inc()
 				s.log.Warn("fetch", "topic", topic, "partition", p, "err", err)
 			}
@@ -314,7 +321,11 @@ func (s *Sink) write(ctx context.Context, cl *kgo.Client, b *batch, start time.T
 		s.m.rows.WithLabelValues(table, "delete").Add(float64(n))
 	}
 	s.m.records.Add(float64(b.records))
-	s.m.batchSeconds.Observe(s.opts.Now().Sub(start).Seconds())
+	now := s.opts.Now()
+	s.m.batchSeconds.Observe(now.Sub(start).Seconds())
+	for _, ts := range b.products {
+		freshness.Observe(s.m.freshness, now, ts)
+	}
 	return false, nil
 }
 
