@@ -19,9 +19,7 @@ func newBootstrap(t *testing.T) (*Bootstrap, *testsuite.TestActivityEnvironment)
 	t.Helper()
 	kc := kafkatest.Start(t)
 	b := &Bootstrap{Kafka: kc.Client(), Registry: kc.Serde.Registry(), Schemas: kc.Serde.Schemas()}
-	var ts testsuite.WorkflowTestSuite
-	env := ts.NewTestActivityEnvironment()
-	env.RegisterActivity(b)
+	env := activityEnv(b)
 	return b, env
 }
 

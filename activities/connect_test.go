@@ -25,7 +25,6 @@ import (
 	"time"
 
 	"go.temporal.io/sdk/temporal"
-	"go.temporal.io/sdk/testsuite"
 
 	"github.com/shopstream/shopstream/environment"
 	"github.com/shopstream/shopstream/workflows"
@@ -173,9 +172,7 @@ var testVars = map[string]string{
 
 func applyConnectors(t *testing.T, b *Bootstrap, in workflows.ApplyConnectorsInput) (workflows.StepResult, error) {
 	t.Helper()
-	var s testsuite.WorkflowTestSuite
-	env := s.NewTestActivityEnvironment()
-	env.RegisterActivity(b)
+	env := activityEnv(b)
 	val, err := env.ExecuteActivity(workflows.ActivityApplyConnectors, in)
 	var res workflows.StepResult
 	if err == nil {

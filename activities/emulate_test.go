@@ -17,7 +17,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
-	"go.temporal.io/sdk/testsuite"
 
 	"github.com/shopstream/shopstream/internal/kafkatest"
 	"github.com/shopstream/shopstream/internal/records"
@@ -56,47 +55,23 @@ func (f *kafkaFixture) emulate(t testing.TB, reg prometheus.Registerer) *Emulate
 	return e
 }
 
-// readCommitted reads every committed record of the topic, as a consumer
-// with isolation level read_committed sees them, and returns how often each
-// key occurs and the decoded products.
-func (f *kafkaFixture) readCommitted(t *testing.T, want int) (map[string]int, map[string]records.Product) {
+// readEachOnce reads every committed record of the topic, as a consumer
+// with isolation level read_committed sees them, checks that want distinct
+// keys are there once each, and returns the decoded products by key.
+func (f *kafkaFixture) readEachOnce(t *testing.T, want int) map[string]records.Product {
 	t.Helper()
-	cl, err := f.kc.Kafka.NewClient(kgo.ConsumeTopics(testTopic),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	keys := map[string]int{}
 	products := map[string]records.Product{}
-	total := 0
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		// Once the wanted count is in, one more quiet poll proves nothing
-		// else (a duplicate, an aborted record) follows.
-		wait := 2 * time.Second
-		if total >= want {
-			wait = 500 * time.Millisecond
+	total := kafkatest.ReadCommitted(t, f.kc.Kafka, testTopic, want, func(r *kgo.Record) {
+		var p records.Product
+		if err := f.serde.Decode(context.Background(), r.Value, &p); err != nil {
+			t.Fatalf("record %s[%d]@%d does not decode as Product: %v", r.Topic, r.Partition, r.Offset, err)
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), wait)
-		fs := cl.PollFetches(ctx)
-		cancel()
-		n := 0
-		fs.EachRecord(func(r *kgo.Record) {
-			n++
-			total++
-			keys[string(r.Key)]++
-			var p records.Product
-			if err := f.serde.Decode(context.Background(), r.Value, &p); err != nil {
-				t.Fatalf("record %s[%d]@%d does not decode as Product: %v", r.Topic, r.Partition, r.Offset, err)
-			}
-			products[string(r.Key)] = p
-		})
-		if n == 0 && total >= want {
-			break
-		}
+		products[string(r.Key)] = p
+	})
+	if len(products) != want || total != want {
+		t.Fatalf("topic holds %d records with %d distinct keys, want %d of each", total, len(products), want)
 	}
-	return keys, products
+	return products
 }
 
 func batchInput(first, count int64) workflows.EmulateBatchInput {
@@ -109,9 +84,7 @@ func batchInput(first, count int64) workflows.EmulateBatchInput {
 
 func runBatch(t *testing.T, e *Emulate, in workflows.EmulateBatchInput) (workflows.EmulateBatchResult, error) {
 	t.Helper()
-	var s testsuite.WorkflowTestSuite
-	env := s.NewTestActivityEnvironment()
-	env.RegisterActivity(e)
+	env := activityEnv(e)
 	val, err := env.ExecuteActivity(workflows.ActivityEmulateBatch, in)
 	var res workflows.EmulateBatchResult
 	if err == nil {
@@ -145,15 +118,7 @@ func TestEmulateBatchCommitsEachRecordOnce(t *testing.T) {
 	if !res.AlreadyCommitted || res.Records != 3000 || len(res.Partitions) != 3 {
 		t.Fatalf("retry: got %+v, want the earlier commit of 3000 records over 3 partitions", res)
 	}
-	keys, products := f.readCommitted(t, 3000)
-	if len(keys) != 3000 {
-		t.Fatalf("topic holds %d distinct keys, want 3000", len(keys))
-	}
-	for k, n := range keys {
-		if n != 1 {
-			t.Fatalf("key %s committed %d times", k, n)
-		}
-	}
+	products := f.readEachOnce(t, 3000)
 	// The records are the generator's products for indexes 2000..4999.
 	gen, err := shopgen.New(shopgen.Options{Seed: in.Seed, Shops: in.Shops, ImageBaseURL: in.ImageBaseURL, Now: in.ProductTime})
 	if err != nil {
@@ -217,15 +182,7 @@ func TestEmulateBatchFencesAZombie(t *testing.T) {
 	if err := <-zombie; err == nil {
 		t.Fatal("the stalled first attempt committed after a newer attempt had fenced it")
 	}
-	keys, _ := f.readCommitted(t, 2000)
-	if len(keys) != 2000 {
-		t.Fatalf("topic holds %d distinct keys, want 2000", len(keys))
-	}
-	for k, n := range keys {
-		if n != 1 {
-			t.Fatalf("key %s committed %d times", k, n)
-		}
-	}
+	f.readEachOnce(t, 2000)
 }
 
 func TestEmulateBatchRetriesAfterBrokerError(t *testing.T) {
@@ -249,14 +206,7 @@ func TestEmulateBatchRetriesAfterBrokerError(t *testing.T) {
 	if res.AlreadyCommitted || res.Records != 1500 {
 		t.Fatalf("retry: got %+v", res)
 	}
-	keys, _ := f.readCommitted(t, 1500)
-	total := 0
-	for _, n := range keys {
-		total += n
-	}
-	if len(keys) != 1500 || total != 1500 {
-		t.Fatalf("topic holds %d records with %d distinct keys, want 1500 of each", total, len(keys))
-	}
+	f.readEachOnce(t, 1500)
 }
 
 func TestEmulateBatchWithoutTopic(t *testing.T) {
@@ -278,9 +228,7 @@ func TestEmulateCleanupDeletesMarkers(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	var s testsuite.WorkflowTestSuite
-	env := s.NewTestActivityEnvironment()
-	env.RegisterActivity(e)
+	env := activityEnv(e)
 	clean := func() workflows.EmulateCleanupResult {
 		val, err := env.ExecuteActivity(workflows.ActivityEmulateCleanup, workflows.EmulateCleanupInput{WorkflowID: "test-wf", FirstBatch: 0, EndBatch: 2})
 		if err != nil {
@@ -378,12 +326,5 @@ func TestEmulateBatchReplacesAFencedProducer(t *testing.T) {
 
 func (f *kafkaFixture) assertOnce(t *testing.T, want int) {
 	t.Helper()
-	keys, _ := f.readCommitted(t, want)
-	total := 0
-	for _, n := range keys {
-		total += n
-	}
-	if len(keys) != want || total != want {
-		t.Fatalf("topic holds %d records with %d distinct keys, want %d of each", total, len(keys), want)
-	}
+	f.readEachOnce(t, want)
 }

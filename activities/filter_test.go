@@ -7,7 +7,6 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"go.temporal.io/sdk/testsuite"
 
 	"github.com/shopstream/shopstream/internal/kafkatest"
 	"github.com/shopstream/shopstream/internal/topicread"
@@ -24,9 +23,7 @@ func newFilterActivities(t *testing.T) (*Filter, *kgo.Client) {
 
 func TestPublishAndLoadFilterState(t *testing.T) {
 	f, cl := newFilterActivities(t)
-	var s testsuite.WorkflowTestSuite
-	env := s.NewTestActivityEnvironment()
-	env.RegisterActivity(f)
+	env := activityEnv(f)
 
 	load := func() workflows.LoadFilterStateResult {
 		t.Helper()

@@ -18,6 +18,7 @@ import (
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/shopstream/shopstream/internal/clock"
 	"github.com/shopstream/shopstream/internal/records"
 	"github.com/shopstream/shopstream/ksql"
 	"github.com/shopstream/shopstream/workflows"
@@ -207,7 +208,7 @@ func (b *Bootstrap) applyMigration(ctx context.Context, k *ksqlClient, m ksql.Mi
 		if err == nil && a.state == ksqlMigrated && a.checksum == m.Checksum {
 			break
 		}
-		if err := sleepCtx(ctx, 250*time.Millisecond); err != nil {
+		if err := clock.Sleep(ctx, 250*time.Millisecond); err != nil {
 			return n, err
 		}
 	}
@@ -301,17 +302,6 @@ func short(sum string) string {
 	return sum
 }
 
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
 // ksqlClient speaks ksqlDB's REST API: POST /ksql for statements, POST
 // /query for pull queries, GET /status/{id} for commands still running.
 type ksqlClient struct {
@@ -382,7 +372,7 @@ func (k *ksqlClient) await(ctx context.Context, id string, st ksqlCommandStatus)
 		if time.Now().After(deadline) {
 			return fmt.Errorf("command %s still %s after a minute: %s", id, st.Status, st.Message)
 		}
-		if err := sleepCtx(ctx, wait); err != nil {
+		if err := clock.Sleep(ctx, wait); err != nil {
 			return err
 		}
 		if err := k.get(ctx, "/status/"+id, &st); err != nil {
@@ -425,7 +415,7 @@ func (k *ksqlClient) version(ctx context.Context, key string) (applied, error) {
 		if !errors.As(err, &se) {
 			return applied{}, err
 		}
-		if serr := sleepCtx(ctx, 250*time.Millisecond); serr != nil {
+		if serr := clock.Sleep(ctx, 250*time.Millisecond); serr != nil {
 			return applied{}, serr
 		}
 	}

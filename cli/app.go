@@ -1,19 +1,18 @@
 package main
 
 import (
-	"fmt"
 	"io"
 
 	"github.com/urfave/cli/v2"
+
+	"github.com/shopstream/shopstream/internal/exitcode"
 )
 
 // exitUsage is the exit code for bad flags and bad input: nothing was done.
-const exitUsage = 2
+const exitUsage = exitcode.Usage
 
 // usageErr reports bad input: the message says what is wrong and what to do.
-func usageErr(format string, a ...any) error {
-	return cli.Exit(fmt.Sprintf(format, a...), exitUsage)
-}
+func usageErr(format string, a ...any) error { return exitcode.Usagef(format, a...) }
 
 func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 	app := &cli.App{

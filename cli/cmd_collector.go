@@ -1,28 +1,15 @@
 package main
 
 import (
-	"context"
-	"errors"
-	"fmt"
 	"strings"
-	"time"
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/shopstream/shopstream/internal/blobstore"
-	"github.com/shopstream/shopstream/internal/catalog"
 	"github.com/shopstream/shopstream/internal/collector"
 	"github.com/shopstream/shopstream/internal/imagefetch"
+	"github.com/shopstream/shopstream/internal/process"
 	"github.com/shopstream/shopstream/internal/productapi"
-	"github.com/shopstream/shopstream/internal/telemetry"
 )
-
-// collectorSettings are the collector's own flags.
-type collectorSettings struct {
-	group string
-	txnID string
-	fetch imagefetch.Options
-}
 
 func collectorFlags() []cli.Flag {
 	cat := "Image collection"
@@ -37,8 +24,8 @@ func collectorFlags() []cli.Flag {
 	}
 }
 
-func readCollectorSettings(c *cli.Context) (collectorSettings, error) {
-	s := collectorSettings{group: c.String("collector-group"), txnID: c.String("collector-transactional-id"), fetch: imagefetch.Options{
+func readCollectorSettings(c *cli.Context) (process.CollectorSettings, error) {
+	s := process.CollectorSettings{Group: c.String("collector-group"), TransactionalID: c.String("collector-transactional-id"), Fetch: imagefetch.Options{
 		AllowHosts:  splitCSV(c.String("fetch-allow-hosts")),
 		Timeout:     c.Duration("fetch-timeout"),
 		Attempts:    c.Int("fetch-attempts"),
@@ -46,18 +33,18 @@ func readCollectorSettings(c *cli.Context) (collectorSettings, error) {
 		Concurrency: c.Int("fetch-concurrency"),
 	}}
 	switch {
-	case s.group == "":
+	case s.Group == "":
 		return s, usageErr("--collector-group is empty")
-	case strings.ContainsAny(s.txnID, " \t\n"):
-		return s, usageErr("--collector-transactional-id %q: use no white space", s.txnID)
-	case s.fetch.Timeout <= 0:
-		return s, usageErr("--fetch-timeout %s: want a positive duration such as 10s", s.fetch.Timeout)
-	case s.fetch.Attempts < 1 || s.fetch.Attempts > 20:
-		return s, usageErr("--fetch-attempts %d: want 1 to 20", s.fetch.Attempts)
-	case s.fetch.MaxBytes < 1:
-		return s, usageErr("--max-image-bytes %d: want a positive size", s.fetch.MaxBytes)
-	case s.fetch.Concurrency < 1 || s.fetch.Concurrency > 1024:
-		return s, usageErr("--fetch-concurrency %d: want 1 to 1024", s.fetch.Concurrency)
+	case strings.ContainsAny(s.TransactionalID, " \t\n"):
+		return s, usageErr("--collector-transactional-id %q: use no white space", s.TransactionalID)
+	case s.Fetch.Timeout <= 0:
+		return s, usageErr("--fetch-timeout %s: want a positive duration such as 10s", s.Fetch.Timeout)
+	case s.Fetch.Attempts < 1 || s.Fetch.Attempts > 20:
+		return s, usageErr("--fetch-attempts %d: want 1 to 20", s.Fetch.Attempts)
+	case s.Fetch.MaxBytes < 1:
+		return s, usageErr("--max-image-bytes %d: want a positive size", s.Fetch.MaxBytes)
+	case s.Fetch.Concurrency < 1 || s.Fetch.Concurrency > 1024:
+		return s, usageErr("--fetch-concurrency %d: want 1 to 1024", s.Fetch.Concurrency)
 	}
 	return s, nil
 }
@@ -88,75 +75,13 @@ func collectorCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			e, err := connect(c, true, false)
+			cfg, logger, err := setup(c)
 			if err != nil {
 				return err
 			}
-			defer e.close()
-			addr, err := telemetry.Serve(c.Context, e.cfg.MetricsAddrFor("collector"), e.metrics)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(c.App.Writer, "collector: consuming %s as group %s; images in %s; /metrics on %s\n",
-				e.cfg.Topics.Products, s.group, blobDescription(e.cfg.BlobURL, e.cfg.DataDir), addr)
-			return runCollector(c.Context, e, s)
+			return process.RunCollector(c.Context, cfg, logger, s, c.App.Writer)
 		},
 	}
-}
-
-func blobDescription(blobURL, dataDir string) string {
-	if blobURL == "" {
-		return dataDir + "/images"
-	}
-	return blobURL
-}
-
-// runCollector runs the collector over the env's clients until ctx ends.
-func runCollector(ctx context.Context, e *env, s collectorSettings) error {
-	if e.cfg.DatabaseDSN == "" {
-		return errors.New("no PostgreSQL to keep collected products in: set DATABASE_DSN / --database-dsn (shopstream dev starts one when PostgreSQL is installed: make postgres)")
-	}
-	db, err := e.database(ctx)
-	if err != nil {
-		return err
-	}
-	blobs, err := blobstore.Open(ctx, e.cfg.BlobURL, e.cfg.DataDir)
-	if err != nil {
-		return err
-	}
-	defer blobs.Close()
-	s.fetch.Registerer = e.metrics
-	fetcher, err := imagefetch.New(s.fetch)
-	if err != nil {
-		return err
-	}
-	defer fetcher.Close()
-	col, err := collector.New(collector.Options{
-		Kafka:         e.kafkaClients,
-		Group:         s.group,
-		ProductTopic:  e.cfg.Topics.Products,
-		CompleteTopic: e.cfg.Topics.CompleteProducts,
-		DLQTopic:      e.cfg.Topics.DLQ,
-		Serde:         e.serde,
-		Store:         collector.NewStore(db),
-		Blobs:         blobs,
-		Fetcher:       fetcher,
-		Log:           e.log.With("component", "collector"),
-		Registerer:    e.metrics,
-		// Empty unless given: collector.New picks a random one.
-		TransactionalID: s.txnID,
-	})
-	if err != nil {
-		return err
-	}
-	return col.Run(ctx)
-}
-
-// apiSettings are the API's own flags.
-type apiSettings struct {
-	addr     string
-	maxBody  int64
-	noImages bool
 }
 
 func apiFlags() []cli.Flag {
@@ -179,82 +104,18 @@ func apiCommand() *cli.Command {
 			"  curl -X POST localhost:8080/api/v1/products -d '{\"mallId\":\"m1\",\"productId\":\"p1\",\"title\":\"Mug\",\"price\":\"9.50\",\"imageUrl\":\"http://127.0.0.1:8080/images/mug.png\"}'",
 		Flags: withFlags(append(apiFlags(), logFlag)...),
 		Action: func(c *cli.Context) error {
-			s := apiSettings{addr: c.String("api-addr"), maxBody: c.Int64("max-body-bytes"), noImages: c.Bool("no-image-server")}
-			if s.addr == "" || !strings.Contains(s.addr, ":") {
-				return usageErr("--api-addr %q: want host:port, e.g. %s", s.addr, productapi.DefaultAddr)
+			s := process.APISettings{Addr: c.String("api-addr"), MaxBody: c.Int64("max-body-bytes"), NoImages: c.Bool("no-image-server")}
+			if s.Addr == "" || !strings.Contains(s.Addr, ":") {
+				return usageErr("--api-addr %q: want host:port, e.g. %s", s.Addr, productapi.DefaultAddr)
 			}
-			if s.maxBody < 1 {
-				return usageErr("--max-body-bytes %d: want a positive size", s.maxBody)
+			if s.MaxBody < 1 {
+				return usageErr("--max-body-bytes %d: want a positive size", s.MaxBody)
 			}
-			e, err := connect(c, true, false)
+			cfg, logger, err := setup(c)
 			if err != nil {
 				return err
 			}
-			defer e.close()
-			return runProductAPI(c.Context, e, s, func(addr string) {
-				fmt.Fprintf(c.App.Writer, "api: serving http://%s/api/v1/ (OpenAPI at /api/v1/openapi.json, images at /images/, /metrics)\n", addr)
-			})
+			return process.RunAPI(c.Context, cfg, logger, s, c.App.Writer)
 		},
 	}
-}
-
-// runProductAPI serves the API until ctx ends.
-func runProductAPI(ctx context.Context, e *env, s apiSettings, started func(addr string)) error {
-	var reader catalog.Reader
-	if e.cfg.DatabaseDSN != "" {
-		db, err := e.database(ctx)
-		if err != nil {
-			return err
-		}
-		reader = collector.NewStore(db)
-	} else {
-		e.log.Warn("no DATABASE_DSN: the product API accepts products but cannot serve complete products (reads answer 503)")
-	}
-	api, err := productapi.New(productapi.Options{
-		Kafka: e.kafka, Serde: e.serde, ProductTopic: e.cfg.Topics.Products, Catalog: reader,
-		Registerer: e.metrics, Gatherer: e.metrics, Log: e.log.With("component", "api"),
-		MaxBody: s.maxBody, NoImages: s.noImages,
-	})
-	if err != nil {
-		return err
-	}
-	addr, done, err := productapi.Serve(ctx, s.addr, api.Handler(), e.log)
-	if err != nil {
-		return err
-	}
-	if started != nil {
-		started(addr)
-	}
-	select {
-	case err := <-done:
-		return err
-	case <-ctx.Done():
-		select {
-		case err := <-done:
-			return err
-		case <-time.After(6 * time.Second):
-			return fmt.Errorf("product API on %s did not stop within 6s", addr)
-		}
-	}
-}
-
-// devCollector runs the collector inside `shopstream dev`, allowed to fetch
-// from the embedded image server.
-func devCollector(ctx context.Context, e *env) error {
-	if e.cfg.DatabaseDSN == "" {
-		e.log.Warn("image collector not started: it needs PostgreSQL; set DATABASE_DSN or install PostgreSQL (make postgres)")
-		<-ctx.Done()
-		return nil
-	}
-	host := productapi.DefaultAddr
-	_, port, _ := strings.Cut(host, ":")
-	return runCollector(ctx, e, collectorSettings{group: collector.DefaultGroup, fetch: imagefetch.Options{
-		AllowHosts: []string{host, "localhost:" + port},
-	}})
-}
-
-func devProductAPI(ctx context.Context, e *env) error {
-	return runProductAPI(ctx, e, apiSettings{addr: productapi.DefaultAddr, maxBody: productapi.DefaultMaxBody}, func(addr string) {
-		e.log.Info("product API serving", "url", "http://"+addr+"/api/v1/", "images", "http://"+addr+"/images/{name}.png")
-	})
 }

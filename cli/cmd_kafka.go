@@ -1,18 +1,14 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
-	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/urfave/cli/v2"
 
-	"github.com/shopstream/shopstream/environment"
 	"github.com/shopstream/shopstream/internal/hanging"
-	"github.com/shopstream/shopstream/internal/health"
+	"github.com/shopstream/shopstream/internal/process"
 )
 
 func kafkaCommand() *cli.Command {
@@ -61,14 +57,14 @@ func kafkaCommand() *cli.Command {
 	}
 }
 
-func findHanging(c *cli.Context) (*env, hanging.Report, error) {
-	e, err := connect(c, true, false)
+func findHanging(c *cli.Context) (*process.Env, hanging.Report, error) {
+	e, err := connect(c, process.NeedKafka)
 	if err != nil {
 		return nil, hanging.Report{}, err
 	}
-	r, err := hanging.Find(c.Context, hanging.Options{Admin: e.admin, Kafka: e.kafkaClients, Topics: c.StringSlice("topic"), Scan: c.Bool("scan")})
+	r, err := hanging.Find(c.Context, hanging.Options{Admin: e.Admin, Kafka: e.Kafka, Topics: c.StringSlice("topic"), Scan: c.Bool("scan")})
 	if err != nil {
-		e.close()
+		e.Close()
 		return nil, r, err
 	}
 	return e, r, nil
@@ -82,7 +78,7 @@ func listHanging(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	defer e.close()
+	defer e.Close()
 	if c.Bool("json") {
 		if err := writeJSON(c.App.Writer, r); err != nil {
 			return err
@@ -113,7 +109,7 @@ func abortHanging(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	defer e.close()
+	defer e.Close()
 	var pick []hanging.Txn
 	for _, t := range r.Txns {
 		if one && t.Topic == c.StringSlice("topic")[0] && t.Partition == int32(c.Int("partition")) && t.ProducerID == c.Int64("producer-id") ||
@@ -130,7 +126,7 @@ func abortHanging(c *cli.Context) error {
 		results[i].Txn = t
 	}
 	if !c.Bool("dry-run") {
-		if results, err = hanging.Abort(c.Context, e.admin, pick); err != nil {
+		if results, err = hanging.Abort(c.Context, e.Admin, pick); err != nil {
 			return err
 		}
 	}
@@ -164,59 +160,4 @@ func writeJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
-}
-
-// printKafkaRecovery says what `shopstream dev` repaired in its Kafka
-// because the last run did not stop cleanly.
-func printKafkaRecovery(w io.Writer, s *environment.Stack) {
-	if s.KafkaRecovery == nil {
-		return
-	}
-	fmt.Fprintf(w, "shopstream dev: Kafka was not stopped cleanly last time (a crash or SIGKILL); checked it in %s:\n", s.KafkaRecovery.Took.Round(time.Millisecond))
-	for _, l := range s.KafkaRecovery.Lines() {
-		fmt.Fprintf(w, "  %s\n", l)
-	}
-}
-
-// hangingStatus reports each hanging transaction as a problem, naming its
-// producer: the lag of the consumers it stops, measured against the last
-// stable offset it holds, says 0.
-func hangingStatus(ctx context.Context, e *env, r *statusReport, interval time.Duration) {
-	if e.kafka == nil {
-		return // kafkaStatus said why
-	}
-	t := e.cfg.Topics
-	topics := []string{t.Products, t.CompleteProducts, t.Filtered, t.Find, t.Recommendations, t.DLQ, t.Filter, t.FilterApplied}
-	k := health.Kafka{Admin: kadm.NewClient(e.kafka), Kafka: e.kafkaClients}
-	txns, err := k.Transactions(ctx, topics, time.Now())
-	if err != nil {
-		r.problem("find the transactions that hold last stable offsets: %v", err)
-		return
-	}
-	for _, h := range txns.Hanging() {
-		id := ""
-		if h.TransactionalID != "" {
-			id = ", " + h.TransactionalID
-		}
-		r.problem("%s/%d: a hanging transaction of producer %d (epoch %d%s, started %s) holds the last stable offset at %d while the end is %d; "+
-			"read_committed consumers stop there and their lag does not show it (%s); abort it: shopstream kafka abort-hanging --topic %s --partition %d --producer-id %d",
-			h.Topic, h.Partition, h.ProducerID, h.ProducerEpoch, id, h.Started.Format(time.RFC3339), h.Stable, h.End, h.Reason, h.Topic, h.Partition, h.ProducerID)
-	}
-	if len(txns.Held) == 0 {
-		return
-	}
-	select {
-	case <-ctx.Done():
-		return
-	case <-time.After(interval):
-	}
-	again, err := k.Transactions(ctx, topics, time.Now())
-	if err != nil {
-		r.problem("find the transactions that hold last stable offsets: %v", err)
-		return
-	}
-	for _, h := range txns.StillHeld(again) {
-		r.problem("%s/%d: the last stable offset stays at %d while the end is %d and no broker names a producer holding it: "+
-			"read_committed consumers stop there; `shopstream kafka hanging --topic %s --scan` says more", h.Topic, h.Partition, h.Stable, h.End, h.Topic)
-	}
 }

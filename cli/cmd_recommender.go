@@ -1,12 +1,11 @@
 package main
 
 import (
-	"fmt"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/shopstream/shopstream/internal/telemetry"
+	"github.com/shopstream/shopstream/internal/process"
 	"github.com/shopstream/shopstream/streamer/recommender"
 )
 
@@ -25,31 +24,13 @@ func recommenderCommand() *cli.Command {
 			&cli.DurationFlag{Name: "wait-for-topics", Value: time.Minute, Usage: "how long to wait for `shopstream bootstrap` to create missing topics"},
 		),
 		Action: func(c *cli.Context) error {
-			cfg, err := readConfig(c)
+			cfg, logger, err := setup(c)
 			if err != nil {
 				return err
 			}
-			// A long-running command logs at --log-level (info) by default.
-			logger, err := telemetry.NewLogger(c.App.ErrWriter, c.String("log-level"))
-			if err != nil {
-				return usageErr("%v", err)
-			}
-			e, err := connectWith(c.Context, cfg, logger, true, false)
-			if err != nil {
-				return err
-			}
-			defer e.close()
-			addr, err := telemetry.Serve(c.Context, cfg.MetricsAddrFor("recommender"), e.metrics)
-			if err != nil {
-				return err
-			}
-			rc := recommender.ConfigFrom(cfg, e.kafkaClients, e.serde, e.metrics, logger)
-			rc.Group, rc.InstanceID, rc.TopicWait = c.String("group"), c.String("instance-id"), c.Duration("wait-for-topics")
-			rc.OnCaughtUp = func(products int) {
-				fmt.Fprintf(c.App.Writer, "recommender: table holds %d filtered products; joining prompts from %s as group %s; /metrics on %s\n",
-					products, cfg.Topics.Find, rc.Group, addr)
-			}
-			return recommender.Run(c.Context, rc)
+			return process.RunRecommender(c.Context, cfg, logger, process.RecommenderSettings{
+				Group: c.String("group"), InstanceID: c.String("instance-id"), TopicWait: c.Duration("wait-for-topics"),
+			}, c.App.Writer)
 		},
 	}
 }

@@ -1,22 +1,14 @@
 package main
 
 import (
-	"bufio"
-	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"errors"
-	"fmt"
-	"io"
 	"strings"
 	"time"
 	"unicode/utf8"
 
-	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/urfave/cli/v2"
 
-	"github.com/shopstream/shopstream/internal/records"
-	"github.com/shopstream/shopstream/streamer/recommender"
+	"github.com/shopstream/shopstream/internal/process"
+	"github.com/shopstream/shopstream/internal/search"
 )
 
 func searchCommand() *cli.Command {
@@ -57,19 +49,6 @@ func checkUser(c *cli.Context) (string, error) {
 	return user, nil
 }
 
-// checkPrompt says what is wrong with a prompt, or nothing.
-func checkPrompt(q string) error {
-	switch {
-	case !utf8.ValidString(q):
-		return errors.New("the prompt is not valid UTF-8")
-	case recommender.Normalize(q) == "":
-		return errors.New("the prompt is empty: say what to search for, e.g. \"iPhone 15\"")
-	case len(q) > recommender.MaxQueryBytes:
-		return fmt.Errorf("the prompt is %d bytes; at most %d", len(q), recommender.MaxQueryBytes)
-	}
-	return nil
-}
-
 func runSearch(c *cli.Context) error {
 	user, err := checkUser(c)
 	if err != nil {
@@ -82,7 +61,7 @@ func runSearch(c *cli.Context) error {
 	var prompts []string
 	if c.NArg() > 0 {
 		q := strings.Join(c.Args().Slice(), " ")
-		if err := checkPrompt(q); err != nil {
+		if err := search.CheckPrompt(q); err != nil {
 			return usageErr("%v", err)
 		}
 		prompts = []string{q}
@@ -90,144 +69,48 @@ func runSearch(c *cli.Context) error {
 		interactive = true
 	} else {
 		// From a pipe or a file: check every line before sending any.
-		if prompts, err = readPrompts(c.App.Reader); err != nil {
+		if prompts, err = search.ReadPrompts(c.App.Reader); err != nil {
 			return err
 		}
 	}
 
-	e, err := connect(c, true, false)
+	e, err := connect(c, process.NeedKafka)
 	if err != nil {
 		return err
 	}
-	defer e.close()
-	s := &searcher{e: e, user: user, out: c.App.Writer, wait: c.Bool("wait"), waitTimeout: c.Duration("wait-timeout")}
+	defer e.Close()
+	s := &search.Searcher{Env: e, User: user, Out: c.App.Writer, Wait: c.Bool("wait"), WaitTimeout: c.Duration("wait-timeout")}
 	if interactive {
-		return s.interactive(c.Context, c.App.Reader, c.App.ErrWriter)
+		return s.Interactive(c.Context, c.App.Reader, c.App.ErrWriter)
 	}
-	return s.search(c.Context, prompts)
+	return s.Search(c.Context, prompts)
 }
 
-// readPrompts reads every line and checks each; one bad line refuses all.
-func readPrompts(r io.Reader) ([]string, error) {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, 4096), 1<<20)
-	var prompts, problems []string
-	line := 0
-	for sc.Scan() {
-		line++
-		q := strings.TrimRight(sc.Text(), "\r")
-		if err := checkPrompt(q); err != nil {
-			problems = append(problems, fmt.Sprintf("line %d: %v", line, err))
-			continue
-		}
-		prompts = append(prompts, q)
+func recsCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "recs",
+		Usage: "show a user's current recommendations (newest first)",
+		Description: "Reads the user's latest Recommendation from the recommendations topic (committed records only).\n" +
+			"--follow then prints each update as it arrives, until Ctrl-C; --json prints the record as JSON, with\n" +
+			"each recommendation's age_seconds since the search that made it\n" +
+			"(one object per line with --follow; null when the user has none).\n\n" +
+			"Examples:\n  shopstream recs --user alice\n  shopstream recs --user alice --follow --json",
+		Flags: withFlags(
+			&cli.StringFlag{Name: "user", Aliases: []string{"u"}, EnvVars: []string{"SHOPSTREAM_USER"}, Usage: "whose recommendations"},
+			&cli.BoolFlag{Name: "follow", Aliases: []string{"f"}, Usage: "keep printing each update until Ctrl-C"},
+			&cli.BoolFlag{Name: "json", Usage: "print JSON"},
+		),
+		Action: func(c *cli.Context) error {
+			user, err := checkUser(c)
+			if err != nil {
+				return err
+			}
+			e, err := connect(c, process.NeedKafka)
+			if err != nil {
+				return err
+			}
+			defer e.Close()
+			return search.ShowRecs(c.Context, e, user, c.Bool("follow"), c.Bool("json"), c.App.Writer)
+		},
 	}
-	if err := sc.Err(); err != nil {
-		if errors.Is(err, bufio.ErrTooLong) {
-			return nil, usageErr("line %d is longer than 1 MiB; a prompt is at most %d bytes: nothing was sent", line+1, recommender.MaxQueryBytes)
-		}
-		return nil, fmt.Errorf("read prompts from standard input: %w", err)
-	}
-	if len(problems) > 0 {
-		return nil, usageErr("%s\nnothing was sent", strings.Join(problems, "\n"))
-	}
-	if len(prompts) == 0 {
-		return nil, usageErr("no prompt given: pass one as an argument, e.g. shopstream search --user alice \"iPhone 15\", or one per line on standard input")
-	}
-	return prompts, nil
-}
-
-type searcher struct {
-	e           *env
-	user        string
-	out         io.Writer
-	wait        bool
-	waitTimeout time.Duration
-	now         func() time.Time
-}
-
-// search sends the prompts and, with --wait, prints what each produced.
-func (s *searcher) search(ctx context.Context, prompts []string) error {
-	var w *recsWatcher
-	if s.wait {
-		var err error
-		// Look at the end of the user's recommendations before sending,
-		// so that nothing the searches produce is missed.
-		if w, err = newRecsWatcher(ctx, s.e, s.user); err != nil {
-			return err
-		}
-		defer w.close()
-	}
-	var sent []*records.SearchPrompt
-	for _, q := range prompts {
-		p, err := s.send(ctx, q)
-		if err != nil {
-			return err
-		}
-		sent = append(sent, p)
-	}
-	if w == nil {
-		return nil
-	}
-	return w.waitFor(ctx, sent, s.waitTimeout, s.out)
-}
-
-func (s *searcher) interactive(ctx context.Context, in io.Reader, errw io.Writer) error {
-	sc := bufio.NewScanner(in)
-	sc.Buffer(make([]byte, 0, 4096), 1<<20)
-	bad := 0
-	fmt.Fprintf(errw, "searching as %s: one prompt per line, Ctrl-D to end\n", s.user)
-	for {
-		fmt.Fprint(errw, "search> ")
-		if !sc.Scan() {
-			break
-		}
-		q := strings.TrimRight(sc.Text(), "\r")
-		if err := checkPrompt(q); err != nil {
-			fmt.Fprintf(errw, "not sent: %v\n", err)
-			bad++
-			continue
-		}
-		if err := s.search(ctx, []string{q}); err != nil {
-			return err
-		}
-	}
-	fmt.Fprintln(errw)
-	if err := sc.Err(); err != nil {
-		return fmt.Errorf("read prompts from standard input: %w", err)
-	}
-	if bad > 0 {
-		return cli.Exit(fmt.Sprintf("%d prompt(s) were not sent", bad), exitUsage)
-	}
-	return nil
-}
-
-// send produces one SearchPrompt and says where it went.
-func (s *searcher) send(ctx context.Context, q string) (*records.SearchPrompt, error) {
-	now := time.Now
-	if s.now != nil {
-		now = s.now
-	}
-	p := &records.SearchPrompt{
-		SearchID: newSearchID(), UserID: s.user, Query: q,
-		// The record keeps milliseconds; --wait compares with it.
-		SearchedAt: now().UTC().Truncate(time.Millisecond),
-	}
-	topic := s.e.cfg.Topics.Find
-	v, err := s.e.serde.Encode(ctx, nil, topic, p)
-	if err != nil {
-		return nil, fmt.Errorf("encode the search prompt: %w", err)
-	}
-	r := &kgo.Record{Topic: topic, Key: []byte(s.user), Value: v}
-	if err := s.e.kafka.ProduceSync(ctx, r).FirstErr(); err != nil {
-		return nil, fmt.Errorf("send the search prompt to topic %s: %w", topic, err)
-	}
-	fmt.Fprintf(s.out, "search %s: %s searched %q (topic %s, partition %d, offset %d)\n", p.SearchID, s.user, q, topic, r.Partition, r.Offset)
-	return p, nil
-}
-
-func newSearchID() string {
-	var b [8]byte
-	_, _ = rand.Read(b[:]) // never fails (crypto/rand documents it)
-	return "s-" + hex.EncodeToString(b[:])
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/urfave/cli/v2"
 
+	"github.com/shopstream/shopstream/internal/component"
 	"github.com/shopstream/shopstream/internal/kafkatest"
 	"github.com/shopstream/shopstream/internal/records"
 	"github.com/shopstream/shopstream/streamer/recommender"
@@ -146,7 +147,12 @@ func TestSearchThenRecs(t *testing.T) {
 	rctx, stop := context.WithCancel(s.ctx)
 	done := make(chan error, 1)
 	go func() {
-		done <- recommender.Run(rctx, recommender.Config{Kafka: s.kc.Kafka, Topics: s.topic, Serde: s.serde, InstanceID: "cli-test"})
+		rec, err := recommender.New(recommender.Options{Deps: component.Deps{Kafka: s.kc.Kafka, Topics: s.topic, Serde: s.serde}, InstanceID: "cli-test"})
+		if err != nil {
+			done <- err
+			return
+		}
+		done <- rec.Run(rctx)
 	}()
 	t.Cleanup(func() { stop(); <-done })
 

@@ -1,406 +1,47 @@
 package main
 
 import (
-	"context"
-	"encoding/json"
-	"errors"
-	"fmt"
-	"io"
-	"sort"
-	"strings"
-	"text/tabwriter"
 	"time"
 
-	"log/slog"
-
-	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/urfave/cli/v2"
-	enumspb "go.temporal.io/api/enums/v1"
-	"go.temporal.io/api/workflowservice/v1"
 
-	"github.com/shopstream/shopstream/internal/clients/temporalclient"
-	"github.com/shopstream/shopstream/internal/config"
-	"github.com/shopstream/shopstream/internal/health"
-	"github.com/shopstream/shopstream/internal/telemetry"
-	"github.com/shopstream/shopstream/workflows"
+	"github.com/shopstream/shopstream/internal/exitcode"
+	"github.com/shopstream/shopstream/internal/status"
 )
-
-// statusReport answers "is it working?"; `status --json` prints it as is.
-type statusReport struct {
-	Healthy  bool          `json:"healthy"`
-	Problems []string      `json:"problems"`
-	Topics   []topicStatus `json:"topics"`
-	Groups   []groupStatus `json:"groups"`
-	Runs     []runStatus   `json:"runs"`
-	// Sections that later components add (filter, sink, …), by name.
-	Sections map[string]any `json:"sections,omitempty"`
-}
-
-type topicStatus struct {
-	Name      string  `json:"name"`
-	Records   int64   `json:"end_offset_sum"`
-	PerSecond float64 `json:"records_per_second"`
-}
-
-type groupStatus struct {
-	Group   string `json:"group"`
-	State   string `json:"state"`
-	Members int    `json:"members"`
-	// Lag is how many records the group has still to read
-	// (health.GroupLag.Lag): what the lag gauge on /metrics says too.
-	Lag int64 `json:"lag"`
-	// Markers is the part of the raw offset lag that the group never
-	// reads: transaction markers, aborted records, open transactions.
-	Markers int64 `json:"markers"`
-	// LagChange is the lag's change over the sampling interval: positive
-	// means the group falls behind.
-	LagChange int64            `json:"lag_change"`
-	Topics    map[string]int64 `json:"lag_by_topic"`
-}
-
-type runStatus struct {
-	Workflow string    `json:"workflow"`
-	ID       string    `json:"workflow_id"`
-	RunID    string    `json:"run_id"`
-	Status   string    `json:"status"`
-	Started  time.Time `json:"started"`
-	URL      string    `json:"url"`
-}
-
-func (r *statusReport) problem(format string, a ...any) {
-	r.Problems = append(r.Problems, fmt.Sprintf(format, a...))
-}
-
-// statusCheck fills in one part of the report; later components add theirs
-// to statusChecks.
-type statusCheck func(ctx context.Context, e *env, r *statusReport, interval time.Duration)
-
-func statusChecks() []statusCheck {
-	return []statusCheck{kafkaStatus, hangingStatus, temporalStatus, filterStatus, sinkStatus}
-}
 
 func statusCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "status",
 		Usage: "one screen that answers \"is it working?\"; exits non-zero when something is unhealthy",
 		Description: "Shows each topic's end offsets and rate, each consumer group's lag and whether it drains,\n" +
-			"and the last bootstrap and emulation runs with their Web UI links. Exit code 1 when something is\n" +
+			"how fresh each stage's output is (p50 and p99 from the processes' /metrics),\n" +
+			"and the last bootstrap, emulation, backfill and replay runs with their Web UI links. Exit code 1 when something is\n" +
 			"unhealthy, so it can serve as a health check.\n\nExamples:\n  shopstream status\n  shopstream status --json | jq .groups",
 		Flags: withFlags(
 			&cli.BoolFlag{Name: "json", Usage: "print the report as JSON"},
 			&cli.DurationFlag{Name: "interval", Value: 2 * time.Second, Usage: "how long to sample rates and lag changes"},
+			&cli.StringSliceFlag{Name: "metrics-url", EnvVars: []string{"SHOPSTREAM_METRICS_URLS"}, Usage: "/metrics of the processes to read freshness from (host:port or URL; repeat or comma-separate); default: every shopstream process on this host at its default port"},
 		),
 		Action: func(c *cli.Context) error {
-			cfg, err := readConfig(c)
-			if err != nil {
-				return err
-			}
 			if c.Duration("interval") <= 0 {
 				return usageErr("--interval %s: want a positive duration", c.Duration("interval"))
 			}
-			logger, err := commandLogger(c)
+			// Nothing connects up front: status reports what it cannot reach.
+			e, err := connect(c, 0)
 			if err != nil {
 				return err
 			}
-			r := &statusReport{Sections: map[string]any{}, Problems: []string{}}
-			e, err := connectWith(c.Context, cfg, logger, false, false)
-			if err != nil {
-				return err
-			}
-			defer e.close()
-			for _, check := range statusChecks() {
-				check(c.Context, e, r, c.Duration("interval"))
-			}
-			r.Healthy = len(r.Problems) == 0
+			defer e.Close()
+			r := status.Gather(c.Context, e, c.Duration("interval"), c.StringSlice("metrics-url")...)
 			if c.Bool("json") {
-				enc := json.NewEncoder(c.App.Writer)
-				enc.SetIndent("", "  ")
-				if err := enc.Encode(r); err != nil {
-					return err
-				}
+				err = status.PrintJSON(c.App.Writer, r)
 			} else {
-				printStatus(c.App.Writer, r)
+				status.Print(c.App.Writer, r)
 			}
-			if !r.Healthy {
-				return cli.Exit("", 1)
+			if err == nil && !r.Healthy {
+				err = exitcode.New(1, "")
 			}
-			return nil
+			return err
 		},
 	}
-}
-
-func kafkaStatus(ctx context.Context, e *env, r *statusReport, interval time.Duration) {
-	cl, err := connectKafka(ctx, e)
-	if err != nil {
-		r.problem("%v", err)
-		return
-	}
-	adm := kadm.NewClient(cl)
-	t := e.cfg.Topics
-	topics := []string{t.Products, t.CompleteProducts, t.Filtered, t.Find, t.Recommendations, t.DLQ, t.Filter, t.FilterApplied}
-	groups, err := adm.ListGroups(ctx)
-	if err != nil {
-		r.problem("list consumer groups: %v", err)
-	}
-	k := health.Kafka{Admin: adm, Kafka: e.kafkaClients}
-	sample := func() (kadm.ListedOffsets, []health.GroupLag, bool) {
-		ends, err := adm.ListEndOffsets(ctx, topics...)
-		if err != nil {
-			r.problem("list end offsets on %s: %v", strings.Join(e.cfg.KafkaBrokers, ","), err)
-			return nil, nil, false
-		}
-		lags, err := k.Lags(ctx, groups.Groups(), nil)
-		if err != nil {
-			r.problem("compute consumer lag: %v", err)
-			if lags == nil {
-				return nil, nil, false
-			}
-		}
-		return ends, lags, true
-	}
-	ends0, lags0, ok := sample()
-	if !ok {
-		return
-	}
-	select {
-	case <-ctx.Done():
-		return
-	case <-time.After(interval):
-	}
-	ends1, lags1, ok := sample()
-	if !ok {
-		return
-	}
-	for _, name := range topics {
-		var before, after int64
-		missing := true
-		ends1.Each(func(o kadm.ListedOffset) {
-			if o.Topic == name && o.Err == nil {
-				after += o.Offset
-				missing = false
-			}
-		})
-		ends0.Each(func(o kadm.ListedOffset) {
-			if o.Topic == name && o.Err == nil {
-				before += o.Offset
-			}
-		})
-		if missing {
-			r.problem("topic %s does not exist: run `shopstream bootstrap`", name)
-			continue
-		}
-		r.Topics = append(r.Topics, topicStatus{Name: name, Records: after, PerSecond: float64(after-before) / interval.Seconds()})
-	}
-	for _, ts := range r.Topics {
-		if ts.Name == t.DLQ && ts.Records > 0 {
-			r.problem("dead-letter topic %s holds %d records: see `shopstream dlq list`", ts.Name, ts.Records)
-		}
-	}
-	prev := map[string]*health.GroupLag{}
-	for i := range lags0 {
-		prev[lags0[i].Group] = &lags0[i]
-	}
-	for i := range lags1 {
-		l := &lags1[i]
-		if p := l.Problem(prev[l.Group], interval); p != "" {
-			r.problem("%s", p)
-		}
-		if l.Err != nil {
-			continue
-		}
-		g := groupStatus{Group: l.Group, State: l.State, Members: l.Members, Lag: l.Lag(), Markers: l.Raw() - l.Lag(), Topics: l.LagByTopic()}
-		if p, ok := prev[l.Group]; ok {
-			g.LagChange = g.Lag - p.Lag()
-		}
-		r.Groups = append(r.Groups, g)
-	}
-}
-
-// connectKafka connects on first use, so status reports an unreachable
-// Kafka as a problem instead of failing before it prints anything.
-func connectKafka(ctx context.Context, e *env) (*kgo.Client, error) {
-	if e.kafka == nil {
-		cl, err := e.kafkaClients.Connect(ctx)
-		if err != nil {
-			return nil, err
-		}
-		e.kafka = cl
-	}
-	return e.kafka, nil
-}
-
-func temporalStatus(ctx context.Context, e *env, r *statusReport, _ time.Duration) {
-	if e.temporal == nil {
-		tc, err := temporalclient.Dial(ctx, temporalclient.FromConfig(e.cfg, telemetry.AtLeast(e.log, slog.LevelError)))
-		if err != nil {
-			r.problem("%v", err)
-			return
-		}
-		e.temporal = tc
-	}
-	for _, wf := range []string{"Bootstrap", "EmulateShop"} {
-		resp, err := e.temporal.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{
-			Namespace: e.cfg.TemporalNamespace,
-			PageSize:  1,
-			Query:     fmt.Sprintf("WorkflowType = '%s'", wf),
-		})
-		if err != nil {
-			r.problem("list %s runs: %v", wf, err)
-			continue
-		}
-		for _, ex := range resp.GetExecutions() {
-			rs := runStatus{
-				Workflow: wf, ID: ex.GetExecution().GetWorkflowId(), RunID: ex.GetExecution().GetRunId(),
-				Status:  strings.TrimPrefix(ex.GetStatus().String(), "WORKFLOW_EXECUTION_STATUS_"),
-				Started: ex.GetStartTime().AsTime(),
-			}
-			rs.URL = e.cfg.WorkflowURL(rs.ID, rs.RunID)
-			switch ex.GetStatus() {
-			case enumspb.WORKFLOW_EXECUTION_STATUS_FAILED, enumspb.WORKFLOW_EXECUTION_STATUS_TIMED_OUT, enumspb.WORKFLOW_EXECUTION_STATUS_TERMINATED:
-				r.problem("the last %s run %s ended %s: %s", wf, rs.ID, rs.Status, rs.URL)
-			}
-			r.Runs = append(r.Runs, rs)
-		}
-	}
-}
-
-func printStatus(w io.Writer, r *statusReport) {
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "TOPIC\tRECORDS\tRATE/s\t")
-	for _, t := range r.Topics {
-		fmt.Fprintf(tw, "%s\t%d\t%.1f\t\n", t.Name, t.Records, t.PerSecond)
-	}
-	fmt.Fprintln(tw, "\t\t\t")
-	fmt.Fprintln(tw, "CONSUMER GROUP\tSTATE\tMEMBERS\tLAG\tCHANGE\t")
-	sort.Slice(r.Groups, func(i, j int) bool { return r.Groups[i].Group < r.Groups[j].Group })
-	for _, g := range r.Groups {
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%+d\t\n", g.Group, g.State, g.Members, g.Lag, g.LagChange)
-	}
-	tw.Flush()
-	for _, name := range sortedKeys(r.Sections) {
-		fmt.Fprintf(w, "\n%s:\n", strings.ToUpper(name))
-		if p, ok := r.Sections[name].(interface{ print(io.Writer) }); ok {
-			p.print(w)
-		} else {
-			b, _ := json.MarshalIndent(r.Sections[name], "  ", "  ")
-			fmt.Fprintf(w, "  %s\n", b)
-		}
-	}
-	fmt.Fprintln(w)
-	for _, run := range r.Runs {
-		fmt.Fprintf(w, "last %s: %s (%s, started %s)\n  %s\n", run.Workflow, run.Status, run.ID, run.Started.Format(time.RFC3339), run.URL)
-	}
-	fmt.Fprintln(w)
-	if len(r.Problems) == 0 {
-		fmt.Fprintln(w, "healthy")
-		return
-	}
-	fmt.Fprintln(w, "UNHEALTHY:")
-	for _, p := range r.Problems {
-		fmt.Fprintf(w, "  - %s\n", p)
-	}
-}
-
-// filterSection is the filter's desired version against what each live
-// streamer instance applied.
-type filterSection struct {
-	Desired   int64             `json:"desired_version"`
-	Substring string            `json:"substring"`
-	SetAt     time.Time         `json:"set_at"`
-	Instances []health.Instance `json:"instances"`
-}
-
-func (f filterSection) print(w io.Writer) {
-	fmt.Fprintf(w, "  desired v%d %q (set %s)\n", f.Desired, f.Substring, f.SetAt.Format(time.RFC3339))
-	if len(f.Instances) == 0 {
-		fmt.Fprintln(w, "  no streamer instance reports")
-	}
-	for _, v := range f.Instances {
-		fmt.Fprintf(w, "  %-40s v%-5d %s\n", v.Instance, v.Version, v.State)
-	}
-}
-
-func filterStatus(ctx context.Context, e *env, r *statusReport, _ time.Duration) {
-	if e.kafka == nil || e.temporal == nil {
-		return // kafkaStatus and temporalStatus reported why
-	}
-	st, err := queryFilter(ctx, e)
-	if errors.Is(err, errNoFilterWorkflow) {
-		st = workflows.StreamFilterStatus{} // none set yet: v0, everything passes
-	} else if err != nil {
-		r.problem("%v", err)
-		return
-	}
-	now := time.Now()
-	f, err := filterInstances(ctx, e, st.Desired, now)
-	if err != nil {
-		r.problem("read the applied filter versions: %v", err)
-		return
-	}
-	r.Problems = append(r.Problems, f.Problems(now)...)
-	r.Sections["filter"] = filterSection{Desired: st.Desired.Version, Substring: st.Desired.Substring, SetAt: st.Desired.SetAt, Instances: f.Instances}
-}
-
-// sinkSection is when the sink last wrote, from its offsets in PostgreSQL.
-type sinkSection struct {
-	LastWrite time.Time        `json:"last_write"`
-	Rows      map[string]int64 `json:"rows"`
-}
-
-func (s sinkSection) print(w io.Writer) {
-	if s.LastWrite.IsZero() {
-		fmt.Fprintln(w, "  no write yet")
-	} else {
-		fmt.Fprintf(w, "  last write %s (%s ago)\n", s.LastWrite.Format(time.RFC3339), time.Since(s.LastWrite).Round(time.Second))
-	}
-	for _, t := range sortedKeys(s.Rows) {
-		fmt.Fprintf(w, "  %-20s %d rows\n", t, s.Rows[t])
-	}
-}
-
-func sinkStatus(ctx context.Context, e *env, r *statusReport, _ time.Duration) {
-	if e.cfg.DatabaseDSN == "" {
-		dsn, err := devDSN(e.cfg.DataDir)
-		if err != nil {
-			return // no database configured: nothing to report
-		}
-		e.cfg.DatabaseDSN = dsn // the dev stack's, as `shopstream sink` finds it
-	}
-	qctx, cancel := context.WithTimeout(ctx, e.cfg.DialTimeout)
-	defer cancel()
-	// Opened as every command opens it, migrations applied, so the tables
-	// below exist even before the sink first ran.
-	db, err := e.database(qctx)
-	if err != nil {
-		r.problem("cannot open the sink's PostgreSQL at %s: %v", config.Mask(e.cfg.DatabaseDSN), err)
-		return
-	}
-	sec := sinkSection{Rows: map[string]int64{}}
-	var last *time.Time
-	if err := db.Pool.QueryRow(qctx, `SELECT max(updated_at) FROM sink_offsets`).Scan(&last); err != nil {
-		r.problem("read the sink's offsets: %v", err)
-		return
-	}
-	if last != nil {
-		sec.LastWrite = *last
-	}
-	for _, t := range []string{"products", "filtered_products", "complete_products", "searches", "recommendations"} {
-		var n int64
-		if err := db.Pool.QueryRow(qctx, "SELECT count(*) FROM "+t).Scan(&n); err != nil {
-			r.problem("count rows of %s: %v", t, err)
-			return
-		}
-		sec.Rows[t] = n
-	}
-	r.Sections["sink"] = sec
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

@@ -11,9 +11,8 @@ import (
 	"strings"
 	"testing"
 
-	"go.yaml.in/yaml/v3"
-
 	"github.com/shopstream/shopstream/internal/telemetry"
+	"github.com/shopstream/shopstream/internal/testtool"
 )
 
 // vocabulary is every metric name a panel or an alert may use, with the
@@ -78,7 +77,7 @@ func exposedVocabulary(t *testing.T) vocabulary {
 			} `yaml:"static_configs"`
 		} `yaml:"scrape_configs"`
 	}
-	readYAML(t, "../environment/prometheus/prometheus.yml", &prom)
+	testtool.ReadYAML(t, "../environment/prometheus/prometheus.yml", &prom)
 	for _, sc := range prom.ScrapeConfigs {
 		for _, st := range sc.StaticConfigs {
 			for l := range st.Labels {
@@ -94,7 +93,7 @@ func exposedVocabulary(t *testing.T) vocabulary {
 			Labels map[string]string `yaml:"labels"`
 		} `yaml:"rules"`
 	}
-	readYAML(t, "../environment/kafka-connect/jmx-exporter.yml", &jmx)
+	testtool.ReadYAML(t, "../environment/kafka-connect/jmx-exporter.yml", &jmx)
 	for _, r := range jmx.Rules {
 		if r.Name != "" && !strings.Contains(r.Name, "$") {
 			v.add(r.Name)
@@ -104,17 +103,6 @@ func exposedVocabulary(t *testing.T) vocabulary {
 		}
 	}
 	return v
-}
-
-func readYAML(t *testing.T, path string, v any) {
-	t.Helper()
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := yaml.Unmarshal(raw, v); err != nil {
-		t.Fatalf("%s: %v", path, err)
-	}
 }
 
 func keys(m map[string]bool) []string {
@@ -344,15 +332,8 @@ func TestAlertRulesSelectExposedMetrics(t *testing.T) {
 	files := ruleFiles(t)
 	alerts := 0
 	for _, f := range files {
-		var rules struct {
-			Groups []struct {
-				Rules []struct {
-					Alert string `yaml:"alert"`
-					Expr  string `yaml:"expr"`
-				} `yaml:"rules"`
-			} `yaml:"groups"`
-		}
-		readYAML(t, f, &rules)
+		var rules testtool.AlertRules
+		testtool.ReadYAML(t, f, &rules)
 		for _, g := range rules.Groups {
 			for _, r := range g.Rules {
 				alerts++

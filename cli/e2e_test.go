@@ -4,6 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/shopstream/shopstream/environment"
+	"github.com/shopstream/shopstream/internal/status"
 )
 
 // startStack runs the embedded stack on free ports, with the real Temporal
@@ -119,10 +124,10 @@ func TestBootstrapEndToEnd(t *testing.T) {
 
 	// status: healthy (once dev's streamer has reported its filter), every
 	// topic, the bootstrap run with its link.
-	var rep statusReport
+	var rep status.Report
 	for deadline := time.Now().Add(30 * time.Second); ; {
 		code, out, stderr = runApp(t, ctx, append([]string{"status", "--json", "--interval", "200ms"}, flags...)...)
-		rep = statusReport{}
+		rep = status.Report{}
 		if err := json.Unmarshal([]byte(out), &rep); err != nil {
 			t.Fatalf("status --json: %v\n%s\n%s", err, out, stderr)
 		}
@@ -183,6 +188,88 @@ func TestBootstrapEndToEnd(t *testing.T) {
 	if code != 1 || !strings.Contains(out, "group stuck-group is stuck: lag") {
 		t.Fatalf("status with a stuck member: exit %d\n%s", code, out)
 	}
+	checkDrainedLagAgrees(t, flags, devOut())
+}
+
+// checkDrainedLagAgrees emulates products through dev's exactly-once
+// consumers (the streamer and the image collector), waits until status
+// says they drained, and checks that the lag gauge on dev's /metrics, which
+// an autoscaler reads, says the same: 0, although the transaction markers
+// after their committed offsets make the raw offset lag positive.
+func checkDrainedLagAgrees(t *testing.T, flags []string, devOut string) {
+	t.Helper()
+	ctx := context.Background()
+	m := regexp.MustCompile(`Metrics\s+http://(\S+)/metrics`).FindStringSubmatch(devOut)
+	if m == nil {
+		t.Fatalf("dev does not say where its /metrics is:\n%s", devOut)
+	}
+	if code, out, stderr := runApp(t, ctx, append([]string{"emulate", "--count", "600", "--batch-size", "100"}, flags...)...); code != 0 {
+		t.Fatalf("emulate exited %d: %s\n%s", code, stderr, out)
+	}
+	exactlyOnce := []string{"shopstream-streamer", "shopstream-collector"}
+	if strings.Contains(devOut, "PostgreSQL is not installed") {
+		exactlyOnce = exactlyOnce[:1] // the collector needs PostgreSQL
+	}
+	var lag map[string]status.Group
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(200 * time.Millisecond) {
+		_, out, stderr := runApp(t, ctx, append([]string{"status", "--json", "--interval", "100ms"}, flags...)...)
+		var rep status.Report
+		if err := json.Unmarshal([]byte(out), &rep); err != nil {
+			t.Fatalf("status --json: %v\n%s\n%s", err, out, stderr)
+		}
+		lag = map[string]status.Group{}
+		drained := true
+		for _, g := range rep.Groups {
+			lag[g.Group] = g
+		}
+		for _, name := range exactlyOnce {
+			g, ok := lag[name]
+			drained = drained && ok && g.Lag == 0 && g.Topics["shop_products"] == 0
+		}
+		if drained {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the exactly-once groups did not drain within a minute: %+v", rep.Groups)
+		}
+	}
+	if g := lag["shopstream-streamer"]; g.Markers == 0 {
+		t.Errorf("status counts no transaction markers after the streamer's committed offsets (%+v): the check proves nothing", g)
+	}
+	gauge := scrapeLag(t, "http://"+m[1]+"/metrics")
+	for _, name := range exactlyOnce {
+		got, ok := gauge[name]
+		if !ok || got != lag[name].Lag {
+			t.Errorf("group %s: shopstream_kafka_consumer_lag_records sums to %v (present %v), status --json says lag %d (markers %d)", name, got, ok, lag[name].Lag, lag[name].Markers)
+		}
+	}
+}
+
+// scrapeLag reads shopstream_kafka_consumer_lag_records from a /metrics
+// page and adds it up per group.
+func scrapeLag(t *testing.T, url string) map[string]int64 {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	line := regexp.MustCompile(`(?m)^shopstream_kafka_consumer_lag_records\{([^}]*)\} (\S+)$`)
+	group := regexp.MustCompile(`group="([^"]*)"`)
+	out := map[string]int64{}
+	for _, m := range line.FindAllStringSubmatch(string(body), -1) {
+		g := group.FindStringSubmatch(m[1])
+		v, err := strconv.ParseFloat(m[2], 64)
+		if g == nil || err != nil {
+			t.Fatalf("cannot read %q", m[0])
+		}
+		out[g[1]] += int64(v)
+	}
+	return out
 }
 
 // kadmCommit commits offset 0 of every partition of topic for group, as a

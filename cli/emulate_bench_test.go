@@ -15,16 +15,16 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.temporal.io/sdk/client"
-	"go.temporal.io/sdk/worker"
 
 	"github.com/shopstream/shopstream/activities"
 	"github.com/shopstream/shopstream/environment"
 	"github.com/shopstream/shopstream/internal/clients"
 	"github.com/shopstream/shopstream/internal/config"
+	"github.com/shopstream/shopstream/internal/emulation"
+	"github.com/shopstream/shopstream/internal/process"
 	"github.com/shopstream/shopstream/internal/records"
 	"github.com/shopstream/shopstream/internal/shopgen"
 	"github.com/shopstream/shopstream/internal/telemetry"
-	"github.com/shopstream/shopstream/workers"
 	"github.com/shopstream/shopstream/workflows"
 )
 
@@ -39,7 +39,7 @@ import (
 func BenchmarkEmulateVsRawProducer(b *testing.B) {
 	n := int64(1_000_000)
 	if s := os.Getenv("SHOPSTREAM_BENCH_COUNT"); s != "" {
-		v, err := parseCount(s)
+		v, err := emulation.ParseCount(s)
 		if err != nil {
 			b.Fatalf("SHOPSTREAM_BENCH_COUNT=%q: %v", s, err)
 		}
@@ -58,12 +58,12 @@ func BenchmarkEmulateVsRawProducer(b *testing.B) {
 	const partitions = 6 // as `shopstream bootstrap` makes the product topic
 
 	logger, _ := telemetry.NewLogger(&bytes.Buffer{}, "error")
-	e, err := connectWith(ctx, cfg, logger, true, true)
+	e, err := process.Connect(ctx, cfg, logger, telemetry.NewRegistry(), process.NeedKafka|process.NeedTemporal)
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer e.close()
-	acts, err := e.activities()
+	defer e.Close()
+	w, err := e.Worker(0)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -72,7 +72,7 @@ func BenchmarkEmulateVsRawProducer(b *testing.B) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		_ = workers.Run(wctx, e.temporal, cfg.TaskQueue, acts, worker.Options{})
+		_ = w.Run(wctx)
 	}()
 	defer func() { stopWorker(); wg.Wait() }()
 
@@ -80,7 +80,7 @@ func BenchmarkEmulateVsRawProducer(b *testing.B) {
 	topic := func(name string) string {
 		topics++
 		t := name + "_" + suffix + "_" + strconv.Itoa(topics) // never a recreated name: clients cache topic ids
-		resp, err := e.admin.CreateTopic(ctx, partitions, 1, nil, t)
+		resp, err := e.Admin.CreateTopic(ctx, partitions, 1, nil, t)
 		if err == nil {
 			err = resp.Err
 		}
@@ -136,7 +136,7 @@ func BenchmarkEmulateVsRawProducer(b *testing.B) {
 		return sample{float64(n) / d.Seconds(), float64(c.Microseconds()) / float64(n)}
 	}
 	dropTopic := func(t string) {
-		if _, err := e.admin.DeleteTopics(ctx, t); err != nil {
+		if _, err := e.Admin.DeleteTopics(ctx, t); err != nil {
 			b.Logf("delete topic %s: %v", t, err)
 		}
 	}
@@ -184,7 +184,7 @@ func BenchmarkEmulateVsRawProducer(b *testing.B) {
 		var res workflows.EmulateShopResult
 		runtime.GC()
 		s := measure(func() {
-			run, err := e.temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{TaskQueue: cfg.TaskQueue}, workflows.EmulateShop, in)
+			run, err := e.Temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{TaskQueue: cfg.TaskQueue}, workflows.EmulateShop, in)
 			if err != nil {
 				b.Fatal(err)
 			}

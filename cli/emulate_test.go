@@ -21,14 +21,16 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/urfave/cli/v2"
 	"go.temporal.io/sdk/client"
-	"go.temporal.io/sdk/worker"
 
 	"github.com/shopstream/shopstream/environment"
 	"github.com/shopstream/shopstream/internal/clients"
 	"github.com/shopstream/shopstream/internal/config"
+	"github.com/shopstream/shopstream/internal/emulation"
+	"github.com/shopstream/shopstream/internal/kafkatest"
+	"github.com/shopstream/shopstream/internal/process"
 	"github.com/shopstream/shopstream/internal/records"
 	"github.com/shopstream/shopstream/internal/telemetry"
-	"github.com/shopstream/shopstream/workers"
+	"github.com/shopstream/shopstream/internal/testtool"
 	"github.com/shopstream/shopstream/workflows"
 )
 
@@ -178,26 +180,24 @@ func (te *testEnv) shopstream(ctx context.Context, args ...string) (int, string,
 
 // startWorker runs a worker in process until the test ends; it returns the
 // env whose metrics registry the worker's activities use.
-func (te *testEnv) startWorker() *env {
+func (te *testEnv) startWorker() *process.Env {
 	te.t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	logger, _ := telemetry.NewLogger(&bytes.Buffer{}, "warn")
-	e, err := connectWith(ctx, te.config(), logger, true, true)
+	e, err := process.Connect(ctx, te.config(), logger, telemetry.NewRegistry(), process.NeedKafka|process.NeedTemporal)
 	if err != nil {
 		te.t.Fatal(err)
 	}
-	acts, err := e.activities()
+	w, err := e.Worker(5 * time.Second)
 	if err != nil {
 		te.t.Fatal(err)
 	}
 	done := make(chan error, 1)
-	go func() {
-		done <- workers.Run(ctx, e.temporal, te.taskQueue, acts, worker.Options{WorkerStopTimeout: 5 * time.Second})
-	}()
+	go func() { done <- w.Run(ctx) }()
 	te.t.Cleanup(func() {
 		cancel()
 		<-done
-		e.close()
+		e.Close()
 	})
 	return e
 }
@@ -242,40 +242,59 @@ func (te *testEnv) readCommitted(want int) (total int, keys map[string]int) {
 	if err != nil {
 		te.t.Fatal(err)
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(te.brokers...), kgo.ConsumeTopics(te.topic),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	k, err := clients.NewKafka(clients.KafkaOptions{Brokers: te.brokers})
 	if err != nil {
 		te.t.Fatal(err)
 	}
-	defer cl.Close()
 	keys = map[string]int{}
-	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); {
-		wait := 3 * time.Second
-		if total >= want {
-			wait = 500 * time.Millisecond // one quiet poll: nothing else follows
+	total = kafkatest.ReadCommitted(te.t, k, te.topic, want, func(r *kgo.Record) {
+		keys[string(r.Key)]++
+		var p records.Product
+		if err := serde.Decode(context.Background(), r.Value, &p); err != nil {
+			te.t.Fatalf("%s[%d]@%d does not decode as Product: %v", r.Topic, r.Partition, r.Offset, err)
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), wait)
-		fs := cl.PollFetches(ctx)
-		cancel()
-		n := 0
-		fs.EachRecord(func(r *kgo.Record) {
-			n++
-			total++
-			keys[string(r.Key)]++
-			var p records.Product
-			if err := serde.Decode(context.Background(), r.Value, &p); err != nil {
-				te.t.Fatalf("%s[%d]@%d does not decode as Product: %v", r.Topic, r.Partition, r.Offset, err)
-			}
-			price, err := strconv.ParseFloat(p.Price.Amount, 64)
-			if p.Name == "" || err != nil || price <= 0 || p.Key() != string(r.Key) || len(p.Images) == 0 {
-				te.t.Fatalf("%s[%d]@%d is not a plausible product: %+v", r.Topic, r.Partition, r.Offset, p)
-			}
-		})
-		if n == 0 && total >= want {
-			break
+		price, err := strconv.ParseFloat(p.Price.Amount, 64)
+		if p.Name == "" || err != nil || price <= 0 || p.Key() != string(r.Key) || len(p.Images) == 0 {
+			te.t.Fatalf("%s[%d]@%d is not a plausible product: %+v", r.Topic, r.Partition, r.Offset, p)
 		}
-	}
+	})
 	return total, keys
+}
+
+// startMidRun starts emulation id of 20 batches of 1000 products at 5000/s,
+// detached, with extra flags, and waits until some batches are committed
+// and others run: the moment to break something.
+func (te *testEnv) startMidRun(id string, extra ...string) (client.Client, workflows.EmulateProgress) {
+	te.t.Helper()
+	ctx := context.Background()
+	args := append([]string{"emulate", "--count", "20000", "--batch-size", "1000", "--rate", "5000", "--id", id, "--detach"}, extra...)
+	if code, out, errOut := te.shopstream(ctx, args...); code != 0 {
+		te.t.Fatalf("emulate exited %d\n%s\n%s", code, out, errOut)
+	}
+	tc := te.temporal()
+	var now workflows.EmulateProgress
+	waitFor(te.t, 30*time.Second, "some batches committed, others running", func() bool {
+		p, err := emulation.QueryProgress(ctx, tc, id)
+		now = p
+		return err == nil && p.Committed >= 4000 && p.Running > 0
+	})
+	return tc, now
+}
+
+// assertFinished waits up to within for emulation id to finish, and checks
+// that it says it committed n products and the topic holds exactly those.
+func (te *testEnv) assertFinished(tc client.Client, id string, n int, within time.Duration) {
+	te.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), within)
+	defer cancel()
+	var res workflows.EmulateShopResult
+	if err := tc.GetWorkflow(ctx, id, "").Get(ctx, &res); err != nil {
+		te.t.Fatal(err)
+	}
+	if res.Committed != int64(n) {
+		te.t.Fatalf("workflow says %d committed, want %d", res.Committed, n)
+	}
+	te.assertExactly(n)
 }
 
 func (te *testEnv) assertExactly(n int) {
@@ -324,7 +343,7 @@ func TestEmulateOnEmbeddedStack(t *testing.T) {
 	if res.Committed != 10_000 || res.Batches != 2 || res.Seed != 7 || len(res.Partitions) != 3 {
 		t.Fatalf("result %+v", res)
 	}
-	if got := metricValue(t, w, "shopstream_emulate_records_produced_total"); got != 10_000 {
+	if got := testtool.MetricValue(t, w.Metrics, "shopstream_emulate_records_produced_total"); got != 10_000 {
 		t.Errorf("worker metric shopstream_emulate_records_produced_total = %v, want 10000", got)
 	}
 
@@ -354,38 +373,17 @@ func TestEmulateContinuesAsNew(t *testing.T) {
 func TestEmulateSurvivesAKilledWorker(t *testing.T) {
 	te := newTestEnv(t, nil)
 	first := te.startChildWorker()
-	ctx := context.Background()
 	id := te.id("it-killed")
 	// 20 batches of 1000, four at a time, each taking about 0.8 s: the
 	// kill lands while batches are mid-transaction.
-	code, out, errOut := te.shopstream(ctx, "emulate", "--count", "20000", "--batch-size", "1000", "--rate", "5000",
-		"--concurrency", "4", "--heartbeat-timeout", "2s", "--id", id, "--detach")
-	if code != 0 {
-		t.Fatalf("emulate exited %d\n%s\n%s", code, out, errOut)
-	}
-	tc := te.temporal()
-	var before workflows.EmulateProgress
-	waitFor(t, 30*time.Second, "some batches committed, others running", func() bool {
-		p, err := queryProgress(ctx, tc, id)
-		before = p
-		return err == nil && p.Committed >= 4000 && p.Running > 0
-	})
+	tc, before := te.startMidRun(id, "--concurrency", "4", "--heartbeat-timeout", "2s")
 	if err := first.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	_, _ = first.Process.Wait()
 	t.Logf("worker killed with %d of 20000 committed and %d batches running", before.Committed, before.Running)
 	te.startChildWorker()
-	wctx, cancel := context.WithTimeout(ctx, 90*time.Second)
-	defer cancel()
-	var res workflows.EmulateShopResult
-	if err := tc.GetWorkflow(wctx, id, "").Get(wctx, &res); err != nil {
-		t.Fatal(err)
-	}
-	if res.Committed != 20_000 {
-		t.Fatalf("workflow says %d committed, want 20000", res.Committed)
-	}
-	te.assertExactly(20_000)
+	te.assertFinished(tc, id, 20_000, 90*time.Second)
 }
 
 func TestEmulateSurvivesABrokerOutage(t *testing.T) {
@@ -401,20 +399,8 @@ func TestEmulateSurvivesABrokerOutage(t *testing.T) {
 	kafka := startKafka()
 	te := newTestEnv(t, kafka.ListenAddrs())
 	te.startWorker()
-	ctx := context.Background()
 	id := te.id("it-outage")
-	code, out, errOut := te.shopstream(ctx, "emulate", "--count", "20000", "--batch-size", "1000", "--rate", "5000",
-		"--heartbeat-timeout", "5s", "--id", id, "--detach")
-	if code != 0 {
-		t.Fatalf("emulate exited %d\n%s\n%s", code, out, errOut)
-	}
-	tc := te.temporal()
-	var before workflows.EmulateProgress
-	waitFor(t, 30*time.Second, "some batches committed, others running", func() bool {
-		p, err := queryProgress(ctx, tc, id)
-		before = p
-		return err == nil && p.Committed >= 4000 && p.Running > 0
-	})
+	tc, before := te.startMidRun(id, "--heartbeat-timeout", "5s")
 	// The broker goes away with transactions open, and comes back with
 	// what it had stored.
 	kafka.Close()
@@ -422,16 +408,7 @@ func TestEmulateSurvivesABrokerOutage(t *testing.T) {
 	time.Sleep(3 * time.Second)
 	kafka = startKafka()
 	defer kafka.Close()
-	wctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-	defer cancel()
-	var res workflows.EmulateShopResult
-	if err := tc.GetWorkflow(wctx, id, "").Get(wctx, &res); err != nil {
-		t.Fatal(err)
-	}
-	if res.Committed != 20_000 {
-		t.Fatalf("workflow says %d committed, want 20000", res.Committed)
-	}
-	te.assertExactly(20_000)
+	te.assertFinished(tc, id, 20_000, 2*time.Minute)
 }
 
 func freePort(t *testing.T) int {
@@ -455,7 +432,7 @@ func TestEmulateCancel(t *testing.T) {
 	}
 	tc := te.temporal()
 	waitFor(t, 30*time.Second, "a batch committed", func() bool {
-		p, err := queryProgress(ctx, tc, id)
+		p, err := emulation.QueryProgress(ctx, tc, id)
 		return err == nil && p.Committed >= 1000
 	})
 	code, out, errOut = te.shopstream(ctx, "emulate", "cancel", id)
@@ -502,25 +479,6 @@ func TestEmulateRejectsBadInput(t *testing.T) {
 	}
 }
 
-func TestParseCount(t *testing.T) {
-	for i, c := range []struct {
-		in   string
-		want int64
-	}{
-		{"100000", 100_000}, {"100_000", 100_000}, {"100k", 100_000}, {"1M", 1_000_000},
-		{"2.5M", 2_500_000}, {"1e6", 1_000_000}, {" 7 ", 7},
-	} {
-		if got, err := parseCount(c.in); err != nil || got != c.want {
-			t.Errorf("#%d: parseCount(%q) = %d, %v; want %d", i, c.in, got, err, c.want)
-		}
-	}
-	for i, in := range []string{"0", "-1", "1.5", "abc", "", "1e20", "0.5", "1.0001k"} {
-		if got, err := parseCount(in); err == nil {
-			t.Errorf("#%d: parseCount(%q) = %d, want an error", i, in, got)
-		}
-	}
-}
-
 func waitFor(t *testing.T, d time.Duration, what string, ok func() bool) {
 	t.Helper()
 	for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
@@ -529,24 +487,6 @@ func waitFor(t *testing.T, d time.Duration, what string, ok func() bool) {
 		}
 	}
 	t.Fatalf("no %s within %s", what, d)
-}
-
-func metricValue(t *testing.T, e *env, name string) float64 {
-	t.Helper()
-	mfs, err := e.metrics.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() == name {
-			sum := 0.0
-			for _, m := range mf.GetMetric() {
-				sum += m.GetCounter().GetValue()
-			}
-			return sum
-		}
-	}
-	return -1
 }
 
 // recordHistory saves the run's history for the workflows package's replay

@@ -10,6 +10,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/shopstream/shopstream/internal/health"
 	"github.com/shopstream/shopstream/internal/records"
 	"github.com/shopstream/shopstream/streamer"
 )
@@ -115,7 +116,7 @@ func BenchmarkFilterChangeLatency(b *testing.B) {
 func waitLive(b *testing.B, f *filterStack) {
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
-		reps, err := streamer.ReadApplied(context.Background(), f.kafka, "shopstream_filter_applied")
+		reps, err := health.ReadApplied(context.Background(), f.kafka, "shopstream_filter_applied")
 		if err == nil && len(reps) > 0 {
 			return
 		}

@@ -25,6 +25,10 @@ func TestLayoutKeepsWorkflowsAndStreamerApart(t *testing.T) {
 	}{
 		{"../workflows/...", []string{"github.com/twmb/franz-go", "github.com/jackc/pgx"}},
 		{"../streamer/...", []string{"go.temporal.io"}},
+		// What /metrics and status read about the pipeline does not link
+		// the hot path it observes.
+		{"../internal/health/...", []string{"github.com/shopstream/shopstream/streamer"}},
+		{"../internal/kafkametrics/...", []string{"github.com/shopstream/shopstream/streamer"}},
 	} {
 		if _, err := os.Stat(strings.TrimSuffix(c.pkgs, "/...")); err != nil {
 			t.Logf("%s does not exist yet", c.pkgs)
@@ -63,6 +67,31 @@ func TestLayoutKeepsWorkflowsAndStreamerApart(t *testing.T) {
 	}
 }
 
+// cli/ parses flags, calls one function per command and prints; what a
+// command does lives in a package named for it (issue 11 set the bound).
+func TestCLIStaysThin(t *testing.T) {
+	const most = 1800
+	files, err := filepath.Glob("*.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := 0
+	for _, f := range files {
+		if strings.HasSuffix(f, "_test.go") {
+			continue
+		}
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines += strings.Count(string(b), "\n")
+	}
+	if lines > most {
+		t.Errorf("cli/ has %d lines of non-test Go, want at most %d: move what a command does into a package and keep flags, one call and printing here", lines, most)
+	}
+	t.Logf("cli/: %d non-test lines", lines)
+}
+
 // Only cli/ knows the command-line library: configuration, components and
 // the embedded stack are plain Go that a test or another binary can use.
 func TestNothingBelowCLIImportsTheCommandLineLibrary(t *testing.T) {
@@ -85,9 +114,11 @@ func TestNothingBelowCLIImportsTheCommandLineLibrary(t *testing.T) {
 //   - nothing outside package main panics;
 //   - every Kafka, schema registry and Temporal client is built in
 //     internal/clients (and its subpackage for Temporal), so how a process
-//     connects (and, next, its TLS and SASL) is decided in one place.
+//     connects (and, next, its TLS and SASL) is decided in one place;
+//   - the dead-letter headers are named in internal/deadletter alone, so no
+//     component's dead letters drift from what `dlq list` reads.
 //
-// Tests may do all three.
+// Tests may do all four.
 func TestSourceFollowsTheHouseRules(t *testing.T) {
 	found, err := sourceRuleViolations("..")
 	if err != nil {
@@ -113,6 +144,8 @@ func TestSourceCheckFindsPlantedViolations(t *testing.T) {
 		"internal/clients/k.go":    "package clients\n\nimport \"github.com/twmb/franz-go/pkg/kgo\"\n\nvar _, _ = kgo.NewClient()\n",
 		"internal/clients/t/t.go":  "package t\n\nimport \"go.temporal.io/sdk/client\"\n\nvar _, _ = client.Dial(client.Options{})\n",
 		"internal/sink/doc.go":     "package sink\n\n// panic(\"in a comment\"), kgo.NewClient() and promauto.With(reg) in prose are not calls.\nconst s = \"panic(\"\n",
+		"internal/sink/dlq.go":     "package sink\n\nconst why = \"shopstream.dlq.reason\"\n",
+		"internal/deadletter/h.go": "package deadletter\n\nconst HeaderReason = \"shopstream.dlq.reason\"\n",
 	} {
 		p := filepath.Join(root, filepath.FromSlash(name))
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
@@ -128,6 +161,7 @@ func TestSourceCheckFindsPlantedViolations(t *testing.T) {
 	}
 	want := []string{
 		"internal/sink/dial.go:5: client.Dial builds a client",
+		"internal/sink/dlq.go:3 names dead-letter header",
 		"internal/sink/metrics.go imports promauto",
 		"internal/sink/open.go:4 calls panic",
 		"internal/sink/reader.go:5: franz.NewClient builds a client",
@@ -152,9 +186,10 @@ var clientConstructors = map[string][]string{
 
 // sourceRuleViolations walks the module at root and reports, file by file
 // in walk order, every non-test Go file that imports promauto outside
-// internal/telemetry, calls panic outside package main, or calls a client
-// constructor outside internal/clients. Import names are resolved, so an
-// alias does not hide a constructor.
+// internal/telemetry, calls panic outside package main, calls a client
+// constructor outside internal/clients, or spells a dead-letter header name
+// outside internal/deadletter. Import names are resolved, so an alias does
+// not hide a constructor.
 func sourceRuleViolations(root string) ([]string, error) {
 	const promauto = "github.com/prometheus/client_golang/prometheus/promauto"
 	var found []string
@@ -199,6 +234,11 @@ func sourceRuleViolations(root string) ([]string, error) {
 		inMain := f.Name.Name == "main"
 		ast.Inspect(f, func(n ast.Node) bool {
 			switch n := n.(type) {
+			case *ast.BasicLit:
+				if v, err := strconv.Unquote(n.Value); err == nil && n.Kind == token.STRING &&
+					strings.HasPrefix(v, deadLetterHeaderPrefix) && !within(dir, "internal/deadletter") {
+					found = append(found, fmt.Sprintf("%s:%d names dead-letter header %q: use the deadletter.Header constants", rel, fset.Position(n.Pos()).Line, v))
+				}
 			case *ast.CallExpr:
 				if id, ok := n.Fun.(*ast.Ident); ok && id.Name == "panic" && !inMain {
 					found = append(found, fmt.Sprintf("%s:%d calls panic outside package main: return an error to the caller", rel, fset.Position(n.Pos()).Line))
@@ -220,6 +260,9 @@ func sourceRuleViolations(root string) ([]string, error) {
 	})
 	return found, err
 }
+
+// deadLetterHeaderPrefix starts every dead-letter header name.
+const deadLetterHeaderPrefix = "shopstream.dlq."
 
 // within says whether dir is pkg or below it.
 func within(dir, pkg string) bool { return dir == pkg || strings.HasPrefix(dir, pkg+"/") }

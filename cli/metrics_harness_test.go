@@ -20,19 +20,21 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.temporal.io/sdk/client"
-	"go.temporal.io/sdk/worker"
 
 	"github.com/shopstream/shopstream/environment"
 	"github.com/shopstream/shopstream/internal/blobstore"
+	"github.com/shopstream/shopstream/internal/bootstrap"
 	"github.com/shopstream/shopstream/internal/collector"
+	"github.com/shopstream/shopstream/internal/component"
 	"github.com/shopstream/shopstream/internal/config"
 	"github.com/shopstream/shopstream/internal/imagefetch"
 	"github.com/shopstream/shopstream/internal/kafkametrics"
 	"github.com/shopstream/shopstream/internal/pgstore"
+	"github.com/shopstream/shopstream/internal/process"
 	"github.com/shopstream/shopstream/internal/productapi"
 	"github.com/shopstream/shopstream/internal/sink"
+	"github.com/shopstream/shopstream/internal/supervise"
 	"github.com/shopstream/shopstream/internal/telemetry"
-	"github.com/shopstream/shopstream/workers"
 	"github.com/shopstream/shopstream/workflows"
 )
 
@@ -223,48 +225,46 @@ func runProcesses(ctx context.Context, stack *environment.Stack) (_ []exposed, e
 
 	// The worker, and the topics its bootstrap creates.
 	workerReg := newRecorder()
-	ew, err := connectOn(ctx, cfg, log, workerReg, true, true)
+	ew, err := process.Connect(ctx, cfg, log, workerReg, process.NeedKafka|process.NeedTemporal)
 	if err != nil {
 		return nil, err
 	}
-	defer ew.close()
-	if err := registerKafkaView(ew); err != nil {
+	defer ew.Close()
+	if err := ew.RegisterKafkaView(); err != nil {
 		return nil, err
 	}
 	// StreamFilter has a fixed id: one left by another run on this shared
 	// server would take the signals on its own task queue.
-	_ = ew.temporal.TerminateWorkflow(ctx, workflows.StreamFilterWorkflowID, "", "metrics test starts its own")
+	_ = ew.Temporal.TerminateWorkflow(ctx, workflows.StreamFilterWorkflowID, "", "metrics test starts its own")
 	defer func() {
-		_ = ew.temporal.TerminateWorkflow(context.Background(), workflows.StreamFilterWorkflowID, "", "metrics test done")
+		_ = ew.Temporal.TerminateWorkflow(context.Background(), workflows.StreamFilterWorkflowID, "", "metrics test done")
 	}()
-	acts, err := ew.activities()
+	w, err := ew.Worker(time.Second)
 	if err != nil {
 		return nil, err
 	}
-	background("worker", func(ctx context.Context) error {
-		return workers.Run(ctx, ew.temporal, cfg.TaskQueue, acts, worker.Options{WorkerStopTimeout: time.Second})
-	})
-	if _, err := runBootstrap(ctx, ew.temporal, cfg, bootstrapInput(cfg, topicSettings{partitions: 2, replicationFactor: 1}, []string{"topics", "schemas"}), io.Discard, false); err != nil {
+	background("worker", w.Run)
+	if _, err := bootstrap.Run(ctx, ew.Temporal, cfg, bootstrap.Input(cfg, bootstrap.Topics{Partitions: 2, ReplicationFactor: 1}, []string{"topics", "schemas"}), io.Discard, false); err != nil {
 		return nil, fmt.Errorf("bootstrap: %w", err)
 	}
 
 	// The streamer process: the filter and the recommender.
 	streamerReg := newRecorder()
-	es, err := connectOn(ctx, cfg, log, streamerReg, true, false)
+	es, err := process.Connect(ctx, cfg, log, streamerReg, process.NeedKafka)
 	if err != nil {
 		return nil, err
 	}
-	defer es.close()
-	parts, err := streamerParts(es, streamerOptions{group: "metrics-streamer-" + sfx, recommender: true})
-	if err != nil {
+	defer es.Close()
+	streamers := supervise.New(0)
+	if err := es.AddStreamer(streamers, process.StreamerSettings{Group: "metrics-streamer-" + sfx, Recommender: true}); err != nil {
 		return nil, err
 	}
-	background("streamer", func(ctx context.Context) error { return runParts(ctx, parts) })
+	background("streamer", streamers.Run)
 
 	// The sink and the collector, built as their commands build them.
 	sinkReg := newRecorder()
-	if _, err := sink.New(sink.Options{Group: sink.DefaultGroup, Topics: cfg.Topics, Store: &pgstore.Store{}, Serde: es.serde,
-		Registerer: sinkReg, Logger: log, BatchSize: 5000}); err != nil {
+	if _, err := sink.New(sink.Options{Deps: component.Deps{Kafka: es.Kafka, Topics: cfg.Topics, Serde: es.Serde, Registerer: sinkReg, Logger: log},
+		Group: sink.DefaultGroup, Store: &pgstore.Store{}, BatchSize: 5000}); err != nil {
 		return nil, err
 	}
 	collectorReg := newRecorder()
@@ -278,20 +278,20 @@ func runProcesses(ctx context.Context, stack *environment.Stack) (_ []exposed, e
 		return nil, err
 	}
 	defer fetcher.Close()
-	if _, err := collector.New(collector.Options{Kafka: es.kafkaClients, ProductTopic: t.Products, CompleteTopic: t.CompleteProducts, DLQTopic: t.DLQ,
-		Serde: es.serde, Store: &collector.Store{}, Blobs: blobs, Fetcher: fetcher, Registerer: collectorReg}); err != nil {
+	if _, err := collector.New(collector.Options{Deps: component.Deps{Kafka: es.Kafka, Topics: cfg.Topics, Serde: es.Serde, Registerer: collectorReg},
+		Store: &collector.Store{}, Blobs: blobs, Fetcher: fetcher}); err != nil {
 		return nil, err
 	}
 
 	// The API, answering a few requests.
 	apiReg := newRecorder()
-	ea, err := connectOn(ctx, cfg, log, apiReg, true, false)
+	ea, err := process.Connect(ctx, cfg, log, apiReg, process.NeedKafka)
 	if err != nil {
 		return nil, err
 	}
-	defer ea.close()
-	api, err := productapi.New(productapi.Options{Kafka: ea.kafka, Serde: ea.serde, ProductTopic: t.Products,
-		Registerer: apiReg, Gatherer: apiReg, Log: log})
+	defer ea.Close()
+	api, err := productapi.New(productapi.Options{Producer: ea.Client, Serde: ea.Serde, Topics: cfg.Topics,
+		Registerer: apiReg, Gatherer: apiReg, Logger: log})
 	if err != nil {
 		return nil, err
 	}
@@ -312,7 +312,7 @@ func runProcesses(ctx context.Context, stack *environment.Stack) (_ []exposed, e
 	if code, out, errOut := shopstream(ctx, append([]string{"emulate", "--count", "200"}, flags...)...); code != 0 {
 		return nil, fmt.Errorf("emulate: exit %d: %s%s", code, out, errOut)
 	}
-	run, err := ew.temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: workflows.EmulateWorkflowIDPrefix + "bad-" + sfx, TaskQueue: cfg.TaskQueue},
+	run, err := ew.Temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: workflows.EmulateWorkflowIDPrefix + "bad-" + sfx, TaskQueue: cfg.TaskQueue},
 		workflows.EmulateShop, workflows.EmulateShopInput{Count: 1, Shops: 1, Topic: t.Products, ImageBaseURL: "ftp://images.invalid/"})
 	if err != nil {
 		return nil, err
@@ -320,7 +320,7 @@ func runProcesses(ctx context.Context, stack *environment.Stack) (_ []exposed, e
 	if err := run.Get(ctx, nil); err == nil {
 		return nil, errors.New("an emulation with an ftp:// image base URL succeeded; want its batch activity to fail")
 	}
-	if err := ew.kafka.ProduceSync(ctx,
+	if err := ew.Client.ProduceSync(ctx,
 		&kgo.Record{Topic: t.Products, Key: []byte("m1/bad"), Value: []byte("not avro")},
 		&kgo.Record{Topic: t.Find, Key: []byte("alice"), Value: []byte("not avro")},
 	).FirstErr(); err != nil {

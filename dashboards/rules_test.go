@@ -15,31 +15,14 @@ import (
 	"strings"
 	"testing"
 
-	"go.yaml.in/yaml/v3"
-
 	"github.com/shopstream/shopstream/internal/testtool"
 )
-
-// promtool finds Prometheus' promtool (Debian's prometheus package).
-func promtool(t *testing.T) string {
-	return testtool.Require(t, "promtool", "scripts/ensure-promtool.sh")
-}
 
 func run(t *testing.T, bin string, args ...string) (string, error) {
 	t.Helper()
 	cmd := exec.Command(bin, args...)
 	out, err := cmd.CombinedOutput()
 	return string(out), err
-}
-
-type ruleFile struct {
-	Groups []struct {
-		Name  string `yaml:"name"`
-		Rules []struct {
-			Alert string `yaml:"alert"`
-			Expr  string `yaml:"expr"`
-		} `yaml:"rules"`
-	} `yaml:"groups"`
 }
 
 type ruleTests struct {
@@ -52,22 +35,11 @@ type ruleTests struct {
 	} `yaml:"tests"`
 }
 
-func readYAML(t *testing.T, path string, v any) {
-	t.Helper()
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := yaml.Unmarshal(raw, v); err != nil {
-		t.Fatalf("%s: %v", path, err)
-	}
-}
-
 // The rule files pass `promtool check rules`, their tests pass `promtool
 // test rules`, and every alert has a test in which it fires and one in
 // which it does not.
 func TestAlertRules(t *testing.T) {
-	bin := promtool(t)
+	bin := testtool.Promtool(t)
 	all, _ := filepath.Glob("*.yml")
 	rules := slices.DeleteFunc(slices.Clone(all), func(p string) bool { return strings.HasSuffix(p, "_test.yml") })
 	tests := slices.DeleteFunc(slices.Clone(all), func(p string) bool { return !strings.HasSuffix(p, "_test.yml") })
@@ -85,7 +57,7 @@ func TestAlertRules(t *testing.T) {
 	tested := map[string]bool{}
 	for _, f := range tests {
 		var rt ruleTests
-		readYAML(t, f, &rt)
+		testtool.ReadYAML(t, f, &rt)
 		for _, rf := range rt.RuleFiles {
 			tested[rf] = true
 		}
@@ -103,8 +75,8 @@ func TestAlertRules(t *testing.T) {
 		if !tested[f] {
 			t.Errorf("%s: no *_test.yml loads it", f)
 		}
-		var rf ruleFile
-		readYAML(t, f, &rf)
+		var rf testtool.AlertRules
+		testtool.ReadYAML(t, f, &rf)
 		for _, g := range rf.Groups {
 			for _, r := range g.Rules {
 				if r.Alert == "" {
@@ -121,7 +93,7 @@ func TestAlertRules(t *testing.T) {
 // The checks above fail on a broken rule or a failing test: promtool's exit
 // status is what they read.
 func TestPromtoolCatchesBrokenRules(t *testing.T) {
-	bin := promtool(t)
+	bin := testtool.Promtool(t)
 	dir := t.TempDir()
 	bad := filepath.Join(dir, "bad.yml")
 	if err := os.WriteFile(bad, []byte("groups:\n  - name: g\n    rules:\n      - alert: A\n        expr: sum(rate(x[5m])\n"), 0o600); err != nil {
@@ -149,7 +121,7 @@ var grafanaVariable = regexp.MustCompile(`\$(__rate_interval|__interval|__range)
 // Every dashboard's PromQL parses: the expressions, with Grafana's interval
 // variables set to 5m, pass `promtool check rules` as recording rules.
 func TestDashboardQueriesParse(t *testing.T) {
-	bin := promtool(t)
+	bin := testtool.Promtool(t)
 	paths, _ := filepath.Glob("*.json")
 	if len(paths) == 0 {
 		t.Fatal("no dashboards")
@@ -206,7 +178,7 @@ func TestDashboardQueriesParse(t *testing.T) {
 // rules (its rule file path is the container's; here it points at
 // alerts.yml).
 func TestPrometheusConfigLoadsTheRules(t *testing.T) {
-	bin := promtool(t)
+	bin := testtool.Promtool(t)
 	raw, err := os.ReadFile("../environment/prometheus/prometheus.yml")
 	if err != nil {
 		t.Fatal(err)

@@ -14,6 +14,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/shopstream/shopstream/internal/clients"
+	"github.com/shopstream/shopstream/internal/component"
 	"github.com/shopstream/shopstream/internal/config"
 	"github.com/shopstream/shopstream/internal/pgstore"
 	"github.com/shopstream/shopstream/internal/records"
@@ -21,18 +23,12 @@ import (
 	"github.com/shopstream/shopstream/internal/testtool"
 )
 
-// dockerCompose finds Debian's docker-compose (1.29), which validates a
-// compose file without a Docker engine. No engine runs here, so the stack
-// itself is not started by any test.
-func dockerCompose(t *testing.T) string {
-	return testtool.Require(t, "docker-compose", "scripts/ensure-docker-compose.sh")
-}
-
 // compose runs docker-compose in this directory with a clean environment,
-// so the developer's own variables cannot make a broken file pass.
+// so the developer's own variables cannot make a broken file pass. No
+// Docker engine runs here: the stack itself is not started by any test.
 func compose(t *testing.T, args ...string) (string, error) {
 	t.Helper()
-	cmd := exec.Command(dockerCompose(t), args...)
+	cmd := exec.Command(testtool.DockerCompose(t), args...)
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}
 	out, err := cmd.CombinedOutput()
 	return string(out), err
@@ -142,7 +138,13 @@ var metricRef = regexp.MustCompile(`\bshopstream_sink_[a-z_]+`)
 // sink metric they name is one the sink exports.
 func TestDashboardsAndAlertsNameRealMetrics(t *testing.T) {
 	names := metricNames{}
-	if _, err := sink.New(sink.Options{Topics: records.DefaultTopics(), Store: &pgstore.Store{}, Serde: &records.Serde{}, Registerer: names}); err != nil {
+	// Built, never run: nothing dials the brokers.
+	kafka, err := clients.NewKafka(clients.KafkaOptions{Brokers: []string{"127.0.0.1:9092"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deps := component.Deps{Kafka: kafka, Topics: records.DefaultTopics(), Serde: &records.Serde{}, Registerer: names}
+	if _, err := sink.New(sink.Options{Deps: deps, Store: &pgstore.Store{}}); err != nil {
 		t.Fatal(err)
 	}
 	exists := func(ref string) bool {
@@ -180,20 +182,10 @@ func TestDashboardsAndAlertsNameRealMetrics(t *testing.T) {
 			}
 		}
 	}
-	var rules struct {
-		Groups []struct {
-			Rules []struct {
-				Alert string `yaml:"alert"`
-				Expr  string `yaml:"expr"`
-			} `yaml:"rules"`
-		} `yaml:"groups"`
-	}
-	raw, err := os.ReadFile("../dashboards/alerts.yml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := yaml.Unmarshal(raw, &rules); err != nil || len(rules.Groups) == 0 {
-		t.Fatalf("alerts.yml: %v", err)
+	var rules testtool.AlertRules
+	testtool.ReadYAML(t, "../dashboards/alerts.yml", &rules)
+	if len(rules.Groups) == 0 {
+		t.Fatal("alerts.yml has no rule group")
 	}
 	for _, g := range rules.Groups {
 		for _, r := range g.Rules {
@@ -209,12 +201,9 @@ func TestDashboardsAndAlertsNameRealMetrics(t *testing.T) {
 			JobName string `yaml:"job_name"`
 		} `yaml:"scrape_configs"`
 	}
-	raw, err = os.ReadFile("prometheus/prometheus.yml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := yaml.Unmarshal(raw, &prom); err != nil || len(prom.RuleFiles) == 0 || len(prom.ScrapeConfigs) == 0 {
-		t.Fatalf("prometheus.yml: %v (%+v)", err, prom)
+	testtool.ReadYAML(t, "prometheus/prometheus.yml", &prom)
+	if len(prom.RuleFiles) == 0 || len(prom.ScrapeConfigs) == 0 {
+		t.Fatalf("prometheus.yml names no rule file or no scrape config: %+v", prom)
 	}
 	refs := 0
 	for _, text := range texts {
@@ -253,13 +242,7 @@ func TestPrometheusScrapesEveryShopstreamService(t *testing.T) {
 			} `yaml:"static_configs"`
 		} `yaml:"scrape_configs"`
 	}
-	raw, err := os.ReadFile("prometheus/prometheus.yml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := yaml.Unmarshal(raw, &prom); err != nil {
-		t.Fatal(err)
-	}
+	testtool.ReadYAML(t, "prometheus/prometheus.yml", &prom)
 	targets := map[string]string{} // target: component label
 	for _, sc := range prom.ScrapeConfigs {
 		for _, st := range sc.StaticConfigs {

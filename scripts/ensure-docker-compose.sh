@@ -7,9 +7,5 @@ if command -v docker-compose >/dev/null 2>&1; then
   exit 0
 fi
 echo "docker-compose is not installed: installing it with apt-get"
-sudo=""
-if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
-export DEBIAN_FRONTEND=noninteractive
-$sudo apt-get update -qq
-$sudo apt-get install -y -qq --no-install-recommends docker-compose >/dev/null
+"$(dirname "$0")/apt-install.sh" docker-compose
 docker-compose version

@@ -6,9 +6,5 @@ if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/de
   exit 0
 fi
 echo "PostgreSQL is not installed: installing it with apt-get"
-sudo=""
-if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
-export DEBIAN_FRONTEND=noninteractive
-$sudo apt-get update -qq
-$sudo apt-get install -y -qq --no-install-recommends postgresql >/dev/null
+"$(dirname "$0")/apt-install.sh" postgresql
 ls /usr/lib/postgresql/*/bin/initdb

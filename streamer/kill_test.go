@@ -16,7 +16,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/shopstream/shopstream/internal/clients"
+	"github.com/shopstream/shopstream/internal/component"
 	"github.com/shopstream/shopstream/internal/records"
+	"github.com/shopstream/shopstream/internal/testtool"
 )
 
 // A test re-runs this test binary as a streamer instance in its own process,
@@ -39,6 +41,9 @@ func TestMain(m *testing.M) {
 	if id := os.Getenv(childEnv); id != "" {
 		os.Exit(runChild(id))
 	}
+	if os.Getenv(brokerEnv) != "" {
+		os.Exit(runBroker())
+	}
 	os.Exit(m.Run())
 }
 
@@ -56,12 +61,13 @@ func runChild(id string) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	s, err := New(Config{
-		Kafka:  k.With(kgo.ClientID(id)),
-		Serde:  serde,
-		Topics: records.DefaultTopics(), InstanceID: id, HeartbeatInterval: 200 * time.Millisecond,
+	s, err := New(Options{
+		Deps: component.Deps{
+			Kafka: k.With(kgo.ClientID(id)), Serde: serde, Topics: records.DefaultTopics(),
+			Registerer: prometheus.NewRegistry(),
+		},
+		InstanceID: id, HeartbeatInterval: 200 * time.Millisecond,
 		SessionTimeout: killSessionTimeout, TransactionTimeout: killTxnTimeout,
-		Registerer: prometheus.NewRegistry(),
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -140,7 +146,7 @@ func TestKilledInstanceLosesAndDuplicatesNothing(t *testing.T) {
 
 	var survivors float64
 	for _, r := range rs {
-		survivors += sumCounter(t, r.reg, "shopstream_streamer_records_in_total")
+		survivors += testtool.MetricValue(t, r.reg, "shopstream_streamer_records_in_total")
 	}
 	if survivors >= total {
 		t.Errorf("the survivors processed all %v records: the victim committed nothing before it died, so the test proved little", survivors)

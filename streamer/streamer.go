@@ -2,26 +2,25 @@ package streamer
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"log/slog"
 	"os"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/hamba/avro/v2"
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/plugin/kprom"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/shopstream/shopstream/internal/clients"
+	"github.com/shopstream/shopstream/internal/clock"
+	"github.com/shopstream/shopstream/internal/component"
 	"github.com/shopstream/shopstream/internal/deadletter"
+	"github.com/shopstream/shopstream/internal/randid"
 	"github.com/shopstream/shopstream/internal/records"
 )
 
@@ -29,7 +28,7 @@ import (
 // otherwise.
 const DefaultGroup = "shopstream-streamer"
 
-// Defaults of the optional Config fields.
+// Defaults of the optional Options fields.
 const (
 	DefaultMaxBatch          = 10000
 	DefaultHeartbeatInterval = 5 * time.Second
@@ -43,13 +42,16 @@ const (
 	leaveGrace = 3 * time.Second
 )
 
-// Config configures one streamer instance.
-type Config struct {
-	// Kafka is where every client of the instance connects (seed brokers,
-	// dial timeout, TLS, SASL).
-	Kafka  *clients.Kafka
-	Serde  *records.Serde
-	Topics records.Topics
+// StopWithin bounds how long Run takes to return once its context ends:
+// endGrace and leaveGrace, then reportGrace to delete the applied report.
+const StopWithin = endGrace + leaveGrace + reportGrace
+
+// Options configure one streamer instance: what every component is built
+// with (Deps: Kafka, Topics, Serde, Registerer, Logger, Now), and the
+// streamer's own settings.
+type Options struct {
+	component.Deps
+
 	// Group is the consumer group; DefaultGroup when empty.
 	Group string
 	// InstanceID names the instance on the applied topic and in its
@@ -77,10 +79,6 @@ type Config struct {
 	// and its open transaction is aborted.
 	SessionTimeout     time.Duration
 	TransactionTimeout time.Duration
-
-	Registerer prometheus.Registerer
-	Logger     *slog.Logger
-	Now        func() time.Time
 }
 
 // DefaultInstanceID is the host name and a random suffix, unique per process.
@@ -89,25 +87,24 @@ func DefaultInstanceID() string {
 	if err != nil || host == "" {
 		host = "streamer"
 	}
-	return host + "-" + randomHex(3)
-}
-
-func randomHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b) // crypto/rand.Read never fails on Linux
-	return hex.EncodeToString(b)
+	return host + "-" + randid.Hex(3)
 }
 
 // Streamer is one instance: it follows the control topic, reports its
 // applied filter and runs the exactly-once consume-filter-produce loop.
+// Run returns within StopWithin of its context's end.
 type Streamer struct {
-	cfg     Config
+	cfg     Options
 	txnID   string
 	m       *metrics
 	layouts layoutCache
 	control atomic.Pointer[control]
 	ready   chan struct{}
 	started atomic.Bool
+	// joined is closed on the first partition assignment (which may assign
+	// nothing, when the group has more members than partitions).
+	joined   chan struct{}
+	joinOnce sync.Once
 
 	// Batch state, owned by the consume loop. out and hdrs are slabs reused
 	// by every transaction, so forwarding allocates nothing per record.
@@ -117,15 +114,15 @@ type Streamer struct {
 	tallies    []tally
 	produceErr atomic.Pointer[error]
 	promise    func(*kgo.Record, error)
+	// precheckOn says whether fetches check their records (precheck).
+	precheckOn atomic.Bool
 }
 
-// New checks cfg, fills in its defaults and registers the metrics.
-func New(cfg Config) (*Streamer, error) {
-	if cfg.Serde == nil {
-		return nil, errors.New("streamer: no serde (schema registry client) given")
-	}
-	if cfg.Kafka == nil {
-		return nil, errors.New("streamer: no Kafka clients given")
+// New checks cfg, fills in its defaults and registers the metrics; it
+// starts nothing.
+func New(cfg Options) (*Streamer, error) {
+	if err := cfg.Check("streamer"); err != nil {
+		return nil, err
 	}
 	t := cfg.Topics
 	for _, name := range []string{t.Products, t.Filtered, t.DLQ, t.Filter, t.FilterApplied} {
@@ -154,15 +151,6 @@ func New(cfg Config) (*Streamer, error) {
 	if cfg.HeartbeatInterval <= 0 {
 		cfg.HeartbeatInterval = DefaultHeartbeatInterval
 	}
-	if cfg.Registerer == nil {
-		cfg.Registerer = prometheus.NewRegistry()
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
-	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
-	}
 	cfg.Logger = cfg.Logger.With("instance", cfg.InstanceID)
 	m, err := newMetrics(cfg.Registerer)
 	if err != nil {
@@ -173,7 +161,7 @@ func New(cfg Config) (*Streamer, error) {
 	// instances given the same id from fencing each other.
 	txnID := cfg.TransactionalID
 	if txnID == "" {
-		txnID = "shopstream-streamer-" + cfg.InstanceID + "-" + randomHex(4)
+		txnID = "shopstream-streamer-" + cfg.InstanceID + "-" + randid.Hex(4)
 	}
 	s := &Streamer{
 		cfg:   cfg,
@@ -183,22 +171,30 @@ func New(cfg Config) (*Streamer, error) {
 			serde: cfg.Serde, ours: cfg.Serde.Schemas().Schema(records.KindProduct),
 			now: cfg.Now, m: map[int]layoutEntry{},
 		},
-		ready: make(chan struct{}),
-		out:   make([]kgo.Record, cfg.MaxBatch),
+		ready:  make(chan struct{}),
+		joined: make(chan struct{}),
+		out:    make([]kgo.Record, cfg.MaxBatch),
 	}
 	s.promise = func(_ *kgo.Record, err error) {
 		if err != nil {
-			s.produceErr.CompareAndSwap(nil, &err)
+			// A copy: taking err's own address would move every call's
+			// err to the heap, an allocation per forwarded record.
+			failed := err
+			s.produceErr.CompareAndSwap(nil, &failed)
 		}
 	}
 	return s, nil
 }
 
+// StopWithin is how long Run takes to return once its context ends.
+func (s *Streamer) StopWithin() time.Duration { return StopWithin }
+
 // InstanceID is the instance's id on the applied topic.
 func (s *Streamer) InstanceID() string { return s.cfg.InstanceID }
 
 // Ready is closed once the instance applied the control topic's newest
-// filter and created its group session.
+// filter, created its group session and joined the group (its first
+// partition assignment, even an empty one).
 func (s *Streamer) Ready() <-chan struct{} { return s.ready }
 
 // Filter is the filter the instance applies now; nil before Ready.
@@ -212,7 +208,7 @@ func (s *Streamer) Filter() *Filter {
 // Run runs the instance until ctx ends or it fails; it may be called once.
 // On ctx's end it commits or aborts the open transaction and leaves the
 // group (within endGrace + leaveGrace, 8 s), then deletes its applied report
-// (within 2 s more).
+// (within reportGrace, 2 s more): StopWithin in all.
 func (s *Streamer) Run(ctx context.Context) error {
 	if !s.started.CompareAndSwap(false, true) {
 		return errors.New("streamer: Run called twice")
@@ -240,13 +236,19 @@ func (s *Streamer) Run(ctx context.Context) error {
 		return fmt.Errorf("register the Kafka client metrics: %w", err)
 	}
 	defer s.cfg.Registerer.Unregister(kc)
-	sess, err := s.cfg.Kafka.WithLogger(log).NewGroupTransactSession(s.sessionOpts(kp)...)
+	sess, err := s.cfg.Kafka.WithLogger(log).NewGroupTransactSession(append(s.sessionOpts(kp), kgo.WithHooks(precheck{s}))...)
 	if err != nil {
 		return fmt.Errorf("create the group transact session: %w", err)
 	}
 	log.Info("streamer started", "group", s.cfg.Group, "transactional_id", s.txnID,
 		"from", s.cfg.Topics.Products, "to", s.cfg.Topics.Filtered, "filter", c.current.Load().String())
-	close(s.ready)
+	go func() {
+		select {
+		case <-s.joined:
+			close(s.ready)
+		case <-ctx.Done():
+		}
+	}()
 
 	// The loop and the control follower end together; the reporter ends
 	// after the loop left the group, so its last act, deleting this
@@ -285,6 +287,7 @@ func (s *Streamer) sessionOpts(kp *kprom.Metrics) []kgo.Opt {
 		kgo.WithHooks(kp),
 		kgo.OnPartitionsAssigned(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
 			log.Info("partitions assigned", "partitions", m)
+			s.joinOnce.Do(func() { close(s.joined) })
 		}),
 		kgo.OnPartitionsRevoked(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
 			log.Info("partitions revoked", "partitions", m)
@@ -349,7 +352,13 @@ func (s *Streamer) waitForTopics(ctx context.Context) error {
 func (s *Streamer) consume(ctx context.Context, sess *kgo.GroupTransactSession) error {
 	defer s.leave(sess)
 	for {
+		polled := time.Now()
 		fs := sess.PollRecords(ctx, s.cfg.MaxBatch)
+		// Records waiting when the loop came back mean that the loop, not
+		// the fetching, is what holds the instance back: then the next
+		// fetches check their records themselves (precheck). Otherwise the
+		// loop checks them, in the time it would spend waiting anyway.
+		s.precheckOn.Store(time.Since(polled) < pollWaited)
 		if ctx.Err() != nil || fs.IsClientClosed() {
 			// Polled but unprocessed records were never committed: the
 			// partitions' next owner reads them again.
@@ -362,7 +371,7 @@ func (s *Streamer) consume(ctx context.Context, sess *kgo.GroupTransactSession) 
 		})
 		if fs.NumRecords() == 0 {
 			if fetchErr {
-				sleep(ctx, time.Second)
+				_ = clock.Sleep(ctx, time.Second)
 			}
 			continue
 		}
@@ -402,10 +411,10 @@ func (s *Streamer) batch(ctx context.Context, sess *kgo.GroupTransactSession, fs
 		switch {
 		case transient != nil:
 			s.cfg.Logger.Warn("transaction aborted, retrying", "err", transient)
-			sleep(ctx, time.Second)
+			_ = clock.Sleep(ctx, time.Second)
 		case produceErr != nil:
 			s.cfg.Logger.Error("transaction aborted: a produce failed, retrying", "err", *produceErr)
-			sleep(ctx, time.Second)
+			_ = clock.Sleep(ctx, time.Second)
 		default:
 			s.cfg.Logger.Info("transaction aborted: the group rebalanced; the records are read again by their new owner")
 		}
@@ -437,17 +446,30 @@ func (s *Streamer) handle(ctx context.Context, sess *kgo.GroupTransactSession, r
 		s.forward(ctx, sess, r, f)
 		return nil
 	}
-	name, err := s.name(ctx, r.Value)
-	if err != nil {
-		reason := deadletter.ReasonOf(err)
-		if reason == "" {
-			return err
+	var pass bool
+	if m, ok := r.Context.(*checkedMark); ok && m.filter == f {
+		// Found whole and matched when it was fetched, by the filter
+		// still in force.
+		pass = m.pass
+	} else {
+		name, err := s.name(ctx, r)
+		if err != nil && s.layouts.forgetReplayed(r) {
+			// An operator replays dead letters once their cause is fixed
+			// (a schema registered): ask the registry again, not the cache.
+			name, err = s.name(ctx, r)
 		}
-		t.deadLetter(reason)
-		sess.Produce(ctx, deadLetter(s.cfg.Topics.DLQ, r, reason, err, s.cfg.InstanceID, now), s.promise)
-		return nil
+		if err != nil {
+			reason := deadletter.ReasonOf(err)
+			if reason == "" {
+				return err
+			}
+			t.deadLetter(reason)
+			sess.Produce(ctx, deadLetter(s.cfg.Topics.DLQ, r, reason, err, s.cfg.InstanceID, now), s.promise)
+			return nil
+		}
+		pass = f.Match(name)
 	}
-	if !f.Match(name) {
+	if !pass {
 		t.dropped++
 		return nil
 	}
@@ -456,9 +478,15 @@ func (s *Streamer) handle(ctx context.Context, sess *kgo.GroupTransactSession, r
 	return nil
 }
 
-// name reads a framed product's name from its raw bytes.
-func (s *Streamer) name(ctx context.Context, value []byte) ([]byte, error) {
-	id, body, err := records.SplitHeader(value)
+// name reads a framed product's name from its raw bytes, after checking
+// that they hold one whole product, unless precheck did.
+func (s *Streamer) name(ctx context.Context, r *kgo.Record) ([]byte, error) {
+	if _, ok := r.Context.(*checkedMark); ok {
+		// Framed, and whole for its schema id's layout, which never
+		// changes once found: only the filter changed since.
+		return ReadName(r.Value[5:])
+	}
+	id, body, err := records.SplitHeader(r.Value)
 	if err != nil {
 		return nil, err
 	}
@@ -473,28 +501,71 @@ func (s *Streamer) name(ctx context.Context, value []byte) ([]byte, error) {
 	return name, nil
 }
 
+// precheck checks product values as franz-go buffers them, on its fetch
+// goroutines: it walks the value and matches its name with the filter in
+// force, and marks the record with the outcome. The consume loop, which
+// every record passes through one at a time, then only tallies and
+// forwards, unless the filter changed meanwhile. A value it cannot check at
+// once (a schema id not looked up yet, or any fault) is left to the loop,
+// which reports it.
+type precheck struct{ s *Streamer }
+
+// pollWaited is how long a poll takes when no records were waiting: it
+// waited for a fetch. (One that finds records returns in microseconds.)
+const pollWaited = 200 * time.Microsecond
+
+func (p precheck) OnFetchRecordBuffered(r *kgo.Record) {
+	// A Context franz-go set (record pools) is left alone.
+	if !p.s.precheckOn.Load() || r.Context != nil || r.Key == nil || r.Value == nil || r.Topic != p.s.cfg.Topics.Products {
+		return
+	}
+	id, body, err := records.SplitHeader(r.Value)
+	if err != nil {
+		return
+	}
+	lay := p.s.layouts.ready(id)
+	c := p.s.control.Load()
+	if lay == nil || c == nil {
+		return
+	}
+	f := c.current.Load()
+	if name, err := lay.Name(body); err == nil {
+		r.Context = f.marks[b2i(f.Match(name))]
+	}
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
 // forward produces r unchanged to the filtered topic, plus the filter
 // version header.
 func (s *Streamer) forward(ctx context.Context, sess *kgo.GroupTransactSession, r *kgo.Record, f *Filter) {
 	out := &s.out[s.nOut]
 	s.nOut++
-	start := len(s.hdrs)
-	s.hdrs = append(s.hdrs, r.Headers...)
-	s.hdrs = append(s.hdrs, f.header)
-	end := len(s.hdrs)
+	headers := f.headers // a record with none of its own: the filter's, shared
+	if len(r.Headers) > 0 {
+		start := len(s.hdrs)
+		s.hdrs = append(s.hdrs, r.Headers...)
+		s.hdrs = append(s.hdrs, f.header)
+		end := len(s.hdrs)
+		headers = s.hdrs[start:end:end]
+	}
 	*out = kgo.Record{
 		Topic: s.cfg.Topics.Filtered, Key: r.Key, Value: r.Value,
-		Headers: s.hdrs[start:end:end], Timestamp: r.Timestamp,
+		Headers: headers, Timestamp: r.Timestamp,
 	}
 	sess.Produce(ctx, out, s.promise)
 }
 
 func (s *Streamer) tallyFor(f *Filter) *tally {
-	v := string(f.header.Value)
-	if n := len(s.tallies); n > 0 && s.tallies[n-1].version == v {
+	if n := len(s.tallies); n > 0 && s.tallies[n-1].filter == f {
 		return &s.tallies[n-1]
 	}
-	s.tallies = append(s.tallies, tally{version: v})
+	s.tallies = append(s.tallies, tally{filter: f, version: string(f.header.Value)})
 	return &s.tallies[len(s.tallies)-1]
 }
 
@@ -523,23 +594,17 @@ func endContext(ctx context.Context) (context.Context, context.CancelFunc) {
 	}
 }
 
-func sleep(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
-	}
-}
-
 // layoutCache maps schema ids to layouts, asking the registry once per id.
 // A negative answer is kept for a minute: a registry that lost its state
-// may learn the id again. Only the consume loop uses it.
+// may learn the id again. Only the consume loop uses it, but for ready.
 type layoutCache struct {
 	serde *records.Serde
 	ours  avro.Schema
 	now   func() time.Time
 	m     map[int]layoutEntry
+	// found holds the layouts found so far, for the fetch goroutines
+	// (precheck): replaced, never changed, when one is added.
+	found atomic.Pointer[map[int]*Layout]
 	// The last id and its layout: nearly every record carries the id the
 	// one before it did.
 	lastID  int
@@ -550,6 +615,22 @@ type layoutEntry struct {
 	lay     *Layout
 	err     error
 	retryAt time.Time
+}
+
+// forgetReplayed drops the cached failure of a replayed record's schema id
+// (a record `shopstream dlq replay` sent back) and says whether it did.
+func (c *layoutCache) forgetReplayed(r *kgo.Record) bool {
+	id, _, err := records.SplitHeader(r.Value)
+	if e, ok := c.m[id]; err != nil || !ok || e.err == nil {
+		return false
+	}
+	for _, h := range r.Headers {
+		if h.Key == deadletter.HeaderReplays {
+			delete(c.m, id)
+			return true
+		}
+	}
+	return false
 }
 
 func (c *layoutCache) get(ctx context.Context, id int) (*Layout, error) {
@@ -576,6 +657,22 @@ func (c *layoutCache) get(ctx context.Context, id int) (*Layout, error) {
 	c.m[id] = layoutEntry{lay: lay, err: err, retryAt: c.now().Add(time.Minute)}
 	if err == nil {
 		c.lastID, c.lastLay = id, lay
+		found := map[int]*Layout{id: lay}
+		if old := c.found.Load(); old != nil {
+			for k, v := range *old {
+				found[k] = v
+			}
+		}
+		c.found.Store(&found)
 	}
 	return lay, err
+}
+
+// ready returns the layout of id when the consume loop has found it, nil
+// otherwise; it never blocks, and any goroutine may call it.
+func (c *layoutCache) ready(id int) *Layout {
+	if found := c.found.Load(); found != nil {
+		return (*found)[id]
+	}
+	return nil
 }

@@ -8,14 +8,15 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sr"
 	"golang.org/x/text/cases"
 
 	"github.com/shopstream/shopstream/internal/deadletter"
+	"github.com/shopstream/shopstream/internal/health"
 	"github.com/shopstream/shopstream/internal/records"
+	"github.com/shopstream/shopstream/internal/testtool"
 )
 
 type filterSpec struct {
@@ -29,24 +30,6 @@ func (f filterSpec) passes(name string) bool {
 	}
 	fold := cases.Fold()
 	return strings.Contains(fold.String(name), fold.String(f.substring))
-}
-
-// sumCounter adds every series of a counter family.
-func sumCounter(t testing.TB, reg *prometheus.Registry, name string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var sum float64
-	for _, mf := range mfs {
-		if mf.GetName() == name {
-			for _, m := range mf.GetMetric() {
-				sum += m.GetCounter().GetValue()
-			}
-		}
-	}
-	return sum
 }
 
 func waitVersion(t testing.TB, s *Streamer, v int64) {
@@ -137,9 +120,9 @@ func TestFilterChangeMidStream(t *testing.T) {
 			t.Errorf("product %s, produced after v4 (everything passes) was applied, is not in the output", k)
 		}
 	}
-	in := sumCounter(t, r.reg, "shopstream_streamer_records_in_total")
-	passed := sumCounter(t, r.reg, "shopstream_streamer_records_passed_total")
-	dropped := sumCounter(t, r.reg, "shopstream_streamer_records_dropped_total")
+	in := testtool.MetricValue(t, r.reg, "shopstream_streamer_records_in_total")
+	passed := testtool.MetricValue(t, r.reg, "shopstream_streamer_records_passed_total")
+	dropped := testtool.MetricValue(t, r.reg, "shopstream_streamer_records_dropped_total")
 	if in != float64(n) || passed != float64(len(out)) || passed+dropped != in {
 		t.Errorf("metrics: in %v passed %v dropped %v; want in %d, passed %d, passed+dropped = in", in, passed, dropped, n, len(out))
 	}
@@ -208,7 +191,7 @@ func TestInstancesShareTwelvePartitionsExactlyOnce(t *testing.T) {
 	// All three report themselves live, with the filter they applied.
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		reps, err := ReadApplied(context.Background(), e.kafka, e.topics.FilterApplied)
+		reps, err := health.ReadApplied(context.Background(), e.kafka, e.topics.FilterApplied)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -237,7 +220,7 @@ func TestInstancesShareTwelvePartitionsExactlyOnce(t *testing.T) {
 
 	var total float64
 	for _, r := range rs {
-		in := sumCounter(t, r.reg, "shopstream_streamer_records_in_total")
+		in := testtool.MetricValue(t, r.reg, "shopstream_streamer_records_in_total")
 		if in == 0 {
 			t.Errorf("instance %s processed nothing: the group did not spread the partitions", r.s.InstanceID())
 		}
@@ -255,7 +238,7 @@ func TestInstancesShareTwelvePartitionsExactlyOnce(t *testing.T) {
 		families[mf.GetName()] = true
 	}
 	for _, want := range []string{"shopstream_streamer_kafka_produce_bytes_total", "shopstream_streamer_kafka_fetch_bytes_total",
-		"shopstream_streamer_e2e_latency_seconds", "shopstream_streamer_transactions_committed_total"} {
+		"shopstream_streamer_product_freshness_seconds", "shopstream_streamer_transactions_committed_total"} {
 		if !families[want] {
 			t.Errorf("metrics lack %s", want)
 		}
@@ -273,7 +256,7 @@ func TestInstancesShareTwelvePartitionsExactlyOnce(t *testing.T) {
 	if m := groups[DefaultGroup].Members; len(m) != 0 {
 		t.Errorf("%d members still in the group after every instance stopped", len(m))
 	}
-	reps, err := ReadApplied(context.Background(), e.kafka, e.topics.FilterApplied)
+	reps, err := health.ReadApplied(context.Background(), e.kafka, e.topics.FilterApplied)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -383,7 +366,7 @@ func TestMalformedRecordsGoToTheDeadLetterTopic(t *testing.T) {
 			t.Errorf("the tombstone became a value %q", o.Value)
 		}
 	}
-	if got := sumCounter(t, r.reg, "shopstream_streamer_dead_letters_total"); got != float64(len(bad)+1) {
+	if got := testtool.MetricValue(t, r.reg, "shopstream_streamer_dead_letters_total"); got != float64(len(bad)+1) {
 		t.Errorf("dead-lettered counter %v, want %d", got, len(bad)+1)
 	}
 	if got := testutil.ToFloat64(r.s.m.deadLettered.WithLabelValues("1", "malformed")); got != 3 {
@@ -418,7 +401,7 @@ func TestStopMidStreamAndResume(t *testing.T) {
 	if d := <-stopped; d > 10*time.Second {
 		t.Errorf("stopped in %s", d)
 	}
-	t.Logf("the first instance committed %v records before it stopped", sumCounter(t, first.reg, "shopstream_streamer_records_in_total"))
+	t.Logf("the first instance committed %v records before it stopped", testtool.MetricValue(t, first.reg, "shopstream_streamer_records_in_total"))
 	e.start(e.config("second"))
 	e.waitProcessed(DefaultGroup, 60*time.Second)
 	expectSameKeys(t, e.read(e.topics.Filtered), phoneKeys(0, 6000))

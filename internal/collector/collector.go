@@ -25,7 +25,8 @@ import (
 
 	"github.com/shopstream/shopstream/internal/blobstore"
 	"github.com/shopstream/shopstream/internal/catalog"
-	"github.com/shopstream/shopstream/internal/clients"
+	"github.com/shopstream/shopstream/internal/component"
+	"github.com/shopstream/shopstream/internal/freshness"
 	"github.com/shopstream/shopstream/internal/imagefetch"
 	"github.com/shopstream/shopstream/internal/records"
 	"github.com/shopstream/shopstream/internal/telemetry"
@@ -34,26 +35,19 @@ import (
 // DefaultGroup is the collector's consumer group.
 const DefaultGroup = "shopstream-collector"
 
-// Options configures a Collector.
+// Options configure a Collector: what every component is built with
+// (Deps; its Topics name the products in, the complete products and dead
+// letters out), and the collector's own settings.
 type Options struct {
-	// Kafka is where the collector's client connects.
-	Kafka *clients.Kafka
+	component.Deps
+
 	// Group is the consumer group (DefaultGroup).
 	Group string
 	// TransactionalID must be unique per running instance; empty: a random one.
 	TransactionalID string
-	// Topics: products in, complete products and dead letters out.
-	ProductTopic, CompleteTopic, DLQTopic string
-
-	Serde   *records.Serde
-	Store   *Store
-	Blobs   blobstore.Store
-	Fetcher *imagefetch.Fetcher
-	Log     *slog.Logger
-	// Registerer receives the collector's metrics; nil registers nowhere.
-	Registerer prometheus.Registerer
-	// Now is the clock (time.Now).
-	Now func() time.Time
+	Store           *Store
+	Blobs           blobstore.Store
+	Fetcher         *imagefetch.Fetcher
 	// Products bounds how many products of a batch are collected at once (32).
 	Products int
 	// BatchSize bounds the records collected in one transaction (500).
@@ -63,9 +57,18 @@ type Options struct {
 	RetryBackoff time.Duration
 }
 
-// Collector runs the product collector.
+// StopWithin bounds how long Run takes to return once its context ends: the
+// image downloads in flight are cancelled, the batch's transaction gets 10 s
+// to abort (whoever collects it next fetches its images again) and the
+// consumer leaves the group.
+const StopWithin = 12 * time.Second
+
+// Collector runs the product collector. Run returns within StopWithin of
+// its context's end.
 type Collector struct {
-	o Options
+	o      Options
+	ready  chan struct{}
+	joined sync.Once
 
 	products  *prometheus.CounterVec
 	reused    prometheus.Counter
@@ -73,14 +76,19 @@ type Collector struct {
 	stored    prometheus.Counter
 	aborted   prometheus.Counter
 	batchTime prometheus.Histogram
+	freshness prometheus.Histogram // products complete with their images
 }
 
-// New checks o and builds a Collector.
+// New checks o, builds a Collector and registers its metrics; it starts
+// nothing.
 func New(o Options) (*Collector, error) {
-	if o.Kafka == nil || o.Serde == nil || o.Store == nil || o.Blobs == nil || o.Fetcher == nil {
-		return nil, errors.New("collector needs Kafka clients, a serde, a store, blob storage and a fetcher")
+	if err := o.Check("collector"); err != nil {
+		return nil, err
 	}
-	if o.ProductTopic == "" || o.CompleteTopic == "" || o.DLQTopic == "" {
+	if o.Store == nil || o.Blobs == nil || o.Fetcher == nil {
+		return nil, errors.New("collector: a store, blob storage and a fetcher are required")
+	}
+	if o.Topics.Products == "" || o.Topics.CompleteProducts == "" || o.Topics.DLQ == "" {
 		return nil, errors.New("collector needs the product, complete-product and dead-letter topics")
 	}
 	if o.Group == "" {
@@ -88,12 +96,6 @@ func New(o Options) (*Collector, error) {
 	}
 	if o.TransactionalID == "" {
 		o.TransactionalID = fmt.Sprintf("%s-%016x", o.Group, rand.Uint64())
-	}
-	if o.Log == nil {
-		o.Log = slog.New(slog.DiscardHandler)
-	}
-	if o.Now == nil {
-		o.Now = time.Now
 	}
 	if o.Products <= 0 {
 		o.Products = 32
@@ -106,38 +108,28 @@ func New(o Options) (*Collector, error) {
 	}
 	f := telemetry.With(o.Registerer)
 	c := &Collector{
-		o: o,
-		products: f.NewCounterVec(prometheus.CounterOpts{
-			Name: "shopstream_collector_products_total",
-			Help: "Products the collector finished, by outcome (complete, failed, deleted, invalid).",
-		}, []string{"outcome"}),
-		reused: f.NewCounter(prometheus.CounterOpts{
-			Name: "shopstream_collector_images_reused_total",
-			Help: "Images of an updated product that were already stored (same URL, blob present) and not fetched again.",
-		}),
-		deleted: f.NewCounter(prometheus.CounterOpts{
-			Name: "shopstream_collector_blobs_deleted_total",
-			Help: "Stored images deleted because their product was deleted or the image replaced.",
-		}),
-		stored: f.NewCounter(prometheus.CounterOpts{
-			Name: "shopstream_collector_stored_bytes_total",
-			Help: "Bytes of images written to blob storage (an image written again by a retried batch counts again).",
-		}),
-		aborted: f.NewCounter(prometheus.CounterOpts{
-			Name: "shopstream_collector_batches_aborted_total",
-			Help: "Batches rolled back and retried after a Kafka, database or blob-storage error.",
-		}),
-		batchTime: f.NewHistogram(prometheus.HistogramOpts{
-			Name:    "shopstream_collector_batch_seconds",
-			Help:    "Time to collect and commit one polled batch.",
-			Buckets: prometheus.ExponentialBuckets(0.005, 3, 9),
-		}),
+		o:         o,
+		ready:     make(chan struct{}),
+		products:  f.CounterVec("shopstream_collector_products_total", "Products the collector finished, by outcome (complete, failed, deleted, invalid).", "outcome"),
+		reused:    f.Counter("shopstream_collector_images_reused_total", "Images of an updated product that were already stored (same URL, blob present) and not fetched again."),
+		deleted:   f.Counter("shopstream_collector_blobs_deleted_total", "Stored images deleted because their product was deleted or the image replaced."),
+		stored:    f.Counter("shopstream_collector_stored_bytes_total", "Bytes of images written to blob storage (an image written again by a retried batch counts again)."),
+		aborted:   f.Counter("shopstream_collector_batches_aborted_total", "Batches rolled back and retried after a Kafka, database or blob-storage error."),
+		batchTime: f.Histogram("shopstream_collector_batch_seconds", "Time to collect and commit one polled batch.", prometheus.ExponentialBuckets(0.005, 3, 9)),
+		freshness: freshness.Histogram(f, freshness.Complete()),
 	}
 	if err := f.Err(); err != nil {
 		return nil, err
 	}
 	return c, nil
 }
+
+// StopWithin is how long Run takes to return once its context ends.
+func (c *Collector) StopWithin() time.Duration { return StopWithin }
+
+// Ready is closed once the collector's consumer has joined the group (its
+// first partition assignment, even an empty one).
+func (c *Collector) Ready() <-chan struct{} { return c.ready }
 
 // Run consumes until ctx ends; it returns nil on a clean stop.
 func (c *Collector) Run(ctx context.Context) error {
@@ -146,18 +138,21 @@ func (c *Collector) Run(ctx context.Context) error {
 		// franz-go's default, named so that it stays: a scale event moves
 		// only the partitions that must move.
 		kgo.Balancers(kgo.CooperativeStickyBalancer()),
-		kgo.ConsumeTopics(c.o.ProductTopic),
+		kgo.ConsumeTopics(c.o.Topics.Products),
 		kgo.TransactionalID(c.o.TransactionalID),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.RequireStableFetchOffsets(),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.TransactionTimeout(2*time.Minute),
+		kgo.OnPartitionsAssigned(func(context.Context, *kgo.Client, map[string][]int32) {
+			c.joined.Do(func() { close(c.ready) })
+		}),
 	)
 	if err != nil {
 		return fmt.Errorf("create collector consumer: %w", err)
 	}
 	defer sess.Close()
-	c.o.Log.Info("collector started", "group", c.o.Group, "topic", c.o.ProductTopic, "txn_id", c.o.TransactionalID)
+	c.o.Logger.Info("collector started", "group", c.o.Group, "topic", c.o.Topics.Products, "txn_id", c.o.TransactionalID)
 
 	backoff := c.o.RetryBackoff
 	for {
@@ -169,7 +164,7 @@ func (c *Collector) Run(ctx context.Context) error {
 		}
 		fetches.EachError(func(t string, p int32, err error) {
 			if !errors.Is(err, context.Canceled) {
-				c.o.Log.Warn("fetch", "topic", t, "partition", p, "err", err)
+				c.o.Logger.Warn("fetch", "topic", t, "partition", p, "err", err)
 			}
 		})
 		recs := fetches.Records()
@@ -187,7 +182,7 @@ func (c *Collector) Run(ctx context.Context) error {
 				return err
 			}
 			c.aborted.Inc()
-			c.o.Log.Warn("batch rolled back; retrying", "records", len(recs), "err", err, "backoff", backoff)
+			c.o.Logger.Warn("batch rolled back; retrying", "records", len(recs), "err", err, "backoff", backoff)
 			select {
 			case <-ctx.Done():
 				return nil
@@ -296,13 +291,17 @@ func (c *Collector) batch(ctx context.Context, sess *kgo.GroupTransactSession, r
 		c.aborted.Inc()
 		return nil
 	}
+	now := c.o.Now()
 	for _, r := range results {
 		c.products.WithLabelValues(r.outcome).Inc()
+		if r.outcome == "complete" {
+			freshness.Observe(c.freshness, now, r.rec.Timestamp)
+		}
 		lvl := slog.LevelDebug
 		if r.outcome == "failed" || r.outcome == "invalid" {
 			lvl = slog.LevelWarn
 		}
-		c.o.Log.Log(ctx, lvl, "product "+r.outcome, "key", string(r.rec.Key), "offset", r.rec.Offset, "reason", r.reason)
+		c.o.Logger.Log(ctx, lvl, "product "+r.outcome, "key", string(r.rec.Key), "offset", r.rec.Offset, "reason", r.reason)
 	}
 	return nil
 }
@@ -315,7 +314,7 @@ func (c *Collector) deleteOrphans(ctx context.Context, changes []change) {
 	for _, ch := range changes {
 		for _, k := range ch.orphans {
 			if err := c.o.Blobs.Delete(ctx, k); err != nil {
-				c.o.Log.Warn("delete orphan image", "key", k, "err", err)
+				c.o.Logger.Warn("delete orphan image", "key", k, "err", err)
 				continue
 			}
 			c.deleted.Inc()
@@ -323,7 +322,7 @@ func (c *Collector) deleteOrphans(ctx context.Context, changes []change) {
 		}
 	}
 	if err := c.o.Store.forgetOrphans(ctx, done); err != nil {
-		c.o.Log.Warn("forget deleted images", "err", err)
+		c.o.Logger.Warn("forget deleted images", "err", err)
 	}
 }
 
@@ -344,7 +343,7 @@ func (c *Collector) process(ctx context.Context, rec *kgo.Record, pr *prior) (*r
 	if rec.Value == nil { // tombstone: delete the product and its images
 		res.outcome = "deleted"
 		res.change = &change{key: key, orphans: orphansOf(prevImages, pr.orphans, nil)}
-		res.out = append(res.out, &kgo.Record{Topic: c.o.CompleteTopic, Key: rec.Key})
+		res.out = append(res.out, &kgo.Record{Topic: c.o.Topics.CompleteProducts, Key: rec.Key})
 		return res, nil
 	}
 
@@ -377,18 +376,18 @@ func (c *Collector) process(ctx context.Context, rec *kgo.Record, pr *prior) (*r
 		res.outcome, res.reason = "failed", state.Reason
 		// Not complete any more: downstream forgets it; the dead-letter
 		// topic keeps the record and says why.
-		res.out = append(res.out, &kgo.Record{Topic: c.o.CompleteTopic, Key: rec.Key}, c.deadLetter(rec, deadletter.ReasonImagesFailed, state.Reason))
+		res.out = append(res.out, &kgo.Record{Topic: c.o.Topics.CompleteProducts, Key: rec.Key}, c.deadLetter(rec, deadletter.ReasonImagesFailed, state.Reason))
 		return res, nil
 	}
 	state.Status = catalog.StatusComplete
 	state.CollectedAt = now
 	cp := state.Complete()
-	val, err := c.o.Serde.Encode(ctx, nil, c.o.CompleteTopic, &cp)
+	val, err := c.o.Serde.Encode(ctx, nil, c.o.Topics.CompleteProducts, &cp)
 	if err != nil {
 		return nil, fmt.Errorf("encode complete product %s: %w", key, err)
 	}
 	res.outcome = "complete"
-	res.out = append(res.out, &kgo.Record{Topic: c.o.CompleteTopic, Key: rec.Key, Value: val})
+	res.out = append(res.out, &kgo.Record{Topic: c.o.Topics.CompleteProducts, Key: rec.Key, Value: val})
 	return res, nil
 }
 
@@ -402,7 +401,7 @@ func (c *Collector) invalid(res *result, reason, detail string) *result {
 
 // deadLetter keeps the original key and bytes and says why in headers.
 func (c *Collector) deadLetter(rec *kgo.Record, reason, detail string) *kgo.Record {
-	return deadletter.Record(c.o.DLQTopic, rec, deadletter.Why{Component: "collector", Reason: reason, Detail: detail}, c.o.Now())
+	return deadletter.Record(c.o.Topics.DLQ, rec, deadletter.Why{Component: "collector", Reason: reason, Detail: detail}, c.o.Now())
 }
 
 // orphansOf lists the blobs of the old state (and earlier orphans) that the

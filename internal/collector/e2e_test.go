@@ -28,12 +28,14 @@ import (
 	"github.com/shopstream/shopstream/internal/blobstore"
 	"github.com/shopstream/shopstream/internal/catalog"
 	"github.com/shopstream/shopstream/internal/collector"
+	"github.com/shopstream/shopstream/internal/component"
 	"github.com/shopstream/shopstream/internal/deadletter"
 	"github.com/shopstream/shopstream/internal/imagefetch"
 	"github.com/shopstream/shopstream/internal/imageserver"
 	"github.com/shopstream/shopstream/internal/kafkatest"
 	"github.com/shopstream/shopstream/internal/productapi"
 	"github.com/shopstream/shopstream/internal/records"
+	"github.com/shopstream/shopstream/internal/testtool"
 )
 
 const (
@@ -139,15 +141,18 @@ func newRigWith(t *testing.T, bucket blobstore.Store) *rig {
 		t.Fatal(err)
 	}
 	r.colOpts = collector.Options{
-		Kafka:        kc.Kafka,
-		ProductTopic: productTopic, CompleteTopic: completeTopic, DLQTopic: dlqTopic,
-		Serde: r.serde, Store: r.store, Blobs: r.bucket, Fetcher: fetcher,
-		Log:        slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
-		Registerer: r.reg, RetryBackoff: 50 * time.Millisecond,
+		Deps: component.Deps{
+			Kafka:      kc.Kafka,
+			Topics:     records.Topics{Products: productTopic, CompleteProducts: completeTopic, DLQ: dlqTopic},
+			Serde:      r.serde,
+			Logger:     slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
+			Registerer: r.reg,
+		},
+		Store: r.store, Blobs: r.bucket, Fetcher: fetcher, RetryBackoff: 50 * time.Millisecond,
 	}
 	stopCollector := r.startCollector(ctx)
 
-	api, err := productapi.New(productapi.Options{Kafka: kc.Client(), Serde: r.serde, ProductTopic: productTopic, Catalog: r.store, Registerer: r.reg, Gatherer: r.reg})
+	api, err := productapi.New(productapi.Options{Producer: kc.Client(), Serde: r.serde, Topics: records.Topics{Products: productTopic}, Catalog: r.store, Registerer: r.reg, Gatherer: r.reg})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -323,7 +328,7 @@ func TestCollectUpdateDelete(t *testing.T) {
 	if err != nil || sha(data) != pngSHA("mug-red") {
 		t.Fatalf("stored file %s: %v (sha %s)", oldPath, err, sha(data))
 	}
-	if n := metricValue(t, r.reg, "shopstream_collector_stored_bytes_total"); n != float64(len(data)) {
+	if n := testtool.MetricValue(t, r.reg, "shopstream_collector_stored_bytes_total"); n != float64(len(data)) {
 		t.Fatalf("stored bytes metric %v, want the image's %d bytes", n, len(data))
 	}
 	if !strings.HasPrefix(oldPath, r.blobs.Root()) || !strings.HasSuffix(oldPath, "m1/p1/"+pngSHA("mug-red")+".png") {
@@ -350,7 +355,7 @@ func TestCollectUpdateDelete(t *testing.T) {
 	if n := r.hitsOf("/images/mug-red.png"); n != fetched {
 		t.Fatalf("unchanged image fetched again: %d requests, was %d", n, fetched)
 	}
-	if n := metricValue(t, r.reg, "shopstream_collector_images_reused_total"); n != 1 {
+	if n := testtool.MetricValue(t, r.reg, "shopstream_collector_images_reused_total"); n != 1 {
 		t.Fatalf("images reused metric %v, want 1", n)
 	}
 
@@ -390,24 +395,9 @@ func TestCollectUpdateDelete(t *testing.T) {
 	if code, body := r.do("DELETE", "/api/v1/complete-products/p1", nil); code != http.StatusNotFound {
 		t.Fatalf("second DELETE: %d %v, want 404", code, body)
 	}
-	if n := metricValue(t, r.reg, "shopstream_collector_blobs_deleted_total"); n != 2 {
+	if n := testtool.MetricValue(t, r.reg, "shopstream_collector_blobs_deleted_total"); n != 2 {
 		t.Fatalf("blobs deleted metric %v, want 2", n)
 	}
-}
-
-func metricValue(t *testing.T, g prometheus.Gatherer, name string) float64 {
-	t.Helper()
-	mfs, err := g.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() == name && len(mf.GetMetric()) == 1 {
-			return mf.GetMetric()[0].GetCounter().GetValue()
-		}
-	}
-	t.Fatalf("no metric %s", name)
-	return 0
 }
 
 // Each bad image ends its product as failed with a reason a user can act

@@ -3,6 +3,7 @@ package hanging
 import (
 	"context"
 	"fmt"
+	"io"
 	"sort"
 	"strings"
 	"time"
@@ -39,6 +40,18 @@ func (r Recovery) Lines() []string {
 		out = append(out, fmt.Sprintf("could not abort the transaction of producer %d on %s/%d: %v", l.ProducerID, l.Topic, l.Partition, l.Err))
 	}
 	return out
+}
+
+// Print says on w what a start of the embedded stack repaired; nothing
+// when r is nil (Kafka had been stopped cleanly).
+func (r *Recovery) Print(w io.Writer) {
+	if r == nil {
+		return
+	}
+	fmt.Fprintf(w, "shopstream dev: Kafka was not stopped cleanly last time (a crash or SIGKILL); checked it in %s:\n", r.Took.Round(time.Millisecond))
+	for _, l := range r.Lines() {
+		fmt.Fprintf(w, "  %s\n", l)
+	}
 }
 
 // summarize names the partitions and producers of txns, shortly.

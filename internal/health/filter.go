@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/shopstream/shopstream/streamer"
+	"github.com/shopstream/shopstream/internal/records"
 )
 
 // FilterStaleAfter is how long a live streamer instance may apply another
@@ -14,7 +14,7 @@ const FilterStaleAfter = time.Minute
 
 // Instance is one streamer instance's report against the desired filter.
 type Instance struct {
-	streamer.AppliedReport
+	records.AppliedReport
 	Live    bool   `json:"live"`
 	Applied bool   `json:"applied"`
 	State   string `json:"state"` // applied, behind, ahead, or gone (…)
@@ -27,9 +27,9 @@ type Filter struct {
 	Instances []Instance
 }
 
-// CheckFilter compares the instances' reports (streamer.ReadApplied) with
+// CheckFilter compares the instances' reports (ReadApplied) with
 // the desired version, set at setAt.
-func CheckFilter(desired int64, setAt time.Time, reports []streamer.AppliedReport, now time.Time) Filter {
+func CheckFilter(desired int64, setAt time.Time, reports []records.AppliedReport, now time.Time) Filter {
 	f := Filter{Desired: desired, SetAt: setAt, Instances: make([]Instance, 0, len(reports))}
 	for _, r := range reports {
 		v := Instance{AppliedReport: r, Live: r.Live(now), Applied: r.Version == desired}

@@ -5,20 +5,20 @@ import (
 	"testing"
 	"time"
 
-	"github.com/shopstream/shopstream/streamer"
+	"github.com/shopstream/shopstream/internal/records"
 )
 
 func TestCheckFilter(t *testing.T) {
 	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
-	report := func(id string, version int64, seen time.Duration) streamer.AppliedReport {
-		return streamer.AppliedReport{Instance: id, Version: version, HeartbeatAt: now.Add(-seen), HeartbeatEvery: 5 * time.Second}
+	report := func(id string, version int64, seen time.Duration) records.AppliedReport {
+		return records.AppliedReport{Instance: id, Version: version, HeartbeatAt: now.Add(-seen), HeartbeatEvery: 5 * time.Second}
 	}
-	reports := []streamer.AppliedReport{
+	reports := []records.AppliedReport{
 		report("a", 3, time.Second), report("b", 2, time.Second), report("c", 4, time.Second), report("d", 1, time.Minute),
 	}
 	for i, c := range []struct {
 		setAgo   time.Duration
-		reports  []streamer.AppliedReport
+		reports  []records.AppliedReport
 		states   string
 		problems string
 	}{

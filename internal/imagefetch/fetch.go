@@ -146,19 +146,9 @@ func New(o Options) (*Fetcher, error) {
 				return nil
 			},
 		},
-		fetches: m.NewCounterVec(prometheus.CounterOpts{
-			Name: "shopstream_collector_image_fetches_total",
-			Help: "Image download attempts by outcome (ok, refused, too_large, not_image, http_status, timeout, network, bad_url).",
-		}, []string{"outcome"}),
-		duration: m.NewHistogram(prometheus.HistogramOpts{
-			Name:    "shopstream_collector_image_fetch_seconds",
-			Help:    "Time of one image download attempt.",
-			Buckets: prometheus.ExponentialBuckets(0.001, 4, 9),
-		}),
-		bytes: m.NewCounter(prometheus.CounterOpts{
-			Name: "shopstream_collector_image_bytes_total",
-			Help: "Bytes of images downloaded.",
-		}),
+		fetches:  m.CounterVec("shopstream_collector_image_fetches_total", "Image download attempts by outcome (ok, refused, too_large, not_image, http_status, timeout, network, bad_url).", "outcome"),
+		duration: m.Histogram("shopstream_collector_image_fetch_seconds", "Time of one image download attempt.", prometheus.ExponentialBuckets(0.001, 4, 9)),
+		bytes:    m.Counter("shopstream_collector_image_bytes_total", "Bytes of images downloaded."),
 	}
 	if err := m.Err(); err != nil {
 		return nil, err

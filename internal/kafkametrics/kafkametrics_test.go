@@ -109,7 +109,7 @@ shopstream_kafka_scrape_errors_total 0
 	if _, err := adm.DeleteRecords(ctx, del); err != nil {
 		t.Fatal(err)
 	}
-	if got := valueOf(t, reg, "shopstream_kafka_partition_start_offset", topics.DLQ); got != 2 {
+	if got := testtool.MetricValue(t, reg, "shopstream_kafka_partition_start_offset", "topic", topics.DLQ); got != 2 {
 		t.Fatalf("dead-letter start offset after deleting its records: %v, want 2", got)
 	}
 }
@@ -257,7 +257,7 @@ func TestScrapeOfAnUnreachableKafkaIsBoundedAndCounted(t *testing.T) {
 	reg.MustRegister(c)
 	for i := 1; i <= 2; i++ {
 		t0 := time.Now()
-		got := valueOf(t, reg, "shopstream_kafka_scrape_errors_total", "")
+		got := testtool.MetricValue(t, reg, "shopstream_kafka_scrape_errors_total")
 		if took := time.Since(t0); took > 3*time.Second {
 			t.Fatalf("scrape #%d took %s with Kafka silent, want about the 500ms timeout", i, took)
 		}
@@ -281,37 +281,6 @@ func TestNewRefusesMissingInput(t *testing.T) {
 	if _, err := New(Options{Admin: kadm.NewClient(nil), Topics: map[string]string{"a": "products"}}); err == nil {
 		t.Fatal("no Kafka clients for the reader that tells markers from records: want an error")
 	}
-}
-
-// valueOf reads the gathered value of name, of the series whose topic label
-// is topic ("" for a series without labels).
-func valueOf(t *testing.T, g prometheus.Gatherer, name, topic string) float64 {
-	t.Helper()
-	mfs, err := g.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			got := ""
-			for _, l := range m.GetLabel() {
-				if l.GetName() == "topic" {
-					got = l.GetValue()
-				}
-			}
-			if got == topic {
-				if m.GetCounter() != nil {
-					return m.GetCounter().GetValue()
-				}
-				return m.GetGauge().GetValue()
-			}
-		}
-	}
-	t.Fatalf("%s{topic=%q} not gathered", name, topic)
-	return 0
 }
 
 // BenchmarkScrape measures one scrape of the Kafka view on kfake: the eight

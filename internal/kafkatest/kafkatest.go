@@ -232,3 +232,37 @@ func CopyDir(t testing.TB, src, dst string) {
 		t.Fatalf("copy %s to %s: %v", src, dst, err)
 	}
 }
+
+// ReadCommitted reads topic from the start as a read_committed consumer
+// sees it, handing each record to fn, until want records have come and one
+// more quiet poll shows that nothing else (a duplicate, an aborted record)
+// follows, or a minute has passed. It returns how many records it read.
+func ReadCommitted(t testing.TB, k *clients.Kafka, topic string, want int, fn func(*kgo.Record)) int {
+	t.Helper()
+	cl, err := k.NewClient(kgo.ConsumeTopics(topic),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	total := 0
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); {
+		wait := 3 * time.Second
+		if total >= want {
+			wait = 500 * time.Millisecond // one quiet poll: nothing else follows
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), wait)
+		fs := cl.PollFetches(ctx)
+		cancel()
+		n := 0
+		fs.EachRecord(func(r *kgo.Record) {
+			n++
+			fn(r)
+		})
+		total += n
+		if n == 0 && total >= want {
+			break
+		}
+	}
+	return total
+}

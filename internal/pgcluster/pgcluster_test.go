@@ -27,7 +27,9 @@ func startOrSkip(t *testing.T, o Options) *Cluster {
 	return c
 }
 
-func query(t *testing.T, dsn, sql string, args ...any) string {
+// sql runs statement on dsn and returns the first column of its first row
+// as text ("" when the statement returns no row).
+func sql(t *testing.T, dsn, statement string, args ...any) string {
 	t.Helper()
 	ctx := context.Background()
 	conn, err := pgx.Connect(ctx, dsn)
@@ -35,32 +37,30 @@ func query(t *testing.T, dsn, sql string, args ...any) string {
 		t.Fatalf("connect: %v", err)
 	}
 	defer conn.Close(ctx)
+	rows, err := conn.Query(ctx, statement, args...)
+	if err != nil {
+		t.Fatalf("%s: %v", statement, err)
+	}
+	defer rows.Close()
 	var s string
-	if err := conn.QueryRow(ctx, sql, args...).Scan(&s); err != nil {
-		t.Fatalf("%s: %v", sql, err)
+	if rows.Next() {
+		if err := rows.Scan(&s); err != nil {
+			t.Fatalf("%s: %v", statement, err)
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		t.Fatalf("%s: %v", statement, err)
 	}
 	return s
 }
 
-func execSQL(t *testing.T, dsn, sql string) {
-	t.Helper()
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatalf("connect: %v", err)
-	}
-	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, sql); err != nil {
-		t.Fatalf("%s: %v", sql, err)
-	}
-}
-
 func TestTemporaryClusterStartsAndIsRemoved(t *testing.T) {
 	c := startOrSkip(t, Options{Fast: true})
-	if got := query(t, c.DSN, "SELECT current_database()"); got != "shopstream" {
+	if got := sql(t, c.DSN, "SELECT current_database()"); got != "shopstream" {
 		t.Errorf("connected to database %q, want shopstream", got)
 	}
-	if got := query(t, c.DSN, "SHOW fsync"); got != "off" {
+	if got := sql(t, c.DSN, "SHOW fsync"); got != "off" {
 		t.Errorf("fsync = %s in a Fast cluster, want off", got)
 	}
 	dir := c.Dir
@@ -99,7 +99,7 @@ func TestPersistentClusterKeepsDataAcrossRestarts(t *testing.T) {
 	if !c.Initialized {
 		t.Errorf("first start did not report initdb")
 	}
-	execSQL(t, c.DSN, "CREATE TABLE kept AS SELECT 'hello'::text AS v")
+	sql(t, c.DSN, "CREATE TABLE kept AS SELECT 'hello'::text AS v")
 	port, dsn := c.Port, c.DSN
 	if err := c.Stop(); err != nil {
 		t.Fatalf("stop: %v", err)
@@ -112,7 +112,7 @@ func TestPersistentClusterKeepsDataAcrossRestarts(t *testing.T) {
 	if c2.DSN != dsn {
 		t.Errorf("DSN changed across restarts: %q then %q", dsn, c2.DSN)
 	}
-	if got := query(t, c2.DSN, "SELECT v FROM kept"); got != "hello" {
+	if got := sql(t, c2.DSN, "SELECT v FROM kept"); got != "hello" {
 		t.Errorf("after a restart the table holds %q, want hello", got)
 	}
 	if st, err := os.Stat(filepath.Join(dir, "password")); err != nil || st.Mode().Perm() != 0o600 {

@@ -47,40 +47,62 @@ const (
 	MaxLimit     = 100
 )
 
-// Options configures the API.
+// Options configure the API. Topics, Serde, Registerer, Logger and Now are
+// named as in every component; the API produces through a client the
+// process has connected already (Producer) rather than building its own.
 type Options struct {
-	Kafka        *kgo.Client
-	Serde        *records.Serde
-	ProductTopic string
-	// Catalog serves the reads; nil makes them answer 503.
-	Catalog catalog.Reader
+	// Producer is the connected client that POST and DELETE produce
+	// through.
+	Producer *kgo.Client
+	// Topics names the product topic the API writes to.
+	Topics records.Topics
+	Serde  *records.Serde
 	// Registerer receives the API's metrics (nil registers nowhere);
 	// Gatherer is served on /metrics.
 	Registerer prometheus.Registerer
-	Gatherer   prometheus.Gatherer
-	Log        *slog.Logger
+	Logger     *slog.Logger
 	Now        func() time.Time
-	MaxBody    int64
+
+	Gatherer prometheus.Gatherer
+	// Readiness is the process's, served on /readyz (always ready when
+	// nil), so a probe of the API's own port sees the whole process.
+	Readiness telemetry.Readiness
+	// Catalog serves the reads; nil makes them answer 503.
+	Catalog catalog.Reader
+	// Addr is where Run listens (DefaultAddr).
+	Addr    string
+	MaxBody int64
 	// NoImages turns off the embedded image server at /images/.
 	NoImages bool
 }
 
-// API serves the product API.
+// StopWithin bounds how long Run takes to return once its context ends:
+// requests in flight get 5 s to finish.
+const StopWithin = 6 * time.Second
+
+// API serves the product API. Run returns within StopWithin of its
+// context's end.
 type API struct {
 	o        Options
 	mux      *http.ServeMux
 	requests *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
 	accepted prometheus.Counter
+	ready    chan struct{}
+	addr     string // set before ready is closed
 }
 
-// New builds the API.
+// New checks o, builds the API's handler and registers its metrics; it
+// starts nothing.
 func New(o Options) (*API, error) {
-	if o.Kafka == nil || o.Serde == nil || o.ProductTopic == "" {
+	if o.Producer == nil || o.Serde == nil || o.Topics.Products == "" {
 		return nil, errors.New("product API needs a Kafka client, a serde and the product topic")
 	}
-	if o.Log == nil {
-		o.Log = slog.New(slog.DiscardHandler)
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Addr == "" {
+		o.Addr = DefaultAddr
 	}
 	if o.Now == nil {
 		o.Now = time.Now
@@ -90,21 +112,12 @@ func New(o Options) (*API, error) {
 	}
 	f := telemetry.With(o.Registerer)
 	a := &API{
-		o:   o,
-		mux: http.NewServeMux(),
-		requests: f.NewCounterVec(prometheus.CounterOpts{
-			Name: "shopstream_api_requests_total",
-			Help: "HTTP requests to the product API, by route, method and status code.",
-		}, []string{"route", "method", "code"}),
-		latency: f.NewHistogramVec(prometheus.HistogramOpts{
-			Name:    "shopstream_api_request_seconds",
-			Help:    "Time to answer an HTTP request to the product API, by route.",
-			Buckets: prometheus.ExponentialBuckets(0.0005, 3, 10),
-		}, []string{"route"}),
-		accepted: f.NewCounter(prometheus.CounterOpts{
-			Name: "shopstream_api_products_accepted_total",
-			Help: "Products accepted by POST /api/v1/products and produced to the product topic.",
-		}),
+		o:        o,
+		mux:      http.NewServeMux(),
+		ready:    make(chan struct{}),
+		requests: f.CounterVec("shopstream_api_requests_total", "HTTP requests to the product API, by route, method and status code.", "route", "method", "code"),
+		latency:  f.HistogramVec("shopstream_api_request_seconds", "Time to answer an HTTP request to the product API, by route.", prometheus.ExponentialBuckets(0.0005, 3, 10), "route"),
+		accepted: f.Counter("shopstream_api_products_accepted_total", "Products accepted by POST /api/v1/products and produced to the product topic."),
 	}
 	if err := f.Err(); err != nil {
 		return nil, err
@@ -123,6 +136,7 @@ func New(o Options) (*API, error) {
 	a.handle("/healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
+	a.mux.Handle("/readyz", telemetry.ReadyHandler(o.Readiness))
 	if o.Gatherer != nil {
 		a.mux.Handle("/metrics", promhttp.HandlerFor(o.Gatherer, promhttp.HandlerOpts{EnableOpenMetrics: true}))
 	}
@@ -137,6 +151,43 @@ func New(o Options) (*API, error) {
 
 // Handler is the API's HTTP handler.
 func (a *API) Handler() http.Handler { return a.mux }
+
+// StopWithin is how long Run takes to return once its context ends.
+func (a *API) StopWithin() time.Duration { return StopWithin }
+
+// Ready is closed once Run listens.
+func (a *API) Ready() <-chan struct{} { return a.ready }
+
+// Addr is the address Run listens on; empty before Ready.
+func (a *API) Addr() string {
+	select {
+	case <-a.ready:
+		return a.addr
+	default:
+		return ""
+	}
+}
+
+// Run serves the API on its address until ctx ends.
+func (a *API) Run(ctx context.Context) error {
+	addr, done, err := serve(ctx, a.o.Addr, a.mux, a.o.Logger)
+	if err != nil {
+		return err
+	}
+	a.addr = addr
+	close(a.ready)
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		select {
+		case err := <-done:
+			return err
+		case <-time.After(StopWithin):
+			return fmt.Errorf("product API on %s did not stop within %s", addr, StopWithin)
+		}
+	}
+}
 
 type statusWriter struct {
 	http.ResponseWriter
@@ -262,15 +313,15 @@ func (a *API) postProduct(w http.ResponseWriter, r *http.Request) {
 	for _, u := range in.ImageURLs {
 		p.Images = append(p.Images, records.Image{URL: u})
 	}
-	val, err := a.o.Serde.Encode(r.Context(), nil, a.o.ProductTopic, &p)
+	val, err := a.o.Serde.Encode(r.Context(), nil, a.o.Topics.Products, &p)
 	if err != nil {
-		a.o.Log.Error("encode product", "key", p.Key(), "err", err)
+		a.o.Logger.Error("encode product", "key", p.Key(), "err", err)
 		writeError(w, http.StatusServiceUnavailable, "could not encode the product (is the schema registry up?): "+err.Error(), nil)
 		return
 	}
-	rec := &kgo.Record{Topic: a.o.ProductTopic, Key: []byte(p.Key()), Value: val}
-	if err := a.o.Kafka.ProduceSync(r.Context(), rec).FirstErr(); err != nil {
-		a.o.Log.Error("produce product", "key", p.Key(), "err", err)
+	rec := &kgo.Record{Topic: a.o.Topics.Products, Key: []byte(p.Key()), Value: val}
+	if err := a.o.Producer.ProduceSync(r.Context(), rec).FirstErr(); err != nil {
+		a.o.Logger.Error("produce product", "key", p.Key(), "err", err)
 		writeError(w, http.StatusServiceUnavailable, "could not queue the product (is Kafka up?): "+err.Error(), nil)
 		return
 	}
@@ -374,7 +425,7 @@ func (a *API) listComplete(w http.ResponseWriter, r *http.Request) {
 	}
 	items, err := a.o.Catalog.ListComplete(r.Context(), catalog.ListQuery{MallID: mall, After: after, Limit: limit + 1})
 	if err != nil {
-		a.o.Log.Error("list complete products", "err", err)
+		a.o.Logger.Error("list complete products", "err", err)
 		writeError(w, http.StatusServiceUnavailable, "could not read complete products: "+err.Error(), nil)
 		return
 	}
@@ -410,7 +461,7 @@ func (a *API) lookup(w http.ResponseWriter, r *http.Request) (string, string, []
 	}
 	states, err := a.o.Catalog.Lookup(r.Context(), id, mall)
 	if err != nil {
-		a.o.Log.Error("look up product", "product_id", id, "err", err)
+		a.o.Logger.Error("look up product", "product_id", id, "err", err)
 		writeError(w, http.StatusServiceUnavailable, "could not read the product: "+err.Error(), nil)
 		return "", "", nil, false
 	}
@@ -484,9 +535,9 @@ func (a *API) deleteProduct(w http.ResponseWriter, r *http.Request, id, mall str
 		return
 	}
 	p := states[0].Product
-	rec := &kgo.Record{Topic: a.o.ProductTopic, Key: []byte(p.Key())} // a tombstone
-	if err := a.o.Kafka.ProduceSync(r.Context(), rec).FirstErr(); err != nil {
-		a.o.Log.Error("produce tombstone", "key", p.Key(), "err", err)
+	rec := &kgo.Record{Topic: a.o.Topics.Products, Key: []byte(p.Key())} // a tombstone
+	if err := a.o.Producer.ProduceSync(r.Context(), rec).FirstErr(); err != nil {
+		a.o.Logger.Error("produce tombstone", "key", p.Key(), "err", err)
 		writeError(w, http.StatusServiceUnavailable, "could not queue the delete (is Kafka up?): "+err.Error(), nil)
 		return
 	}
@@ -532,9 +583,9 @@ func (a *API) productStatus(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// Serve serves h on addr until ctx ends, then shuts down within 5s. It
+// serve serves h on addr until ctx ends, then shuts down within 5s. It
 // returns once the listener is bound, with the address bound.
-func Serve(ctx context.Context, addr string, h http.Handler, log *slog.Logger) (string, <-chan error, error) {
+func serve(ctx context.Context, addr string, h http.Handler, log *slog.Logger) (string, <-chan error, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return "", nil, fmt.Errorf("listen for the product API on %s: %w (set --api-addr / API_ADDR to another address)", addr, err)

@@ -36,7 +36,7 @@ func newFixture(t testing.TB) *fixture {
 	kc.CreateTopic(1, nil, topic)
 	cl, serde := kc.Client(), kc.Serde
 	reg := prometheus.NewRegistry()
-	api, err := New(Options{Kafka: cl, Serde: serde, ProductTopic: topic, Registerer: reg, Gatherer: reg,
+	api, err := New(Options{Producer: cl, Serde: serde, Topics: records.Topics{Products: topic}, Registerer: reg, Gatherer: reg,
 		Now: func() time.Time { return time.UnixMilli(1_700_000_000_000) }})
 	if err != nil {
 		t.Fatal(err)
@@ -269,5 +269,50 @@ func TestOpenAPICoversTheRoutes(t *testing.T) {
 				t.Errorf("OpenAPI lacks %s %s", m, path)
 			}
 		}
+	}
+}
+
+// notReady is a process readiness with one part still starting.
+type notReady struct{}
+
+func (notReady) NotReady() map[string]string { return map[string]string{"streamer": "starting"} }
+
+// Run listens on its address, answers the process's readiness on /readyz
+// (the chart probes the API's own port) and stops when its context ends.
+func TestRunServesReadinessAndStops(t *testing.T) {
+	kc := kafkatest.Start(t)
+	api, err := New(Options{Producer: kc.Client(), Serde: kc.Serde, Topics: records.Topics{Products: topic},
+		Addr: "127.0.0.1:0", Readiness: notReady{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if api.Addr() != "" {
+		t.Errorf("Addr before Run = %q, want empty", api.Addr())
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- api.Run(ctx) }()
+	select {
+	case <-api.Ready():
+	case err := <-done:
+		t.Fatalf("Run: %v", err)
+	}
+	resp, err := http.Get("http://" + api.Addr() + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), `"streamer":"starting"`) {
+		t.Errorf("/readyz = %d %s, want 503 naming the streamer", resp.StatusCode, body)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Run after the context ended: %v", err)
+		}
+	case <-time.After(7 * time.Second):
+		t.Fatal("Run did not stop within its 6 s bound")
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/shopstream/shopstream/internal/component"
 	"github.com/shopstream/shopstream/internal/deadletter"
 	"github.com/shopstream/shopstream/internal/kafkatest"
 	"github.com/shopstream/shopstream/internal/pgstore"
@@ -50,20 +51,15 @@ func newRig(t testing.TB, partitions int32) *rig {
 	return r
 }
 
-// newSink builds a sink and its consumer client; the client is closed by
-// the caller (closing leaves the group).
-func (r *rig) newSink(t testing.TB, store *pgstore.Store, reg prometheus.Registerer, extra ...kgo.Opt) (*Sink, *kgo.Client) {
+// newSink builds a sink whose consumer also gets extra.
+func (r *rig) newSink(t testing.TB, store *pgstore.Store, reg prometheus.Registerer, extra ...kgo.Opt) *Sink {
 	t.Helper()
-	s, err := New(Options{Group: testGroup, Topics: r.topics, Store: store, Serde: r.serde, Registerer: reg,
-		MinBackoff: 20 * time.Millisecond, MaxBackoff: 500 * time.Millisecond})
+	s, err := New(Options{Deps: component.Deps{Kafka: r.kc.Kafka.With(extra...), Topics: r.topics, Serde: r.serde, Registerer: reg},
+		Group: testGroup, Store: store, MinBackoff: 20 * time.Millisecond, MaxBackoff: 500 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
-	cl, err := r.kc.Kafka.NewClient(append(s.KafkaOpts(), extra...)...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s, cl
+	return s
 }
 
 // world is what was produced and therefore what each table must hold.

@@ -16,10 +16,11 @@ import (
 	"sync"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/shopstream/shopstream/internal/component"
+	"github.com/shopstream/shopstream/internal/freshness"
 	"github.com/shopstream/shopstream/internal/pgstore"
 	"github.com/shopstream/shopstream/internal/records"
 )
@@ -27,30 +28,39 @@ import (
 // DefaultGroup is the sink's consumer group.
 const DefaultGroup = "shopstream-sink"
 
-// Options configure a Sink.
+// Options configure a Sink: what every component is built with (Deps),
+// and the sink's own settings.
 type Options struct {
+	component.Deps
+
 	// Group is the consumer group; offsets are stored per group.
-	Group  string
-	Topics records.Topics
-	Store  *pgstore.Store
-	Serde  *records.Serde
-	// Registerer receives the sink's metrics; nil registers nowhere.
-	Registerer prometheus.Registerer
-	Logger     *slog.Logger
+	Group string
+	Store *pgstore.Store
 	// BatchSize caps the records of one transaction.
 	BatchSize int
 	// MinBackoff and MaxBackoff bound the wait between retries while
 	// PostgreSQL, the registry or the dead-letter topic is unavailable.
 	MinBackoff, MaxBackoff time.Duration
-	Now                    func() time.Time
 }
 
-// Sink is one member of the sink's consumer group.
+// StopWithin bounds how long Run takes to return once its context ends: the
+// batch being written is rolled back (PostgreSQL's offsets stay where they
+// were) and the consumer leaves the group.
+const StopWithin = 10 * time.Second
+
+// Sink is one member of the sink's consumer group. Run returns within
+// StopWithin of its context's end.
 type Sink struct {
 	opts   Options
 	log    *slog.Logger
 	m      *metrics
 	routes map[string]route
+	ready  chan struct{}
+	joined sync.Once
+
+	// ownSchemas caches, per schema id and kind, whether the writer schema
+	// is shopstream's own, which route.tuple reads.
+	ownSchemas sync.Map // schemaKey -> bool
 
 	mu sync.Mutex
 	// stored holds the offset PostgreSQL has for each assigned partition
@@ -73,12 +83,19 @@ type tp struct {
 type route struct {
 	table  *pgstore.Table
 	values func(ctx context.Context, s *records.Serde, key string, value []byte) ([]any, error)
+	// tuple, when set, reads a body written with shopstream's own schema
+	// of kind straight into the table's COPY tuple (pgstore.AppendProductTuple).
+	tuple func(dst, key, body []byte) ([]byte, error)
+	kind  records.Kind
 }
 
-// New builds a sink; Run runs it on a client built with KafkaOpts.
+// New checks o and builds a sink; it starts nothing.
 func New(o Options) (*Sink, error) {
-	if o.Store == nil || o.Serde == nil {
-		return nil, errors.New("sink: a store and a serde are required")
+	if err := o.Check("sink"); err != nil {
+		return nil, err
+	}
+	if o.Store == nil {
+		return nil, errors.New("sink: no PostgreSQL store given")
 	}
 	if o.Group == "" {
 		o.Group = DefaultGroup
@@ -92,15 +109,6 @@ func New(o Options) (*Sink, error) {
 	if o.MaxBackoff < o.MinBackoff {
 		o.MaxBackoff = 10 * time.Second
 	}
-	if o.Now == nil {
-		o.Now = time.Now
-	}
-	if o.Logger == nil {
-		o.Logger = slog.New(slog.DiscardHandler)
-	}
-	if o.Registerer == nil {
-		o.Registerer = prometheus.NewRegistry()
-	}
 	m, err := newMetrics(o.Registerer)
 	if err != nil {
 		return nil, err
@@ -111,15 +119,24 @@ func New(o Options) (*Sink, error) {
 		log:  o.Logger.With("component", "sink", "group", o.Group),
 		m:    m,
 		routes: map[string]route{
-			t.Products:         {pgstore.Products, productValues},
-			t.Filtered:         {pgstore.FilteredProducts, productValues},
-			t.CompleteProducts: {pgstore.CompleteProducts, completeProductValues},
-			t.Find:             {pgstore.Searches, searchValues},
-			t.Recommendations:  {pgstore.Recommendations, recommendationValues},
+			t.Products:         {pgstore.Products, productValues, pgstore.AppendProductTuple, records.KindProduct},
+			t.Filtered:         {pgstore.FilteredProducts, productValues, pgstore.AppendProductTuple, records.KindProduct},
+			t.CompleteProducts: {pgstore.CompleteProducts, completeProductValues, pgstore.AppendCompleteProductTuple, records.KindCompleteProduct},
+			t.Find:             {pgstore.Searches, searchValues, nil, ""},
+			t.Recommendations:  {pgstore.Recommendations, recommendationValues, nil, ""},
 		},
-		stored: map[tp]int64{}, advisory: map[string]map[int32]kgo.EpochOffset{},
+		stored:   map[tp]int64{},
+		advisory: map[string]map[int32]kgo.EpochOffset{},
+		ready:    make(chan struct{}),
 	}, nil
 }
+
+// StopWithin is how long Run takes to return once its context ends.
+func (s *Sink) StopWithin() time.Duration { return StopWithin }
+
+// Ready is closed once the sink's consumer has joined the group (its first
+// partition assignment, even an empty one).
+func (s *Sink) Ready() <-chan struct{} { return s.ready }
 
 // Topics lists the topics the sink materialises.
 func (s *Sink) Topics() []string {
@@ -127,8 +144,8 @@ func (s *Sink) Topics() []string {
 	return []string{t.Products, t.Filtered, t.CompleteProducts, t.Find, t.Recommendations}
 }
 
-// KafkaOpts are the consumer options Run's client must be built with.
-func (s *Sink) KafkaOpts() []kgo.Opt {
+// kafkaOpts are the options of the sink's consumer.
+func (s *Sink) kafkaOpts() []kgo.Opt {
 	return []kgo.Opt{
 		kgo.ConsumerGroup(s.opts.Group),
 		// franz-go's default, named so that it stays: a scale event moves
@@ -143,6 +160,9 @@ func (s *Sink) KafkaOpts() []kgo.Opt {
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.AdjustFetchOffsetsFn(s.startFromStoredOffsets),
+		kgo.OnPartitionsAssigned(func(context.Context, *kgo.Client, map[string][]int32) {
+			s.joined.Do(func() { close(s.ready) })
+		}),
 		kgo.OnPartitionsRevoked(s.forget),
 		kgo.OnPartitionsLost(s.forget),
 	}
@@ -212,26 +232,32 @@ func (s *Sink) forget(_ context.Context, _ *kgo.Client, lost map[string][]int32)
 	}
 }
 
-// advisoryCommitEvery is how often the sink commits its offsets to Kafka
-// too, for lag tools.
-const advisoryCommitEvery = time.Second
-
-// Run consumes until ctx ends or the client is closed. Every poll is written
-// in one transaction, retried with backoff while PostgreSQL, the registry or
+// Run joins the group and consumes until ctx ends. Every poll is written in
+// one transaction, retried with backoff while PostgreSQL, the registry or
 // the dead-letter topic is unavailable; records that cannot be decoded or
 // stored go to the dead-letter topic. An interrupted batch is rolled back and
 // read again by whoever owns the partition next.
-func (s *Sink) Run(ctx context.Context, cl *kgo.Client) error {
+func (s *Sink) Run(ctx context.Context) error {
+	cl, err := s.opts.Kafka.Connect(ctx, s.kafkaOpts()...)
+	if err != nil {
+		return err
+	}
+	// Closing leaves the group, so the partitions move at once.
+	defer cl.Close()
+	return s.consume(ctx, cl)
+}
+
+// consume polls cl until ctx ends or the client is closed.
+func (s *Sink) consume(ctx context.Context, cl *kgo.Client) error {
 	s.log.Info("sink started", "topics", s.Topics(), "batch_size", s.opts.BatchSize)
 	var lastKafkaCommit time.Time
 	for {
-		// The poll gives up after a while, so that the advisory commit
-		// below also runs once the topics go quiet: otherwise the offsets
-		// of the last batch before a pause reach Kafka only with the next
-		// record, and lag tools see a sink that is done as one that is
-		// stuck.
-		pctx, cancel := context.WithTimeout(ctx, advisoryCommitEvery)
-		fetches := cl.PollRecords(pctx, s.opts.BatchSize)
+		// A poll ends after a second without records too, so that the
+		// advisory commit below catches up with the last batch: otherwise
+		// an idle sink's Kafka offsets stay behind it, and lag tools (and
+		// `status`) call it stuck.
+		pctx, cancel := context.WithTimeout(ctx, time.Second)
+		fetches := cl.PollRecords(pctx, s.pollSize())
 		cancel()
 		if fetches.IsClientClosed() || ctx.Err() != nil {
 			cl.AllowRebalance()
@@ -253,7 +279,7 @@ func (s *Sink) Run(ctx context.Context, cl *kgo.Client) error {
 		}
 		// Kafka's committed offsets only inform lag tools; PostgreSQL's are
 		// the ones the sink resumes from.
-		if now := s.opts.Now(); now.Sub(lastKafkaCommit) > advisoryCommitEvery {
+		if now := s.opts.Now(); now.Sub(lastKafkaCommit) > time.Second {
 			lastKafkaCommit = now
 			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 			if behind := s.takeAdvisory(); len(behind) > 0 {
@@ -271,20 +297,11 @@ func (s *Sink) Run(ctx context.Context, cl *kgo.Client) error {
 	}
 }
 
-// handle writes one poll's records.
-func (s *Sink) handle(ctx context.Context, cl *kgo.Client, fetches kgo.Fetches) error {
-	if fetches.NumRecords() == 0 {
-		return nil
-	}
-	start := s.opts.Now()
-	var b *batch
-	err := s.retry(ctx, "decode records", func() (err error) {
-		b, err = s.build(ctx, fetches)
-		return err
-	})
-	if err != nil {
-		return err
-	}
+// write writes one decoded batch in one transaction, retrying until it is
+// written or ctx ends. dropped says that another consumer had advanced one
+// of its partitions: the batch was not written, and its partitions were
+// pointed back at their stored offsets.
+func (s *Sink) write(ctx context.Context, cl *kgo.Client, b *batch, start time.Time) (dropped bool, err error) {
 	produced := map[tp]map[int64]bool{} // dead letters sent by an earlier attempt of this batch
 	var res pgstore.Result
 	err = s.retry(ctx, "write batch", func() (err error) {
@@ -308,15 +325,14 @@ func (s *Sink) handle(ctx context.Context, cl *kgo.Client, fetches kgo.Fetches) 
 		if errors.As(err, &conflict) {
 			s.m.conflicts.Inc()
 			s.log.Warn("batch dropped: another consumer wrote these partitions; reading them again from the stored offsets", "err", err)
+			dropped = true
 			return s.resync(ctx, cl, b.offsets)
 		}
+		dropped = false
 		return err
 	})
-	if err != nil {
-		return err
-	}
-	if res.Upserts == nil { // dropped after a conflict
-		return nil
+	if err != nil || dropped {
+		return dropped, err
 	}
 	s.mu.Lock()
 	for _, o := range b.offsets {
@@ -336,8 +352,12 @@ func (s *Sink) handle(ctx context.Context, cl *kgo.Client, fetches kgo.Fetches) 
 		s.m.rows.WithLabelValues(table, "delete").Add(float64(n))
 	}
 	s.m.records.Add(float64(b.records))
-	s.m.batchSeconds.Observe(s.opts.Now().Sub(start).Seconds())
-	return nil
+	now := s.opts.Now()
+	s.m.batchSeconds.Observe(now.Sub(start).Seconds())
+	for _, ts := range b.products {
+		freshness.Observe(s.m.freshness, now, ts)
+	}
+	return false, nil
 }
 
 // resync reloads the stored offsets of a batch's partitions and points the

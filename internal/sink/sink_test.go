@@ -36,19 +36,18 @@ func openStore(t testing.TB, dsn string) *pgstore.Store {
 }
 
 // runInBackground runs a sink; stop cancels it and returns once Run has
-// returned and the client is closed (which leaves the group).
+// returned (its consumer closed, which leaves the group).
 func runInBackground(t testing.TB, r *rig, store *pgstore.Store, reg prometheus.Registerer) (s *Sink, stop func()) {
 	t.Helper()
-	s, cl := r.newSink(t, store, reg)
+	s = r.newSink(t, store, reg)
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		if err := s.Run(ctx, cl); err != nil {
+		if err := s.Run(ctx); err != nil {
 			t.Errorf("run: %v", err)
 		}
-		cl.Close()
 	}()
 	return s, func() { cancel(); wg.Wait() }
 }

@@ -85,3 +85,37 @@ func (f *Factory) NewHistogram(o prometheus.HistogramOpts) prometheus.Histogram 
 func (f *Factory) NewHistogramVec(o prometheus.HistogramOpts, labels []string) *prometheus.HistogramVec {
 	return register(f, prometheus.BuildFQName(o.Namespace, o.Subsystem, o.Name), prometheus.NewHistogramVec(o, labels))
 }
+
+// The short forms below cover the common case, a metric with a full name,
+// a help text and maybe labels, in one line each; the New forms take every
+// option.
+
+// Counter builds and registers a counter.
+func (f *Factory) Counter(name, help string) prometheus.Counter {
+	return f.NewCounter(prometheus.CounterOpts{Name: name, Help: help})
+}
+
+// CounterVec builds and registers a counter with labels.
+func (f *Factory) CounterVec(name, help string, labels ...string) *prometheus.CounterVec {
+	return f.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, labels)
+}
+
+// Gauge builds and registers a gauge.
+func (f *Factory) Gauge(name, help string) prometheus.Gauge {
+	return f.NewGauge(prometheus.GaugeOpts{Name: name, Help: help})
+}
+
+// GaugeVec builds and registers a gauge with labels.
+func (f *Factory) GaugeVec(name, help string, labels ...string) *prometheus.GaugeVec {
+	return f.NewGaugeVec(prometheus.GaugeOpts{Name: name, Help: help}, labels)
+}
+
+// Histogram builds and registers a histogram with the given buckets.
+func (f *Factory) Histogram(name, help string, buckets []float64) prometheus.Histogram {
+	return f.NewHistogram(prometheus.HistogramOpts{Name: name, Help: help, Buckets: buckets})
+}
+
+// HistogramVec builds and registers a histogram with labels.
+func (f *Factory) HistogramVec(name, help string, buckets []float64, labels ...string) *prometheus.HistogramVec {
+	return f.NewHistogramVec(prometheus.HistogramOpts{Name: name, Help: help, Buckets: buckets}, labels)
+}

@@ -1,6 +1,6 @@
 // Package telemetry registers a component's metrics on the registry it is
-// given (Register, With: errors, never panics), serves /metrics from that
-// registry and builds the process's structured logger.
+// given (Register, With: errors, never panics), serves /metrics, /healthz
+// and /readyz, and builds the process's structured logger.
 package telemetry
 
 import (
@@ -25,11 +25,12 @@ func NewRegistry() *prometheus.Registry {
 	return reg
 }
 
-// Serve serves /metrics (and /healthz) on addr until ctx ends. It returns
-// once the listener is bound, so a taken address is reported at start-up;
-// the address actually bound is returned (useful with port 0). An empty addr
+// Serve serves /metrics, /healthz (liveness: the process answers) and
+// /readyz (readiness, from ready) on addr until ctx ends. It returns once
+// the listener is bound, so a taken address is reported at start-up; the
+// address actually bound is returned (useful with port 0). An empty addr
 // serves nothing.
-func Serve(ctx context.Context, addr string, g prometheus.Gatherer, extra ...func(*http.ServeMux)) (string, error) {
+func Serve(ctx context.Context, addr string, g prometheus.Gatherer, ready Readiness) (string, error) {
 	if addr == "" {
 		return "", nil
 	}
@@ -40,9 +41,7 @@ func Serve(ctx context.Context, addr string, g prometheus.Gatherer, extra ...fun
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{EnableOpenMetrics: true}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
-	for _, f := range extra {
-		f(mux)
-	}
+	mux.Handle("/readyz", ReadyHandler(ready))
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		<-ctx.Done()

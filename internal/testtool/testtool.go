@@ -23,3 +23,17 @@ func Require(t testing.TB, name, script string) string {
 	}
 	return p
 }
+
+// Promtool is the path of Prometheus' promtool (Debian's prometheus
+// package), which checks and unit-tests the alert rules.
+func Promtool(t testing.TB) string {
+	t.Helper()
+	return Require(t, "promtool", "scripts/ensure-promtool.sh")
+}
+
+// DockerCompose is the path of Debian's docker-compose (1.29), which
+// validates a compose file without a Docker engine.
+func DockerCompose(t testing.TB) string {
+	t.Helper()
+	return Require(t, "docker-compose", "scripts/ensure-docker-compose.sh")
+}

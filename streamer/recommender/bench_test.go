@@ -13,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/shopstream/shopstream/internal/component"
 	"github.com/shopstream/shopstream/internal/kafkatest"
 	"github.com/shopstream/shopstream/internal/records"
 )
@@ -207,8 +208,8 @@ func BenchmarkRebuild(b *testing.B) {
 	b.Logf("produced %d products in %s", benchProducts, time.Since(t0).Round(time.Millisecond))
 
 	for b.Loop() {
-		cfg := Config{Kafka: kc.Kafka, Serde: kc.NewSerde(),
-			Topics: records.Topics{Filtered: "filtered", Find: "find", Recommendations: "recom", DLQ: "dlq"}}
+		cfg := Options{Deps: component.Deps{Kafka: kc.Kafka, Serde: kc.NewSerde(),
+			Topics: records.Topics{Filtered: "filtered", Find: "find", Recommendations: "recom", DLQ: "dlq"}}}
 		if err := cfg.setDefaults(); err != nil {
 			b.Fatal(err)
 		}

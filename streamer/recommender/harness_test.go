@@ -16,6 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/shopstream/shopstream/internal/clients"
+	"github.com/shopstream/shopstream/internal/component"
 	"github.com/shopstream/shopstream/internal/deadletter"
 	"github.com/shopstream/shopstream/internal/kafkatest"
 	"github.com/shopstream/shopstream/internal/records"
@@ -124,20 +125,21 @@ func (h *harness) start(id string, hooks *testHooks) *instance {
 	if testing.Verbose() {
 		logLevel = slog.LevelInfo
 	}
-	cfg := Config{
-		Topics: h.topics, Serde: h.newSerde(),
+	cfg := Options{
+		Deps: component.Deps{
+			Topics: h.topics, Serde: h.newSerde(), Registerer: in.reg,
+			Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: logLevel})).With("instance", id),
+			Kafka: h.kafka.With(
+				kgo.SessionTimeout(6*time.Second), kgo.HeartbeatInterval(300*time.Millisecond),
+				kgo.RebalanceTimeout(10*time.Second),
+			),
+		},
 		Group: h.group, InstanceID: id, TransactionTimeout: 10 * time.Second,
-		Registerer: in.reg,
-		Logger:     slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: logLevel})).With("instance", id),
-		Kafka: h.kafka.With(
-			kgo.SessionTimeout(6*time.Second), kgo.HeartbeatInterval(300*time.Millisecond),
-			kgo.RebalanceTimeout(10*time.Second),
-		),
 		hooks: hooks,
 	}
 	go func() {
 		defer close(in.done)
-		in.err = Run(ctx, cfg)
+		in.err = runOnce(ctx, cfg)
 	}()
 	h.t.Cleanup(func() {
 		cancel()
@@ -191,13 +193,12 @@ type expectedUser struct {
 	Products       []expectedProduct `json:"products"`
 }
 
+// expectedProduct is a product as the scenario wrote it, and the search
+// that recommended it.
 type expectedProduct struct {
-	MallID        string        `json:"mall_id"`
-	ProductID     string        `json:"product_id"`
-	Name          string        `json:"name"`
-	Price         records.Price `json:"price"`
-	SearchID      string        `json:"search_id"`
-	RecommendedAt int64         `json:"recommended_at"`
+	scenarioProduct
+	SearchID      string `json:"search_id"`
+	RecommendedAt int64  `json:"recommended_at"`
 }
 
 func loadScenario(t *testing.T) scenario {
@@ -456,7 +457,10 @@ func (h *harness) result() (map[string]expectedUser, int) {
 		}
 		u := expectedUser{LastQuery: rec.LastQuery, LastSearchedAt: rec.LastSearchedAt.UnixMilli(), Products: []expectedProduct{}}
 		for _, p := range rec.Products {
-			u.Products = append(u.Products, expectedProduct{MallID: p.MallID, ProductID: p.ProductID, Name: p.Name, Price: p.Price, SearchID: p.SearchID, RecommendedAt: p.RecommendedAt.UnixMilli()})
+			u.Products = append(u.Products, expectedProduct{
+				scenarioProduct: scenarioProduct{MallID: p.MallID, ProductID: p.ProductID, Name: p.Name, Price: p.Price},
+				SearchID:        p.SearchID, RecommendedAt: p.RecommendedAt.UnixMilli(),
+			})
 		}
 		out[user] = u
 	}
@@ -526,4 +530,13 @@ func header(r *kgo.Record, key string) string {
 		}
 	}
 	return ""
+}
+
+// runOnce builds an instance from o and runs it until ctx ends.
+func runOnce(ctx context.Context, o Options) error {
+	r, err := New(o)
+	if err != nil {
+		return err
+	}
+	return r.Run(ctx)
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/shopstream/shopstream/internal/clock"
 	"github.com/shopstream/shopstream/internal/deadletter"
 	"github.com/shopstream/shopstream/internal/records"
 )
@@ -21,7 +22,7 @@ import (
 // polled batch, produces each user's new Recommendation and commits the
 // prompts' offsets.
 type joiner struct {
-	cfg   *Config
+	cfg   *Options
 	table *Table
 	admin *kadm.Client
 	m     *metrics
@@ -38,9 +39,12 @@ type joiner struct {
 	stale map[int32]bool
 
 	matches []Product // reused lookup buffer
+
+	// onJoined, when set, is called on every partition assignment.
+	onJoined func()
 }
 
-func newJoiner(cfg *Config, table *Table, admin *kadm.Client, m *metrics, parts topicPartitions) *joiner {
+func newJoiner(cfg *Options, table *Table, admin *kadm.Client, m *metrics, parts topicPartitions) *joiner {
 	return &joiner{
 		cfg: cfg, table: table, admin: admin, m: m, parts: parts,
 		log:   cfg.Logger.With("part", "join"),
@@ -86,6 +90,9 @@ func (j *joiner) run(ctx context.Context) error {
 		kgo.OnPartitionsLost(j.markStale),
 		kgo.OnPartitionsAssigned(func(_ context.Context, _ *kgo.Client, a map[string][]int32) {
 			j.log.Info("partitions assigned", "topic", j.cfg.Topics.Find, "partitions", a[j.cfg.Topics.Find])
+			if j.onJoined != nil {
+				j.onJoined()
+			}
 		}),
 	)
 	if err != nil {
@@ -124,7 +131,7 @@ func (j *joiner) run(ctx context.Context) error {
 			// rewound to the committed offsets: the same prompts come again.
 			backoff = min(max(2*backoff, 250*time.Millisecond), 5*time.Second)
 			j.log.Warn("batch not joined; retrying", "err", err, "backoff", backoff)
-			if sleep(ctx, backoff) != nil {
+			if clock.Sleep(ctx, backoff) != nil {
 				return nil
 			}
 			continue

@@ -9,9 +9,12 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/shopstream/shopstream/internal/clock"
 	"github.com/shopstream/shopstream/internal/deadletter"
+	"github.com/shopstream/shopstream/internal/freshness"
 	"github.com/shopstream/shopstream/internal/records"
 	"github.com/shopstream/shopstream/internal/topicread"
+	"github.com/shopstream/shopstream/streamer"
 )
 
 // loader keeps the table in step with the filtered topic. It reads every
@@ -19,14 +22,14 @@ import (
 // product (a Kafka Streams global table). The streamer writes the topic in
 // transactions; the reader takes only committed products.
 type loader struct {
-	cfg   *Config
+	cfg   *Options
 	table *Table
 	m     *metrics
 	log   *slog.Logger
 	rd    *topicread.Reader // opened by run; dead letters are produced on its client
 }
 
-func newLoader(cfg *Config, table *Table, m *metrics) *loader {
+func newLoader(cfg *Options, table *Table, m *metrics) *loader {
 	return &loader{cfg: cfg, table: table, m: m, log: cfg.Logger.With("part", "table")}
 }
 
@@ -81,6 +84,11 @@ func (l *loader) run(ctx context.Context, caughtUp chan<- struct{}) error {
 			if err := l.apply(ctx, r); err != nil {
 				return err
 			}
+			// Records read while catching up at start are history; those
+			// of a backfill keep the timestamps of the history they copy.
+			if done && r.Value != nil && !streamer.Backfilled(r.Headers) {
+				freshness.Observe(l.m.freshness, l.cfg.Now(), r.Timestamp)
+			}
 		}
 		products, names := l.table.Len()
 		l.m.tableProducts.Set(float64(products))
@@ -112,7 +120,7 @@ func (l *loader) apply(ctx context.Context, r *kgo.Record) error {
 		default:
 			// Skipping would lose a product for good: wait for the registry.
 			l.log.Warn("decode filtered product; retrying", "partition", r.Partition, "offset", r.Offset, "err", err)
-			if err := sleep(ctx, backoff); err != nil {
+			if err := clock.Sleep(ctx, backoff); err != nil {
 				return err
 			}
 			continue

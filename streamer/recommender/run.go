@@ -4,32 +4,30 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"os"
+	"sync"
+	"sync/atomic"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/shopstream/shopstream/internal/clients"
-	"github.com/shopstream/shopstream/internal/config"
+	"github.com/shopstream/shopstream/internal/clock"
+	"github.com/shopstream/shopstream/internal/component"
 	"github.com/shopstream/shopstream/internal/records"
 )
 
 // DefaultGroup is the consumer group of the recommender's instances.
 const DefaultGroup = "shopstream-recommender"
 
-// Config is what Run needs. Kafka, Topics and Serde are required.
-type Config struct {
-	// Kafka is where every Kafka client of the instance connects.
-	Kafka *clients.Kafka
-	// Topics names the filtered products (read whole into the table), the
-	// prompts (consumed as a group), the recommendations (written, and read
-	// back to restore users) and the dead-letter topic.
-	Topics records.Topics
-	Serde  *records.Serde
+// Options configure one recommender instance: what every component is
+// built with (Deps; its Topics name the filtered products, read whole into
+// the table, the prompts, consumed as a group, the recommendations, written
+// and read back to restore users, and the dead-letter topic), and the
+// recommender's own settings.
+type Options struct {
+	component.Deps
+
 	// Group is the consumer group; DefaultGroup when empty.
 	Group string
 	// InstanceID names this instance; its transactional id is
@@ -41,10 +39,6 @@ type Config struct {
 	// TransactionTimeout bounds how long a crashed instance's transaction
 	// can hold back readers; 30s when zero.
 	TransactionTimeout time.Duration
-	// Registerer receives the metrics; none are exported when nil.
-	Registerer prometheus.Registerer
-	Logger     *slog.Logger
-	Now        func() time.Time
 	// OnCaughtUp, when set, is called once the table has read the filtered
 	// topic to the end offsets it found at start, just before prompts are
 	// joined.
@@ -66,17 +60,9 @@ type testHooks struct {
 	onTable func(*Table)
 }
 
-// ConfigFrom fills a Config from shopstream's configuration.
-func ConfigFrom(cfg *config.Config, kafka *clients.Kafka, serde *records.Serde, reg prometheus.Registerer, logger *slog.Logger) Config {
-	return Config{Kafka: kafka, Topics: cfg.Topics, Serde: serde, Registerer: reg, Logger: logger}
-}
-
-func (c *Config) setDefaults() error {
-	if c.Kafka == nil {
-		return errors.New("recommender: no Kafka clients")
-	}
-	if c.Serde == nil {
-		return errors.New("recommender: no serde")
+func (c *Options) setDefaults() error {
+	if err := c.Check("recommender"); err != nil {
+		return err
 	}
 	for _, t := range []struct{ what, name string }{
 		{"filtered", c.Topics.Filtered}, {"find", c.Topics.Find},
@@ -99,30 +85,57 @@ func (c *Config) setDefaults() error {
 	if c.TransactionTimeout == 0 {
 		c.TransactionTimeout = 30 * time.Second
 	}
-	if c.Registerer == nil {
-		c.Registerer = prometheus.NewRegistry()
-	}
-	if c.Logger == nil {
-		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-	}
-	if c.Now == nil {
-		c.Now = time.Now
-	}
 	return nil
 }
 
-// Run joins prompts with the table of filtered products until ctx ends. It
-// first reads the filtered topic up to its end offsets, then joins prompts
-// as a member of the group. It returns nil after a clean stop, which takes
-// at most a few seconds after ctx ends.
-func Run(ctx context.Context, cfg Config) error {
-	if err := cfg.setDefaults(); err != nil {
-		return err
+// StopWithin bounds how long Run takes to return once its context ends: a
+// batch that is committing gets up to 10 s to end its transaction, then the
+// instance leaves the group; usually it is a matter of milliseconds.
+const StopWithin = 12 * time.Second
+
+// Recommender is one instance of the join. Run returns within StopWithin of
+// its context's end.
+type Recommender struct {
+	cfg     Options
+	m       *metrics
+	ready   chan struct{}
+	joined  sync.Once
+	started atomic.Bool
+}
+
+// New checks o, fills in its defaults and registers the metrics; it starts
+// nothing.
+func New(o Options) (*Recommender, error) {
+	if err := o.setDefaults(); err != nil {
+		return nil, err
 	}
-	m, err := newMetrics(cfg.Registerer)
+	m, err := newMetrics(o.Registerer)
 	if err != nil {
-		return err
+		return nil, err
 	}
+	return &Recommender{cfg: o, m: m, ready: make(chan struct{})}, nil
+}
+
+// StopWithin is how long Run takes to return once its context ends.
+func (r *Recommender) StopWithin() time.Duration { return StopWithin }
+
+// InstanceID is the instance's name, its defaults filled in.
+func (r *Recommender) InstanceID() string { return r.cfg.InstanceID }
+
+// Ready is closed once the table has caught up with the filtered topic and
+// the instance has joined the prompts' group (its first partition
+// assignment, even an empty one).
+func (r *Recommender) Ready() <-chan struct{} { return r.ready }
+
+// Run joins prompts with the table of filtered products until ctx ends; it
+// may be called once. It first reads the filtered topic up to its end
+// offsets, then joins prompts as a member of the group. It returns nil
+// after a clean stop.
+func (r *Recommender) Run(ctx context.Context) error {
+	if !r.started.CompareAndSwap(false, true) {
+		return errors.New("recommender: Run called twice")
+	}
+	cfg, m := r.cfg, r.m
 	admCl, err := cfg.Kafka.NewClient()
 	if err != nil {
 		return err
@@ -150,6 +163,7 @@ func Run(ctx context.Context, cfg Config) error {
 			return nil
 		}
 		j := newJoiner(&cfg, table, admin, m, parts)
+		j.onJoined = func() { r.joined.Do(func() { close(r.ready) }) }
 		return j.run(gctx)
 	})
 	err = g.Wait()
@@ -161,7 +175,7 @@ func Run(ctx context.Context, cfg Config) error {
 
 // waitTopics checks the topics, waiting up to cfg.TopicWait for missing
 // ones to appear.
-func waitTopics(ctx context.Context, admin *kadm.Client, cfg *Config) (topicPartitions, error) {
+func waitTopics(ctx context.Context, admin *kadm.Client, cfg *Options) (topicPartitions, error) {
 	deadline := time.Now().Add(cfg.TopicWait)
 	lastLog := time.Time{}
 	for {
@@ -174,7 +188,7 @@ func waitTopics(ctx context.Context, admin *kadm.Client, cfg *Config) (topicPart
 			cfg.Logger.Warn("waiting for the recommender's topics", "missing", missing.topic, "hint", "run `shopstream bootstrap`")
 			lastLog = time.Now()
 		}
-		if err := sleep(ctx, 500*time.Millisecond); err != nil {
+		if err := clock.Sleep(ctx, 500*time.Millisecond); err != nil {
 			return parts, err
 		}
 	}
@@ -217,16 +231,4 @@ func checkTopics(ctx context.Context, admin *kadm.Client, t records.Topics) (top
 			"(run `shopstream bootstrap --force` to reconcile them)", t.Find, n[t.Find], t.Recommendations, n[t.Recommendations])
 	}
 	return topicPartitions{find: n[t.Find], recommendations: n[t.Recommendations], dlq: n[t.DLQ]}, nil
-}
-
-// sleep waits d or until ctx ends.
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }

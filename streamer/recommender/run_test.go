@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/shopstream/shopstream/internal/component"
 )
 
 func TestRunChecksTopics(t *testing.T) {
@@ -19,15 +21,15 @@ func TestRunChecksTopics(t *testing.T) {
 	missing := h.topics
 	missing.Filtered = "no_such_topic"
 	for i, c := range []struct {
-		cfg  Config
+		cfg  Options
 		want []string
 	}{
-		{Config{Kafka: h.kafka, Topics: mismatched, Serde: h.serde}, []string{"find (3 partitions)", "recom_two (2 partitions)", "same number of partitions"}},
-		{Config{Kafka: h.kafka, Topics: missing, Serde: h.serde}, []string{"topic no_such_topic does not exist", "shopstream bootstrap"}},
-		{Config{Topics: h.topics, Serde: h.serde}, []string{"no Kafka clients"}},
+		{Options{Deps: component.Deps{Kafka: h.kafka, Topics: mismatched, Serde: h.serde}}, []string{"find (3 partitions)", "recom_two (2 partitions)", "same number of partitions"}},
+		{Options{Deps: component.Deps{Kafka: h.kafka, Topics: missing, Serde: h.serde}}, []string{"topic no_such_topic does not exist", "shopstream bootstrap"}},
+		{Options{Deps: component.Deps{Topics: h.topics, Serde: h.serde}}, []string{"no Kafka clients"}},
 	} {
 		ctx, cancel := context.WithTimeout(h.ctx, 10*time.Second)
-		err := Run(ctx, c.cfg)
+		err := runOnce(ctx, c.cfg)
 		cancel()
 		if err == nil {
 			t.Errorf("#%d: Run started, want an error", i)
@@ -80,7 +82,7 @@ func TestRunWaitsForTopics(t *testing.T) {
 	ctx, cancel := context.WithCancel(h.ctx)
 	defer cancel()
 	go func() {
-		done <- Run(ctx, Config{Kafka: h.kafka, Topics: topics, Serde: h.serde, InstanceID: "waiter",
+		done <- runOnce(ctx, Options{Deps: component.Deps{Kafka: h.kafka, Topics: topics, Serde: h.serde}, InstanceID: "waiter",
 			TopicWait: 30 * time.Second, OnCaughtUp: func(n int) { caught <- n }})
 	}()
 	time.Sleep(time.Second)

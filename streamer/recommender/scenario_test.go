@@ -6,8 +6,9 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/shopstream/shopstream/internal/testtool"
 )
 
 // The scenario with one instance from start to end.
@@ -27,14 +28,14 @@ func TestScenarioOneInstance(t *testing.T) {
 		"shopstream_recommender_dead_letters_total": 6, // 5 prompts, 1 product
 		"shopstream_recommender_users":              6,
 	} {
-		if got := metricSum(t, in.reg, name); got != want {
+		if got := testtool.MetricValue(t, in.reg, name); got != want {
 			t.Errorf("%s = %v, want %v", name, got, want)
 		}
 	}
-	if got := metricSeries(t, in.reg, "shopstream_recommender_prompts_total", "result", "unmatched"); got != 4 {
+	if got := testtool.MetricValue(t, in.reg, "shopstream_recommender_prompts_total", "result", "unmatched"); got != 4 {
 		t.Errorf("unmatched prompts = %v, want 4", got)
 	}
-	if got := metricSeries(t, in.reg, "shopstream_recommender_join_latency_seconds", "", ""); got != 14 {
+	if got := testtool.MetricValue(t, in.reg, "shopstream_recommender_prompt_freshness_seconds"); got != 14 {
 		t.Errorf("join latency observed %v times, want 14", got)
 	}
 	in.stop(t)
@@ -128,7 +129,7 @@ func TestScenarioThreeInstances(t *testing.T) {
 	h.run(s, func() []*instance { return ins }, nil)
 	h.check(s, 3)
 	for _, in := range ins {
-		if n := metricSum(t, in.reg, "shopstream_recommender_prompts_total"); n == 0 {
+		if n := testtool.MetricValue(t, in.reg, "shopstream_recommender_prompts_total"); n == 0 {
 			t.Errorf("instance %s joined no prompt: the work was not shared", in.id)
 		}
 	}
@@ -145,48 +146,4 @@ func firstPromptStep(t *testing.T, s scenario) int {
 	}
 	t.Fatal("the scenario has no prompts")
 	return 0
-}
-
-// metricSeries returns the value of the series with label=value (a
-// histogram's sample count; any series when label is empty).
-func metricSeries(t *testing.T, reg *prometheus.Registry, name, label, value string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			match := label == ""
-			for _, l := range m.GetLabel() {
-				match = match || (l.GetName() == label && l.GetValue() == value)
-			}
-			if match {
-				return m.GetCounter().GetValue() + float64(m.GetHistogram().GetSampleCount())
-			}
-		}
-	}
-	return 0
-}
-
-// metricSum adds up every series of a metric family.
-func metricSum(t *testing.T, reg *prometheus.Registry, name string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	sum := 0.0
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			sum += m.GetCounter().GetValue() + m.GetGauge().GetValue()
-		}
-	}
-	return sum
 }

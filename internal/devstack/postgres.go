@@ -1,4 +1,4 @@
-package main
+package devstack
 
 import (
 	"context"
@@ -27,9 +27,9 @@ type devPostgres struct {
 	took    time.Duration
 }
 
-// startDevPostgres sets cfg.DatabaseDSN to the dev stack's database when it
+// startPostgres sets cfg.DatabaseDSN to the dev stack's database when it
 // starts one, and says once, clearly, when it cannot.
-func startDevPostgres(ctx context.Context, cfg *config.Config, out io.Writer) (*devPostgres, error) {
+func startPostgres(ctx context.Context, cfg *config.Config, out io.Writer) (*devPostgres, error) {
 	if cfg.DatabaseDSN != "" {
 		return &devPostgres{}, nil
 	}

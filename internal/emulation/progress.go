@@ -1,4 +1,4 @@
-package main
+package emulation
 
 import (
 	"context"
@@ -10,11 +10,12 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/urfave/cli/v2"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/shopstream/shopstream/internal/config"
+	"github.com/shopstream/shopstream/internal/exitcode"
+	"github.com/shopstream/shopstream/internal/runwatch"
 	"github.com/shopstream/shopstream/workflows"
 )
 
@@ -24,7 +25,8 @@ const (
 	lineInterval = 5 * time.Second
 )
 
-func queryProgress(ctx context.Context, tc client.Client, id string) (workflows.EmulateProgress, error) {
+// QueryProgress asks the emulation workflow id how far it is.
+func QueryProgress(ctx context.Context, tc client.Client, id string) (workflows.EmulateProgress, error) {
 	var p workflows.EmulateProgress
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
@@ -35,8 +37,8 @@ func queryProgress(ctx context.Context, tc client.Client, id string) (workflows.
 	return p, v.Get(&p)
 }
 
-// watchEmulation shows the run's progress until it ends, then its summary.
-func watchEmulation(ctx context.Context, tc client.Client, cfg *config.Config, run client.WorkflowRun, w io.Writer, tty bool) error {
+// watch shows the run's progress until it ends, then its summary.
+func watch(ctx context.Context, tc client.Client, cfg *config.Config, run client.WorkflowRun, w io.Writer, tty bool) error {
 	id := run.GetID()
 	var res workflows.EmulateShopResult
 	done := make(chan error, 1)
@@ -47,7 +49,7 @@ func watchEmulation(ctx context.Context, tc client.Client, cfg *config.Config, r
 	}
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
-	var meter rateMeter
+	var meter runwatch.RateMeter
 	drawn := false
 	for {
 		select {
@@ -57,24 +59,24 @@ func watchEmulation(ctx context.Context, tc client.Client, cfg *config.Config, r
 			}
 			if ctx.Err() != nil {
 				fmt.Fprintf(w, "emulate: stopped watching; the workflow goes on: `shopstream emulate status %s`, `shopstream emulate cancel %s`\n", id, id)
-				return cli.Exit("", 130)
+				return exitcode.New(130, "")
 			}
 			var canceled *temporal.CanceledError
 			if errors.As(err, &canceled) {
-				p, _ := queryProgress(context.WithoutCancel(ctx), tc, id)
+				p, _ := QueryProgress(context.WithoutCancel(ctx), tc, id)
 				return fmt.Errorf("emulate: workflow %s was canceled after %d of %d products were committed", id, p.Committed, p.Count)
 			}
 			if err != nil {
 				return fmt.Errorf("emulate: workflow %s failed: %w (see %s)", id, err, cfg.WorkflowURL(id, ""))
 			}
-			printEmulateSummary(w, cfg, id, res)
+			printSummary(w, cfg, id, res)
 			return nil
 		case now := <-tick.C:
-			p, err := queryProgress(ctx, tc, id)
+			p, err := QueryProgress(ctx, tc, id)
 			if err != nil {
 				continue // no worker has picked the workflow up yet
 			}
-			rate := meter.add(now, p.Committed)
+			rate := meter.Add(now, p.Committed)
 			var eta time.Duration
 			if rate > 0 {
 				eta = time.Duration(float64(p.Count-p.Committed) / rate * float64(time.Second))
@@ -87,29 +89,6 @@ func watchEmulation(ctx context.Context, tc client.Client, cfg *config.Config, r
 			}
 		}
 	}
-}
-
-// rateMeter turns (time, committed) samples into products a second over
-// the last ten seconds, so a stall shows soon and one batch does not spike.
-type rateMeter struct {
-	samples []rateSample
-}
-
-type rateSample struct {
-	at time.Time
-	n  int64
-}
-
-func (m *rateMeter) add(at time.Time, n int64) float64 {
-	m.samples = append(m.samples, rateSample{at, n})
-	for len(m.samples) > 2 && at.Sub(m.samples[0].at) > 10*time.Second {
-		m.samples = m.samples[1:]
-	}
-	first := m.samples[0]
-	if d := at.Sub(first.at).Seconds(); d > 0 {
-		return float64(n-first.n) / d
-	}
-	return 0
 }
 
 func progressLine(p workflows.EmulateProgress, rate float64, eta time.Duration) string {
@@ -139,7 +118,7 @@ func percent(p workflows.EmulateProgress) float64 {
 	return 100 * float64(p.Committed) / float64(p.Count)
 }
 
-func printEmulateSummary(w io.Writer, cfg *config.Config, id string, res workflows.EmulateShopResult) {
+func printSummary(w io.Writer, cfg *config.Config, id string, res workflows.EmulateShopResult) {
 	d := res.FinishedAt.Sub(res.StartedAt)
 	rate := 0.0
 	if d > 0 {

@@ -1,4 +1,4 @@
-package main
+package bootstrap
 
 import (
 	"testing"
@@ -21,7 +21,7 @@ func TestConnectorVarsCoverTheShippedConfigs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	in := bootstrapInput(cfg, topicSettings{partitions: 1, replicationFactor: 1}, nil)
+	in := Input(cfg, Topics{Partitions: 1, ReplicationFactor: 1}, nil)
 	found := false
 	for _, c := range configs {
 		resolved, err := c.Resolve(in.Connectors.Vars)

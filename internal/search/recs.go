@@ -1,4 +1,4 @@
-package main
+package search
 
 import (
 	"context"
@@ -10,48 +10,21 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/urfave/cli/v2"
 
+	"github.com/shopstream/shopstream/internal/freshness"
+	"github.com/shopstream/shopstream/internal/process"
 	"github.com/shopstream/shopstream/internal/records"
 	"github.com/shopstream/shopstream/internal/topicread"
 )
-
-func recsCommand() *cli.Command {
-	return &cli.Command{
-		Name:  "recs",
-		Usage: "show a user's current recommendations (newest first)",
-		Description: "Reads the user's latest Recommendation from the recommendations topic (committed records only).\n" +
-			"--follow then prints each update as it arrives, until Ctrl-C; --json prints the record as JSON\n" +
-			"(one object per line with --follow; null when the user has none).\n\n" +
-			"Examples:\n  shopstream recs --user alice\n  shopstream recs --user alice --follow --json",
-		Flags: withFlags(
-			&cli.StringFlag{Name: "user", Aliases: []string{"u"}, EnvVars: []string{"SHOPSTREAM_USER"}, Usage: "whose recommendations"},
-			&cli.BoolFlag{Name: "follow", Aliases: []string{"f"}, Usage: "keep printing each update until Ctrl-C"},
-			&cli.BoolFlag{Name: "json", Usage: "print JSON"},
-		),
-		Action: func(c *cli.Context) error {
-			user, err := checkUser(c)
-			if err != nil {
-				return err
-			}
-			e, err := connect(c, true, false)
-			if err != nil {
-				return err
-			}
-			defer e.close()
-			return showRecs(c.Context, e, user, c.Bool("follow"), c.Bool("json"), c.App.Writer)
-		},
-	}
-}
 
 // userPartition is the partition of the recommendations topic that holds
 // the user: the one Kafka's default (murmur2) partitioner picks for the key,
 // as `shopstream search` and ksqlDB do. The built-in recommender writes to
 // the partition of the user's prompt, the same one when prompts are keyed
 // the same way.
-func userPartition(ctx context.Context, e *env, user string) (int32, int, error) {
-	topic := e.cfg.Topics.Recommendations
-	details, err := e.admin.ListTopics(ctx, topic)
+func userPartition(ctx context.Context, e *process.Env, user string) (int32, int, error) {
+	topic := e.Config.Topics.Recommendations
+	details, err := e.Admin.ListTopics(ctx, topic)
 	if err != nil {
 		return 0, 0, fmt.Errorf("describe topic %s: %w", topic, err)
 	}
@@ -76,7 +49,7 @@ type latestRec struct {
 // readLatest reads the user's partition up to its last stable offset; when
 // the user is not there (prompts keyed by another partitioner), it reads
 // the other partitions too.
-func readLatest(ctx context.Context, e *env, user string) (*latestRec, error) {
+func readLatest(ctx context.Context, e *process.Env, user string) (*latestRec, error) {
 	p, n, err := userPartition(ctx, e, user)
 	if err != nil {
 		return nil, err
@@ -107,9 +80,9 @@ func readLatest(ctx context.Context, e *env, user string) (*latestRec, error) {
 	return more, nil
 }
 
-func readPartitions(ctx context.Context, e *env, user string, parts []int32) (*latestRec, error) {
-	topic := e.cfg.Topics.Recommendations
-	rd, err := topicread.Open(ctx, e.kafkaClients, topic, topicread.Options{Partitions: parts})
+func readPartitions(ctx context.Context, e *process.Env, user string, parts []int32) (*latestRec, error) {
+	topic := e.Config.Topics.Recommendations
+	rd, err := topicread.Open(ctx, e.Kafka, topic, topicread.Options{Partitions: parts})
 	if err != nil {
 		return nil, err
 	}
@@ -130,7 +103,7 @@ func readPartitions(ctx context.Context, e *env, user string, parts []int32) (*l
 		return res, nil
 	default:
 		res.rec = new(records.Recommendation)
-		if err = e.serde.Decode(ctx, latest.Value, res.rec); err != nil {
+		if err = e.Serde.Decode(ctx, latest.Value, res.rec); err != nil {
 			err = fmt.Errorf("decode the recommendations of %s (%s partition %d offset %d): %w", user, topic, latest.Partition, latest.Offset, err)
 		}
 	}
@@ -141,7 +114,10 @@ func readPartitions(ctx context.Context, e *env, user string, parts []int32) (*l
 	return res, nil
 }
 
-func showRecs(ctx context.Context, e *env, user string, follow, asJSON bool, w io.Writer) error {
+// ShowRecs prints the user's current recommendations (committed records
+// only), as JSON when asJSON; with follow it then prints each update until
+// ctx ends.
+func ShowRecs(ctx context.Context, e *process.Env, user string, follow, asJSON bool, w io.Writer) error {
 	res, err := readLatest(ctx, e, user)
 	if err != nil {
 		return err
@@ -161,7 +137,7 @@ func showRecs(ctx context.Context, e *env, user string, follow, asJSON bool, w i
 			return nil
 		}
 		rec := new(records.Recommendation)
-		if err := e.serde.Decode(ctx, r.Value, rec); err != nil {
+		if err := e.Serde.Decode(ctx, r.Value, rec); err != nil {
 			return fmt.Errorf("decode the recommendations of %s (partition %d offset %d): %w", user, r.Partition, r.Offset, err)
 		}
 		printRecs(w, user, rec, false, asJSON)
@@ -175,7 +151,7 @@ func printRecs(w io.Writer, user string, rec *records.Recommendation, deleted, a
 			fmt.Fprintln(w, "null")
 			return
 		}
-		b, _ := json.Marshal(rec) // plain strings, numbers and times: cannot fail
+		b, _ := json.Marshal(freshness.Aged(rec, time.Now())) // plain strings, numbers and times: cannot fail
 		fmt.Fprintln(w, string(b))
 		return
 	}
@@ -207,17 +183,17 @@ func fmtTime(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05.00
 
 // recsWatcher watches the user's partition from its end, for --wait.
 type recsWatcher struct {
-	e    *env
+	e    *process.Env
 	user string
 	rd   *topicread.Reader
 }
 
-func newRecsWatcher(ctx context.Context, e *env, user string) (*recsWatcher, error) {
+func newRecsWatcher(ctx context.Context, e *process.Env, user string) (*recsWatcher, error) {
 	p, _, err := userPartition(ctx, e, user)
 	if err != nil {
 		return nil, err
 	}
-	rd, err := topicread.Open(ctx, e.kafkaClients, e.cfg.Topics.Recommendations, topicread.Options{Partitions: []int32{p}, FromEnd: true})
+	rd, err := topicread.Open(ctx, e.Kafka, e.Config.Topics.Recommendations, topicread.Options{Partitions: []int32{p}, FromEnd: true})
 	if err != nil {
 		return nil, err
 	}
@@ -249,7 +225,7 @@ func (w *recsWatcher) waitFor(ctx context.Context, sent []*records.SearchPrompt,
 				continue
 			}
 			var rec records.Recommendation
-			if err := w.e.serde.Decode(ctx, r.Value, &rec); err != nil {
+			if err := w.e.Serde.Decode(ctx, r.Value, &rec); err != nil {
 				return fmt.Errorf("decode the recommendations of %s: %w", w.user, err)
 			}
 			// Each prompt produces one record, in order. Should one be

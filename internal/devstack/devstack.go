@@ -1,0 +1,222 @@
+// Package devstack is `shopstream dev`: the embedded stack (Kafka, the
+// schema registry, the Temporal dev server, PostgreSQL when installed) and
+// every shopstream component over it in one process, bootstrapped, with
+// one ready line once all of them work and one bounded stop.
+package devstack
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/shopstream/shopstream/environment"
+	"github.com/shopstream/shopstream/internal/bootstrap"
+	"github.com/shopstream/shopstream/internal/config"
+	"github.com/shopstream/shopstream/internal/process"
+	"github.com/shopstream/shopstream/internal/productapi"
+	"github.com/shopstream/shopstream/internal/sink"
+	"github.com/shopstream/shopstream/internal/supervise"
+	"github.com/shopstream/shopstream/internal/telemetry"
+	"github.com/shopstream/shopstream/streamer"
+)
+
+// Options configure the dev stack. Config says what to connect to: a part
+// whose address is the default one is started here, any other is used as
+// it is.
+type Options struct {
+	Config *config.Config
+	Logger *slog.Logger
+	// Topics shape the topics of the first bootstrap.
+	Topics bootstrap.Topics
+	// NoBootstrap skips the bootstrap once the stack is up.
+	NoBootstrap bool
+	// TemporalCLI is the Temporal CLI's path (./bin/temporal when empty).
+	TemporalCLI string
+	// UntunedTemporal leaves the dev server's dynamic config at its defaults.
+	UntunedTemporal bool
+}
+
+// StopWithin is how long the components get to stop once dev is told to,
+// unless one states a longer bound of its own (supervise.Bounded).
+const StopWithin = 8 * time.Second
+
+// Run starts the stack and every component, bootstraps, prints each
+// endpoint and a ready line on out once every component is ready, and runs
+// until ctx ends; it returns nil after a clean stop.
+func Run(ctx context.Context, o Options, out io.Writer) error {
+	t0 := time.Now()
+	cfg, logger := o.Config, o.Logger
+	def := config.Default()
+	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+		return fmt.Errorf("create data dir %s: %w", cfg.DataDir, err)
+	}
+	temporalLog, err := os.OpenFile(filepath.Join(cfg.DataDir, "temporal.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return fmt.Errorf("open the Temporal dev server's log: %w", err)
+	}
+	defer temporalLog.Close()
+
+	fmt.Fprintln(out, "shopstream dev: starting the embedded stack")
+	stack, err := environment.Start(ctx, environment.Options{
+		DataDir:         cfg.DataDir,
+		StartKafka:      slices.Equal(cfg.KafkaBrokers, def.KafkaBrokers),
+		KafkaPort:       environment.KafkaPort,
+		KafkaBrokers:    cfg.KafkaBrokers,
+		StartRegistry:   cfg.SchemaRegistryURL == def.SchemaRegistryURL,
+		RegistryPort:    environment.RegistryPort,
+		RegistryURL:     cfg.SchemaRegistryURL,
+		StartTemporal:   cfg.TemporalAddress == def.TemporalAddress,
+		TemporalPort:    environment.TemporalPort,
+		TemporalUIPort:  environment.TemporalUIPort,
+		TemporalAddress: cfg.TemporalAddress,
+		TemporalUIURL:   cfg.TemporalUIURL,
+		TemporalCLI:     o.TemporalCLI,
+		UntunedTemporal: o.UntunedTemporal,
+		Log:             temporalLog,
+	})
+	if err != nil {
+		return err
+	}
+	// Before anything connects, Start repaired what an unclean stop left.
+	stack.KafkaRecovery.Print(out)
+	defer func() {
+		fmt.Fprintln(out, "shopstream dev: stopping the stack")
+		if err := stack.Close(); err != nil {
+			logger.Warn("stop stack", "err", err)
+		}
+	}()
+	cfg.KafkaBrokers, cfg.SchemaRegistryURL = stack.KafkaBrokers, stack.RegistryURL
+	cfg.TemporalAddress, cfg.TemporalUIURL = stack.TemporalAddress, stack.TemporalUIURL
+	pg, err := startPostgres(ctx, cfg, out)
+	if err != nil {
+		return err
+	}
+	defer pg.stop()
+
+	e, err := process.Connect(ctx, cfg, logger, telemetry.NewRegistry(), process.NeedKafka|process.NeedTemporal)
+	if err != nil {
+		return err
+	}
+	defer e.Close()
+	g, err := components(ctx, e)
+	if err != nil {
+		return err
+	}
+	metricsAddr, err := telemetry.Serve(ctx, cfg.MetricsAddrFor("dev"), e.Metrics, g)
+	if err != nil {
+		return err
+	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- g.Run(ctx) }()
+	// stop ends the components and reports the first failure, which (a
+	// taken port, say) explains what went wrong better than what saw it.
+	stop := func(cause error) error {
+		cancel()
+		return errors.Join(<-done, cause)
+	}
+
+	if !o.NoBootstrap {
+		bctx, bcancel := context.WithTimeout(ctx, 2*time.Minute)
+		_, err := bootstrap.Run(bctx, e.Temporal, cfg, bootstrap.Input(cfg, o.Topics, nil), out, false)
+		bcancel()
+		if err != nil {
+			if gerr := stop(nil); gerr != nil {
+				return gerr
+			}
+			return err
+		}
+	}
+	// dev prints its ready line only once every component works, so a
+	// command run at once finds it working.
+	wctx, wcancel := context.WithTimeout(ctx, time.Minute)
+	err = g.WaitReady(wctx)
+	wcancel()
+	switch {
+	case err == nil:
+	case ctx.Err() != nil: // told to stop (Ctrl-C) while waiting
+		return stop(nil)
+	case errors.Is(err, context.DeadlineExceeded):
+		logger.Warn("components not ready after a minute; going on", "err", err)
+	default: // a component stopped before it was ready
+		return stop(err)
+	}
+
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "  Kafka\t%s\t%s\n", strings.Join(cfg.KafkaBrokers, ","), startedNote(stack, "kafka", filepath.Join(cfg.DataDir, "kafka")))
+	fmt.Fprintf(tw, "  Schema registry\t%s\t%s\n", config.Mask(cfg.SchemaRegistryURL), startedNote(stack, "schema registry", filepath.Join(cfg.DataDir, "schema-registry.json")))
+	fmt.Fprintf(tw, "  Temporal\t%s\t%s\n", cfg.TemporalAddress, startedNote(stack, "temporal", filepath.Join(cfg.DataDir, "temporal.db")))
+	fmt.Fprintf(tw, "  Temporal Web UI\t%s\t\n", cfg.TemporalUIURL)
+	pgAddr, pgNote := pg.note(cfg)
+	fmt.Fprintf(tw, "  PostgreSQL\t%s\t%s\n", pgAddr, pgNote)
+	if metricsAddr != "" {
+		fmt.Fprintf(tw, "  Metrics\thttp://%s/metrics\t\n", metricsAddr)
+	}
+	tw.Flush()
+	fmt.Fprintf(out, "shopstream dev: ready in %s (Ctrl-C stops everything)\n", time.Since(t0).Round(10*time.Millisecond))
+	return <-done
+}
+
+// components are what dev runs beside the stack: the Temporal worker (and
+// the Kafka view on /metrics that a worker exports), the product API, the
+// streamer with the built-in recommender, and, with PostgreSQL, the image
+// collector and the sink.
+func components(ctx context.Context, e *process.Env) (*supervise.Group, error) {
+	g := supervise.New(StopWithin)
+	if err := e.RegisterKafkaView(); err != nil {
+		return nil, err
+	}
+	w, err := e.Worker(5 * time.Second)
+	if err != nil {
+		return nil, err
+	}
+	api, err := e.API(ctx, process.APISettings{Addr: productapi.DefaultAddr, MaxBody: productapi.DefaultMaxBody}, g)
+	if err != nil {
+		return nil, err
+	}
+	go func() {
+		select {
+		case <-api.Ready():
+			e.Logger.Info("product API serving", "url", "http://"+api.Addr()+"/api/v1/", "images", "http://"+api.Addr()+"/images/{name}.png")
+		case <-ctx.Done():
+		}
+	}()
+	if err := errors.Join(g.Add("temporal worker", w), g.Add("product api", api)); err != nil {
+		return nil, err
+	}
+	if err := e.AddStreamer(g, process.StreamerSettings{Group: streamer.DefaultGroup, Recommender: true}); err != nil {
+		return nil, err
+	}
+	if e.Config.DatabaseDSN == "" {
+		// startPostgres said why at start.
+		e.Logger.Warn("image collector not started: it needs PostgreSQL; set DATABASE_DSN or install PostgreSQL (make postgres)")
+		return g, nil
+	}
+	col, err := e.Collector(ctx, process.DevCollectorSettings())
+	if err != nil {
+		return nil, err
+	}
+	sk, err := e.Sink(ctx, process.SinkSettings{Group: sink.DefaultGroup, BatchSize: 5000})
+	if err != nil {
+		return nil, err
+	}
+	return g, errors.Join(g.Add("image collector", col), g.Add("sink", sk))
+}
+
+func startedNote(s *environment.Stack, part, state string) string {
+	d, ok := s.Started[part]
+	if !ok {
+		return "(external)"
+	}
+	return fmt.Sprintf("(embedded, up in %s, state in %s)", d.Round(time.Millisecond), state)
+}

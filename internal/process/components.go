@@ -1,0 +1,260 @@
+package process
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+	"time"
+
+	"go.temporal.io/sdk/worker"
+
+	"github.com/shopstream/shopstream/activities"
+	"github.com/shopstream/shopstream/environment"
+	"github.com/shopstream/shopstream/internal/blobstore"
+	"github.com/shopstream/shopstream/internal/catalog"
+	"github.com/shopstream/shopstream/internal/collector"
+	"github.com/shopstream/shopstream/internal/component"
+	"github.com/shopstream/shopstream/internal/imagefetch"
+	"github.com/shopstream/shopstream/internal/kafkametrics"
+	"github.com/shopstream/shopstream/internal/productapi"
+	"github.com/shopstream/shopstream/internal/sink"
+	"github.com/shopstream/shopstream/internal/supervise"
+	"github.com/shopstream/shopstream/internal/telemetry"
+	"github.com/shopstream/shopstream/streamer"
+	"github.com/shopstream/shopstream/streamer/recommender"
+	"github.com/shopstream/shopstream/workers"
+)
+
+// Activities builds every activity family over the process's clients.
+func (e *Env) Activities() (workers.Activities, error) {
+	emulate, err := activities.NewEmulate(e.Kafka, e.Admin, e.Serde, e.Metrics)
+	if err != nil {
+		e.Logger.Error("emulation activities not registered", "err", err)
+	}
+	connectors, err := environment.ConnectorConfigs()
+	if err != nil {
+		return workers.Activities{}, err
+	}
+	ops, err := workers.NewOperations(e.Kafka, e.Admin, e.Serde, e.Config.Topics, e.Metrics)
+	if err != nil {
+		return workers.Activities{}, err
+	}
+	return workers.Activities{
+		Emulate: emulate,
+		Bootstrap: &activities.Bootstrap{
+			Kafka:      e.Client,
+			Registry:   e.Serde.Registry(),
+			Schemas:    e.Serde.Schemas(),
+			HTTP:       &http.Client{Timeout: 30 * time.Second},
+			Connectors: connectors,
+		},
+		Filter:   &activities.Filter{Kafka: e.Kafka, Serde: e.Serde, Topic: e.Config.Topics.Filter},
+		Backfill: ops.Backfill,
+		Replay:   ops.Replay,
+	}, nil
+}
+
+// Worker is the Temporal worker with every workflow and activity, on the
+// configured task queue; running activities get stopTimeout to finish when
+// it stops (the SDK's default when zero).
+func (e *Env) Worker(stopTimeout time.Duration) (*workers.Worker, error) {
+	acts, err := e.Activities()
+	if err != nil {
+		return nil, err
+	}
+	return workers.New(e.Temporal, e.Config.TaskQueue, acts, worker.Options{WorkerStopTimeout: stopTimeout}), nil
+}
+
+// RegisterKafkaView exports, on the process's /metrics, what Kafka says
+// about shopstream's topics at each scrape: partition offsets and every
+// group's lag. The worker (and dev, which hosts one) exports it: the
+// observer of the consumers is not one of them.
+func (e *Env) RegisterKafkaView() error {
+	c, err := kafkametrics.New(kafkametrics.Options{
+		Admin: e.Admin, Kafka: e.Kafka, Topics: kafkametrics.TopicRoles(e.Config.Topics), Log: e.Logger.With("component", "kafka-metrics"),
+		SkipGroup: activities.IsBatchMarkerGroup,
+	})
+	if err != nil {
+		return err
+	}
+	return e.Metrics.Register(c)
+}
+
+// deps are what every component is built with, over the process's clients
+// and metrics; its logs say which component (the sink says so itself).
+func (e *Env) deps(name string) component.Deps {
+	log := e.Logger
+	if name != "" {
+		log = log.With("component", name)
+	}
+	return component.Deps{Kafka: e.Kafka, Topics: e.Config.Topics, Serde: e.Serde, Registerer: e.Metrics, Logger: log}
+}
+
+// StreamerSettings are the streamer process's own settings.
+type StreamerSettings struct {
+	Group           string
+	InstanceID      string
+	TransactionalID string
+	CaseSensitive   bool
+	MaxBatch        int
+	// Recommender runs the built-in recommender in the same process.
+	Recommender bool
+}
+
+// AddStreamer adds the streamer process's components to g: the filter
+// ("streamer") and, when s asks for it, the built-in recommender
+// ("recommender"), both over the process's clients and metrics.
+func (e *Env) AddStreamer(g *supervise.Group, s StreamerSettings) error {
+	st, err := streamer.New(streamer.Options{Deps: e.deps("streamer"),
+		Group: s.Group, InstanceID: s.InstanceID, TransactionalID: s.TransactionalID, CaseSensitive: s.CaseSensitive, MaxBatch: s.MaxBatch,
+	})
+	if err != nil {
+		return err
+	}
+	if err := g.Add("streamer", st); err != nil {
+		return err
+	}
+	if !s.Recommender {
+		return nil
+	}
+	rec, err := e.Recommender(RecommenderSettings{
+		Group: recommender.DefaultGroup,
+		// One process, one id: unique when several instances share a host.
+		InstanceID: st.InstanceID(),
+		TopicWait:  2 * time.Minute, // `shopstream dev` bootstraps after its components start
+	})
+	if err != nil {
+		return err
+	}
+	return g.Add("recommender", rec)
+}
+
+// RecommenderSettings are the recommender's own settings.
+type RecommenderSettings struct {
+	Group      string
+	InstanceID string
+	// TopicWait is how long to wait for `shopstream bootstrap` to create
+	// missing topics.
+	TopicWait time.Duration
+	// OnCaughtUp, when set, hears how many products the table holds once it
+	// caught up.
+	OnCaughtUp func(products int)
+}
+
+// Recommender builds the built-in recommender over the process's clients.
+func (e *Env) Recommender(s RecommenderSettings) (*recommender.Recommender, error) {
+	return recommender.New(recommender.Options{Deps: e.deps("recommender"),
+		Group: s.Group, InstanceID: s.InstanceID, TopicWait: s.TopicWait, OnCaughtUp: s.OnCaughtUp,
+	})
+}
+
+// SinkSettings are the sink's own settings.
+type SinkSettings struct {
+	Group     string
+	BatchSize int
+}
+
+// Sink opens the process's database (applying its migrations) and builds
+// the sink over it.
+func (e *Env) Sink(ctx context.Context, s SinkSettings) (*sink.Sink, error) {
+	store, err := e.Database(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return sink.New(sink.Options{Deps: e.deps(""), Group: s.Group, Store: store, BatchSize: s.BatchSize})
+}
+
+// CollectorSettings are the image collector's own settings.
+type CollectorSettings struct {
+	Group           string
+	TransactionalID string
+	Fetch           imagefetch.Options
+}
+
+// errNoDatabase: the collector keeps its state in PostgreSQL.
+var errNoDatabase = errors.New("no PostgreSQL to keep collected products in: set DATABASE_DSN / --database-dsn (shopstream dev starts one when PostgreSQL is installed: make postgres)")
+
+// Collector builds the image collector over the process's database, blob
+// storage and an image fetcher; its Run closes the last two when it ends.
+func (e *Env) Collector(ctx context.Context, s CollectorSettings) (supervise.Component, error) {
+	if e.Config.DatabaseDSN == "" {
+		return nil, errNoDatabase
+	}
+	db, err := e.Database(ctx)
+	if err != nil {
+		return nil, err
+	}
+	blobs, err := blobstore.Open(ctx, e.Config.BlobURL, e.Config.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	s.Fetch.Registerer = e.Metrics
+	fetcher, err := imagefetch.New(s.Fetch)
+	if err != nil {
+		blobs.Close()
+		return nil, err
+	}
+	col, err := collector.New(collector.Options{
+		Deps:    e.deps("collector"),
+		Group:   s.Group,
+		Store:   collector.NewStore(db),
+		Blobs:   blobs,
+		Fetcher: fetcher,
+		// Empty unless given: collector.New picks a random one.
+		TransactionalID: s.TransactionalID,
+	})
+	if err != nil {
+		fetcher.Close()
+		blobs.Close()
+		return nil, err
+	}
+	return &collectorRun{Collector: col, close: func() { fetcher.Close(); blobs.Close() }}, nil
+}
+
+// collectorRun closes the collector's blob storage and fetcher after Run.
+type collectorRun struct {
+	*collector.Collector
+	close func()
+}
+
+func (c *collectorRun) Run(ctx context.Context) error {
+	defer c.close()
+	return c.Collector.Run(ctx)
+}
+
+// DevCollectorSettings are the collector's settings inside `shopstream
+// dev`: allowed to fetch from the embedded image server.
+func DevCollectorSettings() CollectorSettings {
+	host := productapi.DefaultAddr
+	_, port, _ := strings.Cut(host, ":")
+	return CollectorSettings{Group: collector.DefaultGroup, Fetch: imagefetch.Options{AllowHosts: []string{host, "localhost:" + port}}}
+}
+
+// APISettings are the product API's own settings.
+type APISettings struct {
+	Addr     string
+	MaxBody  int64
+	NoImages bool
+}
+
+// API builds the product API over the process's clients; reads come from
+// the database when one is configured. It serves the process's /metrics and
+// ready's answer on /readyz.
+func (e *Env) API(ctx context.Context, s APISettings, ready telemetry.Readiness) (*productapi.API, error) {
+	var reader catalog.Reader
+	if e.Config.DatabaseDSN != "" {
+		db, err := e.Database(ctx)
+		if err != nil {
+			return nil, err
+		}
+		reader = collector.NewStore(db)
+	} else {
+		e.Logger.Warn("no DATABASE_DSN: the product API accepts products but cannot serve complete products (reads answer 503)")
+	}
+	return productapi.New(productapi.Options{
+		Producer: e.Client, Serde: e.Serde, Topics: e.Config.Topics, Catalog: reader,
+		Registerer: e.Metrics, Gatherer: e.Metrics, Readiness: ready, Logger: e.Logger.With("component", "api"),
+		Addr: s.Addr, MaxBody: s.MaxBody, NoImages: s.NoImages,
+	})
+}
