@@ -11,7 +11,7 @@ GO_SOURCES := $(shell find . -path ./.data -prune -o \( -name '*.go' -o -name '*
 
 .PHONY: build run dev test test-deps bench bootstrap temporal helm postgres clean \
         create-topics create-connectors ksqldb-migration docker-compose promtool up down \
-        bench-scaleout
+        bench-scaleout chaos
 
 build: $(BIN)/shopstream
 
@@ -80,6 +80,12 @@ test: test-deps
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 25m ./...
 	cd environment/helm && $(GO) vet ./... && $(GO) test -count=1 -timeout 20m ./...
+
+# The fault suite: SEEDS seeded schedules of faults over the whole pipeline
+# (make test runs 30), or one replayed with SEED=17. See internal/chaos.
+SEEDS ?= 50
+chaos: temporal postgres
+	@SEEDS=$(SEEDS) SEED=$(SEED) GO=$(GO) scripts/chaos.sh
 
 bench: build temporal
 	$(GO) test -run '^$$' -bench . -benchmem ./...

@@ -44,6 +44,7 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer) *cli.App {
 			searchCommand(),
 			recsCommand(),
 			recommenderCommand(),
+			kafkaCommand(),
 		},
 		// urfave prints its own message for a bad flag; make the exit code 2.
 		OnUsageError: func(c *cli.Context, err error, _ bool) error {

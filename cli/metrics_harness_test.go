@@ -28,6 +28,7 @@ import (
 	"github.com/shopstream/shopstream/internal/component"
 	"github.com/shopstream/shopstream/internal/config"
 	"github.com/shopstream/shopstream/internal/imagefetch"
+	"github.com/shopstream/shopstream/internal/kafkametrics"
 	"github.com/shopstream/shopstream/internal/pgstore"
 	"github.com/shopstream/shopstream/internal/process"
 	"github.com/shopstream/shopstream/internal/productapi"
@@ -75,6 +76,10 @@ func (r *recorder) Register(c prometheus.Collector) error {
 		kind = telemetry.KindHistogram
 	case *prometheus.SummaryVec:
 		kind = telemetry.KindSummary
+	case *kafkametrics.Collector:
+		// Its counter is always gathered; a series it exports only at
+		// times (a hanging transaction's age) is a gauge.
+		kind = telemetry.KindGauge
 	}
 	ch := make(chan *prometheus.Desc)
 	go func() { c.Describe(ch); close(ch) }()

@@ -7,13 +7,17 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/shopstream/shopstream/internal/clients"
+	"github.com/shopstream/shopstream/internal/hanging"
 )
 
 // Fixed ports of the embedded stack; every command's defaults point here.
@@ -60,11 +64,16 @@ type Stack struct {
 	TemporalUIURL   string
 	// Kafka is the in-process cluster, nil when an external Kafka is used.
 	Kafka *kfake.Cluster
+	// KafkaRecovery says what Start repaired because the embedded Kafka
+	// had not been stopped cleanly (a crash, a SIGKILL); nil when it had.
+	KafkaRecovery *hanging.Recovery
 	// Started says how long each part took to answer.
 	Started map[string]time.Duration
 
 	registry *http.Server
 	temporal *temporalServer
+	// dataDir is where the embedded Kafka keeps its state ("" in memory).
+	dataDir string
 }
 
 // Start starts the parts Options asks for and waits until each answers. On an
@@ -114,16 +123,36 @@ func Start(ctx context.Context, o Options) (_ *Stack, err error) {
 
 	if o.StartKafka {
 		t0 := time.Now()
-		opts := []kfake.Opt{
-			kfake.Ports(o.KafkaPort),
-			kfake.DefaultNumPartitions(3),
-			// Compact the filter topic within seconds, not kfake's default hour.
-			kfake.BrokerConfigs(map[string]string{"log.cleaner.backoff.ms": "30000"}),
+		opts := func(port int) []kfake.Opt {
+			opts := []kfake.Opt{
+				kfake.Ports(port),
+				kfake.DefaultNumPartitions(3),
+				// Compact the filter topic within seconds, not kfake's default hour.
+				kfake.BrokerConfigs(map[string]string{"log.cleaner.backoff.ms": "30000"}),
+			}
+			if o.DataDir != "" {
+				opts = append(opts, kfake.DataDir(filepath.Join(o.DataDir, "kafka")))
+			}
+			return opts
+		}
+		if o.DataDir != "" && StoppedUncleanly(o.DataDir) {
+			rec, err := recoverKafka(ctx, opts(0))
+			if err != nil {
+				return nil, err
+			}
+			rec.Took = time.Since(t0)
+			s.KafkaRecovery = &rec
 		}
 		if o.DataDir != "" {
-			opts = append(opts, kfake.DataDir(filepath.Join(o.DataDir, "kafka")))
+			if err := os.MkdirAll(o.DataDir, 0o755); err != nil {
+				return nil, fmt.Errorf("create data dir %s: %w", o.DataDir, err)
+			}
+			if err := writeKafkaState(o.DataDir, "running"); err != nil {
+				return nil, err
+			}
+			s.dataDir = o.DataDir
 		}
-		if s.Kafka, err = kfake.NewCluster(opts...); err != nil {
+		if s.Kafka, err = kfake.NewCluster(opts(o.KafkaPort)...); err != nil {
 			return nil, fmt.Errorf("start Kafka (kfake) on 127.0.0.1:%d: %w", o.KafkaPort, err)
 		}
 		s.KafkaBrokers = s.Kafka.ListenAddrs()
@@ -196,8 +225,61 @@ func (s *Stack) Close() error {
 	if s.Kafka != nil {
 		s.Kafka.Close()
 		s.Kafka = nil
+		if s.dataDir != "" {
+			errs = append(errs, writeKafkaState(s.dataDir, "stopped"))
+		}
 	}
 	return errors.Join(errs...)
+}
+
+// kafkaStateFile, in the data directory, says "running" while the
+// embedded Kafka runs and "stopped" once it has closed cleanly.
+const kafkaStateFile = "kafka.state"
+
+// StoppedUncleanly says whether the embedded Kafka kept in dataDir was
+// last stopped without closing (a crash, a SIGKILL): its state file does
+// not say "stopped". A directory kept by a shopstream from before the
+// state file is taken as stopped uncleanly, which costs one check.
+func StoppedUncleanly(dataDir string) bool {
+	if _, err := os.Stat(filepath.Join(dataDir, "kafka", "meta.json")); err != nil {
+		return false // no Kafka kept there yet
+	}
+	b, err := os.ReadFile(filepath.Join(dataDir, kafkaStateFile))
+	return err != nil || strings.TrimSpace(string(b)) != "stopped"
+}
+
+func writeKafkaState(dataDir, state string) error {
+	if err := os.WriteFile(filepath.Join(dataDir, kafkaStateFile), []byte(state+"\n"), 0o644); err != nil {
+		return fmt.Errorf("record the embedded Kafka's state: %w", err)
+	}
+	return nil
+}
+
+// recoverKafka starts the cluster on a free port, where no producer can
+// reach it, aborts the transactions the crash left open (package hanging
+// says why kfake needs that), and closes it cleanly again.
+func recoverKafka(ctx context.Context, opts []kfake.Opt) (hanging.Recovery, error) {
+	c, err := kfake.NewCluster(opts...)
+	if err != nil {
+		return hanging.Recovery{}, fmt.Errorf("start Kafka (kfake) to recover it from an unclean stop: %w", err)
+	}
+	defer c.Close()
+	k, err := clients.NewKafka(clients.KafkaOptions{Brokers: c.ListenAddrs()})
+	if err != nil {
+		return hanging.Recovery{}, err
+	}
+	cl, err := k.NewClient()
+	if err != nil {
+		return hanging.Recovery{}, err
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	rec, err := hanging.Recover(ctx, kadm.NewClient(cl), k)
+	if err != nil {
+		return rec, fmt.Errorf("recover Kafka (kfake) from an unclean stop: %w", err)
+	}
+	return rec, nil
 }
 
 // checkPort returns port, or a free port when port is 0, and names the part

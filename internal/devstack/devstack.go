@@ -85,6 +85,8 @@ func Run(ctx context.Context, o Options, out io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// Before anything connects, Start repaired what an unclean stop left.
+	stack.KafkaRecovery.Print(out)
 	defer func() {
 		fmt.Fprintln(out, "shopstream dev: stopping the stack")
 		if err := stack.Close(); err != nil {

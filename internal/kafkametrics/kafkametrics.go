@@ -7,6 +7,12 @@
 // health.GroupLag's, the one `shopstream status` shows: records still to
 // read, not the transaction markers an exactly-once consumer never commits
 // past (an autoscaler reads this gauge).
+//
+// It also watches every partition's last stable offset: how long it has
+// stayed behind the end without moving (read_committed consumers stop
+// there, and their lag, measured against it, says 0), and, once it has,
+// which transaction holds it and whether that transaction hangs
+// (health.Kafka.Transactions).
 package kafkametrics
 
 import (
@@ -14,6 +20,7 @@ import (
 	"errors"
 	"log/slog"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -45,6 +52,8 @@ type Options struct {
 	// Timeout bounds one scrape's requests (DefaultTimeout when zero).
 	Timeout time.Duration
 	Log     *slog.Logger
+	// Now is the clock the stuck time is measured with (time.Now when nil).
+	Now func() time.Time
 }
 
 // Collector is a prometheus.Collector; register it once per process.
@@ -52,8 +61,24 @@ type Collector struct {
 	o Options
 
 	start, end, lag, errs *prometheus.Desc
+	stuck, hanging        *prometheus.Desc
 	errors                atomic.Int64
 	busy                  atomic.Bool // a scrape's requests are running
+
+	// held remembers, for each partition whose last stable offset is
+	// behind its end, that offset and since when it has not moved.
+	mu   sync.Mutex
+	held map[partitionKey]heldAt
+}
+
+type partitionKey struct {
+	topic     string
+	partition int32
+}
+
+type heldAt struct {
+	stable int64
+	since  time.Time
 }
 
 // New builds a Collector.
@@ -67,8 +92,11 @@ func New(o Options) (*Collector, error) {
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
 	return &Collector{
-		o: o,
+		o: o, held: map[partitionKey]heldAt{},
 		start: prometheus.NewDesc("shopstream_kafka_partition_start_offset",
 			"First offset still held in a partition (records before it were deleted or compacted away).",
 			[]string{"topic", "role", "partition"}, nil),
@@ -78,6 +106,12 @@ func New(o Options) (*Collector, error) {
 		lag: prometheus.NewDesc("shopstream_kafka_consumer_lag_records",
 			"Records a consumer group has still to read in a partition: the committed records between its committed offset and the last stable offset (transaction markers and aborted records do not count).",
 			[]string{"group", "topic", "role", "partition"}, nil),
+		stuck: prometheus.NewDesc("shopstream_kafka_partition_stuck_seconds",
+			"How long a partition's last stable offset has stayed at the same offset behind its end (0 when it is at the end or moving): read_committed consumers stop there. Longer than the transaction timeout means a hanging transaction; shopstream kafka hanging names it.",
+			[]string{"topic", "role", "partition"}, nil),
+		hanging: prometheus.NewDesc("shopstream_kafka_hanging_transaction_seconds",
+			"Age of a transaction that holds a partition's last stable offset and that nothing will end by itself (open longer than its timeout, or unknown to its coordinator); shopstream kafka abort-hanging aborts it.",
+			[]string{"topic", "role", "partition", "producer_id", "producer_epoch", "transactional_id"}, nil),
 		errs: prometheus.NewDesc("shopstream_kafka_scrape_errors_total",
 			"Scrapes whose Kafka requests failed or timed out (what was read is still exported).",
 			nil, nil),
@@ -89,6 +123,8 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.start
 	ch <- c.end
 	ch <- c.lag
+	ch <- c.stuck
+	ch <- c.hanging
 	ch <- c.errs
 }
 
@@ -144,11 +180,11 @@ func (c *Collector) read() (out []prometheus.Metric, failed bool) {
 		c.o.Log.Warn("kafka metrics: "+what, "err", err)
 	}
 
-	offsets := func(desc *prometheus.Desc, list func(context.Context, ...string) (kadm.ListedOffsets, error)) {
+	offsets := func(desc *prometheus.Desc, list func(context.Context, ...string) (kadm.ListedOffsets, error)) kadm.ListedOffsets {
 		listed, err := list(ctx, topics...)
 		if err != nil {
 			fail("list offsets", err)
-			return
+			return nil
 		}
 		listed.Each(func(o kadm.ListedOffset) {
 			// A topic not created yet (before bootstrap) is no failure.
@@ -156,9 +192,11 @@ func (c *Collector) read() (out []prometheus.Metric, failed bool) {
 				out = append(out, prometheus.MustNewConstMetric(desc, prometheus.GaugeValue, float64(o.Offset), o.Topic, c.o.Topics[o.Topic], partition(o.Partition)))
 			}
 		})
+		return listed
 	}
 	offsets(c.start, c.o.Admin.ListStartOffsets)
-	offsets(c.end, c.o.Admin.ListEndOffsets)
+	ends := offsets(c.end, c.o.Admin.ListEndOffsets)
+	out = append(out, c.stable(ctx, topics, ends, fail)...)
 
 	listed, err := c.o.Admin.ListGroups(ctx)
 	if err != nil {
@@ -194,6 +232,73 @@ func (c *Collector) read() (out []prometheus.Metric, failed bool) {
 }
 
 func partition(p int32) string { return strconv.FormatInt(int64(p), 10) }
+
+// stable exports how long each partition's last stable offset has been
+// stuck, and the hanging transactions of the partitions where it is.
+func (c *Collector) stable(ctx context.Context, topics []string, ends kadm.ListedOffsets, fail func(string, error)) []prometheus.Metric {
+	if ends == nil {
+		return nil
+	}
+	listed, err := c.o.Admin.ListCommittedOffsets(ctx, topics...)
+	if err != nil {
+		fail("list last stable offsets", err)
+		return nil
+	}
+	now := c.o.Now()
+	var out []prometheus.Metric
+	stuckTopics := map[string]bool{}
+	c.mu.Lock()
+	seen := map[partitionKey]bool{}
+	ends.Each(func(e kadm.ListedOffset) {
+		s, ok := listed.Lookup(e.Topic, e.Partition)
+		if e.Err != nil || !ok || s.Err != nil {
+			return
+		}
+		key := partitionKey{e.Topic, e.Partition}
+		seen[key] = true
+		var stuck time.Duration
+		if s.Offset < e.Offset {
+			h, was := c.held[key]
+			if !was || h.stable != s.Offset {
+				h = heldAt{stable: s.Offset, since: now}
+				c.held[key] = h
+			}
+			stuck = now.Sub(h.since)
+		} else {
+			delete(c.held, key)
+		}
+		if stuck > 0 {
+			stuckTopics[e.Topic] = true
+		}
+		out = append(out, prometheus.MustNewConstMetric(c.stuck, prometheus.GaugeValue, stuck.Seconds(), e.Topic, c.o.Topics[e.Topic], partition(e.Partition)))
+	})
+	for key := range c.held {
+		if !seen[key] {
+			delete(c.held, key) // a topic deleted since
+		}
+	}
+	c.mu.Unlock()
+	if len(stuckTopics) == 0 {
+		return out
+	}
+	// Only a partition that stayed put since the last scrape is worth the
+	// three requests that name the transaction holding it.
+	names := make([]string, 0, len(stuckTopics))
+	for t := range stuckTopics {
+		names = append(names, t)
+	}
+	k := health.Kafka{Admin: c.o.Admin, Kafka: c.o.Kafka}
+	txns, err := k.Transactions(ctx, names, now)
+	if err != nil {
+		fail("describe the transactions holding last stable offsets", err)
+	}
+	for _, t := range txns.Hanging() {
+		out = append(out, prometheus.MustNewConstMetric(c.hanging, prometheus.GaugeValue, t.Age(now).Seconds(),
+			t.Topic, c.o.Topics[t.Topic], partition(t.Partition),
+			strconv.FormatInt(t.ProducerID, 10), strconv.FormatInt(int64(t.ProducerEpoch), 10), t.TransactionalID))
+	}
+	return out
+}
 
 // TopicRoles maps shopstream's configured topics to their roles.
 func TopicRoles(t records.Topics) map[string]string {

@@ -2,6 +2,7 @@ package kafkametrics
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -85,6 +86,11 @@ shopstream_kafka_partition_end_offset{partition="1",role="products",topic="shop_
 shopstream_kafka_partition_start_offset{partition="0",role="dlq",topic="shop_products_dlq"} 0
 shopstream_kafka_partition_start_offset{partition="0",role="products",topic="shop_products"} 0
 shopstream_kafka_partition_start_offset{partition="1",role="products",topic="shop_products"} 0
+# HELP shopstream_kafka_partition_stuck_seconds How long a partition's last stable offset has stayed at the same offset behind its end (0 when it is at the end or moving): read_committed consumers stop there. Longer than the transaction timeout means a hanging transaction; shopstream kafka hanging names it.
+# TYPE shopstream_kafka_partition_stuck_seconds gauge
+shopstream_kafka_partition_stuck_seconds{partition="0",role="dlq",topic="shop_products_dlq"} 0
+shopstream_kafka_partition_stuck_seconds{partition="0",role="products",topic="shop_products"} 0
+shopstream_kafka_partition_stuck_seconds{partition="1",role="products",topic="shop_products"} 0
 # HELP shopstream_kafka_scrape_errors_total Scrapes whose Kafka requests failed or timed out (what was read is still exported).
 # TYPE shopstream_kafka_scrape_errors_total counter
 shopstream_kafka_scrape_errors_total 0
@@ -106,6 +112,128 @@ shopstream_kafka_scrape_errors_total 0
 	if got := testtool.MetricValue(t, reg, "shopstream_kafka_partition_start_offset", "topic", topics.DLQ); got != 2 {
 		t.Fatalf("dead-letter start offset after deleting its records: %v, want 2", got)
 	}
+}
+
+// A transaction left open keeps its partition's last stable offset in
+// place: the stuck time grows from scrape to scrape, and once the
+// transaction is older than its timeout the hanging gauge names its
+// producer. Its abort marker sets both back.
+func TestStuckStableOffsetAndHangingTransaction(t *testing.T) {
+	ctx := context.Background()
+	kc := kafkatest.Start(t)
+	topics := records.DefaultTopics()
+	kc.CreateTopic(2, nil, topics.Products)
+	adm := kc.Admin()
+	open := kc.Client(kgo.TransactionalID("stuck-txn"), kgo.TransactionTimeout(time.Minute), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err := open.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	if err := open.ProduceSync(ctx, &kgo.Record{Topic: topics.Products, Partition: 1, Value: []byte("p")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	// A plain write after it: the end moves on, the stable offset cannot.
+	plain := kc.Client(kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err := plain.ProduceSync(ctx, &kgo.Record{Topic: topics.Products, Partition: 1, Value: []byte("p")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	pid, epoch, err := open.ProducerID(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	c, err := New(Options{Admin: adm, Kafka: kc.Kafka, Topics: TopicRoles(topics), Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(c)
+	stuck := func() float64 {
+		return partitionValue(t, reg, "shopstream_kafka_partition_stuck_seconds", "1")
+	}
+	if got := stuck(); got != 0 {
+		t.Fatalf("first scrape: stuck %vs, want 0", got)
+	}
+	now = now.Add(30 * time.Second)
+	if got := stuck(); got != 30 {
+		t.Fatalf("30s on, the stable offset unmoved: stuck %vs, want 30", got)
+	}
+	if n := testutil.CollectAndCount(c, "shopstream_kafka_hanging_transaction_seconds"); n != 0 {
+		t.Fatalf("a transaction within its one-minute timeout: %d hanging series, want none", n)
+	}
+	now = now.Add(2 * time.Minute)
+	labels, age := hangingSeries(t, reg)
+	want := map[string]string{"topic": "shop_products", "role": "products", "partition": "1",
+		"producer_id": fmt.Sprint(pid), "producer_epoch": fmt.Sprint(epoch), "transactional_id": "stuck-txn"}
+	if fmt.Sprint(labels) != fmt.Sprint(want) {
+		t.Fatalf("hanging transaction labels %v, want %v", labels, want)
+	}
+	if age < 150 || age > 200 {
+		t.Fatalf("hanging transaction's age %vs, want the 2.5 minutes since it began", age)
+	}
+
+	var m kadm.TxnMarkers
+	m.ProducerID, m.ProducerEpoch, m.Topics = pid, epoch, kadm.TopicsSet{}
+	m.Topics.Add(topics.Products, 1)
+	if _, err := adm.WriteTxnMarkers(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	if got := stuck(); got != 0 {
+		t.Fatalf("after the abort marker: stuck %vs, want 0", got)
+	}
+	if n := testutil.CollectAndCount(c, "shopstream_kafka_hanging_transaction_seconds"); n != 0 {
+		t.Fatalf("after the abort marker: %d hanging series, want none", n)
+	}
+}
+
+// hangingSeries returns the labels and value of the one hanging-transaction
+// series.
+func hangingSeries(t *testing.T, g prometheus.Gatherer) (map[string]string, float64) {
+	t.Helper()
+	mfs, err := g.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "shopstream_kafka_hanging_transaction_seconds" {
+			continue
+		}
+		if len(mf.GetMetric()) != 1 {
+			t.Fatalf("%d hanging transaction series, want 1", len(mf.GetMetric()))
+		}
+		m := mf.GetMetric()[0]
+		labels := map[string]string{}
+		for _, l := range m.GetLabel() {
+			labels[l.GetName()] = l.GetValue()
+		}
+		return labels, m.GetGauge().GetValue()
+	}
+	t.Fatal("no hanging transaction series gathered")
+	return nil, 0
+}
+
+// partitionValue reads the gauge name of shop_products' partition.
+func partitionValue(t *testing.T, g prometheus.Gatherer, name, partition string) float64 {
+	t.Helper()
+	mfs, err := g.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if labels["topic"] == "shop_products" && labels["partition"] == partition {
+				return m.GetGauge().GetValue()
+			}
+		}
+	}
+	t.Fatalf("%s{topic=shop_products,partition=%s} not gathered", name, partition)
+	return 0
 }
 
 // A Kafka that accepts connections and never answers makes a scrape count
@@ -187,7 +315,7 @@ func BenchmarkScrape(b *testing.B) {
 	b.ResetTimer()
 	for b.Loop() {
 		mfs, err := reg.Gather()
-		if err != nil || len(mfs) != 4 {
+		if err != nil || len(mfs) != 5 {
 			b.Fatalf("gather: %v (%d families)", err, len(mfs))
 		}
 	}

@@ -12,6 +12,10 @@ package kafkatest
 
 import (
 	"context"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -41,8 +45,9 @@ type Cluster struct {
 	// Serde encodes and decodes records over the registry.
 	Serde *records.Serde
 
-	t     testing.TB
-	admin *kadm.Client
+	t       testing.TB
+	admin   *kadm.Client
+	dataDir string
 }
 
 // Option changes the cluster Start runs.
@@ -51,6 +56,7 @@ type Option func(*options)
 type options struct {
 	brokers    int
 	partitions int
+	dataDir    string
 	kfake      []kfake.Opt
 }
 
@@ -61,6 +67,16 @@ func Brokers(n int) Option { return func(o *options) { o.brokers = n } }
 // Partitions is the partition count of a topic created without one
 // (auto-created, or created with -1) instead of 3.
 func Partitions(n int) Option { return func(o *options) { o.partitions = n } }
+
+// DataDir keeps the cluster's state in dir, as `shopstream dev` keeps its
+// Kafka, so that a test can start another cluster from it, or from a
+// Crash copy of it.
+func DataDir(dir string) Option {
+	return func(o *options) {
+		o.dataDir = dir
+		o.kfake = append(o.kfake, kfake.DataDir(dir))
+	}
+}
 
 // AutoCreateTopics lets a client that asks for it
 // (kgo.AllowAutoTopicCreation) create a missing topic, as a broker with
@@ -100,7 +116,7 @@ func Start(t testing.TB, opts ...Option) *Cluster {
 	t.Cleanup(fake.Close)
 	reg := srfake.New()
 	t.Cleanup(reg.Close)
-	c := &Cluster{Fake: fake, Brokers: fake.ListenAddrs(), Registry: reg, RegistryURL: reg.URL(), t: t}
+	c := &Cluster{Fake: fake, Brokers: fake.ListenAddrs(), Registry: reg, RegistryURL: reg.URL(), t: t, dataDir: o.dataDir}
 	if c.Kafka, err = clients.NewKafka(clients.KafkaOptions{Brokers: c.Brokers}); err != nil {
 		t.Fatal(err)
 	}
@@ -166,6 +182,55 @@ func NewSerde(t testing.TB) *records.Serde {
 		t.Fatal(err)
 	}
 	return s
+}
+
+// Crash returns a copy of the cluster's data directory (DataDir) made
+// while it runs: what a SIGKILL of its process leaves on disk, since kfake
+// writes every batch as it comes and the rest of its state (open
+// transactions among it) only when it closes.
+func (c *Cluster) Crash() string {
+	c.t.Helper()
+	if c.dataDir == "" {
+		c.t.Fatal("Crash needs a cluster started with DataDir")
+	}
+	dst := c.t.TempDir()
+	CopyDir(c.t, c.dataDir, dst)
+	return dst
+}
+
+// CopyDir copies the tree src into dst.
+func CopyDir(t testing.TB, src, dst string) {
+	t.Helper()
+	err := filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(src, p)
+		if err != nil {
+			return err
+		}
+		to := filepath.Join(dst, rel)
+		if d.IsDir() {
+			return os.MkdirAll(to, 0o755)
+		}
+		in, err := os.Open(p)
+		if err != nil {
+			return err
+		}
+		defer in.Close()
+		out, err := os.Create(to)
+		if err != nil {
+			return err
+		}
+		if _, err := io.Copy(out, in); err != nil {
+			out.Close()
+			return err
+		}
+		return out.Close()
+	})
+	if err != nil {
+		t.Fatalf("copy %s to %s: %v", src, dst, err)
+	}
 }
 
 // ReadCommitted reads topic from the start as a read_committed consumer

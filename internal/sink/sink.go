@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/shopstream/shopstream/internal/component"
 	"github.com/shopstream/shopstream/internal/freshness"
@@ -66,6 +67,11 @@ type Sink struct {
 	// (pgstore.NoOffset when none): the compare-and-set base of the next
 	// batch.
 	stored map[tp]int64
+	// advisory are stored offsets that Kafka's committed offsets lag
+	// behind: a predecessor wrote to PostgreSQL and died before its
+	// advisory commit. Run commits them, since consuming on from there
+	// commits nothing for a partition with nothing more to read.
+	advisory map[string]map[int32]kgo.EpochOffset
 }
 
 type tp struct {
@@ -119,8 +125,9 @@ func New(o Options) (*Sink, error) {
 			t.Find:             {pgstore.Searches, searchValues, nil, ""},
 			t.Recommendations:  {pgstore.Recommendations, recommendationValues, nil, ""},
 		},
-		stored: map[tp]int64{},
-		ready:  make(chan struct{}),
+		stored:   map[tp]int64{},
+		advisory: map[string]map[int32]kgo.EpochOffset{},
+		ready:    make(chan struct{}),
 	}, nil
 }
 
@@ -187,6 +194,12 @@ func (s *Sink) startFromStoredOffsets(ctx context.Context, assigned map[string]m
 			if ok {
 				out[topic][p] = kgo.NewOffset().At(next).WithEpoch(-1)
 				s.stored[tp{topic, p}] = next
+				if kafka := parts[p].EpochOffset().Offset; kafka < next {
+					if s.advisory[topic] == nil {
+						s.advisory[topic] = map[int32]kgo.EpochOffset{}
+					}
+					s.advisory[topic][p] = kgo.EpochOffset{Epoch: -1, Offset: next}
+				}
 			} else {
 				out[topic][p] = kgo.NewOffset().AtStart()
 				s.stored[tp{topic, p}] = pgstore.NoOffset
@@ -197,11 +210,22 @@ func (s *Sink) startFromStoredOffsets(ctx context.Context, assigned map[string]m
 	return out, nil
 }
 
+// takeAdvisory returns the stored offsets Kafka lags behind, and forgets
+// them.
+func (s *Sink) takeAdvisory() map[string]map[int32]kgo.EpochOffset {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := s.advisory
+	s.advisory = map[string]map[int32]kgo.EpochOffset{}
+	return out
+}
+
 func (s *Sink) forget(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for topic, parts := range lost {
 		for _, p := range parts {
+			delete(s.advisory[topic], p)
 			delete(s.stored, tp{topic, p})
 			s.m.lag.DeleteLabelValues(topic, strconv.Itoa(int(p)))
 		}
@@ -258,6 +282,13 @@ func (s *Sink) consume(ctx context.Context, cl *kgo.Client) error {
 		if now := s.opts.Now(); now.Sub(lastKafkaCommit) > time.Second {
 			lastKafkaCommit = now
 			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			if behind := s.takeAdvisory(); len(behind) > 0 {
+				cl.CommitOffsetsSync(cctx, behind, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, _ *kmsg.OffsetCommitResponse, err error) {
+					if err != nil && ctx.Err() == nil {
+						s.log.Debug("advisory Kafka commit of the stored offsets", "err", err)
+					}
+				})
+			}
 			if err := cl.CommitUncommittedOffsets(cctx); err != nil && ctx.Err() == nil {
 				s.log.Debug("advisory Kafka commit", "err", err)
 			}

@@ -85,7 +85,7 @@ func (r *Report) problem(format string, a ...any) {
 type check func(ctx context.Context, e *process.Env, r *Report, interval time.Duration)
 
 func checks() []check {
-	return []check{kafkaStatus, temporalStatus, filterStatus, sinkStatus}
+	return []check{kafkaStatus, hangingStatus, temporalStatus, filterStatus, sinkStatus}
 }
 
 // Gather fills a report from every check, sampling rates and lag changes

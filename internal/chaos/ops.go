@@ -1,0 +1,251 @@
+package chaos
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os/exec"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/shopstream/shopstream/internal/records"
+	"github.com/shopstream/shopstream/internal/shopgen"
+	"github.com/shopstream/shopstream/workflows"
+)
+
+// Outcomes of an operation, as its client saw it.
+const (
+	Accepted = "accepted" // it took effect
+	Rejected = "rejected" // it did not
+	Unknown  = "unknown"  // no answer: it may have
+)
+
+// inputs are what the schedule asked the pipeline to do: the oracle's
+// half that is not derived from the emulation's seed.
+type inputs struct {
+	mu        sync.Mutex
+	emulation workflows.EmulateShopInput
+	posts     map[string]post   // by key
+	deletes   map[string]string // key -> outcome
+	bad       map[string][]byte // key -> value, every one acknowledged
+	searches  []records.SearchPrompt
+	searchIDs atomic.Int64
+	filters   []string
+}
+
+type post struct {
+	product records.Product
+	outcome string
+}
+
+func newInputs() *inputs {
+	return &inputs{posts: map[string]post{}, deletes: map[string]string{}, bad: map[string][]byte{}}
+}
+
+func (in *inputs) setEmulation(e workflows.EmulateShopInput) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	in.emulation = e
+}
+
+// generator makes the emulated products, as the emulation's batches do.
+func (in *inputs) generator() (*shopgen.Generator, error) {
+	in.mu.Lock()
+	e := in.emulation
+	in.mu.Unlock()
+	// Now anchors only the timestamps, which the checker does not compare
+	// with the oracle; keys and names depend on the seed and index alone.
+	return shopgen.New(shopgen.Options{Seed: e.Seed, Shops: e.Shops, ImageBaseURL: e.ImageBaseURL, Now: time.Unix(0, 0)})
+}
+
+// op runs one user operation and records its outcome.
+func (r *run) op(ctx context.Context, e Event) {
+	switch e.Kind {
+	case OpFilter:
+		r.setFilter(ctx, e.Arg)
+	case OpSearch:
+		r.search(ctx, e.Arg, e.N)
+	case OpPost:
+		r.post(ctx, e.N)
+	case OpDelete:
+		r.delete(ctx, e.N)
+	case OpBad:
+		r.bad(ctx, e.N)
+	}
+}
+
+// setFilter runs `shopstream filter set` (`filter clear` for ""), as an
+// operator would; the StreamFilter workflow publishes each version.
+func (r *run) setFilter(ctx context.Context, sub string) {
+	args := []string{"filter", "set", sub}
+	if sub == "" {
+		args = []string{"filter", "clear"}
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, r.in.Bin, args...)
+	cmd.Env = r.env("filter")
+	out, err := cmd.CombinedOutput()
+	r.inputs.mu.Lock()
+	r.inputs.filters = append(r.inputs.filters, sub)
+	r.inputs.mu.Unlock()
+	if err != nil {
+		// A filter change that Temporal did not take is no violation: the
+		// checker reads the versions the workflow published.
+		r.note("filter set %q: %v: %s", sub, err, bytes.TrimSpace(out))
+	}
+}
+
+// search produces a prompt for the name of emulated product n, as
+// `shopstream search` does.
+func (r *run) search(ctx context.Context, user string, n int) {
+	g, err := r.inputs.generator()
+	if err != nil {
+		r.problem("search: %v", err)
+		return
+	}
+	p := g.Product(uint64(n))
+	r.searchFor(ctx, user, p.Name)
+}
+
+func (r *run) searchFor(ctx context.Context, user, query string) {
+	id := fmt.Sprintf("%s-search-%d", r.prefix, r.inputs.searchIDs.Add(1))
+	sp := records.SearchPrompt{SearchID: id, UserID: user, Query: query, SearchedAt: time.Now().UTC().Truncate(time.Millisecond)}
+	val, err := r.in.Serde.Encode(ctx, nil, r.topics.Find, &sp)
+	if err != nil {
+		r.problem("encode a search: %v", err)
+		return
+	}
+	if err := r.produce(ctx, &kgo.Record{Topic: r.topics.Find, Key: []byte(user), Value: val}); err != nil {
+		r.problem("produce a search: %v", err)
+		return
+	}
+	r.inputs.mu.Lock()
+	r.inputs.searches = append(r.inputs.searches, sp)
+	r.inputs.mu.Unlock()
+}
+
+// produce writes records from the harness, retrying until Kafka takes
+// them (a fault may be on): each is written once, by the idempotent
+// producer.
+func (r *run) produce(ctx context.Context, recs ...*kgo.Record) error {
+	cl, err := r.in.Clients.NewClient(kgo.RecordRetries(1 << 30))
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	return cl.ProduceSync(ctx, recs...).FirstErr()
+}
+
+// apiProduct is the body of POST /api/v1/products.
+type apiProduct struct {
+	MallID    string `json:"mallId"`
+	ProductID string `json:"productId"`
+	Title     string `json:"title"`
+	Content   string `json:"content"`
+	Price     string `json:"price"`
+	ImageURL  string `json:"imageUrl"`
+}
+
+func (r *run) apiKey(n int) (mall, id string) {
+	return "mall-api", fmt.Sprintf("%s-api-%d", r.prefix, n)
+}
+
+// post sends product n to the API, once: an answer it did not get leaves
+// the outcome unknown.
+func (r *run) post(ctx context.Context, n int) {
+	mall, id := r.apiKey(n)
+	body := apiProduct{MallID: mall, ProductID: id, Title: fmt.Sprintf("Chaos phone %d", n%3), Content: "posted during a chaos schedule",
+		Price: fmt.Sprintf("%d.50", 10+n), ImageURL: fmt.Sprintf("%s/%s.png", r.in.ImageBase, id)}
+	b, _ := json.Marshal(body)
+	code, err := r.call(ctx, http.MethodPost, r.api+"/api/v1/products", b)
+	p := records.Product{MallID: mall, ProductID: id, Name: body.Title}
+	r.inputs.mu.Lock()
+	defer r.inputs.mu.Unlock()
+	r.inputs.posts[p.Key()] = post{product: p, outcome: outcome(code, err)}
+}
+
+// delete asks the API to delete posted product n.
+func (r *run) delete(ctx context.Context, n int) {
+	mall, id := r.apiKey(n)
+	code, err := r.call(ctx, http.MethodDelete, r.api+"/api/v1/complete-products/"+id+"?mallId="+mall, nil)
+	r.inputs.mu.Lock()
+	defer r.inputs.mu.Unlock()
+	r.inputs.deletes[records.ProductKey(mall, id)] = outcome(code, err)
+}
+
+func (r *run) call(ctx context.Context, method, url string, body []byte) (int, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, method, url, bytes.NewReader(body))
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	resp.Body.Close()
+	return resp.StatusCode, nil
+}
+
+// outcome reads an HTTP answer: 202 took effect; another 4xx did not; no
+// answer, or a 5xx (the API may have produced before it failed), may have.
+func outcome(code int, err error) string {
+	switch {
+	case err != nil || code >= 500:
+		return Unknown
+	case code == http.StatusAccepted:
+		return Accepted
+	default:
+		return Rejected
+	}
+}
+
+// bad writes a record that is not a product at all: every consumer of the
+// product topic must send it, and nothing else, to the dead-letter topic.
+func (r *run) bad(ctx context.Context, n int) {
+	key := fmt.Sprintf("%s/bad-%d", r.prefix, n)
+	val := []byte(fmt.Sprintf("not avro: chaos schedule %d record %d", r.s.Seed, n))
+	if err := r.produce(ctx, &kgo.Record{Topic: r.topics.Products, Key: []byte(key), Value: val}); err != nil {
+		r.problem("produce a bad record: %v", err)
+		return
+	}
+	r.inputs.mu.Lock()
+	defer r.inputs.mu.Unlock()
+	r.inputs.bad[key] = val
+}
+
+// finalSearches sends, after everything settled, one search per user for
+// a name the filtered topic holds, so that the checker can compare the
+// recommendations with the whole join.
+func (r *run) finalSearches(ctx context.Context) error {
+	names, err := r.filteredNames(ctx)
+	if err != nil {
+		return err
+	}
+	if len(names) == 0 {
+		return r.quiesce(ctx)
+	}
+	for i := range 3 {
+		r.searchFor(ctx, fmt.Sprintf("user-%d", i), names[(int(r.s.Seed)+i)%len(names)])
+	}
+	ctx, cancel := context.WithTimeout(ctx, ConvergeTimeout)
+	defer cancel()
+	return r.quiesce(ctx)
+}
+
+// note records something worth knowing that is no violation.
+func (r *run) note(format string, a ...any) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.problems = append(r.problems, fmt.Sprintf(format, a...))
+}
