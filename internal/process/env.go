@@ -77,10 +77,10 @@ type Env struct {
 func Connect(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg Registry, needs Needs) (*Env, error) {
 	e := &Env{Config: cfg, Logger: logger, Metrics: reg}
 	var err error
-	if e.Serde, err = clients.NewSerde(cfg.SchemaRegistryURL); err != nil {
+	if e.Serde, err = clients.NewSerdeWith(clients.RegistryFromConfig(cfg)); err != nil {
 		return nil, err
 	}
-	if e.Kafka, err = clients.KafkaFromConfig(cfg); err != nil {
+	if e.Kafka, err = clients.KafkaFromConfig(cfg, logger); err != nil {
 		return nil, err
 	}
 	if needs&NeedKafka != 0 {
