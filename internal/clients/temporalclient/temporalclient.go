@@ -154,6 +154,9 @@ func explain(o Options, copts client.Options, err error) error {
 	case strings.Contains(msg, "x509:") || strings.Contains(msg, "tls:") || strings.Contains(msg, "authentication handshake failed"):
 		return fmt.Errorf("cannot connect to Temporal at %s (namespace %s, %s): the TLS handshake failed (%v): check TEMPORAL_TLS_SERVER_CA_CERT_PATH, TEMPORAL_TLS_SERVER_NAME and the client certificate",
 			o.HostPort, o.Namespace, how, err)
+	case copts.ConnectionOptions.TLS == nil && strings.Contains(msg, "server preface: EOF"):
+		return fmt.Errorf("cannot connect to Temporal at %s (namespace %s, %s): it closed the connection before it spoke gRPC: it probably expects TLS: set TEMPORAL_TLS=true (and TEMPORAL_TLS_SERVER_CA_CERT_PATH for a private CA)",
+			o.HostPort, o.Namespace, how)
 	}
 	return fmt.Errorf("cannot reach Temporal at %s (namespace %s) within %s, connecting over %s (%v): start the embedded stack with `shopstream dev`, or set TEMPORAL_ADDRESS / --temporal-address",
 		o.HostPort, o.Namespace, o.DialTimeout, how, err)
