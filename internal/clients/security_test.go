@@ -83,7 +83,10 @@ func TestConnectErrorsSayWhatToCheck(t *testing.T) {
 			func(_ *kafkatest.Cluster, sec *config.KafkaSecurity) { sec.Username = "nobody" },
 			[]string{"as user \"nobody\" (PLAIN over SASL_PLAINTEXT)", "authentication failed", "KAFKA_SASL_USERNAME"}},
 		{"mechanism the broker does not enable", kafkatest.Secure{Mechanism: config.MechanismScram256},
-			func(_ *kafkatest.Cluster, sec *config.KafkaSecurity) { sec.Mechanism = config.MechanismOAuthBearer; sec.OAuthTokenFile = writeToken(t, "opaque") },
+			func(_ *kafkatest.Cluster, sec *config.KafkaSecurity) {
+				sec.Mechanism = config.MechanismOAuthBearer
+				sec.OAuthTokenFile = writeToken(t, "opaque")
+			},
 			[]string{"OAUTHBEARER", "does not enable the SASL mechanism OAUTHBEARER", "KAFKA_SASL_MECHANISM"}},
 		{"plaintext to a TLS listener", kafkatest.Secure{TLS: true},
 			func(_ *kafkatest.Cluster, sec *config.KafkaSecurity) { *sec = config.Default().KafkaSecurity },
@@ -95,7 +98,9 @@ func TestConnectErrorsSayWhatToCheck(t *testing.T) {
 			func(_ *kafkatest.Cluster, sec *config.KafkaSecurity) { sec.CALocation = otherCA(t) },
 			[]string{"signed by an authority this client does not trust", "KAFKA_SSL_CA_LOCATION"}},
 		{"no client certificate for mutual TLS", kafkatest.Secure{TLS: true, ClientCert: true},
-			func(_ *kafkatest.Cluster, sec *config.KafkaSecurity) { sec.CertificateLocation, sec.KeyLocation = "", "" },
+			func(_ *kafkatest.Cluster, sec *config.KafkaSecurity) {
+				sec.CertificateLocation, sec.KeyLocation = "", ""
+			},
 			[]string{"requires a client certificate", "KAFKA_SSL_CERTIFICATE_LOCATION"}},
 		{"no SASL to a SASL listener", kafkatest.Secure{Mechanism: config.MechanismScram256},
 			func(_ *kafkatest.Cluster, sec *config.KafkaSecurity) { *sec = config.Default().KafkaSecurity },

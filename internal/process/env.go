@@ -61,6 +61,11 @@ type Env struct {
 	Serde    *records.Serde
 	Temporal client.Client
 	Metrics  Registry
+	// Principals give components a Kafka principal of their own (by
+	// acls component name); the others use Kafka.
+	Principals map[string]*clients.Kafka
+	// principalClients are the connected clients of Principals.
+	principalClients map[string]*kgo.Client
 
 	closers []io.Closer
 
@@ -117,6 +122,9 @@ func (e *Env) Close() {
 	}
 	if e.Temporal != nil {
 		e.Temporal.Close()
+	}
+	for _, cl := range e.principalClients {
+		cl.Close()
 	}
 	if e.Client != nil {
 		e.Client.Close()
