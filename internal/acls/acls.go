@@ -112,7 +112,8 @@ func needs(component string, t records.Topics) []need {
 	case Worker:
 		// Bootstrap's topics step creates and reconciles every topic;
 		// emulation writes products in transactions whose commit marker
-		// is a consumer group's offsets; the filter activity publishes the
+		// is a consumer group's offsets on the products topic (committing
+		// them needs READ on it); the filter activity publishes the
 		// filter; the Kafka view on /metrics describes every shopstream
 		// group. Recreating a topic (bootstrap --force) also needs DELETE,
 		// which is left to an operator to grant for that one run.
@@ -122,6 +123,9 @@ func needs(component string, t records.Topics) []need {
 			ops := []kmsg.ACLOperation{kmsg.ACLOperationCreate, kmsg.ACLOperationDescribe, kmsg.ACLOperationDescribeConfigs, kmsg.ACLOperationAlterConfigs, kmsg.ACLOperationAlter}
 			if name == t.Products || name == t.Filter {
 				ops = append(ops, kmsg.ACLOperationWrite)
+			}
+			if name == t.Products {
+				ops = append(ops, kmsg.ACLOperationRead)
 			}
 			out = append(out, topic(name, ops))
 		}

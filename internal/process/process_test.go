@@ -13,6 +13,7 @@ import (
 
 	"github.com/shopstream/shopstream/internal/config"
 	"github.com/shopstream/shopstream/internal/kafkatest"
+	"github.com/shopstream/shopstream/internal/pgcluster/pgtest"
 	"github.com/shopstream/shopstream/internal/records"
 	"github.com/shopstream/shopstream/internal/supervise"
 	"github.com/shopstream/shopstream/internal/telemetry"
@@ -94,3 +95,5 @@ func TestStreamerProcessBecomesReadyAndStops(t *testing.T) {
 		t.Fatalf("the process did not stop within %s", supervise.DefaultStopWithin)
 	}
 }
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
