@@ -131,7 +131,8 @@ func needs(component string, t records.Topics) []need {
 		}
 		return append(out,
 			txnPrefix("shopstream-emulate/"),
-			need{kmsg.ACLResourceTypeGroup, "shopstream-emulate/", true, read},
+			// The markers are deleted once the run recorded its batches.
+			need{kmsg.ACLResourceTypeGroup, "shopstream-emulate/", true, []kmsg.ACLOperation{kmsg.ACLOperationRead, kmsg.ACLOperationDelete}},
 			need{kmsg.ACLResourceTypeGroup, "shopstream-", true, []kmsg.ACLOperation{kmsg.ACLOperationDescribe}},
 		)
 	case Streamer:
