@@ -2,6 +2,7 @@ package acls
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 
@@ -96,12 +97,8 @@ func builder(r Rule) *kadm.ACLBuilder {
 
 func create(ctx context.Context, adm *kadm.Client, r Rule) error {
 	results, err := adm.CreateACLs(ctx, builder(r))
-	if err == nil {
-		for _, res := range results {
-			if res.Err != nil {
-				err = res.Err
-			}
-		}
+	for _, res := range results {
+		err = errors.Join(err, res.Err)
 	}
 	if err != nil {
 		return fmt.Errorf("create ACL %s: %w", r, err)
@@ -111,12 +108,8 @@ func create(ctx context.Context, adm *kadm.Client, r Rule) error {
 
 func remove(ctx context.Context, adm *kadm.Client, r Rule) error {
 	results, err := adm.DeleteACLs(ctx, builder(r))
-	if err == nil {
-		for _, res := range results {
-			if res.Err != nil {
-				err = res.Err
-			}
-		}
+	for _, res := range results {
+		err = errors.Join(err, res.Err)
 	}
 	if err != nil {
 		return fmt.Errorf("delete ACL %s: %w", r, err)

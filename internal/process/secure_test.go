@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 	"go.temporal.io/sdk/activity"
@@ -62,13 +61,8 @@ func TestPipelineOnEachSecuredCluster(t *testing.T) {
 func runSecuredPipeline(t *testing.T, s kafkatest.Secure) {
 	const count = 120
 	kc := kafkatest.Start(t, kafkatest.Secured(s))
+	createTopics(kc)
 	topics := records.DefaultTopics()
-	compact := map[string]*string{"cleanup.policy": kadm.StringPtr("compact")}
-	for _, name := range []string{topics.Products, topics.CompleteProducts, topics.Filtered, topics.Find, topics.Recommendations, topics.DLQ} {
-		kc.CreateTopic(3, nil, name)
-	}
-	kc.CreateTopic(1, compact, topics.Filter)
-	kc.CreateTopic(1, compact, topics.FilterApplied)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	if s.ACLs {
@@ -203,13 +197,8 @@ func runSecuredPipeline(t *testing.T, s kafkatest.Secure) {
 // names the operation and the resource.
 func TestComponentWithoutAnACLSaysWhichOne(t *testing.T) {
 	kc := kafkatest.Start(t, kafkatest.Secured(kafkatest.Secure{TLS: true, Mechanism: config.MechanismScram512, ACLs: true, Users: []string{"shopstream-streamer"}}))
+	createTopics(kc)
 	topics := records.DefaultTopics()
-	compact := map[string]*string{"cleanup.policy": kadm.StringPtr("compact")}
-	for _, name := range []string{topics.Products, topics.Filtered, topics.Find, topics.Recommendations, topics.DLQ} {
-		kc.CreateTopic(3, nil, name)
-	}
-	kc.CreateTopic(1, compact, topics.Filter)
-	kc.CreateTopic(1, compact, topics.FilterApplied)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	var granted []acls.Rule
