@@ -4,12 +4,14 @@ import (
 	"context"
 	"encoding/base64"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/shopstream/shopstream/internal/clients"
@@ -157,4 +159,55 @@ func otherCA(t *testing.T) string {
 func jwt(exp time.Time) string {
 	enc := func(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s)) }
 	return enc(`{"alg":"none","typ":"JWT"}`) + "." + enc(fmt.Sprintf(`{"sub":"shopstream","exp":%d}`, exp.Unix())) + ".c2ln"
+}
+
+// A broker whose certificate does not name the host dialed: refused with
+// endpoint identification on (the default), saying what to do; accepted
+// with it off, which the log says loudly, while the chain is still checked.
+func TestEndpointIdentification(t *testing.T) {
+	ca, err := tlsgen.NewCA("broker CA", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pair, err := ca.Server([]string{"broker.internal"}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := ca.ServerConfig(pair, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kc := kafkatest.Start(t, kafkatest.KfakeOpts(kfake.TLS(srv)))
+	caFile := filepath.Join(t.TempDir(), "ca.crt")
+	if err := os.WriteFile(caFile, ca.CertPEM, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	connect := func(sec config.KafkaSecurity, log *strings.Builder) error {
+		k, err := clients.NewKafka(clients.KafkaOptions{Brokers: kc.Brokers, Security: sec, DialTimeout: 5 * time.Second,
+			Logger: slog.New(slog.NewTextHandler(log, nil))})
+		if err != nil {
+			return err
+		}
+		cl, err := k.Connect(context.Background())
+		if err == nil {
+			cl.Close()
+		}
+		return err
+	}
+	sec := config.KafkaSecurity{Protocol: config.ProtocolSSL, CALocation: caFile, EndpointIdentification: true}
+	var log strings.Builder
+	if err := connect(sec, &log); err == nil || !strings.Contains(err.Error(), "does not name 127.0.0.1") || !strings.Contains(err.Error(), "KAFKA_SSL_ENDPOINT_IDENTIFICATION=false") {
+		t.Errorf("a certificate for another host: %v", err)
+	}
+	sec.EndpointIdentification = false
+	if err := connect(sec, &log); err != nil {
+		t.Errorf("with endpoint identification off: %v", err)
+	}
+	if !strings.Contains(log.String(), "level=WARN") || !strings.Contains(log.String(), "endpoint identification is OFF") {
+		t.Errorf("turning endpoint identification off is not logged as a warning: %q", log.String())
+	}
+	sec.CALocation = otherCA(t)
+	if err := connect(sec, &log); err == nil || !strings.Contains(err.Error(), "does not trust") {
+		t.Errorf("with identification off, a certificate from another CA must still be refused: %v", err)
+	}
 }
