@@ -30,8 +30,8 @@ func (e *Env) clientFor(ctx context.Context, component string) (*kgo.Client, *ka
 		cl, err := e.ConnectKafka(ctx)
 		return cl, e.Admin, err
 	}
-	e.dbMu.Lock()
-	defer e.dbMu.Unlock()
+	e.principalMu.Lock()
+	defer e.principalMu.Unlock()
 	if cl, ok := e.principalClients[component]; ok {
 		return cl, kadm.NewClient(cl), nil
 	}

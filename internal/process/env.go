@@ -65,6 +65,7 @@ type Env struct {
 	// acls component name); the others use Kafka.
 	Principals map[string]*clients.Kafka
 	// principalClients are the connected clients of Principals.
+	principalMu      sync.Mutex
 	principalClients map[string]*kgo.Client
 
 	closers []io.Closer
