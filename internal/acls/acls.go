@@ -110,31 +110,36 @@ func txnPrefix(prefix string) need {
 func needs(component string, t records.Topics) []need {
 	switch component {
 	case Worker:
-		// Bootstrap's topics step creates and reconciles every topic;
-		// emulation writes products in transactions whose commit marker
-		// is a consumer group's offsets on the products topic (committing
-		// them needs READ on it); the filter activity publishes the
-		// filter; the Kafka view on /metrics describes every shopstream
-		// group. Recreating a topic (bootstrap --force) also needs DELETE,
-		// which is left to an operator to grant for that one run.
-		all := []string{t.Products, t.CompleteProducts, t.Filtered, t.Find, t.Recommendations, t.Filter, t.FilterApplied, t.DLQ}
+		// Bootstrap's topics step creates and reconciles every topic.
+		// Emulation writes products in transactions whose commit marker is a
+		// consumer group's offsets on the products topic (committing them
+		// needs READ on it), deleted once the run recorded its batches; a
+		// filter backfill reads products and writes filtered ones the same
+		// way; a dead-letter replay reads the dead-letter topic and its
+		// ledger and writes each letter back to the topic it came from,
+		// which may be any topic a component consumes. The filter activity
+		// publishes the filter; the Kafka view on /metrics describes every
+		// shopstream group. Recreating a topic (bootstrap --force) also
+		// needs DELETE, which is left to an operator to grant for that run.
+		readWrite := map[string]bool{t.Products: true, t.CompleteProducts: true, t.Filtered: true, t.Find: true, t.Recommendations: true, t.DLQReplayed: true}
 		var out []need
-		for _, name := range all {
+		for _, name := range []string{t.Products, t.CompleteProducts, t.Filtered, t.Find, t.Recommendations, t.Filter, t.FilterApplied, t.DLQ, t.DLQReplayed} {
 			ops := []kmsg.ACLOperation{kmsg.ACLOperationCreate, kmsg.ACLOperationDescribe, kmsg.ACLOperationDescribeConfigs, kmsg.ACLOperationAlterConfigs, kmsg.ACLOperationAlter}
-			if name == t.Products || name == t.Filter {
+			switch {
+			case readWrite[name]:
+				ops = append(ops, kmsg.ACLOperationRead, kmsg.ACLOperationWrite)
+			case name == t.Filter:
 				ops = append(ops, kmsg.ACLOperationWrite)
-			}
-			if name == t.Products {
+			case name == t.DLQ:
 				ops = append(ops, kmsg.ACLOperationRead)
 			}
 			out = append(out, topic(name, ops))
 		}
-		return append(out,
-			txnPrefix("shopstream-emulate/"),
-			// The markers are deleted once the run recorded its batches.
-			need{kmsg.ACLResourceTypeGroup, "shopstream-emulate/", true, []kmsg.ACLOperation{kmsg.ACLOperationRead, kmsg.ACLOperationDelete}},
-			need{kmsg.ACLResourceTypeGroup, "shopstream-", true, []kmsg.ACLOperation{kmsg.ACLOperationDescribe}},
-		)
+		for _, family := range []string{"shopstream-emulate/", "shopstream-backfill/", "shopstream-dlq-replay/"} {
+			out = append(out, txnPrefix(family),
+				need{kmsg.ACLResourceTypeGroup, family, true, []kmsg.ACLOperation{kmsg.ACLOperationRead, kmsg.ACLOperationDelete}})
+		}
+		return append(out, need{kmsg.ACLResourceTypeGroup, "shopstream-", true, []kmsg.ACLOperation{kmsg.ACLOperationDescribe}})
 	case Streamer:
 		return []need{
 			topic(t.Products, read), topic(t.Filter, read), topic(t.FilterApplied, readRite),

@@ -46,6 +46,10 @@ func (e *Env) Activities() (workers.Activities, error) {
 	if err != nil {
 		return workers.Activities{}, err
 	}
+	ops, err := workers.NewOperations(k, adm, e.Serde, e.Config.Topics, e.Metrics)
+	if err != nil {
+		return workers.Activities{}, err
+	}
 	return workers.Activities{
 		Emulate: emulate,
 		Bootstrap: &activities.Bootstrap{
@@ -55,7 +59,9 @@ func (e *Env) Activities() (workers.Activities, error) {
 			HTTP:       clients.NewHTTPClient(nil, 30*time.Second),
 			Connectors: connectors,
 		},
-		Filter: &activities.Filter{Kafka: k, Serde: e.Serde, Topic: e.Config.Topics.Filter},
+		Filter:   &activities.Filter{Kafka: k, Serde: e.Serde, Topic: e.Config.Topics.Filter},
+		Backfill: ops.Backfill,
+		Replay:   ops.Replay,
 	}, nil
 }
 

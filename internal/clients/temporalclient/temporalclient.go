@@ -151,7 +151,10 @@ func explain(o Options, copts client.Options, err error) error {
 	case status.Code(err) == codes.Unauthenticated || status.Code(err) == codes.PermissionDenied:
 		return fmt.Errorf("temporal at %s (namespace %s, %s) refused the credentials (%s): check TEMPORAL_API_KEY, or the client certificate (TEMPORAL_TLS_CLIENT_CERT_PATH) and that the namespace accepts it",
 			o.HostPort, o.Namespace, how, status.Convert(err).Message())
-	case strings.Contains(msg, "x509:") || strings.Contains(msg, "tls:") || strings.Contains(msg, "authentication handshake failed"):
+	case strings.Contains(msg, "x509:") || strings.Contains(msg, "tls:") || strings.Contains(msg, "authentication handshake failed"),
+		// A server that wants a client certificate may close the
+		// connection before its alert arrives.
+		copts.ConnectionOptions.TLS != nil && (strings.Contains(msg, "broken pipe") || strings.Contains(msg, "connection reset")):
 		return fmt.Errorf("cannot connect to Temporal at %s (namespace %s, %s): the TLS handshake failed (%v): check TEMPORAL_TLS_SERVER_CA_CERT_PATH, TEMPORAL_TLS_SERVER_NAME and the client certificate",
 			o.HostPort, o.Namespace, how, err)
 	case copts.ConnectionOptions.TLS == nil && strings.Contains(msg, "server preface: EOF"):
