@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/shopstream/shopstream/internal/clients"
 	"io"
 	"io/fs"
 	"net/http"
@@ -147,7 +148,7 @@ func newConnectClient(raw string, hc *http.Client) (*connectClient, error) {
 		u.User = nil
 	}
 	if c.http == nil {
-		c.http = &http.Client{Timeout: 30 * time.Second}
+		c.http = clients.NewHTTPClient(nil, 30*time.Second)
 	}
 	return c, nil
 }

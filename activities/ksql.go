@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/shopstream/shopstream/internal/clients"
 	"io"
 	"maps"
 	"net/http"
@@ -88,7 +89,7 @@ func (b *Bootstrap) applyKsql(ctx context.Context, in workflows.ApplyKsqlInput) 
 	}
 	k := &ksqlClient{url: strings.TrimRight(in.KsqlURL, "/"), http: b.HTTP}
 	if k.http == nil {
-		k.http = &http.Client{Timeout: 30 * time.Second}
+		k.http = clients.NewHTTPClient(nil, 30*time.Second)
 	}
 	earliest := map[string]string{"ksql.streams.auto.offset.reset": "earliest"}
 	for _, s := range ksqlInitStatements {

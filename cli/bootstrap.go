@@ -2,11 +2,13 @@ package main
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/shopstream/shopstream/internal/acls"
 	"github.com/shopstream/shopstream/internal/bootstrap"
 	"github.com/shopstream/shopstream/internal/process"
 	"github.com/shopstream/shopstream/workflows"
@@ -42,6 +44,8 @@ func bootstrapCommand() *cli.Command {
 			&cli.StringSliceFlag{Name: "only", Usage: "run only these steps: " + strings.Join(workflows.BootstrapSteps, ", ") + " (repeat or comma-separate)"},
 			&cli.BoolFlag{Name: "force", Usage: "repair drift: add partitions, reset configs, recreate a topic that has too many partitions (deletes its data)"},
 			&cli.DurationFlag{Name: "timeout", Value: 5 * time.Minute, Usage: "how long to wait for the workflow"},
+			&cli.BoolFlag{Name: "acls", Usage: "first apply the Kafka ACLs of each component's principal (environment/acls.md) as this command's principal, an admin; drift is reported, deleted only with --force"},
+			&cli.StringSliceFlag{Name: "acl-users", EnvVars: []string{"ACL_USERS"}, Usage: "component=user pairs naming the SASL users of the ACL table (default: shopstream-<component>)"},
 		)...),
 		Action: func(c *cli.Context) error {
 			ts, err := readTopicSettings(c)
@@ -52,7 +56,21 @@ func bootstrapCommand() *cli.Command {
 			for _, s := range c.StringSlice("only") {
 				steps = append(steps, splitCSV(s)...)
 			}
-			e, err := connect(c, process.NeedTemporal)
+			users := map[string]string{}
+			for _, kv := range c.StringSlice("acl-users") {
+				for _, p := range splitCSV(kv) {
+					comp, user, ok := strings.Cut(p, "=")
+					if !ok || !slices.Contains(acls.Components, comp) || user == "" {
+						return usageErr("--acl-users %q: want component=user with a component of %s", p, strings.Join(acls.Components, ", "))
+					}
+					users[comp] = user
+				}
+			}
+			needs := process.NeedTemporal
+			if c.Bool("acls") {
+				needs |= process.NeedKafka
+			}
+			e, err := connect(c, needs)
 			if err != nil {
 				return err
 			}
@@ -63,6 +81,11 @@ func bootstrapCommand() *cli.Command {
 			}
 			ctx, cancel := context.WithTimeout(c.Context, c.Duration("timeout"))
 			defer cancel()
+			if c.Bool("acls") {
+				if _, err := bootstrap.ApplyACLs(ctx, e.Admin, e.Config, users, ts.Force, c.App.Writer); err != nil {
+					return err
+				}
+			}
 			_, err = bootstrap.Run(ctx, e.Temporal, e.Config, in, c.App.Writer, true)
 			return err
 		},

@@ -146,6 +146,9 @@ func TestSourceCheckFindsPlantedViolations(t *testing.T) {
 		"internal/sink/doc.go":     "package sink\n\n// panic(\"in a comment\"), kgo.NewClient() and promauto.With(reg) in prose are not calls.\nconst s = \"panic(\"\n",
 		"internal/sink/dlq.go":     "package sink\n\nconst why = \"shopstream.dlq.reason\"\n",
 		"internal/deadletter/h.go": "package deadletter\n\nconst HeaderReason = \"shopstream.dlq.reason\"\n",
+		"internal/sink/web.go":     "package sink\n\nimport nethttp \"net/http\"\n\nvar c = &nethttp.Client{}\nvar d = nethttp.DefaultClient\n",
+		"internal/clients/h.go":    "package clients\n\nimport \"net/http\"\n\nvar c = &http.Client{}\n",
+		"internal/imagefetch/f.go": "package imagefetch\n\nimport \"net/http\"\n\nvar c = &http.Client{}\n",
 	} {
 		p := filepath.Join(root, filepath.FromSlash(name))
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
@@ -165,6 +168,8 @@ func TestSourceCheckFindsPlantedViolations(t *testing.T) {
 		"internal/sink/metrics.go imports promauto",
 		"internal/sink/open.go:4 calls panic",
 		"internal/sink/reader.go:5: franz.NewClient builds a client",
+		"internal/sink/web.go:5: an HTTP client built here",
+		"internal/sink/web.go:6: an HTTP client built here",
 	}
 	if len(found) != len(want) {
 		t.Fatalf("found %d violations, want %d:\n%s", len(found), len(want), strings.Join(found, "\n"))
@@ -218,10 +223,17 @@ func sourceRuleViolations(root string) ([]string, error) {
 			return fmt.Errorf("parse %s: %w", rel, err)
 		}
 		constructors := map[string]string{} // local name -> import path
+		httpName := ""                      // the local name of net/http
 		for _, imp := range f.Imports {
 			v, _ := strconv.Unquote(imp.Path.Value)
 			if v == promauto && !within(dir, "internal/telemetry") {
 				found = append(found, rel+" imports promauto: build metrics with telemetry.With(reg) and return its Err(), which does not panic on a name collision")
+			}
+			if v == "net/http" && !within(dir, "internal/clients") && !httpClientExempt(dir) {
+				httpName = "http"
+				if imp.Name != nil {
+					httpName = imp.Name.Name
+				}
 			}
 			if _, ok := clientConstructors[v]; ok && !within(dir, "internal/clients") {
 				name := path.Base(v)
@@ -243,10 +255,19 @@ func sourceRuleViolations(root string) ([]string, error) {
 				if id, ok := n.Fun.(*ast.Ident); ok && id.Name == "panic" && !inMain {
 					found = append(found, fmt.Sprintf("%s:%d calls panic outside package main: return an error to the caller", rel, fset.Position(n.Pos()).Line))
 				}
+			case *ast.CompositeLit:
+				if sel, ok := n.Type.(*ast.SelectorExpr); ok && httpName != "" && sel.Sel.Name == "Client" {
+					if x, ok := sel.X.(*ast.Ident); ok && x.Name == httpName {
+						found = append(found, fmt.Sprintf("%s:%d: an HTTP client built here: build it with clients.NewHTTPClient, so its TLS and timeouts are decided in one place", rel, fset.Position(n.Pos()).Line))
+					}
+				}
 			case *ast.SelectorExpr:
 				x, ok := n.X.(*ast.Ident)
 				if !ok {
 					return true
+				}
+				if httpName != "" && x.Name == httpName && n.Sel.Name == "DefaultClient" {
+					found = append(found, fmt.Sprintf("%s:%d: an HTTP client built here: build it with clients.NewHTTPClient, so its TLS and timeouts are decided in one place", rel, fset.Position(n.Pos()).Line))
 				}
 				for _, fn := range clientConstructors[constructors[x.Name]] {
 					if n.Sel.Name == fn {
@@ -259,6 +280,14 @@ func sourceRuleViolations(root string) ([]string, error) {
 		return nil
 	})
 	return found, err
+}
+
+// httpClientExempt are the packages whose HTTP clients are not a service
+// connection: the image fetcher fetches untrusted URLs through its own
+// guarded dialer, and the load generator's connection pool is part of what
+// it measures.
+func httpClientExempt(dir string) bool {
+	return within(dir, "internal/imagefetch") || within(dir, "internal/loadgen")
 }
 
 // deadLetterHeaderPrefix starts every dead-letter header name.

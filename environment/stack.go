@@ -2,13 +2,17 @@ package environment
 
 import (
 	"context"
+	"crypto/subtle"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -17,6 +21,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/shopstream/shopstream/internal/clients"
+	"github.com/shopstream/shopstream/internal/config"
 	"github.com/shopstream/shopstream/internal/hanging"
 )
 
@@ -50,10 +55,29 @@ type Options struct {
 	// (for measuring what the tuning buys).
 	UntunedTemporal bool
 
+	// Secure, when set, runs Kafka with TLS and SASL/SCRAM-SHA-512 with
+	// ACLs on, and the registry behind TLS and basic auth.
+	Secure *Secure
+
 	// Log receives the Temporal dev server's output.
 	Log io.Writer
 	// ReadyTimeout bounds the wait for each part to answer.
 	ReadyTimeout time.Duration
+}
+
+// Secure is how the secured embedded stack listens and whom it lets in.
+type Secure struct {
+	// TLS is the listeners' configuration (a certificate for 127.0.0.1).
+	TLS *tls.Config
+	// Admin is the Kafka superuser, Users the other SCRAM-SHA-512 users,
+	// user -> password; ACLs decide what Users may do.
+	Admin, AdminPassword string
+	Users                map[string]string
+	// AdminClient is how the stack's own readiness check connects to
+	// Kafka: SASL_SSL as the admin, trusting the stack's CA.
+	AdminClient config.KafkaSecurity
+	// Registry basic auth.
+	RegistryUser, RegistryPassword string
 }
 
 // Stack is a running embedded stack, or the external parts it stands for.
@@ -123,6 +147,10 @@ func Start(ctx context.Context, o Options) (_ *Stack, err error) {
 
 	if o.StartKafka {
 		t0 := time.Now()
+		var adminClient config.KafkaSecurity
+		if o.Secure != nil {
+			adminClient = o.Secure.AdminClient
+		}
 		opts := func(port int) []kfake.Opt {
 			opts := []kfake.Opt{
 				kfake.Ports(port),
@@ -133,10 +161,17 @@ func Start(ctx context.Context, o Options) (_ *Stack, err error) {
 			if o.DataDir != "" {
 				opts = append(opts, kfake.DataDir(filepath.Join(o.DataDir, "kafka")))
 			}
+			if sec := o.Secure; sec != nil {
+				opts = append(opts, kfake.TLS(sec.TLS), kfake.EnableSASL(), kfake.EnableACLs(),
+					kfake.Superuser(config.MechanismScram512, sec.Admin, sec.AdminPassword))
+				for _, u := range slices.Sorted(maps.Keys(sec.Users)) {
+					opts = append(opts, kfake.User(config.MechanismScram512, u, sec.Users[u]))
+				}
+			}
 			return opts
 		}
 		if o.DataDir != "" && StoppedUncleanly(o.DataDir) {
-			rec, err := recoverKafka(ctx, opts(0))
+			rec, err := recoverKafka(ctx, opts(0), adminClient)
 			if err != nil {
 				return nil, err
 			}
@@ -156,7 +191,7 @@ func Start(ctx context.Context, o Options) (_ *Stack, err error) {
 			return nil, fmt.Errorf("start Kafka (kfake) on 127.0.0.1:%d: %w", o.KafkaPort, err)
 		}
 		s.KafkaBrokers = s.Kafka.ListenAddrs()
-		if err = pingKafka(ctx, s.KafkaBrokers); err != nil {
+		if err = pingKafka(ctx, s.KafkaBrokers, adminClient); err != nil {
 			return nil, err
 		}
 		s.Started["kafka"] = time.Since(t0)
@@ -177,9 +212,15 @@ func Start(ctx context.Context, o Options) (_ *Stack, err error) {
 		if err != nil {
 			return nil, fmt.Errorf("start the schema registry on %s: %w", addr, err)
 		}
-		s.registry = &http.Server{Handler: reg, ReadHeaderTimeout: 5 * time.Second}
-		go func() { _ = s.registry.Serve(ln) }()
+		var handler http.Handler = reg
 		s.RegistryURL = "http://" + addr
+		if sec := o.Secure; sec != nil {
+			handler = basicAuth(sec.RegistryUser, sec.RegistryPassword, reg)
+			ln = tls.NewListener(ln, sec.TLS)
+			s.RegistryURL = "https://" + addr
+		}
+		s.registry = &http.Server{Handler: handler, ReadHeaderTimeout: 5 * time.Second}
+		go func() { _ = s.registry.Serve(ln) }()
 		s.Started["schema registry"] = time.Since(t0)
 	}
 
@@ -258,13 +299,13 @@ func writeKafkaState(dataDir, state string) error {
 // recoverKafka starts the cluster on a free port, where no producer can
 // reach it, aborts the transactions the crash left open (package hanging
 // says why kfake needs that), and closes it cleanly again.
-func recoverKafka(ctx context.Context, opts []kfake.Opt) (hanging.Recovery, error) {
+func recoverKafka(ctx context.Context, opts []kfake.Opt, sec config.KafkaSecurity) (hanging.Recovery, error) {
 	c, err := kfake.NewCluster(opts...)
 	if err != nil {
 		return hanging.Recovery{}, fmt.Errorf("start Kafka (kfake) to recover it from an unclean stop: %w", err)
 	}
 	defer c.Close()
-	k, err := clients.NewKafka(clients.KafkaOptions{Brokers: c.ListenAddrs()})
+	k, err := clients.NewKafka(clients.KafkaOptions{Brokers: c.ListenAddrs(), Security: sec})
 	if err != nil {
 		return hanging.Recovery{}, err
 	}
@@ -294,8 +335,8 @@ func checkPort(port int, what string) (int, error) {
 	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 
-func pingKafka(ctx context.Context, brokers []string) error {
-	k, err := clients.NewKafka(clients.KafkaOptions{Brokers: brokers})
+func pingKafka(ctx context.Context, brokers []string, sec config.KafkaSecurity) error {
+	k, err := clients.NewKafka(clients.KafkaOptions{Brokers: brokers, Security: sec})
 	if err != nil {
 		return err
 	}
@@ -310,4 +351,20 @@ func pingKafka(ctx context.Context, brokers []string) error {
 		return fmt.Errorf("kafka on %v does not answer: %w", brokers, err)
 	}
 	return nil
+}
+
+// basicAuth lets a request through to next only with the registry's user
+// and password, as a secured Confluent registry does.
+func basicAuth(user, pass string, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u, p, ok := r.BasicAuth()
+		if !ok || subtle.ConstantTimeCompare([]byte(u), []byte(user)) != 1 || subtle.ConstantTimeCompare([]byte(p), []byte(pass)) != 1 {
+			w.Header().Set("WWW-Authenticate", `Basic realm="schema-registry"`)
+			w.Header().Set("Content-Type", "application/vnd.schemaregistry.v1+json")
+			w.WriteHeader(http.StatusUnauthorized)
+			fmt.Fprint(w, `{"error_code":401,"message":"Unauthorized: give SCHEMA_REGISTRY_USERNAME and SCHEMA_REGISTRY_PASSWORD"}`)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }

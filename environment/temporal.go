@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/shopstream/shopstream/internal/clients"
 	"io"
 	"net/http"
 	"os"
@@ -181,7 +182,7 @@ func pingHTTP(ctx context.Context, u string) error {
 	if err != nil {
 		return err
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := clients.NewHTTPClient(nil, 2*time.Second).Do(req)
 	if err != nil {
 		return err
 	}

@@ -73,6 +73,23 @@ func TestProductionRendersEveryComponent(t *testing.T) {
 	}
 }
 
+// The bootstrap Job applies the ACLs of each component's own principal
+// when asked, naming each user as the components run.
+func TestBootstrapAppliesTheACLsOfEachPrincipal(t *testing.T) {
+	out, err := render(t, "production", "--set", "bootstrap.acls=true")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"- --acls", "- --acl-users=streamer=shopstream-streamer", "- --acl-users=sink=shopstream-sink"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("the rendered bootstrap Job does not say %q", want)
+		}
+	}
+	if out, err := render(t, "production"); err != nil || strings.Contains(string(out), "--acls") {
+		t.Errorf("bootstrap.acls off still applies ACLs (or fails: %v)", err)
+	}
+}
+
 // mistakes are planted in the rendered production release, one at a time;
 // each must make its check fail (nil: the strict decode).
 var mistakes = []struct {
@@ -163,6 +180,12 @@ func TestBadValuesAreRefused(t *testing.T) {
 		{"streamer.autoscaling.maxReplicas=13", "kafka.partitions=12"},
 		{"sink.autoscaling.minReplicas=7", "above maxReplicas"},
 		{"schemaRegistry.url=http://user:pw@registry:8081", "carries a password"},
+		// What shopstream itself would refuse at start (internal/config).
+		{"kafka.tls.secret=kafka-ca", "does not use TLS: set SSL or SASL_SSL"},
+		{"kafka.sasl.mechanism=PLAIN", "needs kafka.securityProtocol SASL_SSL"},
+		{"kafka.securityProtocol=SASL_SSL,kafka.sasl.mechanism=SCRAM-SHA-512", "needs a user and a password Secret"},
+		{"kafka.securityProtocol=SASL_SSL,kafka.sasl.mechanism=OAUTHBEARER", "needs kafka.sasl.oauthbearer.tokenEndpointURL"},
+		{"kafka.securityProtocol=SASL_PLAINTEXT,kafka.sasl.mechanism=AWS_MSK_IAM", "works over TLS only"},
 	} {
 		out, err := render(t, "", "--set", c.set)
 		if err == nil {

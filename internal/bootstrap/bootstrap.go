@@ -11,9 +11,11 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
 
+	"github.com/shopstream/shopstream/internal/acls"
 	"github.com/shopstream/shopstream/internal/config"
 	"github.com/shopstream/shopstream/internal/records"
 	"github.com/shopstream/shopstream/workflows"
@@ -135,4 +137,18 @@ func WarnIfNoWorker(ctx context.Context, tc client.Client, cfg *config.Config, w
 	if err == nil && len(resp.GetPollers()) == 0 {
 		fmt.Fprintf(w, "%s: no worker polls task queue %q yet: the workflow waits for `shopstream dev` or `shopstream worker`\n", command, cfg.TaskQueue)
 	}
+}
+
+// ApplyACLs is bootstrap's acls step: it applies the ACL table of every
+// component's principal (internal/acls) with adm and prints the outcome.
+// It runs in the bootstrap command itself, not as an activity: it needs an
+// admin's credentials, which the worker must not hold, and the worker
+// needs its own ACLs before it can create the topics.
+func ApplyACLs(ctx context.Context, adm *kadm.Client, cfg *config.Config, users map[string]string, force bool, w io.Writer) (workflows.StepResult, error) {
+	res, err := acls.Apply(ctx, adm, acls.All(users, cfg.Topics), force)
+	printResult(w, workflows.BootstrapResult{Steps: []workflows.StepResult{res}})
+	if err != nil {
+		return res, fmt.Errorf("bootstrap acls: %w", err)
+	}
+	return res, nil
 }

@@ -34,6 +34,11 @@ type Config struct {
 	BlobURL           string
 	Topics            records.Topics
 	DialTimeout       time.Duration
+
+	// How clients authenticate and encrypt (security.go).
+	KafkaSecurity    KafkaSecurity
+	Registry         RegistryAuth
+	TemporalSecurity TemporalSecurity
 }
 
 // Embedded-stack addresses: `shopstream dev` listens here and every other
@@ -60,6 +65,7 @@ func Default() *Config {
 		DataDir:           ".data",
 		Topics:            records.DefaultTopics(),
 		DialTimeout:       10 * time.Second,
+		KafkaSecurity:     KafkaSecurity{Protocol: ProtocolPlaintext, EndpointIdentification: true},
 	}
 }
 
@@ -76,7 +82,10 @@ type Setting struct {
 	Usage   string
 	// Secret settings may hold a password; Describe masks them.
 	Secret bool
-	Get    func(*Config) string
+	// Password settings are a secret as a whole (a password, key or
+	// token): Describe says only whether they are set.
+	Password bool
+	Get      func(*Config) string
 	// Set parses a value into the Config; the error says what is wanted.
 	Set func(*Config, string) error
 }
@@ -128,6 +137,7 @@ func Settings() []Setting {
 				return nil
 			}},
 	}
+	out = append(out, securitySettings()...)
 	def := Default()
 	for i := range out {
 		out[i].Default = out[i].Get(def)
@@ -144,8 +154,14 @@ func Parse(value func(name string) string) (*Config, error) {
 	for _, s := range Settings() {
 		v := value(s.Name)
 		if err := s.Set(cfg, v); err != nil {
+			if s.Password {
+				v = "*****"
+			}
 			return nil, fmt.Errorf("--%s %q: %w", s.Name, v, err)
 		}
+	}
+	if err := cfg.readSecretFiles(); err != nil {
+		return nil, err
 	}
 	return cfg, cfg.Validate()
 }
@@ -196,7 +212,7 @@ func (c *Config) Validate() error {
 		}
 		seen[t.name] = t.flag
 	}
-	return nil
+	return c.validateSecurity()
 }
 
 // Default /metrics ports per command, so that `dev` and any command started
@@ -247,7 +263,10 @@ func (c *Config) Describe(w io.Writer) error {
 	fmt.Fprintln(tw, "SETTING\tENV\tVALUE")
 	for _, s := range Settings() {
 		v := s.Get(c)
-		if s.Secret {
+		switch {
+		case s.Password && v != "":
+			v = "***** (set)"
+		case s.Secret:
 			v = Mask(v)
 		}
 		if v == "" {

@@ -18,7 +18,9 @@ import (
 	"time"
 
 	"github.com/shopstream/shopstream/environment"
+	"github.com/shopstream/shopstream/internal/acls"
 	"github.com/shopstream/shopstream/internal/bootstrap"
+	"github.com/shopstream/shopstream/internal/clients"
 	"github.com/shopstream/shopstream/internal/config"
 	"github.com/shopstream/shopstream/internal/process"
 	"github.com/shopstream/shopstream/internal/productapi"
@@ -42,6 +44,10 @@ type Options struct {
 	TemporalCLI string
 	// UntunedTemporal leaves the dev server's dynamic config at its defaults.
 	UntunedTemporal bool
+	// Secure runs Kafka with TLS, SASL/SCRAM-SHA-512 and ACLs, the
+	// registry with TLS and basic auth, and every component as its own
+	// principal, and writes <data-dir>/secure.env for the other commands.
+	Secure bool
 }
 
 // StopWithin is how long the components get to stop once dev is told to,
@@ -64,13 +70,28 @@ func Run(ctx context.Context, o Options, out io.Writer) error {
 	}
 	defer temporalLog.Close()
 
+	var sec *secureSetup
+	var stackSecure *environment.Secure
+	startRegistry := cfg.SchemaRegistryURL == def.SchemaRegistryURL
+	if o.Secure {
+		if sec, err = prepareSecure(cfg.DataDir); err != nil {
+			return err
+		}
+		if stackSecure, err = sec.stackOptions(); err != nil {
+			return err
+		}
+		// The URL secure.env gives, when dev runs with it sourced.
+		startRegistry = startRegistry || cfg.SchemaRegistryURL == strings.Replace(def.SchemaRegistryURL, "http:", "https:", 1)
+	}
+
 	fmt.Fprintln(out, "shopstream dev: starting the embedded stack")
 	stack, err := environment.Start(ctx, environment.Options{
 		DataDir:         cfg.DataDir,
+		Secure:          stackSecure,
 		StartKafka:      slices.Equal(cfg.KafkaBrokers, def.KafkaBrokers),
 		KafkaPort:       environment.KafkaPort,
 		KafkaBrokers:    cfg.KafkaBrokers,
-		StartRegistry:   cfg.SchemaRegistryURL == def.SchemaRegistryURL,
+		StartRegistry:   startRegistry,
 		RegistryPort:    environment.RegistryPort,
 		RegistryURL:     cfg.SchemaRegistryURL,
 		StartTemporal:   cfg.TemporalAddress == def.TemporalAddress,
@@ -95,6 +116,10 @@ func Run(ctx context.Context, o Options, out io.Writer) error {
 	}()
 	cfg.KafkaBrokers, cfg.SchemaRegistryURL = stack.KafkaBrokers, stack.RegistryURL
 	cfg.TemporalAddress, cfg.TemporalUIURL = stack.TemporalAddress, stack.TemporalUIURL
+	if sec != nil {
+		// dev itself connects as the admin; its components as themselves.
+		cfg.KafkaSecurity, cfg.Registry = sec.kafka(secureAdmin), sec.registry()
+	}
 	pg, err := startPostgres(ctx, cfg, out)
 	if err != nil {
 		return err
@@ -106,6 +131,11 @@ func Run(ctx context.Context, o Options, out io.Writer) error {
 		return err
 	}
 	defer e.Close()
+	if sec != nil {
+		if err := secureComponents(ctx, e, sec, out); err != nil {
+			return err
+		}
+	}
 	g, err := components(ctx, e)
 	if err != nil {
 		return err
@@ -163,6 +193,13 @@ func Run(ctx context.Context, o Options, out io.Writer) error {
 		fmt.Fprintf(tw, "  Metrics\thttp://%s/metrics\t\n", metricsAddr)
 	}
 	tw.Flush()
+	if sec != nil {
+		envFile, err := sec.writeEnv(cfg.DataDir, cfg)
+		if err != nil {
+			return stop(err)
+		}
+		printSecureUsage(out, envFile)
+	}
 	fmt.Fprintf(out, "shopstream dev: ready in %s (Ctrl-C stops everything)\n", time.Since(t0).Round(10*time.Millisecond))
 	return <-done
 }
@@ -211,6 +248,29 @@ func components(ctx context.Context, e *process.Env) (*supervise.Group, error) {
 		return nil, err
 	}
 	return g, errors.Join(g.Add("image collector", col), g.Add("sink", sk))
+}
+
+// secureComponents applies the ACL table as the admin (the worker needs its
+// ACLs to create the topics) and gives every component its own principal.
+func secureComponents(ctx context.Context, e *process.Env, sec *secureSetup, out io.Writer) error {
+	if _, err := bootstrap.ApplyACLs(ctx, e.Admin, e.Config, nil, false, out); err != nil {
+		return err
+	}
+	e.Principals = map[string]*clients.Kafka{}
+	for _, c := range acls.Components {
+		user := acls.DefaultUser(c)
+		if c == acls.Recommender {
+			// dev's recommender runs in the streamer's process, as it does
+			// in `shopstream streamer`.
+			user = acls.DefaultUser(acls.Streamer)
+		}
+		k, err := e.Kafka.As(user, sec.passwords[user])
+		if err != nil {
+			return err
+		}
+		e.Principals[c] = k
+	}
+	return nil
 }
 
 func startedNote(s *environment.Stack, part, state string) string {

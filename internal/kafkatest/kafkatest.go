@@ -25,7 +25,10 @@ import (
 	"github.com/twmb/franz-go/pkg/sr/srfake"
 
 	"github.com/shopstream/shopstream/internal/clients"
+	"github.com/shopstream/shopstream/internal/config"
+	"github.com/shopstream/shopstream/internal/randid"
 	"github.com/shopstream/shopstream/internal/records"
+	"github.com/shopstream/shopstream/internal/tlsgen"
 )
 
 // Cluster is a running kfake cluster and srfake registry with clients for
@@ -45,6 +48,17 @@ type Cluster struct {
 	// Serde encodes and decodes records over the registry.
 	Serde *records.Serde
 
+	// Security is how c.Kafka connects: PLAINTEXT unless Secure was given;
+	// then it authenticates as the superuser "admin" (mTLS: the client
+	// certificate of CN admin).
+	Security config.KafkaSecurity
+	// CA signed the brokers' (and clients') certificates with Secure TLS;
+	// its PEM is in TLSDir/ca.crt, with admin.crt and admin.key.
+	CA     *tlsgen.CA
+	TLSDir string
+	// Passwords are the SASL users' passwords, "admin" and Secure.Users.
+	Passwords map[string]string
+
 	t       testing.TB
 	admin   *kadm.Client
 	dataDir string
@@ -58,7 +72,26 @@ type options struct {
 	partitions int
 	dataDir    string
 	kfake      []kfake.Opt
+	secure     *Secure
 }
+
+// Secure says how a secured cluster listens and authenticates.
+type Secure struct {
+	// TLS listens with a certificate from a fresh CA; ClientCert also
+	// requires clients to present one the CA signed (mutual TLS).
+	TLS, ClientCert bool
+	// Mechanism is PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512; empty: no SASL.
+	Mechanism string
+	// ACLs turns authorization on: only the superuser "admin" may do
+	// anything until ACLs allow the Users.
+	ACLs bool
+	// Users are SASL users besides "admin", with random passwords.
+	Users []string
+}
+
+// Secured runs the cluster with TLS, SASL or ACLs, and points c.Kafka at it
+// as the superuser.
+func Secured(s Secure) Option { return func(o *options) { o.secure = &s } }
 
 // Brokers runs n brokers instead of one, for a test of leader or
 // coordinator moves.
@@ -104,24 +137,95 @@ func Start(t testing.TB, opts ...Option) *Cluster {
 	for _, f := range opts {
 		f(&o)
 	}
-	fake, err := kfake.NewCluster(append([]kfake.Opt{
+	c := &Cluster{t: t, Security: config.Default().KafkaSecurity}
+	kopts := []kfake.Opt{
 		kfake.NumBrokers(o.brokers),
 		kfake.DefaultNumPartitions(o.partitions),
 		// Compact within seconds, not kfake's default hour, as the dev stack.
 		kfake.BrokerConfigs(map[string]string{"log.cleaner.backoff.ms": "30000"}),
-	}, o.kfake...)...)
+	}
+	if o.secure != nil {
+		kopts = append(kopts, c.secure(*o.secure)...)
+	}
+	fake, err := kfake.NewCluster(append(kopts, o.kfake...)...)
 	if err != nil {
 		t.Fatalf("start kfake: %v", err)
 	}
 	t.Cleanup(fake.Close)
 	reg := srfake.New()
 	t.Cleanup(reg.Close)
-	c := &Cluster{Fake: fake, Brokers: fake.ListenAddrs(), Registry: reg, RegistryURL: reg.URL(), t: t, dataDir: o.dataDir}
-	if c.Kafka, err = clients.NewKafka(clients.KafkaOptions{Brokers: c.Brokers}); err != nil {
+	c.Fake, c.Brokers, c.Registry, c.RegistryURL = fake, fake.ListenAddrs(), reg, reg.URL()
+	c.dataDir = o.dataDir
+	if c.Kafka, err = clients.NewKafka(clients.KafkaOptions{Brokers: c.Brokers, Security: c.Security}); err != nil {
 		t.Fatal(err)
 	}
 	c.Serde = c.NewSerde()
 	return c
+}
+
+// secure makes the CA, certificates and users of s and returns the kfake
+// options that turn them on; c.Security becomes the superuser's.
+func (c *Cluster) secure(s Secure) []kfake.Opt {
+	t := c.t
+	var opts []kfake.Opt
+	if s.TLS {
+		ca, err := tlsgen.NewCA("kafkatest CA", time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		server, err := ca.Server([]string{"127.0.0.1", "localhost"}, time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		srvCfg, err := ca.ServerConfig(server, s.ClientCert)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.CA, c.TLSDir = ca, t.TempDir()
+		if err := os.WriteFile(filepath.Join(c.TLSDir, "ca.crt"), ca.CertPEM, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		c.Security.Protocol = config.ProtocolSSL
+		c.Security.CALocation = filepath.Join(c.TLSDir, "ca.crt")
+		if s.ClientCert {
+			admin, err := ca.Client("admin", time.Hour)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.Security.CertificateLocation, c.Security.KeyLocation, err = admin.Write(c.TLSDir, "admin"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		opts = append(opts, kfake.TLS(srvCfg))
+	}
+	if s.Mechanism != "" {
+		c.Passwords = map[string]string{"admin": randid.Hex(12)}
+		opts = append(opts, kfake.EnableSASL(), kfake.Superuser(s.Mechanism, "admin", c.Passwords["admin"]))
+		for _, u := range s.Users {
+			c.Passwords[u] = randid.Hex(12)
+			opts = append(opts, kfake.User(s.Mechanism, u, c.Passwords[u]))
+		}
+		c.Security.Protocol = config.ProtocolSASLPlaintext
+		if s.TLS {
+			c.Security.Protocol = config.ProtocolSASLSSL
+		}
+		c.Security.Mechanism, c.Security.Username, c.Security.Password = s.Mechanism, "admin", c.Passwords["admin"]
+	}
+	if s.ACLs {
+		opts = append(opts, kfake.EnableACLs())
+	}
+	return opts
+}
+
+// As returns clients of the cluster that authenticate as user (one of
+// Secure.Users).
+func (c *Cluster) As(user string) *clients.Kafka {
+	c.t.Helper()
+	k, err := c.Kafka.As(user, c.Passwords[user])
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return k
 }
 
 // NewSerde returns a serde of its own over the registry, with an empty

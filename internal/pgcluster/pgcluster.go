@@ -58,6 +58,15 @@ type Options struct {
 	Log io.Writer
 	// ReadyTimeout bounds the wait for the server to accept connections.
 	ReadyTimeout time.Duration
+	// TLS, when set, turns ssl on with this PEM certificate and key, so
+	// clients can connect with sslmode=verify-full; DSN still says
+	// sslmode=disable, and DSNVerifyFull gives the verifying one.
+	TLS *TLS
+}
+
+// TLS is a server certificate and its key, PEM.
+type TLS struct {
+	CertPEM, KeyPEM []byte
 }
 
 // Cluster is a running server.
@@ -207,6 +216,13 @@ func (c *Cluster) start(ctx context.Context, o Options, bin string, owner *sysca
 	if o.Fast {
 		args = append(args, "-c", "fsync=off", "-c", "full_page_writes=off", "-c", "synchronous_commit=off")
 	}
+	if o.TLS != nil {
+		tlsArgs, err := c.writeTLS(o.TLS, owner)
+		if err != nil {
+			return err
+		}
+		args = append(args, tlsArgs...)
+	}
 	c.cmd = exec.Command(filepath.Join(bin, "postgres"), args...)
 	c.cmd.Stdout, c.cmd.Stderr = log, log
 	c.cmd.Dir = c.Dir
@@ -321,6 +337,38 @@ func serverUser() (*syscall.Credential, error) {
 func (c *Cluster) dsn(db string) string {
 	u := url.URL{Scheme: "postgres", User: url.UserPassword("postgres", c.password),
 		Host: "127.0.0.1:" + strconv.Itoa(c.Port), Path: "/" + db, RawQuery: "sslmode=disable"}
+	return u.String()
+}
+
+// writeTLS writes the server's certificate and key where the server's user
+// can read them (PostgreSQL refuses a key that others may read) and
+// returns the settings that turn ssl on.
+func (c *Cluster) writeTLS(t *TLS, owner *syscall.Credential) ([]string, error) {
+	dir := filepath.Join(c.Dir, "tls")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("create %s: %w", dir, err)
+	}
+	cert, key := filepath.Join(dir, "server.crt"), filepath.Join(dir, "server.key")
+	if err := os.WriteFile(cert, t.CertPEM, 0o644); err != nil {
+		return nil, fmt.Errorf("write PostgreSQL's certificate: %w", err)
+	}
+	if err := os.WriteFile(key, t.KeyPEM, 0o600); err != nil {
+		return nil, fmt.Errorf("write PostgreSQL's key: %w", err)
+	}
+	if owner != nil {
+		if err := os.Chown(key, int(owner.Uid), int(owner.Gid)); err != nil {
+			return nil, fmt.Errorf("give PostgreSQL's key to the postgres user: %w", err)
+		}
+	}
+	return []string{"-c", "ssl=on", "-c", "ssl_cert_file=" + cert, "-c", "ssl_key_file=" + key}, nil
+}
+
+// DSNVerifyFull is the DSN of db with sslmode=verify-full against the CA
+// in caFile, as a production DATABASE_DSN would say.
+func (c *Cluster) DSNVerifyFull(db, host, caFile string) string {
+	u := url.URL{Scheme: "postgres", User: url.UserPassword("postgres", c.password),
+		Host: host + ":" + strconv.Itoa(c.Port), Path: "/" + db,
+		RawQuery: url.Values{"sslmode": {"verify-full"}, "sslrootcert": {caFile}}.Encode()}
 	return u.String()
 }
 

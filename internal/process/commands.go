@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strings"
 
+	"github.com/shopstream/shopstream/internal/acls"
 	"github.com/shopstream/shopstream/internal/config"
 	"github.com/shopstream/shopstream/internal/supervise"
 	"github.com/shopstream/shopstream/internal/telemetry"
@@ -68,7 +69,7 @@ func RunRecommender(ctx context.Context, cfg *config.Config, logger *slog.Logger
 	if err != nil {
 		return err
 	}
-	if err := g.Add("recommender", rec); err != nil {
+	if err := g.Add("recommender", e.Guard(acls.Recommender, rec)); err != nil {
 		return err
 	}
 	return g.Run(ctx)
@@ -77,7 +78,9 @@ func RunRecommender(ctx context.Context, cfg *config.Config, logger *slog.Logger
 // RunSink runs the sink: it opens the database (applying migrations), joins
 // the group and writes until ctx ends.
 func RunSink(ctx context.Context, cfg *config.Config, logger *slog.Logger, s SinkSettings, out io.Writer) error {
-	e, err := Connect(ctx, cfg, logger, telemetry.NewRegistry(), 0)
+	// Connected now, so wrong credentials are an error before the sink
+	// opens the database.
+	e, err := Connect(ctx, cfg, logger, telemetry.NewRegistry(), NeedKafka)
 	if err != nil {
 		return err
 	}
@@ -94,7 +97,7 @@ func RunSink(ctx context.Context, cfg *config.Config, logger *slog.Logger, s Sin
 	if err != nil {
 		return err
 	}
-	if err := g.Add("sink", sk); err != nil {
+	if err := g.Add("sink", e.Guard(acls.Sink, sk)); err != nil {
 		return err
 	}
 	db := e.db.Pool.Config().ConnConfig

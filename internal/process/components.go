@@ -3,7 +3,6 @@ package process
 import (
 	"context"
 	"errors"
-	"net/http"
 	"strings"
 	"time"
 
@@ -11,8 +10,10 @@ import (
 
 	"github.com/shopstream/shopstream/activities"
 	"github.com/shopstream/shopstream/environment"
+	"github.com/shopstream/shopstream/internal/acls"
 	"github.com/shopstream/shopstream/internal/blobstore"
 	"github.com/shopstream/shopstream/internal/catalog"
+	"github.com/shopstream/shopstream/internal/clients"
 	"github.com/shopstream/shopstream/internal/collector"
 	"github.com/shopstream/shopstream/internal/component"
 	"github.com/shopstream/shopstream/internal/imagefetch"
@@ -28,7 +29,16 @@ import (
 
 // Activities builds every activity family over the process's clients.
 func (e *Env) Activities() (workers.Activities, error) {
-	emulate, err := activities.NewEmulate(e.Kafka, e.Admin, e.Serde, e.Metrics)
+	// The worker's activities run as its principal and read their
+	// credentials from this process, never from workflow input.
+	ctx, cancel := context.WithTimeout(context.Background(), e.Config.DialTimeout)
+	defer cancel()
+	cl, adm, err := e.clientFor(ctx, acls.Worker)
+	if err != nil {
+		return workers.Activities{}, err
+	}
+	k := e.KafkaFor(acls.Worker)
+	emulate, err := activities.NewEmulate(k, adm, e.Serde, e.Metrics)
 	if err != nil {
 		e.Logger.Error("emulation activities not registered", "err", err)
 	}
@@ -36,20 +46,20 @@ func (e *Env) Activities() (workers.Activities, error) {
 	if err != nil {
 		return workers.Activities{}, err
 	}
-	ops, err := workers.NewOperations(e.Kafka, e.Admin, e.Serde, e.Config.Topics, e.Metrics)
+	ops, err := workers.NewOperations(k, adm, e.Serde, e.Config.Topics, e.Metrics)
 	if err != nil {
 		return workers.Activities{}, err
 	}
 	return workers.Activities{
 		Emulate: emulate,
 		Bootstrap: &activities.Bootstrap{
-			Kafka:      e.Client,
+			Kafka:      cl,
 			Registry:   e.Serde.Registry(),
 			Schemas:    e.Serde.Schemas(),
-			HTTP:       &http.Client{Timeout: 30 * time.Second},
+			HTTP:       clients.NewHTTPClient(nil, 30*time.Second),
 			Connectors: connectors,
 		},
-		Filter:   &activities.Filter{Kafka: e.Kafka, Serde: e.Serde, Topic: e.Config.Topics.Filter},
+		Filter:   &activities.Filter{Kafka: k, Serde: e.Serde, Topic: e.Config.Topics.Filter},
 		Backfill: ops.Backfill,
 		Replay:   ops.Replay,
 	}, nil
@@ -59,6 +69,9 @@ func (e *Env) Activities() (workers.Activities, error) {
 // configured task queue; running activities get stopTimeout to finish when
 // it stops (the SDK's default when zero).
 func (e *Env) Worker(stopTimeout time.Duration) (*workers.Worker, error) {
+	if _, err := e.checkAccess(acls.Worker); err != nil {
+		return nil, err
+	}
 	acts, err := e.Activities()
 	if err != nil {
 		return nil, err
@@ -71,8 +84,14 @@ func (e *Env) Worker(stopTimeout time.Duration) (*workers.Worker, error) {
 // group's lag. The worker (and dev, which hosts one) exports it: the
 // observer of the consumers is not one of them.
 func (e *Env) RegisterKafkaView() error {
+	ctx, cancel := context.WithTimeout(context.Background(), e.Config.DialTimeout)
+	defer cancel()
+	_, adm, err := e.clientFor(ctx, acls.Worker)
+	if err != nil {
+		return err
+	}
 	c, err := kafkametrics.New(kafkametrics.Options{
-		Admin: e.Admin, Kafka: e.Kafka, Topics: kafkametrics.TopicRoles(e.Config.Topics), Log: e.Logger.With("component", "kafka-metrics"),
+		Admin: adm, Kafka: e.KafkaFor(acls.Worker), Topics: kafkametrics.TopicRoles(e.Config.Topics), Log: e.Logger.With("component", "kafka-metrics"),
 		SkipGroup: activities.IsBatchMarkerGroup,
 	})
 	if err != nil {
@@ -82,13 +101,14 @@ func (e *Env) RegisterKafkaView() error {
 }
 
 // deps are what every component is built with, over the process's clients
-// and metrics; its logs say which component (the sink says so itself).
+// (its principal's Kafka) and metrics; its logs say which component (the
+// sink says so itself).
 func (e *Env) deps(name string) component.Deps {
 	log := e.Logger
-	if name != "" {
+	if name != acls.Sink {
 		log = log.With("component", name)
 	}
-	return component.Deps{Kafka: e.Kafka, Topics: e.Config.Topics, Serde: e.Serde, Registerer: e.Metrics, Logger: log}
+	return component.Deps{Kafka: e.KafkaFor(name), Topics: e.Config.Topics, Serde: e.Serde, Registerer: e.Metrics, Logger: log}
 }
 
 // StreamerSettings are the streamer process's own settings.
@@ -106,13 +126,16 @@ type StreamerSettings struct {
 // ("streamer") and, when s asks for it, the built-in recommender
 // ("recommender"), both over the process's clients and metrics.
 func (e *Env) AddStreamer(g *supervise.Group, s StreamerSettings) error {
+	if _, err := e.checkAccess(acls.Streamer); err != nil {
+		return err
+	}
 	st, err := streamer.New(streamer.Options{Deps: e.deps("streamer"),
 		Group: s.Group, InstanceID: s.InstanceID, TransactionalID: s.TransactionalID, CaseSensitive: s.CaseSensitive, MaxBatch: s.MaxBatch,
 	})
 	if err != nil {
 		return err
 	}
-	if err := g.Add("streamer", st); err != nil {
+	if err := g.Add("streamer", e.Guard(acls.Streamer, st)); err != nil {
 		return err
 	}
 	if !s.Recommender {
@@ -127,7 +150,7 @@ func (e *Env) AddStreamer(g *supervise.Group, s StreamerSettings) error {
 	if err != nil {
 		return err
 	}
-	return g.Add("recommender", rec)
+	return g.Add("recommender", e.Guard(acls.Recommender, rec))
 }
 
 // RecommenderSettings are the recommender's own settings.
@@ -144,6 +167,9 @@ type RecommenderSettings struct {
 
 // Recommender builds the built-in recommender over the process's clients.
 func (e *Env) Recommender(s RecommenderSettings) (*recommender.Recommender, error) {
+	if _, err := e.checkAccess(acls.Recommender); err != nil {
+		return nil, err
+	}
 	return recommender.New(recommender.Options{Deps: e.deps("recommender"),
 		Group: s.Group, InstanceID: s.InstanceID, TopicWait: s.TopicWait, OnCaughtUp: s.OnCaughtUp,
 	})
@@ -162,7 +188,10 @@ func (e *Env) Sink(ctx context.Context, s SinkSettings) (*sink.Sink, error) {
 	if err != nil {
 		return nil, err
 	}
-	return sink.New(sink.Options{Deps: e.deps(""), Group: s.Group, Store: store, BatchSize: s.BatchSize})
+	if _, err := e.checkAccess(acls.Sink); err != nil {
+		return nil, err
+	}
+	return sink.New(sink.Options{Deps: e.deps(acls.Sink), Group: s.Group, Store: store, BatchSize: s.BatchSize})
 }
 
 // CollectorSettings are the image collector's own settings.
@@ -180,6 +209,9 @@ var errNoDatabase = errors.New("no PostgreSQL to keep collected products in: set
 func (e *Env) Collector(ctx context.Context, s CollectorSettings) (supervise.Component, error) {
 	if e.Config.DatabaseDSN == "" {
 		return nil, errNoDatabase
+	}
+	if _, err := e.checkAccess(acls.Collector); err != nil {
+		return nil, err
 	}
 	db, err := e.Database(ctx)
 	if err != nil {
@@ -209,7 +241,7 @@ func (e *Env) Collector(ctx context.Context, s CollectorSettings) (supervise.Com
 		blobs.Close()
 		return nil, err
 	}
-	return &collectorRun{Collector: col, close: func() { fetcher.Close(); blobs.Close() }}, nil
+	return e.Guard(acls.Collector, &collectorRun{Collector: col, close: func() { fetcher.Close(); blobs.Close() }}), nil
 }
 
 // collectorRun closes the collector's blob storage and fetcher after Run.
@@ -252,8 +284,15 @@ func (e *Env) API(ctx context.Context, s APISettings, ready telemetry.Readiness)
 	} else {
 		e.Logger.Warn("no DATABASE_DSN: the product API accepts products but cannot serve complete products (reads answer 503)")
 	}
+	if _, err := e.checkAccess(acls.API); err != nil {
+		return nil, err
+	}
+	producer, _, err := e.clientFor(ctx, acls.API)
+	if err != nil {
+		return nil, err
+	}
 	return productapi.New(productapi.Options{
-		Producer: e.Client, Serde: e.Serde, Topics: e.Config.Topics, Catalog: reader,
+		Producer: producer, Serde: e.Serde, Topics: e.Config.Topics, Catalog: reader,
 		Registerer: e.Metrics, Gatherer: e.Metrics, Readiness: ready, Logger: e.Logger.With("component", "api"),
 		Addr: s.Addr, MaxBody: s.MaxBody, NoImages: s.NoImages,
 	})

@@ -61,6 +61,12 @@ type Env struct {
 	Serde    *records.Serde
 	Temporal client.Client
 	Metrics  Registry
+	// Principals give components a Kafka principal of their own (by
+	// acls component name); the others use Kafka.
+	Principals map[string]*clients.Kafka
+	// principalClients are the connected clients of Principals.
+	principalMu      sync.Mutex
+	principalClients map[string]*kgo.Client
 
 	closers []io.Closer
 
@@ -77,10 +83,10 @@ type Env struct {
 func Connect(ctx context.Context, cfg *config.Config, logger *slog.Logger, reg Registry, needs Needs) (*Env, error) {
 	e := &Env{Config: cfg, Logger: logger, Metrics: reg}
 	var err error
-	if e.Serde, err = clients.NewSerde(cfg.SchemaRegistryURL); err != nil {
+	if e.Serde, err = clients.NewSerdeWith(clients.RegistryFromConfig(cfg)); err != nil {
 		return nil, err
 	}
-	if e.Kafka, err = clients.KafkaFromConfig(cfg); err != nil {
+	if e.Kafka, err = clients.KafkaFromConfig(cfg, logger); err != nil {
 		return nil, err
 	}
 	if needs&NeedKafka != 0 {
@@ -117,6 +123,9 @@ func (e *Env) Close() {
 	}
 	if e.Temporal != nil {
 		e.Temporal.Close()
+	}
+	for _, cl := range e.principalClients {
+		cl.Close()
 	}
 	if e.Client != nil {
 		e.Client.Close()

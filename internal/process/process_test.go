@@ -13,6 +13,7 @@ import (
 
 	"github.com/shopstream/shopstream/internal/config"
 	"github.com/shopstream/shopstream/internal/kafkatest"
+	"github.com/shopstream/shopstream/internal/pgcluster/pgtest"
 	"github.com/shopstream/shopstream/internal/records"
 	"github.com/shopstream/shopstream/internal/supervise"
 	"github.com/shopstream/shopstream/internal/telemetry"
@@ -42,13 +43,7 @@ func readyz(t *testing.T, addr string) (int, map[string]string) {
 // told to stop, the whole process stops within its bound.
 func TestStreamerProcessBecomesReadyAndStops(t *testing.T) {
 	kc := kafkatest.Start(t)
-	topics := records.DefaultTopics()
-	compact := map[string]*string{"cleanup.policy": kadm.StringPtr("compact")}
-	for _, name := range []string{topics.Products, topics.Filtered, topics.Find, topics.Recommendations, topics.DLQ} {
-		kc.CreateTopic(3, nil, name)
-	}
-	kc.CreateTopic(1, compact, topics.Filter)
-	kc.CreateTopic(1, compact, topics.FilterApplied)
+	createTopics(kc)
 	cfg := config.Default()
 	cfg.KafkaBrokers, cfg.SchemaRegistryURL = kc.Brokers, kc.RegistryURL
 
@@ -93,4 +88,18 @@ func TestStreamerProcessBecomesReadyAndStops(t *testing.T) {
 	case <-time.After(supervise.DefaultStopWithin + 2*time.Second):
 		t.Fatalf("the process did not stop within %s", supervise.DefaultStopWithin)
 	}
+}
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
+// createTopics creates every topic as bootstrap does: three partitions, the
+// filter topics one and compacted.
+func createTopics(kc *kafkatest.Cluster) {
+	topics := records.DefaultTopics()
+	compact := map[string]*string{"cleanup.policy": kadm.StringPtr("compact")}
+	for _, name := range []string{topics.Products, topics.CompleteProducts, topics.Filtered, topics.Find, topics.Recommendations, topics.DLQ} {
+		kc.CreateTopic(3, nil, name)
+	}
+	kc.CreateTopic(1, compact, topics.Filter)
+	kc.CreateTopic(1, compact, topics.FilterApplied)
 }

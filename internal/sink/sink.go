@@ -278,8 +278,11 @@ func (s *Sink) consume(ctx context.Context, cl *kgo.Client) error {
 			return err
 		}
 		// Kafka's committed offsets only inform lag tools; PostgreSQL's are
-		// the ones the sink resumes from.
-		if now := s.opts.Now(); now.Sub(lastKafkaCommit) > time.Second {
+		// the ones the sink resumes from. They are committed at most once a
+		// second under load, and whenever a poll finds the sink caught up,
+		// so an idle sink never shows the lag of its last second forever.
+		caughtUp := fetches.NumRecords() > 0 && fetches.NumRecords() < s.opts.BatchSize
+		if now := s.opts.Now(); caughtUp || now.Sub(lastKafkaCommit) > time.Second {
 			lastKafkaCommit = now
 			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 			if behind := s.takeAdvisory(); len(behind) > 0 {

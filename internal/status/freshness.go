@@ -2,8 +2,8 @@ package status
 
 import (
 	"context"
+	"github.com/shopstream/shopstream/internal/clients"
 	"io"
-	"net/http"
 	"time"
 
 	"github.com/shopstream/shopstream/internal/config"
@@ -32,7 +32,7 @@ func freshnessStatus(urls []string) check {
 		}
 		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
-		reports, errs := freshness.Scrape(ctx, &http.Client{Timeout: 2 * time.Second}, freshness.URLs(addrs))
+		reports, errs := freshness.Scrape(ctx, clients.NewHTTPClient(nil, 2*time.Second), freshness.URLs(addrs))
 		sec := freshnessSection{Stages: reports, Scraped: []string{}}
 		seen := map[string]bool{}
 		for _, rep := range reports {

@@ -142,4 +142,28 @@ what to change.
 {{- if and (has $v.kafka.securityProtocol (list "SASL_PLAINTEXT" "SASL_SSL")) (not $v.kafka.sasl.mechanism) -}}
 {{- fail (printf "kafka.securityProtocol=%s needs kafka.sasl.mechanism" $v.kafka.securityProtocol) -}}
 {{- end -}}
+{{- /* What shopstream refuses at start (internal/config), refused here first. */ -}}
+{{- if and $v.kafka.tls.secret (not (has $v.kafka.securityProtocol (list "SSL" "SASL_SSL"))) -}}
+{{- fail (printf "kafka.tls.secret is set but kafka.securityProtocol=%s does not use TLS: set SSL or SASL_SSL" $v.kafka.securityProtocol) -}}
+{{- end -}}
+{{- if and $v.kafka.sasl.mechanism (not (has $v.kafka.securityProtocol (list "SASL_PLAINTEXT" "SASL_SSL"))) -}}
+{{- fail (printf "kafka.sasl.mechanism=%s needs kafka.securityProtocol SASL_SSL (or SASL_PLAINTEXT)" $v.kafka.sasl.mechanism) -}}
+{{- end -}}
+{{- if has $v.kafka.sasl.mechanism (list "PLAIN" "SCRAM-SHA-256" "SCRAM-SHA-512") -}}
+{{- range $c := list "api" "collector" "sink" "streamer" "worker" "bootstrap" -}}
+{{- $user := include "shopstream.kafkaUser" (dict "root" $ "component" $c) | fromYaml -}}
+{{- if and (index $v $c).enabled (or (not $user.username) (not $user.secretName)) -}}
+{{- fail (printf "%s: kafka.sasl.mechanism=%s needs a user and a password Secret: set kafka.sasl.username and kafka.sasl.passwordSecret.name (or %s.kafkaUser)" $c $v.kafka.sasl.mechanism $c) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- if and (eq $v.kafka.sasl.mechanism "OAUTHBEARER") (or (not $v.kafka.sasl.oauthbearer.tokenEndpointURL) (not $v.kafka.sasl.oauthbearer.clientId) (not $v.kafka.sasl.oauthbearer.clientSecretSecret.name)) -}}
+{{- fail "kafka.sasl.mechanism=OAUTHBEARER needs kafka.sasl.oauthbearer.tokenEndpointURL, clientId and clientSecretSecret.name" -}}
+{{- end -}}
+{{- if and (eq $v.kafka.sasl.mechanism "AWS_MSK_IAM") (ne $v.kafka.securityProtocol "SASL_SSL") -}}
+{{- fail "kafka.sasl.mechanism=AWS_MSK_IAM works over TLS only: set kafka.securityProtocol=SASL_SSL" -}}
+{{- end -}}
+{{- if and $v.schemaRegistry.bearerTokenSecret.name $v.schemaRegistry.username -}}
+{{- fail "schemaRegistry: set either username (basic auth) or bearerTokenSecret, not both" -}}
+{{- end -}}
 {{- end -}}

@@ -67,6 +67,14 @@ spec:
         {{- if eq $c "bootstrap" }}
         - --partitions={{ $v.kafka.partitions }}
         - --replication-factor={{ $v.kafka.replicationFactor }}
+        {{- if $v.bootstrap.acls }}
+        - --acls
+        {{- range $comp := list "worker" "streamer" "sink" "collector" "api" }}
+        {{- with (include "shopstream.kafkaUser" (dict "root" $root "component" $comp) | fromYaml).username }}
+        - --acl-users={{ $comp }}={{ . }}
+        {{- end }}
+        {{- end }}
+        {{- end }}
         {{- end }}
       securityContext:
         allowPrivilegeEscalation: false
@@ -124,6 +132,12 @@ spec:
         - name: KAFKA_SASL_PASSWORD_FILE
           value: /etc/shopstream/kafka-sasl/{{ $user.secretKey }}
         {{- end }}
+        {{- with $v.kafka.sasl.oauthbearer.clientSecretSecret }}
+        {{- if .name }}
+        - name: KAFKA_SASL_OAUTHBEARER_CLIENT_SECRET_FILE
+          value: /etc/shopstream/kafka-oauth/{{ .key }}
+        {{- end }}
+        {{- end }}
         {{- with $v.kafka.tls }}
         {{- if .secret }}
         - name: KAFKA_SSL_CA_LOCATION
@@ -139,6 +153,14 @@ spec:
         {{- if $v.schemaRegistry.passwordSecret.name }}
         - name: SCHEMA_REGISTRY_PASSWORD_FILE
           value: /etc/shopstream/registry/{{ $v.schemaRegistry.passwordSecret.key }}
+        {{- end }}
+        {{- if $v.schemaRegistry.bearerTokenSecret.name }}
+        - name: SCHEMA_REGISTRY_BEARER_TOKEN_FILE
+          value: /etc/shopstream/registry-token/{{ $v.schemaRegistry.bearerTokenSecret.key }}
+        {{- end }}
+        {{- if $v.schemaRegistry.tls.secret }}
+        - name: SCHEMA_REGISTRY_SSL_CA_LOCATION
+          value: /etc/shopstream/registry-tls/{{ $v.schemaRegistry.tls.caKey }}
         {{- end }}
         {{- if $temporal }}
         {{- with $v.temporal.tls }}
@@ -226,9 +248,24 @@ spec:
           mountPath: /etc/shopstream/kafka-sasl
           readOnly: true
         {{- end }}
+        {{- if $v.kafka.sasl.oauthbearer.clientSecretSecret.name }}
+        - name: kafka-oauth
+          mountPath: /etc/shopstream/kafka-oauth
+          readOnly: true
+        {{- end }}
         {{- if $v.kafka.tls.secret }}
         - name: kafka-tls
           mountPath: /etc/shopstream/kafka-tls
+          readOnly: true
+        {{- end }}
+        {{- if $v.schemaRegistry.bearerTokenSecret.name }}
+        - name: registry-token
+          mountPath: /etc/shopstream/registry-token
+          readOnly: true
+        {{- end }}
+        {{- if $v.schemaRegistry.tls.secret }}
+        - name: registry-tls
+          mountPath: /etc/shopstream/registry-tls
           readOnly: true
         {{- end }}
         {{- if $v.schemaRegistry.passwordSecret.name }}
@@ -262,10 +299,38 @@ spec:
           - key: {{ $user.secretKey }}
             path: {{ $user.secretKey }}
     {{- end }}
+    {{- with $v.kafka.sasl.oauthbearer.clientSecretSecret }}
+    {{- if .name }}
+    - name: kafka-oauth
+      secret:
+        secretName: {{ .name }}
+        defaultMode: 0440
+        items:
+          - key: {{ .key }}
+            path: {{ .key }}
+    {{- end }}
+    {{- end }}
     {{- if $v.kafka.tls.secret }}
     - name: kafka-tls
       secret:
         secretName: {{ $v.kafka.tls.secret }}
+        defaultMode: 0440
+    {{- end }}
+    {{- with $v.schemaRegistry.bearerTokenSecret }}
+    {{- if .name }}
+    - name: registry-token
+      secret:
+        secretName: {{ .name }}
+        defaultMode: 0440
+        items:
+          - key: {{ .key }}
+            path: {{ .key }}
+    {{- end }}
+    {{- end }}
+    {{- if $v.schemaRegistry.tls.secret }}
+    - name: registry-tls
+      secret:
+        secretName: {{ $v.schemaRegistry.tls.secret }}
         defaultMode: 0440
     {{- end }}
     {{- if $v.schemaRegistry.passwordSecret.name }}
