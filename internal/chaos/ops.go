@@ -189,7 +189,7 @@ func (r *run) call(ctx context.Context, method, url string, body []byte) (int, e
 		return 0, err
 	}
 	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := r.http.Do(req)
 	if err != nil {
 		return 0, err
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,6 +19,7 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
 
+	"github.com/shopstream/shopstream/internal/clients"
 	"github.com/shopstream/shopstream/internal/health"
 	"github.com/shopstream/shopstream/internal/records"
 	"github.com/shopstream/shopstream/workflows"
@@ -61,6 +63,7 @@ type run struct {
 	api    string // the API's base URL
 	blobs  string
 	wfID   string
+	http   *http.Client // for the API's posts and deletes
 
 	mu        sync.Mutex
 	procs     map[string]*proc
@@ -78,7 +81,8 @@ func (in *Infra) Run(ctx context.Context, s Schedule) Result {
 }
 
 func (in *Infra) newRun(s Schedule) *run {
-	return &run{in: in, s: s, prefix: fmt.Sprintf("c%d", s.Seed), procs: map[string]*proc{}, inputs: newInputs()}
+	return &run{in: in, s: s, prefix: fmt.Sprintf("c%d", s.Seed), procs: map[string]*proc{}, inputs: newInputs(),
+		http: clients.NewHTTPClient(nil, 10*time.Second)}
 }
 
 // execute runs the schedule; beforeCheck, when set, runs once everything
