@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net/url"
+	"regexp"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -244,22 +245,66 @@ func (c *Config) Describe(w io.Writer) error {
 	return tw.Flush()
 }
 
-// Mask hides the password of a URL or key=value DSN.
+// secretKeys are the names, in a query string or a key=value DSN, whose
+// values Mask hides: compared in lower case, and also as a suffix after "_"
+// or "-" (api_key, x-auth-token, client_secret).
+var secretKeys = []string{"password", "passwd", "pwd", "pass", "secret", "token", "key", "apikey", "api_key", "access_token",
+	"credential", "credentials", "signature", "sig", "auth", "authorization", "sslpassword"}
+
+func isSecretKey(k string) bool {
+	k = strings.ToLower(k)
+	for _, s := range secretKeys {
+		if k == s || strings.HasSuffix(k, "_"+s) || strings.HasSuffix(k, "-"+s) || strings.HasSuffix(k, "."+s) {
+			return true
+		}
+	}
+	return false
+}
+
+// userinfo finds the "user:password@" of a URL that net/url may refuse to
+// parse (a password with a "%" that is no escape, a space, a "#").
+var userinfo = regexp.MustCompile(`(?i)^([a-z][a-z0-9+.-]*://[^:/?#@\s]*):(.*)@`)
+
+// queryParam finds name=value pairs of a query string, whatever else the
+// string holds.
+var queryParam = regexp.MustCompile(`([?&;])([^=&;#?\s]+)=([^&;#\s]*)`)
+
+// Mask hides the secrets of a URL or key=value DSN: the password of its
+// user info, and the values of query parameters and DSN keys that name a
+// password, token, key or secret. It works on the text, so a URL that
+// net/url cannot parse is masked too.
 func Mask(v string) string {
 	if v == "" {
 		return v
 	}
-	if u, err := url.Parse(v); err == nil && u.User != nil {
-		if _, ok := u.User.Password(); ok {
-			u.User = url.UserPassword(u.User.Username(), "xxxxx")
-			return strings.Replace(u.String(), "xxxxx", "*****", 1)
+	if strings.Contains(v, "://") {
+		// The last "@" before the query ends the user info: a password
+		// may hold "@" or "/" itself. A path with an "@" is masked too
+		// much, which is the safe way to be wrong.
+		scheme := strings.Index(v, "://") + 3
+		end := len(v)
+		if i := strings.IndexAny(v[scheme:], "?#"); i >= 0 {
+			end = scheme + i
 		}
-		return v
+		head, tail := v[:end], v[end:]
+		if at := strings.LastIndex(head, "@"); at >= 0 {
+			if m := userinfo.FindStringSubmatchIndex(head[:at+1]); m != nil {
+				head = head[:m[3]] + ":*****" + head[at:]
+			}
+		}
+		v = head + tail
+		return queryParam.ReplaceAllStringFunc(v, func(p string) string {
+			m := queryParam.FindStringSubmatch(p)
+			if !isSecretKey(m[2]) || m[3] == "" {
+				return p
+			}
+			return m[1] + m[2] + "=*****"
+		})
 	}
 	// key=value DSN: password=secret
 	fields := strings.Fields(v)
 	for i, f := range fields {
-		if k, _, ok := strings.Cut(f, "="); ok && strings.EqualFold(k, "password") {
+		if k, val, ok := strings.Cut(f, "="); ok && val != "" && isSecretKey(k) {
 			fields[i] = k + "=*****"
 		}
 	}
