@@ -166,6 +166,12 @@ func (f *Fetcher) Fetch(ctx context.Context, rawURL string) (*Image, error) {
 		f.fetches.WithLabelValues("bad_url").Inc()
 		return nil, &Error{URL: rawURL, Kind: "bad_url", Permanent: true, Err: errors.New("not an absolute http or https URL")}
 	}
+	// A host refused whatever DNS says is refused before any connection,
+	// and never retried.
+	if err := CheckURL(u, f.o.AllowHosts); err != nil {
+		f.fetches.WithLabelValues("refused").Inc()
+		return nil, &Error{URL: rawURL, Kind: "refused", Permanent: true, Err: err}
+	}
 	backoff := f.o.Backoff
 	for attempt := 1; ; attempt++ {
 		im, err := f.attempt(ctx, rawURL)
@@ -277,6 +283,11 @@ func classify(ctx context.Context, err error, timeout time.Duration) (string, bo
 	var ue *url.Error
 	if errors.As(err, &ue) && ue.Err != nil {
 		err = ue.Err
+	}
+	// A name that does not exist will not exist a moment later either.
+	var de *net.DNSError
+	if errors.As(err, &de) && de.IsNotFound {
+		return "network", true, err
 	}
 	return "network", false, err
 }
