@@ -18,6 +18,7 @@ func devCommand() *cli.Command {
 			&cli.BoolFlag{Name: "no-bootstrap", Usage: "do not run the bootstrap workflow once the stack is up"},
 			&cli.StringFlag{Name: "temporal-cli", EnvVars: []string{"TEMPORAL_CLI"}, Usage: "path of the Temporal CLI (default: ./bin/temporal, built by `make temporal`)"},
 			&cli.BoolFlag{Name: "untuned-temporal", Hidden: true, Usage: "leave the dev server's dynamic config at its defaults (to measure what the tuning buys)"},
+			&cli.StringFlag{Name: "fetch-allow-hosts", EnvVars: []string{"IMAGE_FETCH_ALLOW_HOSTS"}, Usage: "comma-separated host:port that image URLs may name although they are on loopback, besides dev's own image server"},
 		)...),
 		Action: func(c *cli.Context) error {
 			cfg, logger, err := setup(c)
@@ -30,7 +31,7 @@ func devCommand() *cli.Command {
 			}
 			return devstack.Run(c.Context, devstack.Options{
 				Config: cfg, Logger: logger, Topics: ts, NoBootstrap: c.Bool("no-bootstrap"),
-				TemporalCLI: c.String("temporal-cli"), UntunedTemporal: c.Bool("untuned-temporal"),
+				TemporalCLI: c.String("temporal-cli"), UntunedTemporal: c.Bool("untuned-temporal"), FetchAllowHosts: splitCSV(c.String("fetch-allow-hosts")),
 			}, c.App.Writer)
 		},
 	}

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net/url"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"text/tabwriter"
@@ -32,8 +33,11 @@ type Config struct {
 	MetricsAddr       string
 	DataDir           string
 	BlobURL           string
-	Topics            records.Topics
-	DialTimeout       time.Duration
+	// APITokensFile holds the product API's hashed bearer tokens; empty:
+	// TokensFile's default.
+	APITokensFile string
+	Topics        records.Topics
+	DialTimeout   time.Duration
 }
 
 // Embedded-stack addresses: `shopstream dev` listens here and every other
@@ -108,6 +112,9 @@ func Settings() []Setting {
 		s("metrics-addr", "METRICS_ADDR", false, func(c *Config) *string { return &c.MetricsAddr }, "where this process serves /metrics: host:port, \"auto\" (127.0.0.1 and a port per command, see README) or \"off\""),
 		s("data-dir", "SHOPSTREAM_DATA_DIR", false, func(c *Config) *string { return &c.DataDir }, "where the embedded stack keeps its state"),
 		s("blob-url", "BLOB_URL", true, func(c *Config) *string { return &c.BlobURL }, "where collected images are stored: a directory, file:///dir, s3://bucket?endpoint=…&region=…, or mem://; empty: <data-dir>/images"),
+		// The product API's authentication.
+		s("api-tokens-file", "API_TOKENS_FILE", false, func(c *Config) *string { return &c.APITokensFile },
+			"the product API's bearer tokens, stored hashed (`shopstream api token create` adds one); empty: <data-dir>/api-tokens.json, and no authentication while that file does not exist (the API then listens on loopback only)"),
 		s("product-topic", "PRODUCT_TOPIC", false, func(c *Config) *string { return &c.Topics.Products }, "topic shops publish products to"),
 		s("complete-product-topic", "PRODUCT_WITH_FULL_IMG_SET_TOPIC", false, func(c *Config) *string { return &c.Topics.CompleteProducts }, "topic of products whose images are all collected"),
 		s("filtered-topic", "PRODUCT_FILTERED_TOPIC", false, func(c *Config) *string { return &c.Topics.Filtered }, "topic of products that passed the filter"),
@@ -217,6 +224,15 @@ func (c *Config) MetricsAddrFor(command string) string {
 		return "127.0.0.1:0"
 	}
 	return c.MetricsAddr
+}
+
+// TokensFile is the product API's tokens file: --api-tokens-file, or
+// api-tokens.json in the data directory.
+func (c *Config) TokensFile() string {
+	if c.APITokensFile != "" {
+		return c.APITokensFile
+	}
+	return filepath.Join(c.DataDir, "api-tokens.json")
 }
 
 // WorkflowURL links a workflow execution in the Temporal Web UI.

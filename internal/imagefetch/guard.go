@@ -192,7 +192,7 @@ func CheckURL(u *url.URL, allow []string) error {
 		return nil
 	}
 	if why := HostReason(u.Hostname()); why != "" {
-		return &RefusedError{Addr: u.Host, Why: why}
+		return &RefusedError{Addr: u.Hostname(), Why: why}
 	}
 	return nil
 }
