@@ -27,6 +27,7 @@ import (
 	"github.com/shopstream/shopstream/internal/catalog"
 	"github.com/shopstream/shopstream/internal/component"
 	"github.com/shopstream/shopstream/internal/imagefetch"
+	"github.com/shopstream/shopstream/internal/pgstore"
 	"github.com/shopstream/shopstream/internal/records"
 	"github.com/shopstream/shopstream/internal/telemetry"
 )
@@ -258,23 +259,47 @@ func (c *Collector) batch(ctx context.Context, sess *kgo.GroupTransactSession, r
 		return err
 	}
 
-	var out []*kgo.Record
 	var changes []change
 	for _, r := range results {
-		out = append(out, r.out...)
 		if r.change != nil {
 			changes = append(changes, *r.change)
 		}
+	}
+	// PostgreSQL first: if Kafka then fails to commit, the records come
+	// again and find their state already written, which changes nothing.
+	refused, err := c.o.Store.apply(ctx, changes)
+	if err != nil {
+		return err
+	}
+	if len(refused) > 0 {
+		byKey := make(map[string]string, len(refused))
+		for _, f := range refused {
+			byKey[f.key] = f.reason
+		}
+		kept := changes[:0]
+		for _, ch := range changes {
+			if _, ok := byKey[ch.key]; !ok {
+				kept = append(kept, ch)
+			}
+		}
+		changes = kept
+		for _, r := range results {
+			if reason, ok := byKey[string(r.rec.Key)]; ok {
+				// What PostgreSQL refused is neither complete nor failed
+				// here: the dead-letter topic says why.
+				r.out, r.change = nil, nil
+				c.invalid(r, deadletter.ReasonRefused, reason)
+			}
+		}
+	}
+	var out []*kgo.Record
+	for _, r := range results {
+		out = append(out, r.out...)
 	}
 	if len(out) > 0 {
 		if err := sess.ProduceSync(ctx, out...).FirstErr(); err != nil {
 			return fmt.Errorf("produce collector output: %w", err)
 		}
-	}
-	// PostgreSQL first: if Kafka then fails to commit, the records come
-	// again and find their state already written, which changes nothing.
-	if err := c.o.Store.apply(ctx, changes); err != nil {
-		return err
 	}
 	ended = true
 	committed, err := sess.End(ctx, kgo.TryCommit)
@@ -351,6 +376,11 @@ func (c *Collector) process(ctx context.Context, rec *kgo.Record, pr *prior) (*r
 	if p.Key() != key {
 		return c.invalid(res, deadletter.ReasonKeyMismatch, fmt.Sprintf("record key %q does not match the product's mall_id/product_id %q", key, p.Key())), nil
 	}
+	// What PostgreSQL cannot store (a NUL, bytes that are not UTF-8) is
+	// refused before any image is fetched, as the sink refuses it.
+	if err := pgstore.CheckProduct(key, &p); err != nil {
+		return c.invalid(res, deadletter.ReasonInvalid, err.Error()), nil
+	}
 
 	images, failures, err := c.collectImages(ctx, &p, prevImages)
 	if err != nil {
@@ -362,10 +392,12 @@ func (c *Collector) process(ctx context.Context, rec *kgo.Record, pr *prior) (*r
 	for _, im := range images {
 		keep = append(keep, im.Key)
 	}
-	res.change = &change{key: key, product: state, keep: keep, orphans: orphansOf(prevImages, pr.orphans, keep)}
+	res.change = &change{key: key, product: state, keep: keep, orphans: orphansOf(prevImages, pr.orphans, keep), fresh: freshOf(images, prevImages)}
 	if len(failures) > 0 {
 		state.Status = catalog.StatusFailed
-		state.Reason = strings.Join(failures, "; ")
+		// The reasons quote image servers' answers: a status line may hold
+		// a NUL, which PostgreSQL refuses in text.
+		state.Reason = deadletter.Clean(strings.Join(failures, "; "))
 		res.outcome, res.reason = "failed", state.Reason
 		// Not complete any more: downstream forgets it; the dead-letter
 		// topic keeps the record and says why.
@@ -395,6 +427,21 @@ func (c *Collector) invalid(res *result, reason, detail string) *result {
 // deadLetter keeps the original key and bytes and says why in headers.
 func (c *Collector) deadLetter(rec *kgo.Record, reason, detail string) *kgo.Record {
 	return deadletter.Record(c.o.Topics.DLQ, rec, deadletter.Why{Component: "collector", Reason: reason, Detail: detail}, c.o.Now())
+}
+
+// freshOf lists the blobs of images that prev did not reference.
+func freshOf(images, prev []catalog.Image) []string {
+	had := make(map[string]bool, len(prev))
+	for _, im := range prev {
+		had[im.Key] = true
+	}
+	var out []string
+	for _, im := range images {
+		if !had[im.Key] {
+			out = append(out, im.Key)
+		}
+	}
+	return out
 }
 
 // orphansOf lists the blobs of the old state (and earlier orphans) that the

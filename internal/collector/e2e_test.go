@@ -127,6 +127,14 @@ func newRigWith(t *testing.T, bucket blobstore.Store) *rig {
 			w.Write([]byte("<html><body>not an image</body></html>"))
 		case "/hang.png":
 			<-req.Context().Done()
+		case "/nul-status.png":
+			// A status line with a NUL, which net/http cannot write.
+			conn, buf, err := w.(http.Hijacker).Hijack()
+			if err == nil {
+				buf.WriteString("HTTP/1.1 404 Not\x00Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+				buf.Flush()
+				conn.Close()
+			}
 		default:
 			gen.ServeHTTP(w, req)
 		}
@@ -741,5 +749,55 @@ func TestUndecodableRecordsAreDeadLettered(t *testing.T) {
 	}
 	if code, _ := r.do("GET", "/api/v1/products/other", nil); code != http.StatusNotFound {
 		t.Errorf("a mismatched record created a product: %d", code)
+	}
+}
+
+// No single record stops the collector: a status line with a NUL ends its
+// product failed with a clean reason; a product whose fields PostgreSQL
+// cannot store (a NUL, bytes that are not UTF-8) is dead-lettered; the
+// product after them completes. Before, each of them rolled the batch back
+// and was retried forever (SQLSTATE 22021, 22P05), and nothing after it
+// was collected.
+func TestPoisonRecordsDoNotStopTheCollector(t *testing.T) {
+	r := newRig(t)
+	r.post(product("m1", "nul-status", "Mug", r.images.URL+"/nul-status.png"))
+	r.produce(records.Product{MallID: "m1", ProductID: "nul-name", Name: "Mug\x00", Images: []records.Image{{URL: r.imageURL("n1")}}})
+	r.produce(records.Product{MallID: "m1", ProductID: "bad-utf8", Name: "Mug", Description: "caf\xe9", Images: []records.Image{{URL: r.imageURL("n2")}}})
+	r.produce(records.Product{MallID: "m1", ProductID: "nul-alt", Name: "Mug", Images: []records.Image{{URL: r.imageURL("n3"), Alt: "a\x00"}}})
+	r.post(product("m1", "next", "Next mug", r.imageURL("next")))
+
+	eventually(t, 20*time.Second, "the product after the poison complete", func() bool {
+		code, _ := r.do("GET", "/api/v1/complete-products/next?mallId=m1", nil)
+		return code == http.StatusOK
+	})
+	var st map[string]any
+	eventually(t, 10*time.Second, "nul-status reported", func() bool {
+		code, body := r.do("GET", "/api/v1/products/nul-status?mallId=m1", nil)
+		st = body
+		return code == http.StatusOK
+	})
+	reason, _ := st["reason"].(string)
+	if st["status"] != "failed" || !strings.Contains(reason, "404 Not\uFFFDFound") || strings.ContainsRune(reason, 0) {
+		t.Fatalf("nul-status: %v, want failed with the status line cleaned", st)
+	}
+	dlq := r.topicRecords(dlqTopic)
+	for _, c := range []struct{ id, reason, says string }{
+		{"nul-status", deadletter.ReasonImagesFailed, "404 Not\uFFFDFound"},
+		{"nul-name", deadletter.ReasonInvalid, "field name contains a NUL character"},
+		{"bad-utf8", deadletter.ReasonInvalid, "field description is not valid UTF-8"},
+		{"nul-alt", deadletter.ReasonInvalid, "field images contains a NUL character"},
+	} {
+		rec := lastByKey(dlq, "m1/"+c.id)
+		if rec == nil {
+			t.Errorf("%s: no dead letter", c.id)
+			continue
+		}
+		l := deadletter.Parse(rec)
+		if l.Reason != c.reason || !strings.Contains(l.Error, c.says) || strings.ContainsRune(l.Error, 0) {
+			t.Errorf("%s: dead letter %s %q, want %s saying %q", c.id, l.Reason, l.Error, c.reason, c.says)
+		}
+	}
+	if n := r.hitsOf("/images/n1.png") + r.hitsOf("/images/n2.png") + r.hitsOf("/images/n3.png"); n != 0 {
+		t.Errorf("images of products that cannot be stored were fetched %d times", n)
 	}
 }

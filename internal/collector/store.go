@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -177,56 +178,34 @@ type change struct {
 	product *catalog.Product
 	keep    []string // blob keys the new state references
 	orphans []string // blob keys no longer referenced
+	// fresh are the blobs this change stored that the state before did not
+	// reference: orphans if PostgreSQL refuses the change.
+	fresh []string
+	// orphansOnly records orphans and touches no product row.
+	orphansOnly bool
+}
+
+// refusal is a change PostgreSQL refused as invalid data.
+type refusal struct {
+	key    string
+	reason string
 }
 
 // apply writes a batch's changes in one transaction: rows upserted or
-// deleted, orphaned blobs recorded, re-referenced blobs un-orphaned.
-func (s *Store) apply(ctx context.Context, changes []change) error {
+// deleted, orphaned blobs recorded, re-referenced blobs un-orphaned. When
+// PostgreSQL refuses a value (SQLSTATE classes 22 and 23, which no retry
+// fixes), the batch is written again change by change, each in a savepoint,
+// and the refused ones are returned instead of written, as the sink does:
+// one record must not stop every record behind it.
+func (s *Store) apply(ctx context.Context, changes []change) ([]refusal, error) {
 	if len(changes) == 0 {
-		return nil
+		return nil, nil
 	}
-	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		batch := &pgx.Batch{}
 		for _, c := range changes {
-			if c.product == nil {
-				batch.Queue(`DELETE FROM collected_products WHERE record_key = $1`, c.key)
-			} else {
-				p := c.product
-				prod, err := json.Marshal(p.Product)
-				if err != nil {
-					return fmt.Errorf("encode product %s: %w", c.key, err)
-				}
-				imgs := p.Images
-				if imgs == nil {
-					imgs = []catalog.Image{}
-				}
-				ij, err := json.Marshal(imgs)
-				if err != nil {
-					return fmt.Errorf("encode images of %s: %w", c.key, err)
-				}
-				var collectedAt *time.Time
-				if !p.CollectedAt.IsZero() {
-					collectedAt = &p.CollectedAt
-				}
-				// A key reused by another identity (possible only with
-				// hand-made records) replaces the old row.
-				batch.Queue(`DELETE FROM collected_products WHERE record_key = $1 AND (mall_id, product_id) <> ($2, $3)`,
-					c.key, p.Product.MallID, p.Product.ProductID)
-				batch.Queue(`INSERT INTO collected_products
-					(mall_id, product_id, record_key, status, reason, product, images, collected_at, updated_at)
-					VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-					ON CONFLICT (mall_id, product_id) DO UPDATE SET
-						record_key = EXCLUDED.record_key, status = EXCLUDED.status, reason = EXCLUDED.reason,
-						product = EXCLUDED.product, images = EXCLUDED.images,
-						collected_at = EXCLUDED.collected_at, updated_at = EXCLUDED.updated_at`,
-					p.Product.MallID, p.Product.ProductID, c.key, string(p.Status), p.Reason, prod, ij, collectedAt, p.UpdatedAt)
-			}
-			if len(c.keep) > 0 {
-				batch.Queue(`DELETE FROM collector_orphan_blobs WHERE blob_key = ANY($1)`, c.keep)
-			}
-			if len(c.orphans) > 0 {
-				batch.Queue(`INSERT INTO collector_orphan_blobs (blob_key, record_key)
-					SELECT unnest($1::text[]), $2 ON CONFLICT (blob_key) DO NOTHING`, c.orphans, c.key)
+			if err := queueChange(batch, c); err != nil {
+				return err
 			}
 		}
 		if err := tx.SendBatch(ctx, batch).Close(); err != nil {
@@ -234,6 +213,93 @@ func (s *Store) apply(ctx context.Context, changes []change) error {
 		}
 		return nil
 	})
+	if err == nil || !pgstore.IsDataError(err) {
+		return nil, err
+	}
+	var refused []refusal
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		refused = refused[:0]
+		for _, c := range changes {
+			err := pgx.BeginFunc(ctx, tx, func(sp pgx.Tx) error { // a savepoint
+				batch := &pgx.Batch{}
+				if err := queueChange(batch, c); err != nil {
+					return err
+				}
+				return sp.SendBatch(ctx, batch).Close()
+			})
+			switch {
+			case err == nil:
+				continue
+			case !pgstore.IsDataError(err):
+				return fmt.Errorf("write collector state of %s: %w", c.key, err)
+			}
+			refused = append(refused, refusal{key: c.key, reason: "PostgreSQL refused the product's state: " + err.Error()})
+			if len(c.fresh) == 0 {
+				continue
+			}
+			// The images it stored are referenced by nothing now; record
+			// them for deletion, under a key PostgreSQL takes.
+			orphans := change{key: strings.ToValidUTF8(strings.ReplaceAll(c.key, "\x00", ""), ""), orphans: c.fresh, orphansOnly: true}
+			if err := pgx.BeginFunc(ctx, tx, func(sp pgx.Tx) error {
+				batch := &pgx.Batch{}
+				if err := queueChange(batch, orphans); err != nil {
+					return err
+				}
+				return sp.SendBatch(ctx, batch).Close()
+			}); err != nil && !pgstore.IsDataError(err) {
+				return fmt.Errorf("record the orphaned images of %s: %w", c.key, err)
+			}
+		}
+		return nil
+	})
+	return refused, err
+}
+
+// queueChange queues the statements of one change.
+func queueChange(batch *pgx.Batch, c change) error {
+	switch {
+	case c.orphansOnly:
+	case c.product == nil:
+		batch.Queue(`DELETE FROM collected_products WHERE record_key = $1`, c.key)
+	default:
+		p := c.product
+		prod, err := json.Marshal(p.Product)
+		if err != nil {
+			return fmt.Errorf("encode product %s: %w", c.key, err)
+		}
+		imgs := p.Images
+		if imgs == nil {
+			imgs = []catalog.Image{}
+		}
+		ij, err := json.Marshal(imgs)
+		if err != nil {
+			return fmt.Errorf("encode images of %s: %w", c.key, err)
+		}
+		var collectedAt *time.Time
+		if !p.CollectedAt.IsZero() {
+			collectedAt = &p.CollectedAt
+		}
+		// A key reused by another identity (possible only with hand-made
+		// records) replaces the old row.
+		batch.Queue(`DELETE FROM collected_products WHERE record_key = $1 AND (mall_id, product_id) <> ($2, $3)`,
+			c.key, p.Product.MallID, p.Product.ProductID)
+		batch.Queue(`INSERT INTO collected_products
+			(mall_id, product_id, record_key, status, reason, product, images, collected_at, updated_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+			ON CONFLICT (mall_id, product_id) DO UPDATE SET
+				record_key = EXCLUDED.record_key, status = EXCLUDED.status, reason = EXCLUDED.reason,
+				product = EXCLUDED.product, images = EXCLUDED.images,
+				collected_at = EXCLUDED.collected_at, updated_at = EXCLUDED.updated_at`,
+			p.Product.MallID, p.Product.ProductID, c.key, string(p.Status), p.Reason, prod, ij, collectedAt, p.UpdatedAt)
+	}
+	if len(c.keep) > 0 {
+		batch.Queue(`DELETE FROM collector_orphan_blobs WHERE blob_key = ANY($1)`, c.keep)
+	}
+	if len(c.orphans) > 0 {
+		batch.Queue(`INSERT INTO collector_orphan_blobs (blob_key, record_key)
+			SELECT unnest($1::text[]), $2 ON CONFLICT (blob_key) DO NOTHING`, c.orphans, c.key)
+	}
+	return nil
 }
 
 // forgetOrphans removes orphan records whose blobs are gone.
