@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -115,9 +116,16 @@ type prior struct {
 // load reads the state of every key of a batch in one round trip.
 func (s *Store) load(ctx context.Context, keys []string) (map[string]*prior, error) {
 	out := make(map[string]*prior, len(keys))
+	stored := make([]string, 0, len(keys))
 	for _, k := range keys {
 		out[k] = &prior{}
+		// A key PostgreSQL cannot take as text is in no row, and asking
+		// for it would fail the whole query (SQLSTATE 22021).
+		if utf8.ValidString(k) && !strings.ContainsRune(k, 0) {
+			stored = append(stored, k)
+		}
 	}
+	keys = stored
 	batch := &pgx.Batch{}
 	batch.Queue(`SELECT record_key, `+productColumns+` FROM collected_products WHERE record_key = ANY($1)`, keys)
 	batch.Queue(`SELECT record_key, blob_key FROM collector_orphan_blobs WHERE record_key = ANY($1)`, keys)

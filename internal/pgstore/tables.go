@@ -140,7 +140,7 @@ func CheckProduct(key string, p *records.Product) error {
 	}
 	for _, f := range []struct{ name, v string }{
 		{"product_id", p.ProductID}, {"mall_id", p.MallID}, {"name", p.Name}, {"description", p.Description},
-		{"price.currency", p.Price.Currency}, {"category", p.Category}, {"brand", p.Brand}, {"sku", p.SKU},
+		{"price.amount", p.Price.Amount}, {"price.currency", p.Price.Currency}, {"category", p.Category}, {"brand", p.Brand}, {"sku", p.SKU},
 	} {
 		if err := text(f.name, f.v); err != nil {
 			return err

@@ -81,6 +81,11 @@ func objectFields(body []byte) (map[string]json.RawMessage, []string, error) {
 // decodeProduct checks every field of a POST body and names each bad one;
 // allow are the image hosts that may be internal addresses.
 func decodeProduct(body []byte, allow []string) (*productInput, fieldErrors, error) {
+	// encoding/json would turn bytes that are not UTF-8 into U+FFFD
+	// silently; a client sending them has a bug worth hearing about.
+	if !utf8.Valid(body) {
+		return nil, nil, fmt.Errorf("body is not valid UTF-8: send JSON in UTF-8")
+	}
 	raw, dupes, err := objectFields(body)
 	if err != nil {
 		return nil, nil, err
