@@ -2,17 +2,14 @@ package activities
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
@@ -20,42 +17,29 @@ import (
 	"github.com/shopstream/shopstream/internal/clients"
 	"github.com/shopstream/shopstream/internal/records"
 	"github.com/shopstream/shopstream/internal/shopgen"
+	"github.com/shopstream/shopstream/internal/txnmarker"
 	"github.com/shopstream/shopstream/workflows"
 )
 
 // Emulate implements the EmulateShop workflow's activities.
 //
-// Exactly once: a batch produces its records in one Kafka transaction and
-// commits, in the same transaction, an offset for a consumer group of its
-// own (the batch's marker), so the marker is visible exactly when the
-// records are. The transactional id belongs to the batch's slot (one of the
-// run's Concurrency lanes; the workflow never runs two batches in one slot),
-// so a worker can keep the slot's producer from one batch to the next
-// instead of building a client, connections and buffers each time.
-//
-// A batch first makes sure no other producer of its slot can commit any
-// more: a new producer's InitProducerID fences every earlier one (their open
-// transactions are aborted, or completed if already committing); a kept
-// producer adds the marker group to its transaction, which the broker only
-// accepts while nobody has fenced it, and a refused one is replaced by a new
-// one. Only then does it read the marker: if an earlier attempt committed
-// the batch, it reports that commit instead of producing again. A producer
-// that fences ours later makes our commit fail, and the retry finds the
-// other commit's marker.
+// Exactly once: a batch produces its records in one Kafka transaction that
+// also commits its marker (package txnmarker says how a retry then finds an
+// earlier commit instead of producing again). The transactional id belongs
+// to the batch's slot (one of the run's Concurrency lanes; the workflow
+// never runs two batches in one slot), so a worker can keep the slot's
+// producer from one batch to the next instead of building a client,
+// connections and buffers each time.
 type Emulate struct {
-	kafka   *clients.Kafka
-	admin   *kadm.Client
 	serde   *records.Serde
 	metrics *emulateMetrics
 	now     func() time.Time
-	// Shared by every batch's client: a new client would otherwise build
-	// its own compressors, and a batch its own buffers, each time.
-	compressor kgo.Compressor
-	chunks     sync.Pool // *[]byte of chunkSize, for keys and values
-	gensMu     sync.Mutex
-	gens       []cachedGenerator
-	prodsMu    sync.Mutex
-	prods      map[producerKey]*producer // idle producers by slot
+	// Every slot's producer shares one compressor: a new client would
+	// otherwise build its own each time.
+	producers *txnmarker.Producers
+	chunks    sync.Pool // *[]byte of chunkSize, for keys and values, reused by every batch
+	gensMu    sync.Mutex
+	gens      []cachedGenerator
 
 	// Test hooks. beforeCommit runs once a batch's records are all in Kafka,
 	// before the marker and the commit; afterCommit runs after the commit,
@@ -78,8 +62,8 @@ func NewEmulate(kafka *clients.Kafka, admin *kadm.Client, serde *records.Serde, 
 	if err != nil {
 		return nil, fmt.Errorf("build the producers' compressor: %w", err)
 	}
-	return &Emulate{kafka: kafka, admin: admin, serde: serde, metrics: m, now: time.Now, compressor: compressor,
-		prods: map[producerKey]*producer{}}, nil
+	return &Emulate{serde: serde, metrics: m, now: time.Now,
+		producers: txnmarker.New(kafka, admin, append([]kgo.Opt{kgo.WithCompressor(compressor)}, ProducerOpts()...)...)}, nil
 }
 
 // generator returns the generator for o, built once: building one makes
@@ -124,23 +108,22 @@ func ProducerOpts() []kgo.Opt {
 
 // SlotTransactionalID is the transactional id of one slot of a run.
 func SlotTransactionalID(workflowID string, slot int) string {
-	return "shopstream-emulate/" + workflowID + "/slot-" + strconv.Itoa(slot)
+	return txnmarker.TransactionalID(txnmarker.FamilyEmulate, workflowID, "slot-"+strconv.Itoa(slot))
 }
 
 // BatchMarkerGroup is the consumer group whose committed offsets mark a
 // batch as committed.
 func BatchMarkerGroup(workflowID string, batch int64) string {
-	return "shopstream-emulate/" + workflowID + "/batch-" + strconv.FormatInt(batch, 10)
+	return txnmarker.Group(txnmarker.FamilyEmulate, workflowID, "batch-"+strconv.FormatInt(batch, 10))
 }
 
-// IsBatchMarkerGroup says whether a consumer group is a batch's commit
-// marker (BatchMarkerGroup), not a consumer.
-func IsBatchMarkerGroup(group string) bool { return strings.HasPrefix(group, "shopstream-emulate/") }
+// IsBatchMarkerGroup says whether a consumer group is the commit marker of
+// a unit of work (an emulation batch, a backfill or replay range), not a
+// consumer.
+func IsBatchMarkerGroup(group string) bool { return txnmarker.IsMarkerGroup(group) }
 
 // chunkSize is the size of the pooled buffers records are cut from.
 const chunkSize = 1 << 20
-
-const markerPrefix = "shopstream emulate batch: records="
 
 // EmulateBatch produces records [in.First, in.First+in.Count) in one
 // transaction, or reports the commit of an earlier attempt.
@@ -163,12 +146,17 @@ func (e *Emulate) EmulateBatch(ctx context.Context, in workflows.EmulateBatchInp
 		return res, fmt.Errorf("batch %d: %w", in.Batch, err)
 	}
 
-	key := producerKey{txnID: SlotTransactionalID(in.WorkflowID, in.Slot), topic: in.Topic}
+	key := txnmarker.Key{TxnID: SlotTransactionalID(in.WorkflowID, in.Slot), Topic: in.Topic}
 	marker := BatchMarkerGroup(in.WorkflowID, in.Batch)
-	sent, stopBeats := heartbeat(ctx)
+	sent := new(atomic.Int64)
+	stopBeats := heartbeat(ctx, func() any { return sent.Load() })
 	defer stopBeats()
 
-	p, err := e.fencedProducer(ctx, key, marker, in)
+	txnTimeout := time.Minute
+	if in.Rate > 0 {
+		txnTimeout = max(txnTimeout, time.Duration(2*float64(in.Count)/in.Rate*float64(time.Second)))
+	}
+	p, err := e.producers.Begin(ctx, key, marker, txnTimeout)
 	if err != nil {
 		return res, fmt.Errorf("batch %d: %w", in.Batch, err)
 	}
@@ -177,21 +165,17 @@ func (e *Emulate) EmulateBatch(ctx context.Context, in workflows.EmulateBatchInp
 	var chunks []*[]byte
 	keep := false
 	defer func() {
-		if keep {
-			e.park(key, p)
-		} else {
-			p.cl.Close()
-		}
+		e.producers.Release(p, keep)
 		for _, c := range chunks {
 			e.chunks.Put(c)
 		}
 	}()
 
 	if prior, ok, err := e.committedBatch(ctx, marker); err != nil {
-		abortOpen(p.cl, key.txnID)
+		p.AbortMarkerOnly()
 		return res, fmt.Errorf("batch %d: %w", in.Batch, err)
 	} else if ok {
-		abortOpen(p.cl, key.txnID)
+		p.AbortMarkerOnly()
 		outcome = "recovered"
 		prior.Batch = in.Batch
 		activity.GetLogger(ctx).Info("batch already committed by an earlier attempt", "batch", in.Batch, "attempt", info.Attempt, "records", prior.Records)
@@ -199,21 +183,17 @@ func (e *Emulate) EmulateBatch(ctx context.Context, in workflows.EmulateBatchInp
 	}
 	tReady := e.now()
 
-	ends, err := e.produce(ctx, p.cl, gen, in, schemaID, sent, &chunks)
+	ends, err := e.produce(ctx, p.Client(), gen, in, schemaID, sent, &chunks)
 	tProduced := e.now()
 	if err == nil && e.beforeCommit != nil {
 		err = e.beforeCommit(in)
 	}
-	if err == nil {
-		err = commitMarker(ctx, p.cl, key.txnID, marker, in.Topic, p.topicID, ends, in.Count)
-	}
 	if err != nil {
-		abort(p.cl)
+		p.Abort()
 		return res, fmt.Errorf("batch %d: %w", in.Batch, err)
 	}
-	if err := p.cl.EndTransaction(ctx, kgo.TryCommit); err != nil {
-		abort(p.cl)
-		return res, fmt.Errorf("batch %d: commit transaction: %w", in.Batch, err)
+	if err := p.Commit(ctx, batchMarks(in.Topic, ends, in.Count), int(in.Count)); err != nil {
+		return res, fmt.Errorf("batch %d: %w", in.Batch, err)
 	}
 	e.metrics.records.Add(float64(in.Count))
 	if e.afterCommit != nil {
@@ -323,13 +303,12 @@ func (e *Emulate) produce(ctx context.Context, cl *kgo.Client, gen *shopgen.Gene
 	return ends, nil
 }
 
-// heartbeat heartbeats every second until stopped, with the records sent so
-// far, for the whole batch, flush and commit included: that is how a cancel,
-// or the server giving up on this attempt, reaches ctx. A broker that went
-// away stalls the batch without failing it, and the batch goes on when the
-// broker returns.
-func heartbeat(ctx context.Context) (sent *atomic.Int64, stop func()) {
-	sent = new(atomic.Int64)
+// heartbeat heartbeats every second until stopped, with what details
+// returns (a batch: the records sent so far), for the whole activity, flush
+// and commit included: that is how a cancel, or the server giving up on
+// this attempt, reaches ctx. A broker that went away stalls the activity
+// without failing it, and it goes on when the broker returns.
+func heartbeat(ctx context.Context, details func() any) (stop func()) {
 	done := make(chan struct{})
 	go func() {
 		t := time.NewTicker(time.Second)
@@ -341,11 +320,11 @@ func heartbeat(ctx context.Context) (sent *atomic.Int64, stop func()) {
 			case <-ctx.Done():
 				return
 			case <-t.C:
-				activity.RecordHeartbeat(ctx, sent.Load())
+				activity.RecordHeartbeat(ctx, details())
 			}
 		}
 	}()
-	return sent, func() { close(done) }
+	return func() { close(done) }
 }
 
 // pace sleeps until sent records are due at rate records a second.
@@ -375,18 +354,10 @@ func (e *Emulate) EmulateCleanup(ctx context.Context, in workflows.EmulateCleanu
 		for b := first; b < min(first+chunk, in.EndBatch); b++ {
 			groups = append(groups, BatchMarkerGroup(in.WorkflowID, b))
 		}
-		resp, err := e.admin.DeleteGroups(ctx, groups...)
+		n, err := e.producers.DeleteMarkers(ctx, groups)
+		res.Deleted += n
 		if err != nil {
-			return res, fmt.Errorf("delete commit markers of batches %d to %d: %w", first, first+int64(len(groups))-1, err)
-		}
-		for _, r := range resp {
-			switch {
-			case r.Err == nil:
-				res.Deleted++
-			case errors.Is(r.Err, kerr.GroupIDNotFound):
-			default:
-				return res, fmt.Errorf("delete commit marker %s: %w", r.Group, r.Err)
-			}
+			return res, err
 		}
 		activity.RecordHeartbeat(ctx, first)
 	}

@@ -15,7 +15,7 @@ import (
 func dlqCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "dlq",
-		Usage: "inspect the dead-letter topic",
+		Usage: "inspect the dead-letter topic, and send dead letters back once their cause is fixed",
 		Subcommands: []*cli.Command{{
 			Name:        "list",
 			Usage:       "show the newest dead-lettered records: why, by whom, from where, when",
@@ -25,7 +25,7 @@ func dlqCommand() *cli.Command {
 				&cli.BoolFlag{Name: "json", Usage: "print JSON, values base64-encoded"},
 			),
 			Action: listDLQ,
-		}},
+		}, dlqReplayCommand()},
 	}
 }
 

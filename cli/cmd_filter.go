@@ -35,7 +35,8 @@ func filterCommand() *cli.Command {
 				ArgsUsage: "SUBSTRING",
 				Description: fmt.Sprintf("Case-insensitive (Unicode case folding) unless --case-sensitive. At most %d characters of valid UTF-8.\n\n"+
 					"Examples:\n  shopstream filter set phone\n  shopstream filter set \"Galaxy S\" --case-sensitive --wait", workflows.MaxFilterSubstringRunes),
-				Flags:           changeFlags(&cli.BoolFlag{Name: "case-sensitive", Usage: "match the exact case"}),
+				Flags: changeFlags(&cli.BoolFlag{Name: "case-sensitive", Usage: "match the exact case"},
+					&cli.StringFlag{Name: "backfill", Usage: "then re-apply the filter to products published this long before (24h, 7d, or all; see filter backfill --help)"}),
 				SkipFlagParsing: true,
 				Action: interspersed(func(c *cli.Context) error {
 					if c.NArg() != 1 {
@@ -45,9 +46,20 @@ func filterCommand() *cli.Command {
 					if err := workflows.ValidateFilterSubstring(sub); err != nil {
 						return usageErr("filter set %q: %v", sub, err)
 					}
-					return changeFilter(c, workflows.SignalSetFilter, func(by, id string, at time.Time) any {
+					var backfillIn workflows.BackfillInput
+					if c.IsSet("backfill") {
+						var err error
+						if backfillIn, err = backfillInput(c, c.String("backfill")); err != nil {
+							return err
+						}
+					}
+					err := changeFilter(c, workflows.SignalSetFilter, func(by, id string, at time.Time) any {
 						return workflows.SetFilterSignal{Substring: sub, CaseSensitive: c.Bool("case-sensitive"), By: by, RequestID: id, RequestedAt: at}
 					})
+					if err != nil || !c.IsSet("backfill") {
+						return err
+					}
+					return startBackfill(c, backfillIn)
 				}),
 			},
 			{
@@ -72,6 +84,7 @@ func filterCommand() *cli.Command {
 				Flags:       withFlags(&cli.BoolFlag{Name: "json", Usage: "print JSON"}),
 				Action:      getFilter,
 			},
+			backfillCommand(),
 		},
 	}
 }
@@ -126,8 +139,11 @@ func interspersed(action cli.ActionFunc) cli.ActionFunc {
 // changeFilter sends a filter change, with --wait until every live
 // streamer instance applied it.
 func changeFilter(c *cli.Context, signal string, payload func(by, id string, at time.Time) any) error {
+	// A backfill re-applies the filter in force: the change must be
+	// published and applied first.
+	wait := c.Bool("wait") || c.IsSet("backfill")
 	needs := process.NeedTemporal
-	if c.Bool("wait") {
+	if wait {
 		needs |= process.NeedKafka
 	}
 	e, err := connect(c, needs)
@@ -136,7 +152,7 @@ func changeFilter(c *cli.Context, signal string, payload func(by, id string, at 
 	}
 	defer e.Close()
 	return filterctl.Send(c.Context, e, filterctl.Change{
-		Signal: signal, Payload: payload, By: c.String("by"), Wait: c.Bool("wait"), Timeout: c.Duration("timeout"),
+		Signal: signal, Payload: payload, By: c.String("by"), Wait: wait, Timeout: c.Duration("timeout"),
 	}, c.App.Writer)
 }
 

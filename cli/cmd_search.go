@@ -91,7 +91,8 @@ func recsCommand() *cli.Command {
 		Name:  "recs",
 		Usage: "show a user's current recommendations (newest first)",
 		Description: "Reads the user's latest Recommendation from the recommendations topic (committed records only).\n" +
-			"--follow then prints each update as it arrives, until Ctrl-C; --json prints the record as JSON\n" +
+			"--follow then prints each update as it arrives, until Ctrl-C; --json prints the record as JSON, with\n" +
+			"each recommendation's age_seconds since the search that made it\n" +
 			"(one object per line with --follow; null when the user has none).\n\n" +
 			"Examples:\n  shopstream recs --user alice\n  shopstream recs --user alice --follow --json",
 		Flags: withFlags(

@@ -46,6 +46,8 @@ type filterStack struct {
 	kafka *clients.Kafka
 	cl    *kgo.Client
 	serde *records.Serde
+	// devOut is what dev printed so far.
+	devOut func() string
 }
 
 func startFilterStack(t testing.TB) *filterStack {
@@ -69,7 +71,7 @@ func startFilterStack(t testing.TB) *filterStack {
 		t.Fatal(err)
 	}
 	f.serde = records.NewSerde(schemas, reg)
-	startDev(t, flags)
+	f.devOut = startDev(t, flags)
 	return f
 }
 
@@ -240,7 +242,7 @@ func TestFilterEndToEnd(t *testing.T) {
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	for _, want := range []string{"shopstream_streamer_records_in_total", "shopstream_streamer_transactions_committed_total",
-		"shopstream_streamer_e2e_latency_seconds_bucket", `shopstream_streamer_filter_applied_version 5`, "shopstream_streamer_kafka_produce_bytes_total"} {
+		"shopstream_streamer_product_freshness_seconds_bucket", `shopstream_streamer_filter_applied_version 5`, "shopstream_streamer_kafka_produce_bytes_total"} {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("the second instance's /metrics lacks %s", want)
 		}

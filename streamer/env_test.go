@@ -24,20 +24,59 @@ import (
 // the streamer's topics created, as `shopstream bootstrap` creates them.
 type testEnv struct {
 	t      testing.TB
-	kc     *kafkatest.Cluster
+	kc     *kafkatest.Cluster // nil when the broker runs in another process (newTestEnvOn)
 	topics records.Topics
 	kafka  *clients.Kafka
 	serde  *records.Serde
 	cl     *kgo.Client
 	admin  *kadm.Client
+	// registryURL is where the schema registry serves.
+	registryURL string
 }
 
 func newTestEnv(t testing.TB, partitions int32) *testEnv {
 	t.Helper()
-	ctx := context.Background()
 	kc := kafkatest.Start(t)
-	e := &testEnv{t: t, kc: kc, topics: records.DefaultTopics(), kafka: kc.Kafka, serde: kc.Serde}
+	e := &testEnv{t: t, kc: kc, topics: records.DefaultTopics(), kafka: kc.Kafka, serde: kc.Serde, registryURL: kc.RegistryURL}
 	e.cl = kc.Client(kgo.ProducerLinger(0))
+	return e.createTopics(partitions)
+}
+
+// newTestEnvOn is newTestEnv on a broker and registry that run elsewhere
+// (a benchmark's broker process).
+func newTestEnvOn(t testing.TB, partitions int32, brokers []string, registryURL string) *testEnv {
+	t.Helper()
+	kafka, err := clients.NewKafka(clients.KafkaOptions{Brokers: brokers})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &testEnv{t: t, topics: records.DefaultTopics(), kafka: kafka, registryURL: registryURL}
+	e.serde = e.newSerde()
+	if e.cl, err = kafka.NewClient(kgo.ProducerLinger(0)); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.cl.Close)
+	return e.createTopics(partitions)
+}
+
+// newSerde is a serde of its own, as another process would have: it must
+// learn writer schemas from the registry, not from the cache of the serde
+// that encoded them.
+func (e *testEnv) newSerde() *records.Serde {
+	e.t.Helper()
+	s, err := clients.NewSerde(e.registryURL)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return s
+}
+
+// createTopics creates the streamer's topics, as `shopstream bootstrap`
+// does.
+func (e *testEnv) createTopics(partitions int32) *testEnv {
+	t := e.t
+	t.Helper()
+	ctx := context.Background()
 	e.admin = kadm.NewClient(e.cl)
 	compact := map[string]*string{"cleanup.policy": kadm.StringPtr("compact")}
 	for _, c := range []struct {
@@ -60,11 +99,9 @@ func newTestEnv(t testing.TB, partitions int32) *testEnv {
 
 // config is a streamer configuration for this environment.
 func (e *testEnv) config(id string) Options {
-	// Its own serde, as in its own process: it must learn writer schemas
-	// from the registry, not from the cache of the serde that encoded them.
 	return Options{
 		Deps: component.Deps{
-			Kafka: e.kafka.With(kgo.ClientID(id)), Serde: e.kc.NewSerde(), Topics: e.topics,
+			Kafka: e.kafka.With(kgo.ClientID(id)), Serde: e.newSerde(), Topics: e.topics,
 			Registerer: prometheus.NewRegistry(), Logger: testLogger(e.t, id),
 		},
 		InstanceID: id, HeartbeatInterval: 200 * time.Millisecond,

@@ -20,6 +20,22 @@ import (
 // the version of the filter that let it through, in decimal.
 const HeaderFilterVersion = "shopstream.filter.version"
 
+// HeaderBackfill is on a record that the filter backfill (not the
+// streamer) wrote to the filtered topic; its value is the backfill's id.
+// The record keeps the timestamp of the product it copies, so freshness
+// histograms leave it out.
+const HeaderBackfill = "shopstream.backfill"
+
+// Backfilled says whether a record's headers carry HeaderBackfill.
+func Backfilled(headers []kgo.RecordHeader) bool {
+	for _, h := range headers {
+		if h.Key == HeaderBackfill {
+			return true
+		}
+	}
+	return false
+}
+
 // ControlKey is the key of every record on the control topic; compaction
 // keeps the newest.
 const ControlKey = "filter"
@@ -38,6 +54,20 @@ type Filter struct {
 
 	matcher *Matcher
 	header  kgo.RecordHeader
+	// headers is header alone, for a forwarded record that has no headers
+	// of its own; its capacity is 1, so appending to it copies.
+	headers []kgo.RecordHeader
+	// marks are what a fetched record's Context is set to once its value
+	// was found whole and matched (or not) by this filter (see precheck).
+	marks [2]*checkedMark
+}
+
+// checkedMark marks a fetched record whose value is one whole product,
+// and says whether filter passes it.
+type checkedMark struct {
+	context.Context
+	filter *Filter
+	pass   bool
 }
 
 // NewFilter builds the filter of a published state. forceCaseSensitive is
@@ -53,6 +83,8 @@ func NewFilter(st records.FilterState, forceCaseSensitive bool) *Filter {
 	}
 	f.matcher = NewMatcher(f.Substring, f.CaseSensitive)
 	f.header = kgo.RecordHeader{Key: HeaderFilterVersion, Value: []byte(strconv.FormatInt(f.Version, 10))}
+	f.headers = []kgo.RecordHeader{f.header}
+	f.marks = [2]*checkedMark{{Context: context.Background(), filter: f}, {Context: context.Background(), filter: f, pass: true}}
 	return f
 }
 

@@ -41,6 +41,9 @@ func TestMain(m *testing.M) {
 	if id := os.Getenv(childEnv); id != "" {
 		os.Exit(runChild(id))
 	}
+	if os.Getenv(brokerEnv) != "" {
+		os.Exit(runBroker())
+	}
 	os.Exit(m.Run())
 }
 

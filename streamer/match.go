@@ -2,6 +2,7 @@ package streamer
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"sync"
 	"unicode/utf8"
@@ -22,6 +23,7 @@ type Matcher struct {
 	needle        []byte // the substring, folded unless case-sensitive
 	caseSensitive bool
 	asciiNeedle   bool // the folded needle is all ASCII
+	lower         [256]byte
 	folders       sync.Pool
 }
 
@@ -42,8 +44,15 @@ func NewMatcher(substring string, caseSensitive bool) *Matcher {
 		m.needle = []byte(cases.Fold().String(substring))
 	}
 	m.asciiNeedle = isASCII(m.needle)
+	for c := range m.lower {
+		m.lower[c] = lowerASCII(byte(c))
+	}
 	return m
 }
+
+// shortName is the longest name Match lowers on the stack: longer ones
+// take the slower paths.
+const shortName = 128
 
 // Match reports whether name contains the matcher's substring.
 func (m *Matcher) Match(name []byte) bool {
@@ -53,7 +62,14 @@ func (m *Matcher) Match(name []byte) bool {
 	if m.caseSensitive {
 		return bytes.Contains(name, m.needle)
 	}
-	if isASCII(name) {
+	if len(name) <= shortName {
+		// Lower it and find out whether it is ASCII in one pass, then
+		// search with bytes.Contains.
+		var buf [shortName]byte
+		if lowerASCIIInto(buf[:len(name)], name, &m.lower) {
+			return m.asciiNeedle && bytes.Contains(buf[:len(name)], m.needle)
+		}
+	} else if isASCII(name) {
 		// Folding ASCII is lowering ASCII, so compare in place. A needle
 		// that folds to something non-ASCII cannot occur in ASCII text.
 		return m.asciiNeedle && containsLowerASCII(name, m.needle)
@@ -84,6 +100,31 @@ func (f *folder) fold(src []byte) ([]byte, bool) {
 		}
 		f.buf = make([]byte, 0, 2*cap(f.buf))
 	}
+}
+
+// lowerASCIIInto lowers the ASCII src into dst, eight bytes at a time,
+// and says whether src was all ASCII (dst is then meaningless if not).
+func lowerASCIIInto(dst, src []byte, lower *[256]byte) bool {
+	const (
+		ones  = 0x0101010101010101
+		highs = 0x8080808080808080
+	)
+	var all uint64
+	i := 0
+	for ; i+8 <= len(src); i += 8 {
+		w := binary.LittleEndian.Uint64(src[i:])
+		all |= w
+		// A byte's high bit ends up set in upper when it is 'A'..'Z':
+		// adding 0x80-'A' carries into it from 'A' up, adding 0x80-'Z'-1
+		// from after 'Z' (bytes are ASCII here, so no carry crosses bytes).
+		upper := (w + (0x80-'A')*ones) &^ (w + (0x80-'Z'-1)*ones) & highs
+		binary.LittleEndian.PutUint64(dst[i:], w|upper>>2)
+	}
+	for ; i < len(src); i++ {
+		all |= uint64(src[i])
+		dst[i] = lower[src[i]]
+	}
+	return all&highs == 0
 }
 
 func isASCII(b []byte) bool {

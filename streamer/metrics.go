@@ -3,6 +3,7 @@ package streamer
 import (
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/shopstream/shopstream/internal/freshness"
 	"github.com/shopstream/shopstream/internal/telemetry"
 )
 
@@ -41,9 +42,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "transactions_committed_total", Help: "Transactions committed."}),
 		aborts: f.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
 			Name: "transactions_aborted_total", Help: "Transactions aborted (rebalance, produce error, registry unreachable, shutdown)."}),
-		latency: f.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Subsystem: sub,
-			Name: "e2e_latency_seconds", Help: "From a product record's timestamp to the commit of its forwarded copy.",
-			Buckets: prometheus.ExponentialBuckets(0.001, 2, 16)}),
+		latency: freshness.Histogram(f, freshness.Filtered()),
 		filterVersion: f.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
 			Name: "filter_applied_version", Help: "Version of the filter this instance applies; the StreamFilter workflow exports the version it wants as shopstream_filter_desired_version."}),
 		filterAppliedAt: f.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
@@ -62,6 +61,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 // tally counts one batch's records under one filter version until the
 // batch's transaction ends.
 type tally struct {
+	filter              *Filter
 	version             string
 	in, passed, dropped int
 	// deadLettered counts by reason; nil until a record is dead-lettered,

@@ -76,6 +76,18 @@ func readString(b []byte, i int) (start, end int, err error) {
 }
 
 func skipString(b []byte, i int) (int, error) {
+	// Nearly every length fits one byte (under 64): read it here, inline.
+	if i < len(b) && b[i] < 0x80 {
+		c := b[i]
+		if c&1 != 0 {
+			return 0, errNegative
+		}
+		end := i + 1 + int(c>>1)
+		if end > len(b) {
+			return 0, errTruncated
+		}
+		return end, nil
+	}
 	_, end, err := readString(b, i)
 	return end, err
 }
@@ -86,6 +98,9 @@ func skipString(b []byte, i int) (int, error) {
 // nothing per value.
 type Layout struct {
 	root *node
+	// own says that the writer schema is shopstream's Product itself,
+	// which walkProduct walks without the general walker's dispatch.
+	own bool
 }
 
 type kind uint8
@@ -149,7 +164,7 @@ func NewLayout(writer, ours avro.Schema) (*Layout, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", records.ErrWrongSchema, err)
 	}
-	return &Layout{root: root}, nil
+	return &Layout{root: root, own: ours != nil && writer.Fingerprint() == ours.Fingerprint() && isShopstreamProduct(ours)}, nil
 }
 
 func deref(s avro.Schema) avro.Schema {
@@ -236,6 +251,9 @@ func compile(s avro.Schema, named map[string]*node) (*node, error) {
 // Name returns the product's name (a sub-slice of body) after checking that
 // body is exactly one whole record of the layout's schema.
 func (l *Layout) Name(body []byte) ([]byte, error) {
+	if l.own {
+		return walkProduct(body)
+	}
 	fields := l.root.children
 	i, err := skipString(body, 0)
 	if err != nil {
@@ -324,30 +342,13 @@ func skip(n *node, b []byte, i, depth int) (int, error) {
 // zero count ends the value.
 func skipBlocks(n *node, b []byte, i, depth int) (int, error) {
 	for {
-		count, next, err := readLong(b, i, 10)
+		count, next, err := blockHeader(b, i)
 		if err != nil {
 			return 0, err
 		}
 		i = next
 		if count == 0 {
 			return i, nil
-		}
-		if count < 0 {
-			if count == -1<<63 {
-				return 0, errNegative
-			}
-			count = -count
-			size, next, err := readLong(b, i, 10)
-			if err != nil {
-				return 0, err
-			}
-			if size < 0 {
-				return 0, errNegative
-			}
-			i = next
-			if size > int64(len(b)-i) {
-				return 0, errTruncated
-			}
 		}
 		isMap := n.kind == kindMap
 		if n.elem.empty && !isMap {
@@ -372,9 +373,157 @@ func skipBlocks(n *node, b []byte, i, depth int) (int, error) {
 	}
 }
 
+// blockHeader reads the header of a block of an array or map at b[i:]: its
+// item count (0 ends the value), and, when the count is written negative,
+// the block's size in bytes, which must fit in what is left.
+func blockHeader(b []byte, i int) (count int64, next int, err error) {
+	if i < len(b) && b[i] < 0x80 { // a count under 64: one byte
+		c := b[i]
+		count, next = int64(c>>1)^-int64(c&1), i+1
+	} else if count, next, err = readLong(b, i, 10); err != nil {
+		return 0, 0, err
+	}
+	if count >= 0 {
+		return count, next, nil
+	}
+	if count == -1<<63 {
+		return 0, 0, errNegative
+	}
+	size, next, err := readLong(b, next, 10)
+	if err != nil {
+		return 0, 0, err
+	}
+	if size < 0 {
+		return 0, 0, errNegative
+	}
+	if size > int64(len(b)-next) {
+		return 0, 0, errTruncated
+	}
+	return -count, next, nil
+}
+
 func fixedWidth(b []byte, i, n int) (int, error) {
 	if n > len(b)-i {
 		return 0, errTruncated
 	}
 	return i + n, nil
+}
+
+// productFields is shopstream's Product schema as walkProduct walks it: the
+// field names and what each is.
+var productFields = [...]struct {
+	name string
+	kind kind
+}{
+	{"product_id", kindBytes}, {"mall_id", kindBytes}, {"name", kindBytes}, {"description", kindBytes},
+	{"price", kindRecord}, {"category", kindBytes}, {"brand", kindBytes}, {"sku", kindBytes},
+	{"tags", kindArray}, {"images", kindArray}, {"stock", kindInt}, {"specifications", kindMap},
+	{"created_at", kindLong}, {"updated_at", kindLong},
+}
+
+// isShopstreamProduct checks that ours has the fields walkProduct expects,
+// so that a change to Product.avsc cannot leave it walking the old shape
+// (TestWalkProductAgreesWithTheWalker also compares the two walkers).
+func isShopstreamProduct(ours avro.Schema) bool {
+	rec, ok := deref(ours).(*avro.RecordSchema)
+	if !ok || len(rec.Fields()) != len(productFields) {
+		return false
+	}
+	for i, f := range rec.Fields() {
+		if f.Name() != productFields[i].name {
+			return false
+		}
+	}
+	return true
+}
+
+// walkProduct is Layout.Name for a body written with shopstream's own
+// Product schema: the same checks, in straight-line code. On the drop path
+// (most records do not match) the walk is most of the streamer's own work
+// per record, so it gets a walker of its own. A string that runs past the
+// end is caught by the next read, or by the final check that the record
+// ends exactly at the end of body.
+func walkProduct(b []byte) ([]byte, error) {
+	n := len(b)
+	i := 0
+	var err error
+	var start, end int
+	// product_id, mall_id, name, description, price.amount,
+	// price.currency, category, brand, sku
+	for f := 0; f < 9; f++ {
+		if i >= n {
+			return nil, errTruncated
+		}
+		s := i
+		if c := b[i]; c < 0x80 && c&1 == 0 { // a length under 64
+			s, i = i+1, i+1+int(c>>1)
+		} else if s, i, err = readString(b, i); err != nil {
+			return nil, err
+		}
+		if f == 2 {
+			start, end = s, i
+		}
+	}
+	// tags: strings; images: url and alt; stock; specifications: key and
+	// value; created_at; updated_at.
+	if i, err = skipStrings(b, i, 1); err != nil {
+		return nil, err
+	}
+	if i, err = skipStrings(b, i, 2); err != nil {
+		return nil, err
+	}
+	if _, i, err = readLong(b, i, 5); err != nil {
+		return nil, err
+	}
+	if i, err = skipStrings(b, i, 2); err != nil {
+		return nil, err
+	}
+	if _, i, err = readLong(b, i, 10); err != nil {
+		return nil, err
+	}
+	if _, i, err = readLong(b, i, 10); err != nil {
+		return nil, err
+	}
+	if i != n {
+		if i > n {
+			return nil, errTruncated
+		}
+		return nil, errTrailing
+	}
+	return b[start:end:end], nil
+}
+
+// skipStrings walks the blocks of an array of strings (per 1), of records
+// of two strings or of a map of strings (per 2).
+func skipStrings(b []byte, i, per int) (int, error) {
+	n := len(b)
+	for {
+		count, next, err := blockHeader(b, i)
+		if err != nil {
+			return 0, err
+		}
+		i = next
+		if count == 0 {
+			return i, nil
+		}
+		// Every item takes at least one byte: a count beyond the bytes left
+		// is a lie, and believing it would let a hostile count spin.
+		if count > int64(n-i) {
+			return 0, errTruncated
+		}
+		for k := count * int64(per); k > 0; k-- {
+			if i >= n {
+				return 0, errTruncated
+			}
+			if c := b[i]; c < 0x80 && c&1 == 0 {
+				i += 1 + int(c>>1)
+				continue
+			}
+			_, e, err := readString(b, i)
+			if err != nil {
+				return 0, err
+			}
+			i = e
+		}
+	}
 }

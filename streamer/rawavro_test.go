@@ -3,6 +3,7 @@ package streamer
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"strings"
 	"testing"
@@ -11,6 +12,7 @@ import (
 	"github.com/hamba/avro/v2"
 
 	"github.com/shopstream/shopstream/internal/records"
+	"github.com/shopstream/shopstream/internal/shopgen"
 )
 
 func testSchemas(t testing.TB) *records.Schemas {
@@ -294,7 +296,8 @@ func FuzzNameReader(f *testing.F) {
 }
 
 // BenchmarkHotPath is the per-record work of the streamer besides Kafka:
-// find the name in the raw bytes, walk the rest, match.
+// find the name in the raw bytes, walk the rest, match; for a product as the
+// emulator makes them, whose name matches ("pass") or not ("drop").
 func BenchmarkHotPath(b *testing.B) {
 	schemas := testSchemas(b)
 	ours := schemas.Schema(records.KindProduct)
@@ -302,22 +305,73 @@ func BenchmarkHotPath(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	now := time.Now()
-	p := records.Product{ProductID: "p-123456", MallID: "mall-42", Name: "Galaxy Phone 15, 256 GB, black", Description: "A description of moderate length for a product.",
-		Price: records.Price{Amount: "499.99", Currency: "EUR"}, Category: "electronics", Brand: "Acme", SKU: "SKU-123456",
-		Tags: []string{"new", "sale"}, Images: []records.Image{{URL: "https://img.example/p-123456/1.jpg", Alt: "front"}},
-		Stock: 12, Specifications: map[string]string{"colour": "black"}, CreatedAt: now, UpdatedAt: now}
-	body, err := schemas.API().Marshal(ours, &p)
+	g, err := shopgen.New(shopgen.Options{Seed: 1, Now: time.Date(2025, 6, 1, 0, 0, 0, 0, time.UTC)})
 	if err != nil {
 		b.Fatal(err)
 	}
 	f := NewFilter(records.FilterState{Version: 1, Substring: "phone"}, false)
-	b.ReportAllocs()
-	b.SetBytes(int64(len(body)))
-	for b.Loop() {
-		name, err := lay.Name(body)
-		if err != nil || !f.Match(name) {
-			b.Fatal("no match")
+	for _, c := range []struct {
+		name  string
+		pass  bool
+		title string
+	}{{"drop", false, "Adidas trail shoes Air"}, {"pass", true, "Galaxy Phone 15, 256 GB, black"}} {
+		b.Run(c.name, func(b *testing.B) {
+			var p records.Product
+			g.Fill(&p, 1)
+			p.Name = c.title
+			body, err := schemas.API().Marshal(ours, &p)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			b.SetBytes(int64(len(body)))
+			for b.Loop() {
+				name, err := lay.Name(body)
+				if err != nil || f.Match(name) != c.pass {
+					b.Fatal("wrong answer")
+				}
+			}
+		})
+	}
+}
+
+// walkProduct, the walker of shopstream's own Product schema, agrees with
+// the general walker on whole products, on every cut of them and on bytes
+// flipped at random: the same name, and an error exactly when it errs.
+func TestWalkProductAgreesWithTheWalker(t *testing.T) {
+	schemas := testSchemas(t)
+	ours := schemas.Schema(records.KindProduct)
+	own, err := NewLayout(ours, ours)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !own.own {
+		t.Fatal("shopstream's own Product schema does not get walkProduct: Product.avsc and productFields disagree")
+	}
+	general := &Layout{root: own.root}
+	r := rand.New(rand.NewPCG(3, 4))
+	check := func(label string, body []byte) {
+		t.Helper()
+		n1, err1 := own.Name(body)
+		n2, err2 := general.Name(body)
+		if (err1 == nil) != (err2 == nil) || !bytes.Equal(n1, n2) {
+			t.Fatalf("%s: walkProduct = %q, %v; the walker = %q, %v", label, n1, err1, n2, err2)
+		}
+	}
+	for i := range 300 {
+		p := randomProduct(r)
+		body, err := schemas.API().Marshal(ours, &p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		check(fmt.Sprintf("#%d whole", i), body)
+		for n := range len(body) {
+			check(fmt.Sprintf("#%d cut at %d", i, n), body[:n])
+		}
+		for range 20 {
+			bad := bytes.Clone(body)
+			bad[r.IntN(len(bad))] = byte(r.IntN(256))
+			check(fmt.Sprintf("#%d flipped", i), bad)
 		}
 	}
 }

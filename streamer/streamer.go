@@ -114,6 +114,8 @@ type Streamer struct {
 	tallies    []tally
 	produceErr atomic.Pointer[error]
 	promise    func(*kgo.Record, error)
+	// precheckOn says whether fetches check their records (precheck).
+	precheckOn atomic.Bool
 }
 
 // New checks cfg, fills in its defaults and registers the metrics; it
@@ -175,7 +177,10 @@ func New(cfg Options) (*Streamer, error) {
 	}
 	s.promise = func(_ *kgo.Record, err error) {
 		if err != nil {
-			s.produceErr.CompareAndSwap(nil, &err)
+			// A copy: taking err's own address would move every call's
+			// err to the heap, an allocation per forwarded record.
+			failed := err
+			s.produceErr.CompareAndSwap(nil, &failed)
 		}
 	}
 	return s, nil
@@ -231,7 +236,7 @@ func (s *Streamer) Run(ctx context.Context) error {
 		return fmt.Errorf("register the Kafka client metrics: %w", err)
 	}
 	defer s.cfg.Registerer.Unregister(kc)
-	sess, err := s.cfg.Kafka.WithLogger(log).NewGroupTransactSession(s.sessionOpts(kp)...)
+	sess, err := s.cfg.Kafka.WithLogger(log).NewGroupTransactSession(append(s.sessionOpts(kp), kgo.WithHooks(precheck{s}))...)
 	if err != nil {
 		return fmt.Errorf("create the group transact session: %w", err)
 	}
@@ -347,7 +352,13 @@ func (s *Streamer) waitForTopics(ctx context.Context) error {
 func (s *Streamer) consume(ctx context.Context, sess *kgo.GroupTransactSession) error {
 	defer s.leave(sess)
 	for {
+		polled := time.Now()
 		fs := sess.PollRecords(ctx, s.cfg.MaxBatch)
+		// Records waiting when the loop came back mean that the loop, not
+		// the fetching, is what holds the instance back: then the next
+		// fetches check their records themselves (precheck). Otherwise the
+		// loop checks them, in the time it would spend waiting anyway.
+		s.precheckOn.Store(time.Since(polled) < pollWaited)
 		if ctx.Err() != nil || fs.IsClientClosed() {
 			// Polled but unprocessed records were never committed: the
 			// partitions' next owner reads them again.
@@ -435,17 +446,30 @@ func (s *Streamer) handle(ctx context.Context, sess *kgo.GroupTransactSession, r
 		s.forward(ctx, sess, r, f)
 		return nil
 	}
-	name, err := s.name(ctx, r.Value)
-	if err != nil {
-		reason := deadletter.ReasonOf(err)
-		if reason == "" {
-			return err
+	var pass bool
+	if m, ok := r.Context.(*checkedMark); ok && m.filter == f {
+		// Found whole and matched when it was fetched, by the filter
+		// still in force.
+		pass = m.pass
+	} else {
+		name, err := s.name(ctx, r)
+		if err != nil && s.layouts.forgetReplayed(r) {
+			// An operator replays dead letters once their cause is fixed
+			// (a schema registered): ask the registry again, not the cache.
+			name, err = s.name(ctx, r)
 		}
-		t.deadLetter(reason)
-		sess.Produce(ctx, deadLetter(s.cfg.Topics.DLQ, r, reason, err, s.cfg.InstanceID, now), s.promise)
-		return nil
+		if err != nil {
+			reason := deadletter.ReasonOf(err)
+			if reason == "" {
+				return err
+			}
+			t.deadLetter(reason)
+			sess.Produce(ctx, deadLetter(s.cfg.Topics.DLQ, r, reason, err, s.cfg.InstanceID, now), s.promise)
+			return nil
+		}
+		pass = f.Match(name)
 	}
-	if !f.Match(name) {
+	if !pass {
 		t.dropped++
 		return nil
 	}
@@ -454,9 +478,15 @@ func (s *Streamer) handle(ctx context.Context, sess *kgo.GroupTransactSession, r
 	return nil
 }
 
-// name reads a framed product's name from its raw bytes.
-func (s *Streamer) name(ctx context.Context, value []byte) ([]byte, error) {
-	id, body, err := records.SplitHeader(value)
+// name reads a framed product's name from its raw bytes, after checking
+// that they hold one whole product, unless precheck did.
+func (s *Streamer) name(ctx context.Context, r *kgo.Record) ([]byte, error) {
+	if _, ok := r.Context.(*checkedMark); ok {
+		// Framed, and whole for its schema id's layout, which never
+		// changes once found: only the filter changed since.
+		return ReadName(r.Value[5:])
+	}
+	id, body, err := records.SplitHeader(r.Value)
 	if err != nil {
 		return nil, err
 	}
@@ -471,28 +501,71 @@ func (s *Streamer) name(ctx context.Context, value []byte) ([]byte, error) {
 	return name, nil
 }
 
+// precheck checks product values as franz-go buffers them, on its fetch
+// goroutines: it walks the value and matches its name with the filter in
+// force, and marks the record with the outcome. The consume loop, which
+// every record passes through one at a time, then only tallies and
+// forwards, unless the filter changed meanwhile. A value it cannot check at
+// once (a schema id not looked up yet, or any fault) is left to the loop,
+// which reports it.
+type precheck struct{ s *Streamer }
+
+// pollWaited is how long a poll takes when no records were waiting: it
+// waited for a fetch. (One that finds records returns in microseconds.)
+const pollWaited = 200 * time.Microsecond
+
+func (p precheck) OnFetchRecordBuffered(r *kgo.Record) {
+	// A Context franz-go set (record pools) is left alone.
+	if !p.s.precheckOn.Load() || r.Context != nil || r.Key == nil || r.Value == nil || r.Topic != p.s.cfg.Topics.Products {
+		return
+	}
+	id, body, err := records.SplitHeader(r.Value)
+	if err != nil {
+		return
+	}
+	lay := p.s.layouts.ready(id)
+	c := p.s.control.Load()
+	if lay == nil || c == nil {
+		return
+	}
+	f := c.current.Load()
+	if name, err := lay.Name(body); err == nil {
+		r.Context = f.marks[b2i(f.Match(name))]
+	}
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
 // forward produces r unchanged to the filtered topic, plus the filter
 // version header.
 func (s *Streamer) forward(ctx context.Context, sess *kgo.GroupTransactSession, r *kgo.Record, f *Filter) {
 	out := &s.out[s.nOut]
 	s.nOut++
-	start := len(s.hdrs)
-	s.hdrs = append(s.hdrs, r.Headers...)
-	s.hdrs = append(s.hdrs, f.header)
-	end := len(s.hdrs)
+	headers := f.headers // a record with none of its own: the filter's, shared
+	if len(r.Headers) > 0 {
+		start := len(s.hdrs)
+		s.hdrs = append(s.hdrs, r.Headers...)
+		s.hdrs = append(s.hdrs, f.header)
+		end := len(s.hdrs)
+		headers = s.hdrs[start:end:end]
+	}
 	*out = kgo.Record{
 		Topic: s.cfg.Topics.Filtered, Key: r.Key, Value: r.Value,
-		Headers: s.hdrs[start:end:end], Timestamp: r.Timestamp,
+		Headers: headers, Timestamp: r.Timestamp,
 	}
 	sess.Produce(ctx, out, s.promise)
 }
 
 func (s *Streamer) tallyFor(f *Filter) *tally {
-	v := string(f.header.Value)
-	if n := len(s.tallies); n > 0 && s.tallies[n-1].version == v {
+	if n := len(s.tallies); n > 0 && s.tallies[n-1].filter == f {
 		return &s.tallies[n-1]
 	}
-	s.tallies = append(s.tallies, tally{version: v})
+	s.tallies = append(s.tallies, tally{filter: f, version: string(f.header.Value)})
 	return &s.tallies[len(s.tallies)-1]
 }
 
@@ -523,12 +596,15 @@ func endContext(ctx context.Context) (context.Context, context.CancelFunc) {
 
 // layoutCache maps schema ids to layouts, asking the registry once per id.
 // A negative answer is kept for a minute: a registry that lost its state
-// may learn the id again. Only the consume loop uses it.
+// may learn the id again. Only the consume loop uses it, but for ready.
 type layoutCache struct {
 	serde *records.Serde
 	ours  avro.Schema
 	now   func() time.Time
 	m     map[int]layoutEntry
+	// found holds the layouts found so far, for the fetch goroutines
+	// (precheck): replaced, never changed, when one is added.
+	found atomic.Pointer[map[int]*Layout]
 	// The last id and its layout: nearly every record carries the id the
 	// one before it did.
 	lastID  int
@@ -539,6 +615,22 @@ type layoutEntry struct {
 	lay     *Layout
 	err     error
 	retryAt time.Time
+}
+
+// forgetReplayed drops the cached failure of a replayed record's schema id
+// (a record `shopstream dlq replay` sent back) and says whether it did.
+func (c *layoutCache) forgetReplayed(r *kgo.Record) bool {
+	id, _, err := records.SplitHeader(r.Value)
+	if e, ok := c.m[id]; err != nil || !ok || e.err == nil {
+		return false
+	}
+	for _, h := range r.Headers {
+		if h.Key == deadletter.HeaderReplays {
+			delete(c.m, id)
+			return true
+		}
+	}
+	return false
 }
 
 func (c *layoutCache) get(ctx context.Context, id int) (*Layout, error) {
@@ -565,6 +657,22 @@ func (c *layoutCache) get(ctx context.Context, id int) (*Layout, error) {
 	c.m[id] = layoutEntry{lay: lay, err: err, retryAt: c.now().Add(time.Minute)}
 	if err == nil {
 		c.lastID, c.lastLay = id, lay
+		found := map[int]*Layout{id: lay}
+		if old := c.found.Load(); old != nil {
+			for k, v := range *old {
+				found[k] = v
+			}
+		}
+		c.found.Store(&found)
 	}
 	return lay, err
+}
+
+// ready returns the layout of id when the consume loop has found it, nil
+// otherwise; it never blocks, and any goroutine may call it.
+func (c *layoutCache) ready(id int) *Layout {
+	if found := c.found.Load(); found != nil {
+		return (*found)[id]
+	}
+	return nil
 }

@@ -238,7 +238,7 @@ func TestInstancesShareTwelvePartitionsExactlyOnce(t *testing.T) {
 		families[mf.GetName()] = true
 	}
 	for _, want := range []string{"shopstream_streamer_kafka_produce_bytes_total", "shopstream_streamer_kafka_fetch_bytes_total",
-		"shopstream_streamer_e2e_latency_seconds", "shopstream_streamer_transactions_committed_total"} {
+		"shopstream_streamer_product_freshness_seconds", "shopstream_streamer_transactions_committed_total"} {
 		if !families[want] {
 			t.Errorf("metrics lack %s", want)
 		}

@@ -6,10 +6,15 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/worker"
 
 	"github.com/shopstream/shopstream/activities"
+	"github.com/shopstream/shopstream/internal/clients"
+	"github.com/shopstream/shopstream/internal/dlqreplay"
+	"github.com/shopstream/shopstream/internal/records"
 	"github.com/shopstream/shopstream/workflows"
 )
 
@@ -19,6 +24,8 @@ type Activities struct {
 	Bootstrap *activities.Bootstrap
 	Filter    *activities.Filter
 	Emulate   *activities.Emulate
+	Backfill  *activities.Backfill
+	Replay    *activities.Replay
 }
 
 // Register registers every workflow and the given activities.
@@ -26,6 +33,8 @@ func Register(r worker.Registry, acts Activities) {
 	r.RegisterWorkflow(workflows.Bootstrap)
 	r.RegisterWorkflow(workflows.StreamFilter)
 	r.RegisterWorkflow(workflows.EmulateShop)
+	r.RegisterWorkflow(workflows.Backfill)
+	r.RegisterWorkflow(workflows.ReplayDeadLetters)
 	if acts.Bootstrap != nil {
 		r.RegisterActivity(acts.Bootstrap)
 	}
@@ -34,6 +43,12 @@ func Register(r worker.Registry, acts Activities) {
 	}
 	if acts.Emulate != nil {
 		r.RegisterActivity(acts.Emulate)
+	}
+	if acts.Backfill != nil {
+		r.RegisterActivity(acts.Backfill)
+	}
+	if acts.Replay != nil {
+		r.RegisterActivity(acts.Replay)
 	}
 }
 
@@ -74,4 +89,21 @@ func (w *Worker) Run(ctx context.Context) error {
 // running activities finish within the worker's stop timeout).
 func Run(ctx context.Context, c client.Client, taskQueue string, acts Activities, opts worker.Options) error {
 	return New(c, taskQueue, acts, opts).Run(ctx)
+}
+
+// NewOperations builds the activities of the two operations on history,
+// the filter backfill and the dead-letter replay, over one process's
+// clients and topics.
+func NewOperations(kafka *clients.Kafka, admin *kadm.Client, serde *records.Serde, topics records.Topics, reg prometheus.Registerer) (Activities, error) {
+	bf, err := activities.NewBackfill(activities.BackfillOptions{Kafka: kafka, Admin: admin, Serde: serde, Topics: topics, Registerer: reg})
+	if err != nil {
+		return Activities{}, fmt.Errorf("build the backfill activities: %w", err)
+	}
+	rp, err := activities.NewReplay(activities.ReplayOptions{
+		Kafka: kafka, Admin: admin, DLQ: topics.DLQ, Ledger: topics.DLQReplayed, Registerer: reg, Changelogs: dlqreplay.Changelogs(topics),
+	})
+	if err != nil {
+		return Activities{}, fmt.Errorf("build the dead-letter replay activities: %w", err)
+	}
+	return Activities{Backfill: bf, Replay: rp}, nil
 }

@@ -370,25 +370,10 @@ func EmulateShop(ctx workflow.Context, in EmulateShopInput) (EmulateShopResult, 
 	}, nil
 }
 
-// cleanup removes the commit markers of batches [first, end): once the
-// workflow has recorded a batch as done it is never retried, so its marker
-// has served. A failure only leaves markers behind, so it is logged, not
-// returned; a canceled workflow still cleans up.
+// cleanup removes the commit markers of batches [first, end).
 func cleanup(ctx workflow.Context, workflowID string, first, end int64) {
-	if end <= first {
-		return
-	}
-	if ctx.Err() != nil {
-		ctx, _ = workflow.NewDisconnectedContext(ctx)
-	}
-	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		StartToCloseTimeout: time.Minute,
-		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 3},
-	})
-	var res EmulateCleanupResult
-	err := workflow.ExecuteActivity(ctx, ActivityEmulateCleanup, EmulateCleanupInput{WorkflowID: workflowID, FirstBatch: first, EndBatch: end}).Get(ctx, &res)
-	if err != nil {
-		workflow.GetLogger(ctx).Warn("emulation markers left behind", "first_batch", first, "end_batch", end, "err", err)
+	if end > first {
+		cleanupMarkers(ctx, ActivityEmulateCleanup, EmulateCleanupInput{WorkflowID: workflowID, FirstBatch: first, EndBatch: end}, int(end-first))
 	}
 }
 

@@ -50,6 +50,7 @@ func Input(cfg *config.Config, ts Topics, steps []string) workflows.BootstrapInp
 			// in order, and compaction keeps only the latest state.
 			spec(t.Filter, 1, compact),
 			spec(t.FilterApplied, 1, compact),
+			spec(t.DLQReplayed, 1, compact),
 		}},
 		Schemas: workflows.RegisterSchemasInput{Schemas: []workflows.SchemaSpec{
 			{Subject: records.Subject(t.Products), Kind: string(records.KindProduct)},

@@ -26,6 +26,7 @@ import (
 	"github.com/shopstream/shopstream/internal/blobstore"
 	"github.com/shopstream/shopstream/internal/catalog"
 	"github.com/shopstream/shopstream/internal/component"
+	"github.com/shopstream/shopstream/internal/freshness"
 	"github.com/shopstream/shopstream/internal/imagefetch"
 	"github.com/shopstream/shopstream/internal/pgstore"
 	"github.com/shopstream/shopstream/internal/records"
@@ -76,6 +77,7 @@ type Collector struct {
 	stored    prometheus.Counter
 	aborted   prometheus.Counter
 	batchTime prometheus.Histogram
+	freshness prometheus.Histogram // products complete with their images
 }
 
 // New checks o, builds a Collector and registers its metrics; it starts
@@ -115,6 +117,7 @@ func New(o Options) (*Collector, error) {
 		stored:    f.Counter("shopstream_collector_stored_bytes_total", "Bytes of images written to blob storage (an image written again by a retried batch counts again)."),
 		aborted:   f.Counter("shopstream_collector_batches_aborted_total", "Batches rolled back and retried after a Kafka, database or blob-storage error."),
 		batchTime: f.Histogram("shopstream_collector_batch_seconds", "Time to collect and commit one polled batch.", prometheus.ExponentialBuckets(0.005, 3, 9)),
+		freshness: freshness.Histogram(f, freshness.Complete()),
 	}
 	if err := f.Err(); err != nil {
 		return nil, err
@@ -313,8 +316,12 @@ func (c *Collector) batch(ctx context.Context, sess *kgo.GroupTransactSession, r
 		c.aborted.Inc()
 		return nil
 	}
+	now := c.o.Now()
 	for _, r := range results {
 		c.products.WithLabelValues(r.outcome).Inc()
+		if r.outcome == "complete" {
+			freshness.Observe(c.freshness, now, r.rec.Timestamp)
+		}
 		lvl := slog.LevelDebug
 		if r.outcome == "failed" || r.outcome == "invalid" {
 			lvl = slog.LevelWarn

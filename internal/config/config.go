@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -123,6 +124,7 @@ func Settings() []Setting {
 		s("filter-topic", "FILTER_TOPIC", false, func(c *Config) *string { return &c.Topics.Filter }, "compacted control topic carrying the filter state"),
 		s("filter-applied-topic", "FILTER_APPLIED_TOPIC", false, func(c *Config) *string { return &c.Topics.FilterApplied }, "compacted topic where streamer instances report the filter version they applied"),
 		s("dlq-topic", "DLQ_TOPIC", false, func(c *Config) *string { return &c.Topics.DLQ }, "dead-letter topic for records that cannot be processed"),
+		s("dlq-replayed-topic", "DLQ_REPLAYED_TOPIC", false, func(c *Config) *string { return &c.Topics.DLQReplayed }, "compacted ledger of the dead-lettered records `dlq replay` sent back, so each goes back once"),
 		{Name: "dial-timeout", Env: "SHOPSTREAM_DIAL_TIMEOUT", Usage: "how long a command waits for Kafka, the registry or Temporal before it says it cannot reach them",
 			Get: func(c *Config) string { return c.DialTimeout.String() },
 			Set: func(c *Config, v string) error {
@@ -192,6 +194,7 @@ func (c *Config) Validate() error {
 		{"filtered-topic", c.Topics.Filtered}, {"find-topic", c.Topics.Find},
 		{"recom-topic", c.Topics.Recommendations}, {"filter-topic", c.Topics.Filter},
 		{"filter-applied-topic", c.Topics.FilterApplied}, {"dlq-topic", c.Topics.DLQ},
+		{"dlq-replayed-topic", c.Topics.DLQReplayed},
 	} {
 		if t.name == "" {
 			return fmt.Errorf("--%s is empty: every topic needs a name", t.flag)
@@ -209,6 +212,17 @@ func (c *Config) Validate() error {
 var metricsPorts = map[string]int{
 	"dev": 9464, "worker": 9465, "streamer": 9466, "sink": 9467,
 	"collector": 9468, "recommender": 9469, "api": 9470,
+}
+
+// LocalMetricsAddrs are the addresses where each command serves /metrics
+// on this host with --metrics-addr auto, dev's first.
+func LocalMetricsAddrs() []string {
+	out := make([]string, 0, len(metricsPorts))
+	for _, p := range metricsPorts {
+		out = append(out, fmt.Sprintf("127.0.0.1:%d", p))
+	}
+	sort.Strings(out)
+	return out
 }
 
 // MetricsAddrFor resolves --metrics-addr for a command: "auto" gives the

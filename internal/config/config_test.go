@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/shopstream/shopstream/internal/records"
 )
@@ -137,5 +138,37 @@ func TestSettingsWriteWhatTheyRead(t *testing.T) {
 	}
 	if c.TemporalUIURL != "http://ui:8233" {
 		t.Errorf("the UI URL keeps its trailing slash: %q", c.TemporalUIURL)
+	}
+}
+
+func TestParseAgeAndWhen(t *testing.T) {
+	for i, c := range []struct {
+		in   string
+		want time.Duration
+		bad  bool
+	}{
+		{"24h", 24 * time.Hour, false}, {"90m", 90 * time.Minute, false}, {"7d", 7 * 24 * time.Hour, false},
+		{"1.5d", 36 * time.Hour, false}, {"0s", 0, true}, {"-1h", 0, true}, {"soon", 0, true}, {"d", 0, true},
+	} {
+		got, err := ParseAge(c.in)
+		if (err != nil) != c.bad || got != c.want {
+			t.Errorf("#%d ParseAge(%q) = %v, %v", i, c.in, got, err)
+		}
+	}
+	loc := time.FixedZone("X", 3600)
+	for i, c := range []struct {
+		in   string
+		want time.Time
+	}{
+		{"2026-01-02T15:04:05Z", time.Date(2026, 1, 2, 15, 4, 5, 0, time.UTC)},
+		{"2026-01-02 15:04", time.Date(2026, 1, 2, 15, 4, 0, 0, loc)},
+		{"2026-01-02", time.Date(2026, 1, 2, 0, 0, 0, 0, loc)},
+	} {
+		if got, err := ParseWhen(c.in, loc); err != nil || !got.Equal(c.want) {
+			t.Errorf("#%d ParseWhen(%q) = %v, %v; want %v", i, c.in, got, err, c.want)
+		}
+	}
+	if _, err := ParseWhen("yesterday", loc); err == nil {
+		t.Error("ParseWhen(yesterday) did not fail")
 	}
 }

@@ -25,6 +25,11 @@ const (
 	HeaderSourcePartition = "shopstream.dlq.source.partition"
 	HeaderSourceOffset    = "shopstream.dlq.source.offset"
 	HeaderTime            = "shopstream.dlq.time"
+	// HeaderReplays is on a record that `shopstream dlq replay` sent back
+	// to its source topic: how many times it has been replayed, in decimal.
+	// Record keeps it, so a replayed record that fails again is a dead
+	// letter that says so, and replay stops at a limit.
+	HeaderReplays = "shopstream.dlq.replays"
 )
 
 // Why says why a record is dead-lettered and who decided it.

@@ -138,3 +138,33 @@ func TestDetailIsCleaned(t *testing.T) {
 		t.Errorf("a long detail is %d bytes, ends %q", len(long), long[len(long)-8:])
 	}
 }
+
+// A replayed record that fails again is a dead letter that says how often
+// it was replayed; replaying it counts once more and keeps only the
+// original headers.
+func TestReplayCountsAcrossFailures(t *testing.T) {
+	orig := &kgo.Record{Topic: "shop_products", Partition: 1, Offset: 7, Key: []byte("m/p"), Value: []byte{0, 0, 0, 0, 9},
+		Headers: []kgo.RecordHeader{{Key: "trace", Value: []byte("t1")}}}
+	at := time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)
+	first := Parse(Record("dlq", orig, Why{Component: "streamer", Reason: ReasonUnknownSchemaID}, at))
+	if first.Replays != 0 {
+		t.Fatalf("a first failure says %d replays", first.Replays)
+	}
+	again := first.Replay()
+	if again.Topic != "shop_products" || string(again.Key) != "m/p" || !bytes.Equal(again.Value, orig.Value) {
+		t.Fatalf("replay %+v does not carry the original record to its source topic", again)
+	}
+	again.Partition, again.Offset = 1, 99
+	second := Parse(Record("dlq", again, Why{Component: "streamer", Reason: ReasonUnknownSchemaID}, at))
+	if second.Replays != 1 {
+		t.Fatalf("the dead letter of a replayed record says %d replays, want 1", second.Replays)
+	}
+	third := second.Replay()
+	var hdrs []string
+	for _, h := range third.Headers {
+		hdrs = append(hdrs, h.Key+"="+string(h.Value))
+	}
+	if strings.Join(hdrs, ",") != "trace=t1,"+HeaderReplays+"=2" {
+		t.Fatalf("second replay's headers %v, want the original header and the count 2", hdrs)
+	}
+}

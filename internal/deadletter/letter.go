@@ -23,8 +23,11 @@ type Letter struct {
 	Time            time.Time
 	Component       string
 	Instance        string
-	Key             []byte
-	Value           []byte
+	// Replays is how many times the record had been replayed when it
+	// failed (HeaderReplays; 0 for a first failure).
+	Replays int
+	Key     []byte
+	Value   []byte
 	// Headers are the record's original headers, without the ones above.
 	Headers []kgo.RecordHeader
 	// Partition and Offset locate it in the dead-letter topic.
@@ -57,11 +60,22 @@ func Parse(r *kgo.Record) Letter {
 			if t, err := time.Parse(time.RFC3339Nano, v); err == nil {
 				d.Time = t
 			}
+		case HeaderReplays:
+			d.Replays, _ = strconv.Atoi(v)
 		default:
 			d.Headers = append(d.Headers, h)
 		}
 	}
 	return d
+}
+
+// Replay is the record to send back to the letter's source topic: its
+// original key, value and headers, counted as replayed once more.
+func (d Letter) Replay() *kgo.Record {
+	h := make([]kgo.RecordHeader, 0, len(d.Headers)+1)
+	h = append(h, d.Headers...)
+	h = append(h, kgo.RecordHeader{Key: HeaderReplays, Value: strconv.AppendInt(nil, int64(d.Replays)+1, 10)})
+	return &kgo.Record{Topic: d.SourceTopic, Key: d.Key, Value: d.Value, Headers: h}
 }
 
 // Read returns the newest limit records of the dead-letter topic (all when

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shopstream/shopstream/internal/runwatch"
 	"github.com/shopstream/shopstream/workflows"
 )
 
@@ -38,16 +39,16 @@ func TestProgressLineAndRate(t *testing.T) {
 	if got := progressBar(p, 0, 0); !strings.HasPrefix(got, strings.Repeat("█", 7)+strings.Repeat("░", 23)) || !strings.Contains(got, "25.0%  250/1000") {
 		t.Errorf("progressBar = %q", got)
 	}
-	var m rateMeter
+	var m runwatch.RateMeter
 	t0 := time.Unix(0, 0)
-	m.add(t0, 0)
-	if r := m.add(t0.Add(2*time.Second), 200); r != 100 {
+	m.Add(t0, 0)
+	if r := m.Add(t0.Add(2*time.Second), 200); r != 100 {
 		t.Errorf("rate after 200 in 2s = %v, want 100", r)
 	}
 	for s := 3; s <= 20; s++ {
-		m.add(t0.Add(time.Duration(s)*time.Second), 200) // stalled
+		m.Add(t0.Add(time.Duration(s)*time.Second), 200) // stalled
 	}
-	if r := m.add(t0.Add(21*time.Second), 200); r != 0 {
+	if r := m.Add(t0.Add(21*time.Second), 200); r != 0 {
 		t.Errorf("rate after a stall of 19s = %v, want 0", r)
 	}
 }

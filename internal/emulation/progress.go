@@ -15,6 +15,7 @@ import (
 
 	"github.com/shopstream/shopstream/internal/config"
 	"github.com/shopstream/shopstream/internal/exitcode"
+	"github.com/shopstream/shopstream/internal/runwatch"
 	"github.com/shopstream/shopstream/workflows"
 )
 
@@ -48,7 +49,7 @@ func watch(ctx context.Context, tc client.Client, cfg *config.Config, run client
 	}
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
-	var meter rateMeter
+	var meter runwatch.RateMeter
 	drawn := false
 	for {
 		select {
@@ -75,7 +76,7 @@ func watch(ctx context.Context, tc client.Client, cfg *config.Config, run client
 			if err != nil {
 				continue // no worker has picked the workflow up yet
 			}
-			rate := meter.add(now, p.Committed)
+			rate := meter.Add(now, p.Committed)
 			var eta time.Duration
 			if rate > 0 {
 				eta = time.Duration(float64(p.Count-p.Committed) / rate * float64(time.Second))
@@ -88,29 +89,6 @@ func watch(ctx context.Context, tc client.Client, cfg *config.Config, run client
 			}
 		}
 	}
-}
-
-// rateMeter turns (time, committed) samples into products a second over
-// the last ten seconds, so a stall shows soon and one batch does not spike.
-type rateMeter struct {
-	samples []rateSample
-}
-
-type rateSample struct {
-	at time.Time
-	n  int64
-}
-
-func (m *rateMeter) add(at time.Time, n int64) float64 {
-	m.samples = append(m.samples, rateSample{at, n})
-	for len(m.samples) > 2 && at.Sub(m.samples[0].at) > 10*time.Second {
-		m.samples = m.samples[1:]
-	}
-	first := m.samples[0]
-	if d := at.Sub(first.at).Seconds(); d > 0 {
-		return float64(n-first.n) / d
-	}
-	return 0
 }
 
 func progressLine(p workflows.EmulateProgress, rate float64, eta time.Duration) string {

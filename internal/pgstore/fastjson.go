@@ -3,6 +3,7 @@ package pgstore
 import (
 	"math/big"
 	"strconv"
+	"strings"
 	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5/pgtype"
@@ -17,7 +18,7 @@ import (
 const hexDigits = "0123456789abcdef"
 
 // appendJSONString appends s as a JSON string.
-func appendJSONString(b []byte, s string) []byte {
+func appendJSONString[T string | []byte](b []byte, s T) []byte {
 	b = append(b, '"')
 	start := 0
 	for i := 0; i < len(s); i++ {
@@ -104,45 +105,22 @@ func storedImagesJSON(images []records.StoredImage) []byte {
 }
 
 // parseDecimal turns "-12.50" into a numeric that keeps its scale; ok is
-// false for anything but an optional minus, digits, and an optional dot
-// followed by digits.
+// false for anything isDecimal refuses.
 func parseDecimal(s string) (pgtype.Numeric, bool) {
-	digits := make([]byte, 0, len(s))
-	i, exp := 0, int32(0)
-	if len(s) > 0 && s[0] == '-' {
-		digits = append(digits, '-')
-		i = 1
-	}
-	intDigits, fracDigits, dot := 0, 0, false
-	for ; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c >= '0' && c <= '9':
-			digits = append(digits, c)
-			if dot {
-				fracDigits++
-			} else {
-				intDigits++
-			}
-		case c == '.' && !dot:
-			dot = true
-		default:
-			return pgtype.Numeric{}, false
-		}
-	}
-	if intDigits == 0 || (dot && fracDigits == 0) || intDigits+fracDigits > 200 {
+	if !isDecimal(s) {
 		return pgtype.Numeric{}, false
 	}
-	exp = -int32(fracDigits)
+	intPart, frac, _ := strings.Cut(s, ".")
+	digits := intPart + frac
 	var n big.Int
 	if len(digits) <= 18 {
-		v, err := strconv.ParseInt(string(digits), 10, 64)
+		v, err := strconv.ParseInt(digits, 10, 64)
 		if err != nil {
 			return pgtype.Numeric{}, false
 		}
 		n.SetInt64(v)
-	} else if _, ok := n.SetString(string(digits), 10); !ok {
+	} else if _, ok := n.SetString(digits, 10); !ok {
 		return pgtype.Numeric{}, false
 	}
-	return pgtype.Numeric{Int: &n, Exp: exp, Valid: true}, true
+	return pgtype.Numeric{Int: &n, Exp: -int32(len(frac)), Valid: true}, true
 }

@@ -1,10 +1,11 @@
 // Package pgstore is shopstream's PostgreSQL store: the one pool of a
 // process, the embedded schema migrations of every table (the sink's and
 // the collector's), one table per materialised topic, and the batch write
-// that the sink uses — every batch COPYed into a temporary staging table and
-// merged with one statement, in the same transaction as the consumed
-// offsets, so that a crash anywhere loses and duplicates nothing. The
-// collector's queries (package collector) run over the same pool.
+// that the sink uses — every batch COPYed in binary straight into its
+// tables (replacing the rows whose keys exist), in the same transaction as
+// the consumed offsets, so that a crash anywhere loses and duplicates
+// nothing. The collector's queries (package collector) run over the same
+// pool.
 package pgstore
 
 import (
@@ -28,6 +29,8 @@ type Store struct {
 	// exactly-once: a commit that a server crash loses takes the rows and
 	// their offsets with it, so the sink reads those records again.
 	AsyncCommit bool
+
+	replacing replacing
 }
 
 // Open connects to dsn, applies the migrations and prepares each
@@ -77,40 +80,6 @@ func createStaging(ctx context.Context, conn *pgx.Conn) error {
 		return fmt.Errorf("create staging tables: %w", err)
 	}
 	return nil
-}
-
-func (t *Table) stage() string { return "stage_" + t.Name }
-
-func (t *Table) stageColumns() []string {
-	cols := make([]string, 0, len(t.Columns)+3)
-	cols = append(cols, "del")
-	for _, c := range t.Columns {
-		cols = append(cols, c.Name)
-	}
-	return append(cols, "source_partition", "source_offset")
-}
-
-// mergeSQL deletes the tombstoned rows and upserts the others. When a
-// tombstone deletes by the key, both fit one statement: after compaction a
-// key is either deleted or upserted, never both. Searches are deleted by user
-// and upserted by search id, so they take two statements in order.
-func (t *Table) mergeSQL() []string {
-	var cols, set []string
-	for _, c := range t.Columns {
-		cols = append(cols, c.Name)
-		if c.Name != t.Key {
-			set = append(set, c.Name+" = EXCLUDED."+c.Name)
-		}
-	}
-	cols = append(cols, "source_partition", "source_offset")
-	set = append(set, "source_partition = EXCLUDED.source_partition", "source_offset = EXCLUDED.source_offset", "synced_at = EXCLUDED.synced_at")
-	del := fmt.Sprintf("DELETE FROM %s t USING %s s WHERE s.del AND t.%s = s.%s", t.Name, t.stage(), t.TombstoneBy, t.TombstoneBy)
-	ins := fmt.Sprintf("INSERT INTO %s (%s, synced_at) SELECT %s, now() FROM %s WHERE NOT del ON CONFLICT (%s) DO UPDATE SET %s",
-		t.Name, strings.Join(cols, ", "), strings.Join(cols, ", "), t.stage(), t.Key, strings.Join(set, ", "))
-	if t.TombstoneBy == t.Key {
-		return []string{"WITH deleted AS (" + del + ") " + ins}
-	}
-	return []string{del, ins}
 }
 
 // Offset is one partition's progress in a batch: the batch holds its
@@ -171,45 +140,49 @@ func IsDataError(err error) bool {
 
 // Apply writes a batch in one transaction: it advances every partition's
 // offset from Stored to Next (failing with *OffsetConflictError when the
-// store has another), stages each table's rows with COPY and merges them.
-// When PostgreSQL refuses a value, the batch is written again row by row
-// and the refused rows are reported instead of written.
+// store has another) and writes each table's rows (see write.go). When
+// PostgreSQL refuses a value, the batch is written again row by row and the
+// refused rows are reported instead of written.
 func (s *Store) Apply(ctx context.Context, b *Batch) (Result, error) {
 	rows := make(map[*Table][]Row, len(b.Rows))
+	var rejected []Rejected
 	for t, rs := range b.Rows {
-		rows[t] = compact(t, rs)
+		kept, rej, err := encodeTuples(t, compact(t, rs))
+		if err != nil {
+			return Result{}, err
+		}
+		rows[t], rejected = kept, append(rejected, rej...)
 	}
-	res, err := s.apply(ctx, b, rows, false)
+	res, err := s.apply(ctx, b, rows, rejected, false)
 	if err != nil && IsDataError(err) {
-		return s.apply(ctx, b, rows, true)
+		return s.apply(ctx, b, rows, rejected, true)
 	}
 	return res, err
 }
 
-func (s *Store) apply(ctx context.Context, b *Batch, rows map[*Table][]Row, rowByRow bool) (Result, error) {
-	res := Result{Upserts: map[string]int{}, Deletes: map[string]int{}}
-	err := pgx.BeginFunc(ctx, s.Pool, func(tx pgx.Tx) error {
-		if err := s.advance(ctx, tx, b); err != nil {
-			return err
-		}
+func (s *Store) apply(ctx context.Context, b *Batch, rows map[*Table][]Row, rejected []Rejected, rowByRow bool) (Result, error) {
+	res := Result{Upserts: map[string]int{}, Deletes: map[string]int{}, Rejected: append([]Rejected(nil), rejected...)}
+	err := s.inTx(ctx, func(tx *txn) error {
+		s.advance(tx, b)
 		for _, t := range Tables { // a fixed order, so concurrent writers lock tables alike
 			rs := rows[t]
 			if len(rs) == 0 {
 				continue
 			}
 			if !rowByRow {
-				if err := writeRows(ctx, tx, t, rs); err != nil {
+				if err := s.write(ctx, tx, t, rs); err != nil {
 					return fmt.Errorf("write %d rows into %s: %w", len(rs), t.Name, err)
 				}
 				count(&res, t, rs)
 				continue
 			}
 			for _, r := range rs {
-				err := pgx.BeginFunc(ctx, tx, func(sp pgx.Tx) error { // a savepoint
-					return writeRows(ctx, sp, t, []Row{r})
-				})
+				err := tx.savepoint(ctx, func() error { return writeOne(ctx, tx, t, r) })
 				switch {
 				case err == nil:
+					// Released, so that thousands of rows do not nest as
+					// many subtransactions.
+					tx.q.Queue("RELEASE SAVEPOINT pgstore_write")
 					count(&res, t, []Row{r})
 				case IsDataError(err):
 					res.Rejected = append(res.Rejected, Rejected{Table: t, Row: r, Reason: "PostgreSQL refused the row: " + err.Error()})
@@ -217,6 +190,9 @@ func (s *Store) apply(ctx context.Context, b *Batch, rows map[*Table][]Row, rowB
 					return fmt.Errorf("write a row into %s: %w", t.Name, err)
 				}
 			}
+		}
+		if err := tx.flush(ctx); err != nil {
+			return err
 		}
 		if b.BeforeCommit != nil {
 			return b.BeforeCommit(ctx, res.Rejected)
@@ -236,74 +212,31 @@ func count(res *Result, t *Table, rs []Row) {
 	}
 }
 
-// advance moves each partition's stored offset from Stored to Next, in one
-// round trip. The row lock it takes makes a concurrent writer of the same
-// partition wait for this transaction, then fail its own check.
-func (s *Store) advance(ctx context.Context, tx pgx.Tx, b *Batch) error {
-	var q pgx.Batch
+// advance queues the moves of each partition's stored offset from Stored
+// to Next; they run with the transaction's first statements. The row lock
+// an update takes makes a concurrent writer of the same partition wait for
+// this transaction, then fail its own check.
+func (s *Store) advance(tx *txn, b *Batch) {
 	if s.AsyncCommit {
-		q.Queue("SET LOCAL synchronous_commit = off")
+		tx.q.Queue("SET LOCAL synchronous_commit = off")
 	}
 	for _, o := range b.Offsets {
+		var qq *pgx.QueuedQuery
 		if o.Stored == NoOffset {
-			q.Queue(`INSERT INTO sink_offsets (consumer_group, topic, partition, next_offset) VALUES ($1, $2, $3, $4)
+			qq = tx.q.Queue(`INSERT INTO sink_offsets (consumer_group, topic, partition, next_offset) VALUES ($1, $2, $3, $4)
 				ON CONFLICT DO NOTHING`, b.Group, o.Topic, o.Partition, o.Next)
 		} else {
-			q.Queue(`UPDATE sink_offsets SET next_offset = $4, updated_at = now()
+			qq = tx.q.Queue(`UPDATE sink_offsets SET next_offset = $4, updated_at = now()
 				WHERE consumer_group = $1 AND topic = $2 AND partition = $3 AND next_offset = $5`,
 				b.Group, o.Topic, o.Partition, o.Next, o.Stored)
 		}
+		qq.Exec(func(tag pgconn.CommandTag) error {
+			if tag.RowsAffected() != 1 {
+				return &OffsetConflictError{Topic: o.Topic, Partition: o.Partition, Expected: o.Stored}
+			}
+			return nil
+		})
 	}
-	br := tx.SendBatch(ctx, &q)
-	defer br.Close()
-	if s.AsyncCommit {
-		if _, err := br.Exec(); err != nil {
-			return fmt.Errorf("set synchronous_commit: %w", err)
-		}
-	}
-	for _, o := range b.Offsets {
-		tag, err := br.Exec()
-		if err != nil {
-			return fmt.Errorf("advance the offset of %s/%d: %w", o.Topic, o.Partition, err)
-		}
-		if tag.RowsAffected() != 1 {
-			return &OffsetConflictError{Topic: o.Topic, Partition: o.Partition, Expected: o.Stored}
-		}
-	}
-	return br.Close()
-}
-
-func writeRows(ctx context.Context, tx pgx.Tx, t *Table, rs []Row) error {
-	n := len(t.Columns)
-	src := make([][]any, len(rs))
-	for i, r := range rs {
-		v := make([]any, n+3)
-		v[0] = r.Deleted
-		if r.Deleted {
-			v[1+t.tombIdx] = r.Key
-		} else {
-			copy(v[1:], r.Values)
-		}
-		v[n+1], v[n+2] = r.Partition, r.Offset
-		src[i] = v
-	}
-	if _, err := tx.CopyFrom(ctx, pgx.Identifier{t.stage()}, t.stageColumns(), pgx.CopyFromRows(src)); err != nil {
-		return fmt.Errorf("copy into %s: %w", t.stage(), err)
-	}
-	for _, q := range t.mergeSQL() {
-		if _, err := tx.Exec(ctx, q); err != nil {
-			return fmt.Errorf("merge into %s: %w", t.Name, err)
-		}
-	}
-
-	// Rows staged by a savepoint that commits stay until the transaction
-	// ends; empty the stage so the next row is merged alone.
-	if len(rs) == 1 {
-		if _, err := tx.Exec(ctx, "TRUNCATE "+t.stage()); err != nil {
-			return fmt.Errorf("empty %s: %w", t.stage(), err)
-		}
-	}
-	return nil
 }
 
 // compact keeps the effect of the last record per key, in order. For tables

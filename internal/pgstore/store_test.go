@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -297,5 +298,155 @@ func TestParseDecimalKeepsTheScale(t *testing.T) {
 		if err != nil || v != c.want {
 			t.Errorf("#%d parseDecimal(%q) = %v (%v), want %s", i, c.in, v, err, c.want)
 		}
+	}
+}
+
+// Upserts go into a table by COPY alone while their keys are new, and as a
+// replacement (delete, then COPY) once a batch meets keys that exist; a
+// replacement that deleted nothing lets the next batch try COPY alone again.
+// Whichever way, the table holds the last version of every key.
+func TestApplyInsertsNewKeysAndReplacesExistingOnes(t *testing.T) {
+	s := open(t)
+	ctx := context.Background()
+	replacing := s.replacing.of(Products)
+	next := int64(0)
+	apply := func(rows ...Row) {
+		t.Helper()
+		for i := range rows {
+			rows[i].Offset = next + int64(i)
+		}
+		stored := next
+		if next == 0 {
+			stored = NoOffset
+		}
+		next += int64(len(rows))
+		if _, err := s.Apply(ctx, &Batch{Group: "g", Rows: map[*Table][]Row{Products: rows},
+			Offsets: []Offset{{Topic: "p", Partition: 0, Stored: stored, Next: next}}}); err != nil {
+			t.Fatalf("apply: %v", err)
+		}
+	}
+	names := func() map[string]string {
+		out := map[string]string{}
+		for k, r := range readProducts(t, s, "products") {
+			out[k] = r.Name
+		}
+		return out
+	}
+	for i, step := range []struct {
+		rows      []Row
+		want      map[string]string
+		replacing bool
+	}{
+		{[]Row{upsert(t, product("m", "a", "a1", 1), 0), upsert(t, product("m", "b", "b1", 1), 0)},
+			map[string]string{"m/a": "a1", "m/b": "b1"}, false},
+		{[]Row{upsert(t, product("m", "a", "a2", 1), 0), upsert(t, product("m", "c", "c1", 1), 0)},
+			map[string]string{"m/a": "a2", "m/b": "b1", "m/c": "c1"}, true},
+		{[]Row{upsert(t, product("m", "b", "b2", 1), 0)},
+			map[string]string{"m/a": "a2", "m/b": "b2", "m/c": "c1"}, true},
+		{[]Row{upsert(t, product("m", "d", "d1", 1), 0), upsert(t, product("m", "e", "e1", 1), 0)},
+			map[string]string{"m/a": "a2", "m/b": "b2", "m/c": "c1", "m/d": "d1", "m/e": "e1"}, false},
+		{[]Row{{Key: "m/b", Deleted: true}, upsert(t, product("m", "c", "c2", 1), 0), upsert(t, product("m", "f", "f1", 1), 0)},
+			map[string]string{"m/a": "a2", "m/c": "c2", "m/d": "d1", "m/e": "e1", "m/f": "f1"}, true},
+	} {
+		apply(step.rows...)
+		if got := names(); !reflect.DeepEqual(got, step.want) {
+			t.Fatalf("#%d: products = %v, want %v", i, got, step.want)
+		}
+		if replacing.Load() != step.replacing {
+			t.Errorf("#%d: the next batch replaces: %v, want %v", i, replacing.Load(), step.replacing)
+		}
+	}
+	offs, err := s.Offsets(ctx, "g", []string{"p"})
+	if err != nil || offs["p"][0] != next {
+		t.Fatalf("stored offsets %v (err %v), want p/0 at %d", offs, err, next)
+	}
+}
+
+// A row that breaks a unique index other than the key's fails the COPY, the
+// replacement and the merge alike: it is refused on its own, and the rows
+// around it are written.
+func TestApplyRefusesARowThatBreaksAnotherUniqueIndex(t *testing.T) {
+	s := open(t)
+	ctx := context.Background()
+	if _, err := s.Pool.Exec(ctx, "CREATE UNIQUE INDEX products_name ON products (name)"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Apply(ctx, &Batch{Group: "g", Rows: map[*Table][]Row{Products: {
+		upsert(t, product("m", "a", "taken", 1), 0), upsert(t, product("m", "d", "d1", 1), 1),
+	}}}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := s.Apply(ctx, &Batch{Group: "g", Rows: map[*Table][]Row{Products: {
+		upsert(t, product("m", "b", "free", 1), 2), upsert(t, product("m", "c", "taken", 1), 3), upsert(t, product("m", "d", "d2", 1), 4),
+	}}})
+	if err != nil {
+		t.Fatalf("apply: %v", err)
+	}
+	if len(res.Rejected) != 1 || res.Rejected[0].Row.Key != "m/c" {
+		t.Fatalf("rejected %+v, want m/c alone", res.Rejected)
+	}
+	got := map[string]string{}
+	for k, r := range readProducts(t, s, "products") {
+		got[k] = r.Name
+	}
+	if want := map[string]string{"m/a": "taken", "m/b": "free", "m/d": "d2"}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("products = %v, want %v", got, want)
+	}
+}
+
+// Two transactions that write the same new key at once (the key reached two
+// partitions) both commit, one after the other; the key holds one row.
+func TestApplyConcurrentWritersOfOneKey(t *testing.T) {
+	s := open(t)
+	ctx := context.Background()
+	const rounds = 20
+	for i := 0; i < rounds; i++ {
+		errs := make(chan error, 2)
+		for p := int32(0); p < 2; p++ {
+			go func() {
+				r := upsert(t, product("m", fmt.Sprint(i), fmt.Sprintf("from %d", p), 1), int64(i))
+				r.Partition = p
+				_, err := s.Apply(ctx, &Batch{Group: "g", Rows: map[*Table][]Row{Products: {r, upsert(t, product("m", fmt.Sprintf("%d-%d", i, p), "own", 1), int64(i))}}})
+				errs <- err
+			}()
+		}
+		for range 2 {
+			if err := <-errs; err != nil {
+				t.Fatalf("round %d: %v", i, err)
+			}
+		}
+	}
+	var n int
+	if err := s.Pool.QueryRow(ctx, "SELECT count(*) FROM products").Scan(&n); err != nil || n != 3*rounds {
+		t.Fatalf("products holds %d rows (err %v), want %d", n, err, 3*rounds)
+	}
+}
+
+// A tombstone PostgreSQL refuses to apply (here a foreign key an operator
+// added) is reported and skipped like a refused upsert; the rest of the
+// batch is written.
+func TestApplyIsolatesATombstonePostgresRefuses(t *testing.T) {
+	s := open(t)
+	ctx := context.Background()
+	if _, err := s.Apply(ctx, &Batch{Group: "g", Rows: map[*Table][]Row{Products: {
+		upsert(t, product("m", "a", "a", 1), 0), upsert(t, product("m", "b", "b", 1), 1),
+	}}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Pool.Exec(ctx, "CREATE TABLE orders (product text REFERENCES products (key)); INSERT INTO orders VALUES ('m/a')"); err != nil {
+		t.Fatal(err)
+	}
+	res, err := s.Apply(ctx, &Batch{Group: "g", Rows: map[*Table][]Row{Products: {
+		{Key: "m/a", Deleted: true, Offset: 2}, {Key: "m/b", Deleted: true, Offset: 3}, upsert(t, product("m", "c", "c", 1), 4),
+	}}})
+	if err != nil {
+		t.Fatalf("apply: %v", err)
+	}
+	if len(res.Rejected) != 1 || res.Rejected[0].Row.Key != "m/a" || !res.Rejected[0].Row.Deleted {
+		t.Fatalf("rejected %+v, want the tombstone of m/a alone", res.Rejected)
+	}
+	got := readProducts(t, s, "products")
+	if _, ok := got["m/a"]; !ok || len(got) != 2 || got["m/c"].Name != "c" {
+		t.Fatalf("products = %v, want m/a kept, m/b deleted, m/c written", got)
 	}
 }

@@ -69,9 +69,13 @@ func newTable(name, key, tombstoneBy string, cols []Column) *Table {
 // Row is one record's effect on a table: an upsert of Values, or (Deleted) a
 // delete of the rows whose TombstoneBy column equals Key.
 type Row struct {
-	Key       string
-	Deleted   bool
-	Values    []any // in Columns order; nil when Deleted
+	Key     string
+	Deleted bool
+	Values  []any // in Columns order; nil when Deleted
+	// Tuple, when set, holds the columns in COPY's binary format
+	// (AppendProductTuple), and Values may be nil; a table whose
+	// TombstoneBy is not its Key needs Values all the same.
+	Tuple     []byte
 	Partition int32
 	Offset    int64
 }

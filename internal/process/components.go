@@ -40,6 +40,10 @@ func (e *Env) Activities() (workers.Activities, error) {
 	if err != nil {
 		return workers.Activities{}, err
 	}
+	ops, err := workers.NewOperations(e.Kafka, e.Admin, e.Serde, e.Config.Topics, e.Metrics)
+	if err != nil {
+		return workers.Activities{}, err
+	}
 	return workers.Activities{
 		Emulate: emulate,
 		Bootstrap: &activities.Bootstrap{
@@ -49,7 +53,9 @@ func (e *Env) Activities() (workers.Activities, error) {
 			HTTP:       &http.Client{Timeout: 30 * time.Second},
 			Connectors: connectors,
 		},
-		Filter: &activities.Filter{Kafka: e.Kafka, Serde: e.Serde, Topic: e.Config.Topics.Filter},
+		Filter:   &activities.Filter{Kafka: e.Kafka, Serde: e.Serde, Topic: e.Config.Topics.Filter},
+		Backfill: ops.Backfill,
+		Replay:   ops.Replay,
 	}, nil
 }
 

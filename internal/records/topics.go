@@ -12,6 +12,11 @@ type Topics struct {
 	Filter           string
 	FilterApplied    string
 	DLQ              string
+	// DLQReplayed is the ledger of dead-lettered records sent back to their
+	// source topic: compacted, keyed by the record's source topic, partition
+	// and offset, so that each goes back once however often `dlq replay`
+	// runs and however many components dead-lettered it.
+	DLQReplayed string
 }
 
 // DefaultTopics are the names the pipeline uses unless configured otherwise:
@@ -26,5 +31,6 @@ func DefaultTopics() Topics {
 		Filter:           "shopstream_filter",
 		FilterApplied:    "shopstream_filter_applied",
 		DLQ:              "shop_products_dlq",
+		DLQReplayed:      "shop_products_dlq_replayed",
 	}
 }

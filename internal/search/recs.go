@@ -11,6 +11,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/shopstream/shopstream/internal/freshness"
 	"github.com/shopstream/shopstream/internal/process"
 	"github.com/shopstream/shopstream/internal/records"
 	"github.com/shopstream/shopstream/internal/topicread"
@@ -150,7 +151,7 @@ func printRecs(w io.Writer, user string, rec *records.Recommendation, deleted, a
 			fmt.Fprintln(w, "null")
 			return
 		}
-		b, _ := json.Marshal(rec) // plain strings, numbers and times: cannot fail
+		b, _ := json.Marshal(freshness.Aged(rec, time.Now())) // plain strings, numbers and times: cannot fail
 		fmt.Fprintln(w, string(b))
 		return
 	}

@@ -1,11 +1,14 @@
 package sink
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"runtime"
+	"slices"
 	"sync"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -15,15 +18,18 @@ import (
 	"github.com/shopstream/shopstream/internal/records"
 )
 
-// batch is one poll, decoded.
+// batch is one transaction's records, decoded.
 type batch struct {
 	rows    map[*pgstore.Table][]pgstore.Row
 	offsets []pgstore.Offset
 	// dead are records that failed before the database saw them.
 	dead      []deadLetter
-	byOffset  map[tp]map[int64]*kgo.Record // to find a refused row's record
+	parts     []part // to find a refused row's record
 	highWater map[tp]int64
 	records   int
+	// products are the timestamps of the product topic's records that
+	// became rows, for the freshness histogram.
+	products []time.Time
 }
 
 type deadLetter struct {
@@ -32,86 +38,104 @@ type deadLetter struct {
 	detail string
 }
 
-// build decodes a poll. It fails only on what a retry can fix (the schema
-// registry unreachable); a record that cannot be decoded or stored becomes a
-// dead letter. Records are decoded on every core, then assembled in log
-// order.
-func (s *Sink) build(ctx context.Context, fetches kgo.Fetches) (*batch, error) {
+// build decodes a batch's records. It fails only on what a retry can fix
+// (the schema registry unreachable); a record that cannot be decoded or
+// stored becomes a dead letter. Records are decoded on every core, then
+// assembled in log order.
+func (s *Sink) build(ctx context.Context, parts []part) (*batch, error) {
 	b := &batch{
 		rows:      map[*pgstore.Table][]pgstore.Row{},
-		byOffset:  map[tp]map[int64]*kgo.Record{},
-		highWater: map[tp]int64{},
+		parts:     parts,
+		highWater: make(map[tp]int64, len(parts)),
 	}
-	type item struct {
-		r   route
-		rec *kgo.Record
+	n := 0
+	var table *pgstore.Table // the batch's only table, or nil
+	for i, p := range parts {
+		b.highWater[p.tp] = p.highWater
+		last := p.records[len(p.records)-1]
+		b.offsets = append(b.offsets, pgstore.Offset{Topic: p.topic, Partition: p.partition, Next: last.Offset + 1})
+		n += len(p.records)
+		if t := s.routes[p.topic].table; i == 0 || t == table {
+			table = t
+		} else {
+			table = nil
+		}
 	}
-	var items []item
-	fetches.EachPartition(func(p kgo.FetchTopicPartition) {
-		if len(p.Records) == 0 {
-			return
-		}
-		key := tp{p.Topic, p.Partition}
-		b.highWater[key] = p.HighWatermark
-		r, ok := s.routes[p.Topic]
-		if !ok {
-			return // not ours; cannot happen with ConsumeTopics
-		}
-		recs := make(map[int64]*kgo.Record, len(p.Records))
-		b.byOffset[key] = recs
-		for _, rec := range p.Records {
-			recs[rec.Offset] = rec
-			items = append(items, item{r, rec})
-		}
-		last := p.Records[len(p.Records)-1]
-		b.offsets = append(b.offsets, pgstore.Offset{Topic: p.Topic, Partition: p.Partition, Next: last.Offset + 1})
-	})
-	type result struct {
-		row  pgstore.Row
-		dead *deadLetter
-		err  error
-	}
-	results := make([]result, len(items))
+	b.records = n
+	// Row i is the batch's i-th record, in parts order.
+	rows := make([]pgstore.Row, n)
+	dead := make([]*deadLetter, n)
+	errs := make([]error, n)
 	decode := func(from, to int) {
-		for i := from; i < to; i++ {
-			res := &results[i]
-			res.row, res.dead, res.err = s.row(ctx, items[i].r, items[i].rec)
-			if res.err != nil {
-				return
+		// The tuples of a worker's rows share one buffer.
+		arena := make([]byte, 0, 512*(to-from))
+		i := 0
+		for _, p := range parts {
+			r, ok := s.routes[p.topic]
+			for _, rec := range p.records {
+				if i >= from && i < to {
+					if !ok { // not ours; cannot happen with ConsumeTopics
+						dead[i] = &deadLetter{rec, deadletter.ReasonInvalid, "no table for topic " + rec.Topic}
+					} else if rows[i], dead[i], errs[i] = s.row(ctx, r, rec, &arena); errs[i] != nil {
+						return
+					}
+				}
+				i++
 			}
 		}
 	}
 	workers := runtime.GOMAXPROCS(0)
-	if len(items) < 512 || workers == 1 {
-		decode(0, len(items))
+	if n < 512 || workers == 1 {
+		decode(0, n)
 	} else {
 		var wg sync.WaitGroup
-		chunk := (len(items) + workers - 1) / workers
-		for from := 0; from < len(items); from += chunk {
-			wg.Add(1)
-			go func(from, to int) {
-				defer wg.Done()
-				decode(from, to)
-			}(from, min(from+chunk, len(items)))
+		chunk := (n + workers - 1) / workers
+		for from := 0; from < n; from += chunk {
+			wg.Go(func() { decode(from, min(from+chunk, n)) })
 		}
 		wg.Wait()
 	}
-	for i, res := range results {
-		if res.err != nil {
-			return nil, res.err
+	clean := table != nil
+	for i := range rows {
+		if errs[i] != nil {
+			return nil, errs[i]
 		}
-		b.records++
-		if res.dead != nil {
-			b.dead = append(b.dead, *res.dead)
-			continue
+		if dead[i] != nil {
+			b.dead = append(b.dead, *dead[i])
+			clean = false
 		}
-		t := items[i].r.table
-		b.rows[t] = append(b.rows[t], res.row)
+	}
+	// The product topic's record times, for the freshness histogram.
+	i := 0
+	for _, p := range parts {
+		for _, rec := range p.records {
+			if p.topic == s.opts.Topics.Products && dead[i] == nil && rec.Value != nil {
+				b.products = append(b.products, rec.Timestamp)
+			}
+			i++
+		}
+	}
+	if clean { // one table, every record a row: no copy
+		b.rows[table] = rows
+		return b, nil
+	}
+	i = 0
+	for _, p := range parts {
+		t := s.routes[p.topic].table
+		for range p.records {
+			if dead[i] == nil && t != nil {
+				b.rows[t] = append(b.rows[t], rows[i])
+			}
+			i++
+		}
 	}
 	return b, nil
 }
 
-func (s *Sink) row(ctx context.Context, r route, rec *kgo.Record) (pgstore.Row, *deadLetter, error) {
+// row turns a record into its row. A value written with shopstream's own
+// schema goes straight into a COPY tuple appended to arena, when the route
+// can; any other is decoded into Go values first.
+func (s *Sink) row(ctx context.Context, r route, rec *kgo.Record, arena *[]byte) (pgstore.Row, *deadLetter, error) {
 	row := pgstore.Row{Partition: rec.Partition, Offset: rec.Offset}
 	if rec.Key == nil {
 		return row, &deadLetter{rec, deadletter.ReasonNoKey, "record has no key: a table row needs one"}, nil
@@ -121,20 +145,64 @@ func (s *Sink) row(ctx context.Context, r route, rec *kgo.Record) (pgstore.Row, 
 		row.Key, row.Deleted = key, true
 		return row, nil, nil
 	}
+	if r.tuple != nil {
+		if id, body, err := records.SplitHeader(rec.Value); err == nil && s.ownSchema(ctx, id, r.kind) {
+			start := len(*arena)
+			out, err := r.tuple(*arena, rec.Key, body)
+			if err != nil {
+				dead, err := deadOrFail(rec, err)
+				return row, dead, err
+			}
+			*arena = out
+			row.Key, row.Tuple = key, out[start:len(out):len(out)]
+			return row, nil, nil
+		}
+	}
 	vals, err := r.values(ctx, s.opts.Serde, key, rec.Value)
-	var inv *pgstore.InvalidError
-	switch {
-	case err == nil:
-	case errors.As(err, &inv):
-		return row, &deadLetter{rec, deadletter.ReasonInvalid, inv.Reason}, nil
-	case deadletter.ReasonOf(err) != "":
-		return row, &deadLetter{rec, deadletter.ReasonOf(err), err.Error()}, nil
-	default:
-		return row, nil, fmt.Errorf("decode %s/%d@%d: %w", rec.Topic, rec.Partition, rec.Offset, err)
+	if err != nil {
+		dead, err := deadOrFail(rec, err)
+		return row, dead, err
 	}
 	row.Key = vals[0].(string)
 	row.Values = vals
 	return row, nil, nil
+}
+
+// deadOrFail turns a decoding error into the record's dead letter, or into
+// the batch's failure when retrying can fix it (the registry unreachable).
+func deadOrFail(rec *kgo.Record, err error) (*deadLetter, error) {
+	var inv *pgstore.InvalidError
+	switch {
+	case errors.As(err, &inv):
+		return &deadLetter{rec, deadletter.ReasonInvalid, inv.Reason}, nil
+	case deadletter.ReasonOf(err) != "":
+		return &deadLetter{rec, deadletter.ReasonOf(err), err.Error()}, nil
+	default:
+		return nil, fmt.Errorf("decode %s/%d@%d: %w", rec.Topic, rec.Partition, rec.Offset, err)
+	}
+}
+
+type schemaKey struct {
+	id   int
+	kind records.Kind
+}
+
+// ownSchema says whether schema id is shopstream's own schema of kind, so
+// that its bodies can be read without resolution. Whatever it cannot tell
+// (the registry unreachable, an unknown id) takes the decoding path, which
+// reports it.
+func (s *Sink) ownSchema(ctx context.Context, id int, kind records.Kind) bool {
+	k := schemaKey{id, kind}
+	if v, ok := s.ownSchemas.Load(k); ok {
+		return v.(bool)
+	}
+	w, err := s.opts.Serde.WriterSchema(ctx, id)
+	if err != nil {
+		return false
+	}
+	own := w.Fingerprint() == s.opts.Serde.Schemas().Schema(kind).Fingerprint()
+	s.ownSchemas.Store(k, own)
+	return own
 }
 
 // deadLetter sends the batch's dead letters, and the records of the rows
@@ -143,7 +211,7 @@ func (s *Sink) row(ctx context.Context, r route, rec *kgo.Record) (pgstore.Row, 
 func (s *Sink) deadLetter(ctx context.Context, cl *kgo.Client, b *batch, refused []pgstore.Rejected, produced map[tp]map[int64]bool) error {
 	all := b.dead
 	for _, r := range refused {
-		rec := b.byOffset[tp{s.topicOf(r.Table), r.Row.Partition}][r.Row.Offset]
+		rec := b.record(s.topicOf(r.Table), r.Row.Partition, r.Row.Offset)
 		if rec == nil {
 			return fmt.Errorf("refused row %s/%d@%d has no record", r.Table.Name, r.Row.Partition, r.Row.Offset)
 		}
@@ -175,6 +243,20 @@ func (s *Sink) deadLetter(ctx context.Context, cl *kgo.Client, b *batch, refused
 		s.m.dead.WithLabelValues(d.rec.Topic, d.reason).Inc()
 		s.log.Warn("record sent to the dead-letter topic", "topic", d.rec.Topic, "partition", d.rec.Partition,
 			"offset", d.rec.Offset, "reason", d.reason, "detail", d.detail, "dlq", s.opts.Topics.DLQ)
+	}
+	return nil
+}
+
+// record finds one of the batch's records.
+func (b *batch) record(topic string, partition int32, offset int64) *kgo.Record {
+	for _, p := range b.parts {
+		if p.topic != topic || p.partition != partition {
+			continue
+		}
+		i, ok := slices.BinarySearchFunc(p.records, offset, func(r *kgo.Record, o int64) int { return cmp.Compare(r.Offset, o) })
+		if ok {
+			return p.records[i]
+		}
 	}
 	return nil
 }

@@ -129,24 +129,11 @@ func TestSinkExactlyOnceAcrossSIGKILL(t *testing.T) {
 		if isDone(produced) && behind(t, store, w) == 0 {
 			break
 		}
-		cmd := exec.Command(os.Args[0], "-test.run=^$")
-		cmd.Env = append(os.Environ(), helperEnv+"=1",
-			"HELPER_BROKERS="+strings.Join(r.kc.Brokers, ","), "HELPER_REGISTRY="+r.kc.RegistryURL, "HELPER_DSN="+dsn)
-		var out strings.Builder
-		cmd.Stdout, cmd.Stderr = &out, &out
 		before := behind(t, store, w)
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
+		h := startHelper(t, r, dsn)
 		waitProgress(t, store, w, before)
 		time.Sleep(time.Duration(rng.Intn(150)) * time.Millisecond)
-		if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
-			t.Fatal(err)
-		}
-		err := cmd.Wait()
-		if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || ws.Signal() != syscall.SIGKILL {
-			t.Fatalf("helper #%d ended before it was killed (%v):\n%s", kills+1, err, out.String())
-		}
+		h.kill(t, kills+1)
 		if n := behind(t, store, w); n > 0 {
 			midRun++
 			t.Logf("kill #%d: %d records behind before, %d after", kills+1, before, n)
@@ -156,6 +143,84 @@ func TestSinkExactlyOnceAcrossSIGKILL(t *testing.T) {
 	if midRun < 5 {
 		t.Fatalf("only %d of %d kills came before the sink had caught up: the test did not interrupt it", midRun, kills)
 	}
+	catchUpAndCompare(t, r, store, w)
+}
+
+// helperApp names the helper's connections in pg_stat_activity.
+const helperApp = "sink-under-test"
+
+// A poll is written by several transactions at once. The sink is killed
+// with SIGKILL at moments when two or more of its transactions are open
+// (their backends are inside a transaction), over and over while records
+// keep arriving on 6 partitions of every topic; the tables still equal the
+// final state of their topics.
+func TestSinkExactlyOnceWhenKilledWithSeveralTransactionsOpen(t *testing.T) {
+	r := newRig(t, 6)
+	dsn := dbFor(t)
+	store := openStore(t, dsn)
+	w := newWorld()
+	r.produce(t, w, mix{products: 20000, filtered: 10000, complete: 5000, searches: 5000, recs: 5000, tombstoneEvery: 8}, 11)
+	produced := make(chan struct{})
+	go func() {
+		defer close(produced)
+		r.producePaced(t, w, mix{products: 15000, filtered: 5000, complete: 5000, searches: 5000, recs: 5000, tombstoneEvery: 8}, 12, 200*time.Millisecond)
+	}()
+	ctx := context.Background()
+	open := func() int {
+		var n int
+		if err := store.Pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
+			WHERE application_name = $1 AND xact_start IS NOT NULL`, helperApp).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	rng := rand.New(rand.NewSource(time.Now().UnixNano()))
+	kills, midTx := 0, 0
+	for ; midTx < 5 && kills < 40; kills++ {
+		if isDone(produced) && behind(t, store, w) == 0 {
+			break
+		}
+		before := behind(t, store, w)
+		h := startHelper(t, r, withApplicationName(dsn, helperApp))
+		// Let it commit something first, so that kills also land between
+		// partitions that committed and partitions that did not; then kill
+		// it the moment two of its transactions are seen open, or after
+		// 10 s whatever it is doing.
+		waitProgress(t, store, w, before)
+		time.Sleep(time.Duration(rng.Intn(100)) * time.Millisecond)
+		deadline := time.Now().Add(10 * time.Second)
+		n := 0
+		for n < 2 && time.Now().Before(deadline) {
+			n = open()
+		}
+		h.kill(t, kills+1)
+		if n >= 2 {
+			midTx++
+			t.Logf("kill #%d: %d transactions open, %d records behind before, %d after", kills+1, n, before, behind(t, store, w))
+		}
+	}
+	<-produced
+	if midTx < 5 {
+		t.Fatalf("only %d of %d kills came while two or more transactions were open: the test did not interrupt concurrent writes", midTx, kills)
+	}
+	catchUpAndCompare(t, r, store, w)
+}
+
+// withApplicationName adds an application_name to a URL or key=value DSN.
+func withApplicationName(dsn, name string) string {
+	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
+		if strings.Contains(dsn, "?") {
+			return dsn + "&application_name=" + name
+		}
+		return dsn + "?application_name=" + name
+	}
+	return dsn + " application_name=" + name
+}
+
+// catchUpAndCompare runs a sink in the killed helpers' place until it has
+// written everything, then compares every table with its topic.
+func catchUpAndCompare(t *testing.T, r *rig, store *pgstore.Store, w *world) {
+	t.Helper()
 	s := r.newSink(t, store, nil, staticMember()...)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -168,6 +233,38 @@ func TestSinkExactlyOnceAcrossSIGKILL(t *testing.T) {
 	assertTablesEqualWorld(t, store, w)
 	if t.Failed() {
 		r.logState(t, store)
+	}
+}
+
+// helper is a sink running in a subprocess (runHelper).
+type helper struct {
+	cmd *exec.Cmd
+	out *strings.Builder
+}
+
+func startHelper(t testing.TB, r *rig, dsn string) *helper {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), helperEnv+"=1",
+		"HELPER_BROKERS="+strings.Join(r.kc.Brokers, ","), "HELPER_REGISTRY="+r.kc.RegistryURL, "HELPER_DSN="+dsn)
+	h := &helper{cmd: cmd, out: &strings.Builder{}}
+	cmd.Stdout, cmd.Stderr = h.out, h.out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+// kill kills the helper with SIGKILL and fails the test if it had ended
+// before.
+func (h *helper) kill(t testing.TB, n int) {
+	t.Helper()
+	if err := h.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	err := h.cmd.Wait()
+	if ws, ok := h.cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || ws.Signal() != syscall.SIGKILL {
+		t.Fatalf("helper #%d ended before it was killed (%v):\n%s", n, err, h.out.String())
 	}
 }
 

@@ -3,6 +3,7 @@ package sink
 import (
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/shopstream/shopstream/internal/freshness"
 	"github.com/shopstream/shopstream/internal/telemetry"
 )
 
@@ -15,6 +16,7 @@ type metrics struct {
 	retries      *prometheus.CounterVec
 	conflicts    prometheus.Counter
 	fetchErrors  prometheus.Counter
+	freshness    prometheus.Histogram // products reaching their row
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -28,6 +30,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		retries:      f.CounterVec("shopstream_sink_retries_total", "Failed attempts that were retried (PostgreSQL, the schema registry or the dead-letter topic unavailable).", "step"),
 		conflicts:    f.Counter("shopstream_sink_offset_conflicts_total", "Batches dropped because another consumer had advanced their partitions' stored offsets."),
 		fetchErrors:  f.Counter("shopstream_sink_fetch_errors_total", "Per-partition fetch errors from Kafka."),
+		freshness:    freshness.Histogram(f, freshness.Stored()),
 	}
 	if err := f.Err(); err != nil {
 		return nil, err

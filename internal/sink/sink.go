@@ -19,6 +19,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/shopstream/shopstream/internal/component"
+	"github.com/shopstream/shopstream/internal/freshness"
 	"github.com/shopstream/shopstream/internal/pgstore"
 	"github.com/shopstream/shopstream/internal/records"
 )
@@ -56,6 +57,10 @@ type Sink struct {
 	ready  chan struct{}
 	joined sync.Once
 
+	// ownSchemas caches, per schema id and kind, whether the writer schema
+	// is shopstream's own, which route.tuple reads.
+	ownSchemas sync.Map // schemaKey -> bool
+
 	mu sync.Mutex
 	// stored holds the offset PostgreSQL has for each assigned partition
 	// (pgstore.NoOffset when none): the compare-and-set base of the next
@@ -72,6 +77,10 @@ type tp struct {
 type route struct {
 	table  *pgstore.Table
 	values func(ctx context.Context, s *records.Serde, key string, value []byte) ([]any, error)
+	// tuple, when set, reads a body written with shopstream's own schema
+	// of kind straight into the table's COPY tuple (pgstore.AppendProductTuple).
+	tuple func(dst, key, body []byte) ([]byte, error)
+	kind  records.Kind
 }
 
 // New checks o and builds a sink; it starts nothing.
@@ -104,11 +113,11 @@ func New(o Options) (*Sink, error) {
 		log:  o.Logger.With("component", "sink", "group", o.Group),
 		m:    m,
 		routes: map[string]route{
-			t.Products:         {pgstore.Products, productValues},
-			t.Filtered:         {pgstore.FilteredProducts, productValues},
-			t.CompleteProducts: {pgstore.CompleteProducts, completeProductValues},
-			t.Find:             {pgstore.Searches, searchValues},
-			t.Recommendations:  {pgstore.Recommendations, recommendationValues},
+			t.Products:         {pgstore.Products, productValues, pgstore.AppendProductTuple, records.KindProduct},
+			t.Filtered:         {pgstore.FilteredProducts, productValues, pgstore.AppendProductTuple, records.KindProduct},
+			t.CompleteProducts: {pgstore.CompleteProducts, completeProductValues, pgstore.AppendCompleteProductTuple, records.KindCompleteProduct},
+			t.Find:             {pgstore.Searches, searchValues, nil, ""},
+			t.Recommendations:  {pgstore.Recommendations, recommendationValues, nil, ""},
 		},
 		stored: map[tp]int64{},
 		ready:  make(chan struct{}),
@@ -219,13 +228,19 @@ func (s *Sink) consume(ctx context.Context, cl *kgo.Client) error {
 	s.log.Info("sink started", "topics", s.Topics(), "batch_size", s.opts.BatchSize)
 	var lastKafkaCommit time.Time
 	for {
-		fetches := cl.PollRecords(ctx, s.opts.BatchSize)
+		// A poll ends after a second without records too, so that the
+		// advisory commit below catches up with the last batch: otherwise
+		// an idle sink's Kafka offsets stay behind it, and lag tools (and
+		// `status`) call it stuck.
+		pctx, cancel := context.WithTimeout(ctx, time.Second)
+		fetches := cl.PollRecords(pctx, s.pollSize())
+		cancel()
 		if fetches.IsClientClosed() || ctx.Err() != nil {
 			cl.AllowRebalance()
 			return nil
 		}
 		fetches.EachError(func(topic string, p int32, err error) {
-			if !errors.Is(err, context.Canceled) {
+			if !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
 				s.m.fetchErrors.Inc()
 				s.log.Warn("fetch", "topic", topic, "partition", p, "err", err)
 			}
@@ -251,20 +266,11 @@ func (s *Sink) consume(ctx context.Context, cl *kgo.Client) error {
 	}
 }
 
-// handle writes one poll's records.
-func (s *Sink) handle(ctx context.Context, cl *kgo.Client, fetches kgo.Fetches) error {
-	if fetches.NumRecords() == 0 {
-		return nil
-	}
-	start := s.opts.Now()
-	var b *batch
-	err := s.retry(ctx, "decode records", func() (err error) {
-		b, err = s.build(ctx, fetches)
-		return err
-	})
-	if err != nil {
-		return err
-	}
+// write writes one decoded batch in one transaction, retrying until it is
+// written or ctx ends. dropped says that another consumer had advanced one
+// of its partitions: the batch was not written, and its partitions were
+// pointed back at their stored offsets.
+func (s *Sink) write(ctx context.Context, cl *kgo.Client, b *batch, start time.Time) (dropped bool, err error) {
 	produced := map[tp]map[int64]bool{} // dead letters sent by an earlier attempt of this batch
 	var res pgstore.Result
 	err = s.retry(ctx, "write batch", func() (err error) {
@@ -288,15 +294,14 @@ func (s *Sink) handle(ctx context.Context, cl *kgo.Client, fetches kgo.Fetches) 
 		if errors.As(err, &conflict) {
 			s.m.conflicts.Inc()
 			s.log.Warn("batch dropped: another consumer wrote these partitions; reading them again from the stored offsets", "err", err)
+			dropped = true
 			return s.resync(ctx, cl, b.offsets)
 		}
+		dropped = false
 		return err
 	})
-	if err != nil {
-		return err
-	}
-	if res.Upserts == nil { // dropped after a conflict
-		return nil
+	if err != nil || dropped {
+		return dropped, err
 	}
 	s.mu.Lock()
 	for _, o := range b.offsets {
@@ -316,8 +321,12 @@ func (s *Sink) handle(ctx context.Context, cl *kgo.Client, fetches kgo.Fetches) 
 		s.m.rows.WithLabelValues(table, "delete").Add(float64(n))
 	}
 	s.m.records.Add(float64(b.records))
-	s.m.batchSeconds.Observe(s.opts.Now().Sub(start).Seconds())
-	return nil
+	now := s.opts.Now()
+	s.m.batchSeconds.Observe(now.Sub(start).Seconds())
+	for _, ts := range b.products {
+		freshness.Observe(s.m.freshness, now, ts)
+	}
+	return false, nil
 }
 
 // resync reloads the stored offsets of a batch's partitions and points the

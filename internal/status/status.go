@@ -90,10 +90,12 @@ func checks() []check {
 
 // Gather fills a report from every check, sampling rates and lag changes
 // over interval; a check that cannot reach its service says so as a
-// problem. Healthy says whether there is none.
-func Gather(ctx context.Context, e *process.Env, interval time.Duration) *Report {
+// problem. Healthy says whether there is none. metricsURLs are the
+// processes' /metrics to read freshness from (none: every shopstream
+// process on this host at its default port).
+func Gather(ctx context.Context, e *process.Env, interval time.Duration, metricsURLs ...string) *Report {
 	r := &Report{Sections: map[string]any{}, Problems: []string{}}
-	for _, c := range checks() {
+	for _, c := range append(checks(), freshnessStatus(metricsURLs)) {
 		c(ctx, e, r, interval)
 	}
 	r.Healthy = len(r.Problems) == 0
@@ -204,7 +206,7 @@ func temporalStatus(ctx context.Context, e *process.Env, r *Report, _ time.Durat
 		}
 		e.Temporal = tc
 	}
-	for _, wf := range []string{"Bootstrap", "EmulateShop"} {
+	for _, wf := range []string{"Bootstrap", "EmulateShop", "Backfill", "ReplayDeadLetters"} {
 		resp, err := e.Temporal.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{
 			Namespace: e.Config.TemporalNamespace,
 			PageSize:  1,

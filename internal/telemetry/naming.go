@@ -10,9 +10,10 @@ import (
 // MetricComponents are the <component> part of shopstream's metric names:
 // the part of the system that owns a metric, whichever process hosts it.
 // kafka is the Kafka view the worker exports (topic offsets, group lag);
-// filter is the StreamFilter workflow; emulate its batch activities.
+// filter is the StreamFilter workflow and its backfills; emulate its batch
+// activities; replay the dead-letter replay's activities.
 func MetricComponents() []string {
-	return []string{"api", "collector", "emulate", "filter", "kafka", "recommender", "sink", "streamer"}
+	return []string{"api", "collector", "emulate", "filter", "kafka", "recommender", "replay", "sink", "streamer"}
 }
 
 // Metric kinds, as Prometheus' exposition format names them.

@@ -11,8 +11,10 @@ import (
 
 	"github.com/shopstream/shopstream/internal/clock"
 	"github.com/shopstream/shopstream/internal/deadletter"
+	"github.com/shopstream/shopstream/internal/freshness"
 	"github.com/shopstream/shopstream/internal/records"
 	"github.com/shopstream/shopstream/internal/topicread"
+	"github.com/shopstream/shopstream/streamer"
 )
 
 // loader keeps the table in step with the filtered topic. It reads every
@@ -81,6 +83,11 @@ func (l *loader) run(ctx context.Context, caughtUp chan<- struct{}) error {
 		for _, r := range recs {
 			if err := l.apply(ctx, r); err != nil {
 				return err
+			}
+			// Records read while catching up at start are history; those
+			// of a backfill keep the timestamps of the history they copy.
+			if done && r.Value != nil && !streamer.Backfilled(r.Headers) {
+				freshness.Observe(l.m.freshness, l.cfg.Now(), r.Timestamp)
 			}
 		}
 		products, names := l.table.Len()

@@ -3,6 +3,7 @@ package recommender
 import (
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/shopstream/shopstream/internal/freshness"
 	"github.com/shopstream/shopstream/internal/telemetry"
 )
 
@@ -10,6 +11,7 @@ type metrics struct {
 	prompts       *prometheus.CounterVec // result: matched, unmatched
 	matches       prometheus.Counter
 	joinLatency   prometheus.Histogram
+	freshness     prometheus.Histogram // filtered products reaching the table
 	tableProducts prometheus.Gauge
 	tableNames    prometheus.Gauge
 	tableCaughtUp prometheus.Gauge
@@ -28,9 +30,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Search prompts joined and committed, by whether any product matched."}, []string{"result"}),
 		matches: f.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "matches_total",
 			Help: "Products recommended (one per matching product per prompt)."}),
-		joinLatency: f.NewHistogram(prometheus.HistogramOpts{Namespace: ns, Subsystem: sub, Name: "join_latency_seconds",
-			Help:    "From a prompt's record timestamp to the commit of the recommendation it produced.",
-			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60}}),
+		joinLatency: freshness.Histogram(f, freshness.Prompted()),
+		freshness:   freshness.Histogram(f, freshness.Recommendable()),
 		tableProducts: f.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "table_products",
 			Help: "Filtered products in this instance's table."}),
 		tableNames: f.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "table_names",

@@ -35,7 +35,7 @@ func TestScenarioOneInstance(t *testing.T) {
 	if got := testtool.MetricValue(t, in.reg, "shopstream_recommender_prompts_total", "result", "unmatched"); got != 4 {
 		t.Errorf("unmatched prompts = %v, want 4", got)
 	}
-	if got := testtool.MetricValue(t, in.reg, "shopstream_recommender_join_latency_seconds"); got != 14 {
+	if got := testtool.MetricValue(t, in.reg, "shopstream_recommender_prompt_freshness_seconds"); got != 14 {
 		t.Errorf("join latency observed %v times, want 14", got)
 	}
 	in.stop(t)

@@ -1,0 +1,331 @@
+package pgstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// How a batch's rows reach a table, in the batch's transaction:
+//
+//   - Tombstones: one DELETE of their keys.
+//   - Upserts: COPY (binary) straight into the table, inside a savepoint.
+//     When a key already exists the COPY fails with a unique violation; the
+//     savepoint is rolled back and the rows are written as a replacement
+//     instead: one DELETE of their keys, then the same COPY. A table whose
+//     last batch needed the replacement starts with it (remembered per
+//     table in the Store) until a replacement finds nothing to delete.
+//   - The merge (COPY into a temporary stage, then INSERT … ON CONFLICT DO
+//     UPDATE) is the fallback when even the replacement meets a unique
+//     violation: another transaction wrote one of the keys between the
+//     DELETE and the COPY, which only a key written from two partitions at
+//     once can cause.
+//
+// One COPY is what a raw load costs; the replacement adds deleting the old
+// row versions, which every update in PostgreSQL pays. Deleting and
+// inserting leaves the rows the merge left: every column is written from
+// the record, synced_at from now().
+
+// copySignature starts every binary COPY stream: the signature, no flags,
+// no header extension.
+var copySignature = []byte("PGCOPY\n\xff\r\n\x00\x00\x00\x00\x00\x00\x00\x00\x00")
+
+// replacing remembers, per table, that its last batch replaced rows.
+type replacing struct{ m sync.Map } // *Table -> *atomic.Bool
+
+func (r *replacing) of(t *Table) *atomic.Bool {
+	if v, ok := r.m.Load(t); ok {
+		return v.(*atomic.Bool)
+	}
+	v, _ := r.m.LoadOrStore(t, new(atomic.Bool))
+	return v.(*atomic.Bool)
+}
+
+// txn is a transaction on one connection whose statements are queued and
+// sent together, so that a batch costs few round trips: BEGIN, the
+// settings, the offsets and the first table's deletes go in one.
+type txn struct {
+	conn *pgx.Conn
+	q    pgx.Batch
+}
+
+// inTx runs f in a transaction and commits it.
+func (s *Store) inTx(ctx context.Context, f func(tx *txn) error) error {
+	c, err := s.Pool.Acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("connect to PostgreSQL: %w", err)
+	}
+	// Release closes, rather than reuses, a connection left in a
+	// transaction.
+	defer c.Release()
+	tx := &txn{conn: c.Conn()}
+	tx.q.Queue("BEGIN")
+	// The deletes join a batch's keys to an indexed column, and the plan
+	// that scales is a probe of the index per key. Left to the statistics,
+	// the planner takes a table it has not analysed yet (one just
+	// TRUNCATEd and refilled, say) for small and hashes all of it for every
+	// batch instead.
+	tx.q.Queue("SET LOCAL enable_hashjoin = off")
+	tx.q.Queue("SET LOCAL enable_mergejoin = off")
+	err = f(tx)
+	if err == nil {
+		tx.q.Queue("COMMIT").Exec(func(tag pgconn.CommandTag) error {
+			if tag.String() != "COMMIT" {
+				return errors.New("commit: PostgreSQL rolled the transaction back")
+			}
+			return nil
+		})
+		if err = tx.flush(ctx); err == nil {
+			return nil
+		}
+	}
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	_, _ = tx.conn.Exec(rctx, "ROLLBACK")
+	return err
+}
+
+// flush sends the queued statements.
+func (tx *txn) flush(ctx context.Context) error {
+	if tx.q.Len() == 0 {
+		return nil
+	}
+	err := tx.conn.SendBatch(ctx, &tx.q).Close()
+	tx.q = pgx.Batch{}
+	return err
+}
+
+// savepoint runs f inside a savepoint. When f fails on the data (SQLSTATE
+// classes 22 and 23), the savepoint is rolled back and the transaction
+// goes on; f's error is returned either way. A savepoint that succeeds is
+// left open: a transaction nests a few (one or two a table), and releasing
+// each would cost a round trip.
+func (tx *txn) savepoint(ctx context.Context, f func() error) error {
+	tx.q.Queue("SAVEPOINT pgstore_write")
+	err := f()
+	if err == nil || !IsDataError(err) {
+		return err
+	}
+	tx.q = pgx.Batch{}
+	if _, rerr := tx.conn.Exec(ctx, "ROLLBACK TO SAVEPOINT pgstore_write; RELEASE SAVEPOINT pgstore_write"); rerr != nil {
+		// err first: what failed is what the caller classifies.
+		return fmt.Errorf("%w (rolling back to the savepoint: %v)", err, rerr)
+	}
+	return err
+}
+
+// copyIn sends the queued statements, then a COPY.
+func (tx *txn) copyIn(ctx context.Context, table, columns string, stream io.Reader) error {
+	if err := tx.flush(ctx); err != nil {
+		return err
+	}
+	q := "COPY " + table + " (" + columns + ") FROM STDIN (FORMAT binary)"
+	if _, err := tx.conn.PgConn().CopyFrom(ctx, stream, q); err != nil {
+		return fmt.Errorf("copy into %s: %w", table, err)
+	}
+	return nil
+}
+
+// encodeTuples gives every upsert its COPY tuple, encoding the Values of
+// those that came without one. A value that cannot be encoded (a time
+// outside PostgreSQL's range) rejects its row, as PostgreSQL would.
+func encodeTuples(t *Table, rs []Row) (kept []Row, rejected []Rejected, err error) {
+	if !slices.ContainsFunc(rs, func(r Row) bool { return !r.Deleted && r.Tuple == nil }) {
+		return rs, nil, nil
+	}
+	kept = rs[:0:0]
+	for _, r := range rs {
+		if r.Deleted || r.Tuple != nil {
+			kept = append(kept, r)
+			continue
+		}
+		r.Tuple, err = appendValues(nil, t, r.Values)
+		var inv *InvalidError
+		switch {
+		case errors.As(err, &inv):
+			rejected = append(rejected, Rejected{Table: t, Row: r, Reason: inv.Reason})
+			continue
+		case err != nil:
+			return nil, nil, err
+		}
+		kept = append(kept, r)
+	}
+	return kept, rejected, nil
+}
+
+// write writes a table's compacted rows in tx.
+func (s *Store) write(ctx context.Context, tx *txn, t *Table, rs []Row) error {
+	var tombstones []string
+	ups := rs
+	if slices.ContainsFunc(rs, func(r Row) bool { return r.Deleted }) {
+		ups = make([]Row, 0, len(rs))
+		for _, r := range rs {
+			if r.Deleted {
+				tombstones = append(tombstones, r.Key)
+			} else {
+				ups = append(ups, r)
+			}
+		}
+	}
+	if len(tombstones) > 0 {
+		queueDelete(tx, t, t.TombstoneBy, tombstones, nil)
+	}
+	if len(ups) == 0 {
+		return nil
+	}
+	columns := t.copyColumns(false)
+	replace := s.replacing.of(t)
+	if !replace.Load() {
+		err := tx.savepoint(ctx, func() error { return tx.copyIn(ctx, t.Name, columns, newCopyStream(t, ups, false)) })
+		if !isUniqueViolation(err) {
+			return err
+		}
+		replace.Store(true)
+	}
+	keys := make([]string, len(ups))
+	for i, r := range ups {
+		keys[i] = r.Key
+	}
+	var deleted int64
+	err := tx.savepoint(ctx, func() error {
+		queueDelete(tx, t, t.Key, keys, &deleted)
+		return tx.copyIn(ctx, t.Name, columns, newCopyStream(t, ups, false))
+	})
+	if !isUniqueViolation(err) {
+		if err == nil && deleted == 0 {
+			replace.Store(false) // only new keys: the next batch tries the COPY alone
+		}
+		return err
+	}
+	return merge(ctx, tx, t, ups)
+}
+
+// writeOne writes a single row the robust way (the merge), for a batch that
+// is written row by row to find the rows PostgreSQL refuses.
+func writeOne(ctx context.Context, tx *txn, t *Table, r Row) error {
+	if r.Deleted {
+		queueDelete(tx, t, t.TombstoneBy, []string{r.Key}, nil)
+		return tx.flush(ctx)
+	}
+	if err := merge(ctx, tx, t, []Row{r}); err != nil {
+		return err
+	}
+	// Rows staged in a savepoint that is released stay until the
+	// transaction ends; empty the stage so the next row is merged alone.
+	tx.q.Queue("TRUNCATE " + t.stage())
+	return tx.flush(ctx)
+}
+
+// merge stages upserts with COPY and merges them with one statement.
+func merge(ctx context.Context, tx *txn, t *Table, ups []Row) error {
+	if err := tx.copyIn(ctx, t.stage(), t.copyColumns(true), newCopyStream(t, ups, true)); err != nil {
+		return err
+	}
+	if _, err := tx.conn.Exec(ctx, t.mergeSQL()); err != nil {
+		return fmt.Errorf("merge into %s: %w", t.Name, err)
+	}
+	return nil
+}
+
+// queueDelete queues the deletion of the rows whose column equals one of
+// keys; deleted, when given, receives how many there were.
+func queueDelete(tx *txn, t *Table, column string, keys []string, deleted *int64) {
+	q := fmt.Sprintf("DELETE FROM %s t USING unnest($1::text[]) k(v) WHERE t.%s = k.v", t.Name, column)
+	tx.q.Queue(q, keys).Exec(func(tag pgconn.CommandTag) error {
+		if deleted != nil {
+			*deleted = tag.RowsAffected()
+		}
+		return nil
+	})
+}
+
+func isUniqueViolation(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == "23505"
+}
+
+// copyStream is the binary COPY data of upserts: their tuples and where
+// they came from, after the stage's leading del column when staged. It is
+// assembled as the connection reads it, so the server starts on the first
+// rows at once.
+type copyStream struct {
+	t      *Table
+	ups    []Row
+	staged bool
+	next   int    // the next row to assemble
+	buf    []byte // assembled, not yet read
+	done   bool
+}
+
+func newCopyStream(t *Table, ups []Row, staged bool) *copyStream {
+	return &copyStream{t: t, ups: ups, staged: staged, buf: append(make([]byte, 0, 64<<10), copySignature...)}
+}
+
+func (c *copyStream) Read(p []byte) (int, error) {
+	fields := int16(len(c.t.Columns) + 2)
+	if c.staged {
+		fields++
+	}
+	for len(c.buf) < len(p) && !c.done {
+		if c.next == len(c.ups) {
+			c.buf = appendInt16(c.buf, -1)
+			c.done = true
+			break
+		}
+		r := &c.ups[c.next]
+		c.next++
+		c.buf = appendInt16(c.buf, fields)
+		if c.staged {
+			c.buf = fieldBool(c.buf, false)
+		}
+		c.buf = append(c.buf, r.Tuple...)
+		c.buf = fieldInt4(c.buf, r.Partition)
+		c.buf = fieldInt8(c.buf, r.Offset)
+	}
+	if len(c.buf) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p, c.buf)
+	c.buf = c.buf[:copy(c.buf, c.buf[n:])]
+	return n, nil
+}
+
+// copyColumns lists what a COPY stream of t holds.
+func (t *Table) copyColumns(staged bool) string {
+	var b strings.Builder
+	if staged {
+		b.WriteString("del, ")
+	}
+	for _, c := range t.Columns {
+		b.WriteString(c.Name)
+		b.WriteString(", ")
+	}
+	b.WriteString("source_partition, source_offset")
+	return b.String()
+}
+
+func (t *Table) stage() string { return "stage_" + t.Name }
+
+// mergeSQL upserts the staged rows.
+func (t *Table) mergeSQL() string {
+	var cols, set []string
+	for _, c := range t.Columns {
+		cols = append(cols, c.Name)
+		if c.Name != t.Key {
+			set = append(set, c.Name+" = EXCLUDED."+c.Name)
+		}
+	}
+	cols = append(cols, "source_partition", "source_offset")
+	set = append(set, "source_partition = EXCLUDED.source_partition", "source_offset = EXCLUDED.source_offset", "synced_at = EXCLUDED.synced_at")
+	return fmt.Sprintf("INSERT INTO %s (%s, synced_at) SELECT %s, now() FROM %s ON CONFLICT (%s) DO UPDATE SET %s",
+		t.Name, strings.Join(cols, ", "), strings.Join(cols, ", "), t.stage(), t.Key, strings.Join(set, ", "))
+}
