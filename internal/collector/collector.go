@@ -53,6 +53,9 @@ type Options struct {
 	Products int
 	// BatchSize bounds the records collected in one transaction (500).
 	BatchSize int
+	// MaxImages bounds the images collected per product
+	// (records.MaxImages); more fail the product with a reason.
+	MaxImages int
 	// RetryBackoff is the first wait after a batch fails on Kafka, the
 	// database or blob storage; it doubles up to 30s (500ms).
 	RetryBackoff time.Duration
@@ -103,6 +106,9 @@ func New(o Options) (*Collector, error) {
 	}
 	if o.BatchSize <= 0 {
 		o.BatchSize = 500
+	}
+	if o.MaxImages <= 0 {
+		o.MaxImages = records.MaxImages
 	}
 	if o.RetryBackoff <= 0 {
 		o.RetryBackoff = 500 * time.Millisecond
@@ -491,6 +497,15 @@ func (c *Collector) collectImages(ctx context.Context, p *records.Product, prev 
 			urls = append(urls, im.URL)
 		}
 	}
+	// The API allows MaxImages; a product from elsewhere may name any
+	// number, and each costs downloads. The first ones are collected (an
+	// update within the limit reuses them), the rest refused.
+	var refused string
+	if len(urls) > c.o.MaxImages {
+		refused = fmt.Sprintf("%d images, more than the %d a product may have: images %d to %d refused",
+			len(urls), c.o.MaxImages, c.o.MaxImages+1, len(urls))
+		urls = urls[:c.o.MaxImages]
+	}
 	stored := make([]*catalog.Image, len(urls))
 	failed := make([]string, len(urls))
 	var mu sync.Mutex
@@ -511,7 +526,7 @@ func (c *Collector) collectImages(ctx context.Context, p *records.Product, prev 
 					return err
 				}
 			}
-			im, err := c.o.Fetcher.Fetch(gctx, u)
+			im, err := c.o.Fetcher.FetchFor(gctx, p.MallID, u)
 			if err != nil {
 				var fe *imagefetch.Error
 				if gctx.Err() != nil || !errors.As(err, &fe) {
@@ -542,6 +557,9 @@ func (c *Collector) collectImages(ctx context.Context, p *records.Product, prev 
 		if failed[i] != "" {
 			reasons = append(reasons, failed[i])
 		}
+	}
+	if refused != "" {
+		reasons = append(reasons, refused)
 	}
 	return images, reasons, nil
 }

@@ -13,6 +13,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/shopstream/shopstream/internal/imagefetch"
+	"github.com/shopstream/shopstream/internal/records"
 )
 
 // Limits of a product as the API accepts it.
@@ -20,7 +21,7 @@ const (
 	MaxIDLen      = 64
 	MaxTitleLen   = 200
 	MaxContentLen = 10000
-	MaxImages     = 10
+	MaxImages     = records.MaxImages
 	MaxURLLen     = 2048
 )
 
