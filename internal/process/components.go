@@ -52,6 +52,8 @@ func (e *Env) Activities() (workers.Activities, error) {
 			Schemas:    e.Serde.Schemas(),
 			HTTP:       &http.Client{Timeout: 30 * time.Second},
 			Connectors: connectors,
+			ConnectURL: e.Config.KafkaConnectURL,
+			KsqlURL:    e.Config.KsqlDBURL,
 		},
 		Filter:   &activities.Filter{Kafka: e.Kafka, Serde: e.Serde, Topic: e.Config.Topics.Filter},
 		Backfill: ops.Backfill,
