@@ -59,6 +59,9 @@ type rig struct {
 	reg     *prometheus.Registry
 	hits    sync.Map // image path -> *atomic.Int64
 	colOpts collector.Options
+	allow   []string // the image hosts the fetcher and the API allow
+	// stop stops the collector the rig started.
+	stop func()
 }
 
 // startCollector runs a collector instance (its own transactional id) and
@@ -93,7 +96,12 @@ func (r *rig) startCollector(ctx context.Context) (stop func()) {
 func newRig(t *testing.T) *rig { return newRigWith(t, nil) }
 
 // newRigWith stores images in bucket instead of the local directory.
-func newRigWith(t *testing.T, bucket blobstore.Store) *rig {
+func newRigWith(t *testing.T, bucket blobstore.Store) *rig { return newRigTuned(t, bucket, nil) }
+
+// newRigTuned lets a test change the fetcher's and the collector's options
+// (allow is the rig's image host, and the host of any server the test adds
+// to it).
+func newRigTuned(t *testing.T, bucket blobstore.Store, tune func(f *imagefetch.Options, c *collector.Options)) *rig {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	kc := kafkatest.Start(t)
@@ -140,13 +148,13 @@ func newRigWith(t *testing.T, bucket blobstore.Store) *rig {
 		}
 	}))
 
-	fetcher, err := imagefetch.New(imagefetch.Options{
+	// The fetcher's own timeouts: a short one made a loaded machine fail
+	// healthy downloads (TestInstancesComeAndGo did so with 400ms), so only
+	// the tests about hanging hosts shorten them.
+	fo := imagefetch.Options{
 		AllowHosts: []string{strings.TrimPrefix(r.images.URL, "http://")},
-		Timeout:    400 * time.Millisecond, Attempts: 2, Backoff: 20 * time.Millisecond,
+		Attempts:   2, Backoff: 20 * time.Millisecond,
 		MaxBytes: 32 << 10, Registerer: r.reg,
-	})
-	if err != nil {
-		t.Fatal(err)
 	}
 	r.colOpts = collector.Options{
 		Deps: component.Deps{
@@ -156,12 +164,26 @@ func newRigWith(t *testing.T, bucket blobstore.Store) *rig {
 			Logger:     slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
 			Registerer: r.reg,
 		},
-		Store: r.store, Blobs: r.bucket, Fetcher: fetcher, RetryBackoff: 50 * time.Millisecond,
+		Store: r.store, Blobs: r.bucket, RetryBackoff: 50 * time.Millisecond,
 	}
+	if tune != nil {
+		tune(&fo, &r.colOpts)
+	}
+	fetcher, err := imagefetch.New(fo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.colOpts.Fetcher = fetcher
+	r.allow = fo.AllowHosts
 	stopCollector := r.startCollector(ctx)
+	r.stop = stopCollector
 
 	api, err := productapi.New(productapi.Options{Producer: kc.Client(), Serde: r.serde, Topics: records.Topics{Products: productTopic}, Catalog: r.store, Registerer: r.reg, Gatherer: r.reg,
-		AllowHosts: []string{strings.TrimPrefix(r.images.URL, "http://")}})
+		AllowHosts: r.allow,
+		// The 5 s default failed some of TestThousandConcurrentPosts's
+		// POSTs on a loaded machine; productapi's own tests check the
+		// deadline.
+		ProduceTimeout: 30 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -374,9 +396,15 @@ func TestCollectUpdateDelete(t *testing.T) {
 	if code != 200 || len(items) != 1 || images(items[0].(map[string]any))[0]["key"] != oldKey {
 		t.Fatalf("list: %d %v", code, list)
 	}
+	// PostgreSQL is written just before the Kafka commit: the record may
+	// come a moment after the state.
 	var cp records.CompleteProduct
-	rec := lastByKey(r.topicRecords(completeTopic), "m1/p1")
-	if rec == nil || r.serde.Decode(context.Background(), rec.Value, &cp) != nil || cp.Images[0].Path != oldPath || cp.Product.Name != "Red mug" {
+	var rec *kgo.Record
+	eventually(t, 10*time.Second, "m1/p1 on the complete-product topic", func() bool {
+		rec = lastByKey(r.topicRecords(completeTopic), "m1/p1")
+		return rec != nil
+	})
+	if r.serde.Decode(context.Background(), rec.Value, &cp) != nil || cp.Images[0].Path != oldPath || cp.Product.Name != "Red mug" {
 		t.Fatalf("complete-product topic: %v %+v", rec, cp)
 	}
 
@@ -438,7 +466,9 @@ func TestCollectUpdateDelete(t *testing.T) {
 // Each bad image ends its product as failed with a reason a user can act
 // on, visible in the API, with the record in the dead-letter topic.
 func TestFailedCollection(t *testing.T) {
-	r := newRig(t)
+	// A short attempt timeout, shorter than the header timeout: the hanging
+	// server costs the timeout of each attempt, and is retried once.
+	r := newRigTuned(t, nil, func(f *imagefetch.Options, _ *collector.Options) { f.Timeout = 400 * time.Millisecond })
 	internal := httptest.NewServer(imageserver.Handler()) // loopback, not allow-listed
 	defer internal.Close()
 	var internalHits atomic.Int64

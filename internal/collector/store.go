@@ -11,6 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/shopstream/shopstream/internal/catalog"
 	"github.com/shopstream/shopstream/internal/pgstore"
@@ -180,17 +181,23 @@ func (s *Store) load(ctx context.Context, keys []string) (map[string]*prior, err
 	return out, nil
 }
 
-// change is one product's new state: deleted when product is nil.
+// change is what one batch does to one key: the product's new state
+// (product), or its deletion (remove), or neither; the blobs it keeps and
+// orphans; its record parked (park) or any parked record of the key
+// forgotten (unpark).
 type change struct {
 	key     string
 	product *catalog.Product
+	remove  bool
 	keep    []string // blob keys the new state references
 	orphans []string // blob keys no longer referenced
 	// fresh are the blobs this change stored that the state before did not
 	// reference: orphans if PostgreSQL refuses the change.
 	fresh []string
-	// orphansOnly records orphans and touches no product row.
+	// orphansOnly records orphans (and unparks) and touches no product row.
 	orphansOnly bool
+	park        *kgo.Record
+	unpark      bool
 }
 
 // refusal is a change PostgreSQL refused as invalid data.
@@ -205,14 +212,14 @@ type refusal struct {
 // fixes), the batch is written again change by change, each in a savepoint,
 // and the refused ones are returned instead of written, as the sink does:
 // one record must not stop every record behind it.
-func (s *Store) apply(ctx context.Context, changes []change) ([]refusal, error) {
+func (s *Store) apply(ctx context.Context, topic string, changes []change) ([]refusal, error) {
 	if len(changes) == 0 {
 		return nil, nil
 	}
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		batch := &pgx.Batch{}
 		for _, c := range changes {
-			if err := queueChange(batch, c); err != nil {
+			if err := queueChange(batch, topic, c); err != nil {
 				return err
 			}
 		}
@@ -230,7 +237,7 @@ func (s *Store) apply(ctx context.Context, changes []change) ([]refusal, error) 
 		for _, c := range changes {
 			err := pgx.BeginFunc(ctx, tx, func(sp pgx.Tx) error { // a savepoint
 				batch := &pgx.Batch{}
-				if err := queueChange(batch, c); err != nil {
+				if err := queueChange(batch, topic, c); err != nil {
 					return err
 				}
 				return sp.SendBatch(ctx, batch).Close()
@@ -250,7 +257,7 @@ func (s *Store) apply(ctx context.Context, changes []change) ([]refusal, error) 
 			orphans := change{key: strings.ToValidUTF8(strings.ReplaceAll(c.key, "\x00", ""), ""), orphans: c.fresh, orphansOnly: true}
 			if err := pgx.BeginFunc(ctx, tx, func(sp pgx.Tx) error {
 				batch := &pgx.Batch{}
-				if err := queueChange(batch, orphans); err != nil {
+				if err := queueChange(batch, topic, orphans); err != nil {
 					return err
 				}
 				return sp.SendBatch(ctx, batch).Close()
@@ -264,12 +271,12 @@ func (s *Store) apply(ctx context.Context, changes []change) ([]refusal, error) 
 }
 
 // queueChange queues the statements of one change.
-func queueChange(batch *pgx.Batch, c change) error {
+func queueChange(batch *pgx.Batch, topic string, c change) error {
 	switch {
-	case c.orphansOnly:
-	case c.product == nil:
+	case c.orphansOnly, c.park != nil:
+	case c.remove:
 		batch.Queue(`DELETE FROM collected_products WHERE record_key = $1`, c.key)
-	default:
+	case c.product != nil:
 		p := c.product
 		prod, err := json.Marshal(p.Product)
 		if err != nil {
@@ -300,12 +307,62 @@ func queueChange(batch *pgx.Batch, c change) error {
 				collected_at = EXCLUDED.collected_at, updated_at = EXCLUDED.updated_at`,
 			p.Product.MallID, p.Product.ProductID, c.key, string(p.Status), p.Reason, prod, ij, collectedAt, p.UpdatedAt)
 	}
+	if r := c.park; r != nil {
+		batch.Queue(`INSERT INTO collector_pending (topic, record_key, source_partition, source_offset, value, record_time)
+			VALUES ($1, $2, $3, $4, $5, $6)
+			ON CONFLICT (topic, record_key) DO UPDATE SET source_partition = EXCLUDED.source_partition,
+				source_offset = EXCLUDED.source_offset, value = EXCLUDED.value, record_time = EXCLUDED.record_time, parked_at = now()`,
+			topic, c.key, r.Partition, r.Offset, r.Value, r.Timestamp)
+	}
+	if c.unpark {
+		batch.Queue(`DELETE FROM collector_pending WHERE topic = $1 AND record_key = $2`, topic, c.key)
+	}
 	if len(c.keep) > 0 {
 		batch.Queue(`DELETE FROM collector_orphan_blobs WHERE blob_key = ANY($1)`, c.keep)
 	}
 	if len(c.orphans) > 0 {
 		batch.Queue(`INSERT INTO collector_orphan_blobs (blob_key, record_key)
 			SELECT unnest($1::text[]), $2 ON CONFLICT (blob_key) DO NOTHING`, c.orphans, c.key)
+	}
+	return nil
+}
+
+// pending returns the parked records of topic's partitions, oldest first.
+func (s *Store) pending(ctx context.Context, topic string, partitions []int32) ([]*kgo.Record, error) {
+	rows, err := s.pool.Query(ctx, `SELECT record_key, source_partition, source_offset, value, record_time
+		FROM collector_pending WHERE topic = $1 AND source_partition = ANY($2) ORDER BY parked_at`, topic, partitions)
+	if err != nil {
+		return nil, fmt.Errorf("read parked records: %w", err)
+	}
+	defer rows.Close()
+	var out []*kgo.Record
+	for rows.Next() {
+		r := &kgo.Record{Topic: topic}
+		var key string
+		if err := rows.Scan(&key, &r.Partition, &r.Offset, &r.Value, &r.Timestamp); err != nil {
+			return nil, fmt.Errorf("read parked records: %w", err)
+		}
+		r.Key = []byte(key)
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read parked records: %w", err)
+	}
+	return out, nil
+}
+
+// unpark forgets the parked records whose products were committed; a
+// record of the key parked since (a newer offset) stays.
+func (s *Store) unpark(ctx context.Context, topic string, recs []*kgo.Record) error {
+	if len(recs) == 0 {
+		return nil
+	}
+	batch := &pgx.Batch{}
+	for _, r := range recs {
+		batch.Queue(`DELETE FROM collector_pending WHERE topic = $1 AND record_key = $2 AND source_offset = $3`, topic, string(r.Key), r.Offset)
+	}
+	if err := s.pool.SendBatch(ctx, batch).Close(); err != nil {
+		return fmt.Errorf("forget %d parked records: %w", len(recs), err)
 	}
 	return nil
 }

@@ -24,7 +24,7 @@ func TestStoreStateAndReads(t *testing.T) {
 		}
 		return change{key: mall + "/" + id, product: p, keep: []string{mall + "/" + id + "/k.png"}}
 	}
-	if _, err := s.apply(ctx, []change{
+	if _, err := s.apply(ctx, "shop_products", []change{
 		mk("m1", "a", catalog.StatusComplete), mk("m1", "b", catalog.StatusFailed),
 		mk("m2", "a", catalog.StatusComplete), mk("m2", "c", catalog.StatusComplete),
 	}); err != nil {
@@ -56,7 +56,7 @@ func TestStoreStateAndReads(t *testing.T) {
 	ch := mk("m1", "a", catalog.StatusComplete)
 	ch.product.Images[0].Key, ch.keep = "m1/a/new.png", []string{"m1/a/new.png"}
 	ch.orphans = []string{"m1/a/k.png"}
-	if _, err := s.apply(ctx, []change{ch, {key: "m2/c", orphans: []string{"m2/c/k.png"}}}); err != nil {
+	if _, err := s.apply(ctx, "shop_products", []change{ch, {key: "m2/c", remove: true, orphans: []string{"m2/c/k.png"}}}); err != nil {
 		t.Fatal(err)
 	}
 	pr, err := s.load(ctx, []string{"m1/a", "m2/c", "m9/z"})
@@ -70,7 +70,7 @@ func TestStoreStateAndReads(t *testing.T) {
 		t.Fatalf("updated m1/a: %+v %+v", pr["m1/a"].product, pr["m1/a"].orphans)
 	}
 	back := mk("m1", "a", catalog.StatusComplete)
-	if _, err := s.apply(ctx, []change{back}); err != nil {
+	if _, err := s.apply(ctx, "shop_products", []change{back}); err != nil {
 		t.Fatal(err)
 	}
 	if pr, _ := s.load(ctx, []string{"m1/a"}); len(pr["m1/a"].orphans) != 0 {
@@ -97,7 +97,7 @@ func TestStoreWritesAroundARefusedChange(t *testing.T) {
 			Reason: reason, UpdatedAt: now, Images: []catalog.Image{{Key: "m1/" + id + "/k.png"}}}
 		return change{key: "m1/" + id, product: p, keep: []string{"m1/" + id + "/k.png"}, fresh: []string{"m1/" + id + "/k.png"}}
 	}
-	refused, err := s.apply(ctx, []change{
+	refused, err := s.apply(ctx, "shop_products", []change{
 		mk("before", "ok", "fine"),
 		mk("nul-reason", "ok", "server answered 404 Not\x00Found"),
 		mk("nul-name", "Mug\x00", "fine"),
