@@ -71,7 +71,7 @@ func TestVocabularyNamesEveryReasonOnce(t *testing.T) {
 		seen[m.Reason] = true
 	}
 	for _, r := range []string{ReasonNotFramed, ReasonUnknownSchemaID, ReasonWrongSchema, ReasonMalformed, ReasonNoKey,
-		ReasonKeyMismatch, ReasonEmptyUser, ReasonEmptyQuery, ReasonQueryTooLong, ReasonInvalid, ReasonRefused, ReasonImagesFailed} {
+		ReasonKeyMismatch, ReasonEmptyUser, ReasonEmptyQuery, ReasonQueryTooLong, ReasonUserTooLong, ReasonInvalid, ReasonRefused, ReasonImagesFailed} {
 		if !seen[r] {
 			t.Errorf("reason %q is not in the vocabulary that `dlq list --help` shows", r)
 		}
