@@ -11,7 +11,7 @@ GO_SOURCES := $(shell find . -path ./.data -prune -o \( -name '*.go' -o -name '*
 
 .PHONY: build run dev test test-deps bench bootstrap temporal helm postgres clean \
         create-topics create-connectors ksqldb-migration docker-compose promtool up down \
-        bench-scaleout chaos
+        bench-scaleout chaos fuzz
 
 build: $(BIN)/shopstream
 
@@ -95,6 +95,13 @@ bench: build temporal
 # moved, and the output checked for loss and duplicates.
 bench-scaleout:
 	$(GO) test ./streamer -run '^$$' -bench ScaleOut -benchtime 3x -timeout 20m
+
+# The SSRF guard's fuzz targets, longer than `make test`, which runs their
+# seed corpora and the table of address forms only.
+FUZZTIME ?= 60s
+fuzz:
+	$(GO) test ./internal/imagefetch -run '^$$' -fuzz FuzzAddressForms -fuzztime $(FUZZTIME)
+	$(GO) test ./internal/imagefetch -run '^$$' -fuzz FuzzHostReason -fuzztime $(FUZZTIME)
 
 bench-emulate: temporal
 	$(GO) test ./cli -run '^$$' -bench EmulateVsRaw -benchtime 1x

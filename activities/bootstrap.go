@@ -32,6 +32,11 @@ type Bootstrap struct {
 	now       func() time.Time // nil: time.Now
 	// Connectors holds the Kafka Connect configs (environment.ConnectorConfigs).
 	Connectors fs.FS
+	// ConnectURL and KsqlURL are the worker's own endpoints (KAFKA_CONNECT_URL,
+	// KSQLDB_URL), credentials included; empty skips the step. They never
+	// travel in workflow input, which Temporal keeps in the history.
+	ConnectURL string
+	KsqlURL    string
 
 	connectPoll time.Duration // how often to poll a connector's status; tests shorten it
 }
@@ -279,8 +284,8 @@ func (b *Bootstrap) ensureBackward(ctx context.Context, subject string) error {
 // ApplyConnectors applies the Kafka Connect sink configs when a Connect URL
 // is set.
 func (b *Bootstrap) ApplyConnectors(ctx context.Context, in workflows.ApplyConnectorsInput) (workflows.StepResult, error) {
-	if in.ConnectURL == "" {
-		return workflows.StepResult{Skipped: "KAFKA_CONNECT_URL not set"}, nil
+	if b.ConnectURL == "" {
+		return workflows.StepResult{Skipped: "KAFKA_CONNECT_URL not set on the worker"}, nil
 	}
 	return b.applyConnectors(ctx, in)
 }
@@ -289,8 +294,8 @@ func (b *Bootstrap) ApplyConnectors(ctx context.Context, in workflows.ApplyConne
 // URL is set: in version order, each once, recorded with its checksum (see
 // ksql.go).
 func (b *Bootstrap) ApplyKsqlMigrations(ctx context.Context, in workflows.ApplyKsqlInput) (workflows.StepResult, error) {
-	if in.KsqlURL == "" {
-		return workflows.StepResult{Skipped: "KSQLDB_URL not set"}, nil
+	if b.KsqlURL == "" {
+		return workflows.StepResult{Skipped: "KSQLDB_URL not set on the worker"}, nil
 	}
 	return b.applyKsql(ctx, in)
 }

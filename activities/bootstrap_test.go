@@ -195,11 +195,11 @@ func TestRegisterSchemasEvolvesCompatiblyAndRefusesABreakingChange(t *testing.T)
 func TestOptionalStepsSaySkipped(t *testing.T) {
 	_, env := newBootstrap(t)
 	res, err := runStep(t, env, workflows.ActivityApplyConnectors, workflows.ApplyConnectorsInput{})
-	if err != nil || res.Skipped != "KAFKA_CONNECT_URL not set" {
+	if err != nil || res.Skipped != "KAFKA_CONNECT_URL not set on the worker" {
 		t.Fatalf("connectors: %+v %v", res, err)
 	}
 	res, err = runStep(t, env, workflows.ActivityApplyKsqlMigrations, workflows.ApplyKsqlInput{})
-	if err != nil || res.Skipped != "KSQLDB_URL not set" {
+	if err != nil || res.Skipped != "KSQLDB_URL not set on the worker" {
 		t.Fatalf("ksql: %+v %v", res, err)
 	}
 }

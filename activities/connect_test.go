@@ -181,13 +181,13 @@ func applyConnectors(t *testing.T, b *Bootstrap, in workflows.ApplyConnectorsInp
 	return res, err
 }
 
-func connectBootstrap(t *testing.T) *Bootstrap {
+func connectBootstrap(t *testing.T, connectURL string) *Bootstrap {
 	t.Helper()
 	configs, err := environment.ConnectorConfigs()
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &Bootstrap{HTTP: &http.Client{Timeout: 5 * time.Second}, Connectors: configs, connectPoll: time.Millisecond}
+	return &Bootstrap{HTTP: &http.Client{Timeout: 5 * time.Second}, Connectors: configs, connectPoll: time.Millisecond, ConnectURL: connectURL}
 }
 
 // The real configs of environment/connect are created through a rebalance's
@@ -195,8 +195,8 @@ func connectBootstrap(t *testing.T) *Bootstrap {
 func TestApplyConnectorsCreatesWaitsAndIsIdempotent(t *testing.T) {
 	f, srv := newFakeConnect(t)
 	f.conflicts = 3
-	b := connectBootstrap(t)
-	in := workflows.ApplyConnectorsInput{ConnectURL: strings.Replace(srv.URL, "http://", "http://admin:s3cret@", 1), Vars: testVars}
+	b := connectBootstrap(t, strings.Replace(srv.URL, "http://", "http://admin:s3cret@", 1))
+	in := workflows.ApplyConnectorsInput{Vars: testVars}
 	res, err := applyConnectors(t, b, in)
 	if err != nil {
 		t.Fatalf("apply: %v", err)
@@ -261,7 +261,7 @@ func TestApplyConnectorsReportsAFailedTaskWithItsTrace(t *testing.T) {
 	f, srv := newFakeConnect(t)
 	trace := "org.apache.kafka.connect.errors.ConnectException: Exiting WorkerSinkTask due to unrecoverable exception.\n\tat org.apache.kafka.connect.runtime.WorkerSinkTask.deliverMessages(WorkerSinkTask.java:632)\nCaused by: org.postgresql.util.PSQLException: Connection to postgres:5432 refused."
 	f.failWith["shopstream-searches-sink"] = trace
-	_, err := applyConnectors(t, connectBootstrap(t), workflows.ApplyConnectorsInput{ConnectURL: srv.URL, Vars: testVars})
+	_, err := applyConnectors(t, connectBootstrap(t, srv.URL), workflows.ApplyConnectorsInput{Vars: testVars})
 	var appErr *temporal.ApplicationError
 	if !errors.As(err, &appErr) || appErr.Type() != ErrTypeConnectorFailed || !appErr.NonRetryable() {
 		t.Fatalf("err = %v, want a non-retryable %s error", err, ErrTypeConnectorFailed)
@@ -272,7 +272,7 @@ func TestApplyConnectorsReportsAFailedTaskWithItsTrace(t *testing.T) {
 
 	// Once the cause is fixed, the next run restarts the failed task of the
 	// unchanged connector instead of leaving it FAILED.
-	res, err := applyConnectors(t, connectBootstrap(t), workflows.ApplyConnectorsInput{ConnectURL: srv.URL, Vars: testVars})
+	res, err := applyConnectors(t, connectBootstrap(t, srv.URL), workflows.ApplyConnectorsInput{Vars: testVars})
 	if err != nil {
 		t.Fatalf("second run: %v", err)
 	}
@@ -293,12 +293,12 @@ func TestApplyConnectorsBadInputIsNotRetried(t *testing.T) {
 		in   workflows.ApplyConnectorsInput
 		want string
 	}{
-		{connectBootstrap(t), workflows.ApplyConnectorsInput{ConnectURL: srv.URL, Vars: map[string]string{"PRODUCT_TOPIC": "p"}}, "no value for DLQ_TOPIC"},
-		{connectBootstrap(t), workflows.ApplyConnectorsInput{ConnectURL: "ftp://connect", Vars: testVars}, "KAFKA_CONNECT_URL"},
-		{&Bootstrap{Connectors: fstest.MapFS{"x.json": {Data: []byte(`{"name":"x","config":{"connector.class":"com.example.Other","topics":"t"}}`)}}, connectPoll: time.Millisecond},
-			workflows.ApplyConnectorsInput{ConnectURL: srv.URL}, "Connector configuration is invalid"},
-		{&Bootstrap{Connectors: fstest.MapFS{"x.json": {Data: []byte(`{"name":"x","config":{"tasks.max":1}}`)}}},
-			workflows.ApplyConnectorsInput{ConnectURL: srv.URL}, "string values"},
+		{connectBootstrap(t, srv.URL), workflows.ApplyConnectorsInput{Vars: map[string]string{"PRODUCT_TOPIC": "p"}}, "no value for DLQ_TOPIC"},
+		{connectBootstrap(t, "ftp://admin:s3cret@connect"), workflows.ApplyConnectorsInput{Vars: testVars}, `KAFKA_CONNECT_URL "ftp://admin:*****@connect"`},
+		{&Bootstrap{Connectors: fstest.MapFS{"x.json": {Data: []byte(`{"name":"x","config":{"connector.class":"com.example.Other","topics":"t"}}`)}}, connectPoll: time.Millisecond, ConnectURL: srv.URL},
+			workflows.ApplyConnectorsInput{}, "Connector configuration is invalid"},
+		{&Bootstrap{Connectors: fstest.MapFS{"x.json": {Data: []byte(`{"name":"x","config":{"tasks.max":1}}`)}}, ConnectURL: srv.URL},
+			workflows.ApplyConnectorsInput{}, "string values"},
 	} {
 		_, err := applyConnectors(t, c.b, c.in)
 		var appErr *temporal.ApplicationError
@@ -309,7 +309,7 @@ func TestApplyConnectorsBadInputIsNotRetried(t *testing.T) {
 }
 
 func TestApplyConnectorsSkipsWithoutAURL(t *testing.T) {
-	res, err := applyConnectors(t, connectBootstrap(t), workflows.ApplyConnectorsInput{})
+	res, err := applyConnectors(t, connectBootstrap(t, ""), workflows.ApplyConnectorsInput{})
 	if err != nil || res.Skipped == "" {
 		t.Fatalf("res %+v, err %v; want skipped", res, err)
 	}
@@ -318,7 +318,7 @@ func TestApplyConnectorsSkipsWithoutAURL(t *testing.T) {
 // Every connector of environment/connect is a Debezium JDBC sink that upserts
 // by key, and the vars the CLI passes cover every placeholder.
 func TestShippedConnectorConfigs(t *testing.T) {
-	configs, err := LoadConnectorConfigs(connectBootstrap(t).Connectors)
+	configs, err := LoadConnectorConfigs(connectBootstrap(t, "").Connectors)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,6 +20,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/shopstream/shopstream/internal/clock"
+	"github.com/shopstream/shopstream/internal/config"
 	"github.com/shopstream/shopstream/internal/records"
 	"github.com/shopstream/shopstream/ksql"
 	"github.com/shopstream/shopstream/workflows"
@@ -87,7 +88,8 @@ func (b *Bootstrap) applyKsql(ctx context.Context, in workflows.ApplyKsqlInput) 
 	if err := checkKsqlVars(in.Vars); err != nil {
 		return res, temporal.NewNonRetryableApplicationError(err.Error(), workflows.ErrTypeInvalidInput, nil)
 	}
-	k := &ksqlClient{url: strings.TrimRight(in.KsqlURL, "/"), http: b.HTTP}
+	k := &ksqlClient{url: strings.TrimRight(b.KsqlURL, "/"), http: b.HTTP}
+	k.shown = config.Mask(k.url)
 	if k.http == nil {
 		k.http = clients.NewHTTPClient(nil, 30*time.Second)
 	}
@@ -306,9 +308,10 @@ func short(sum string) string {
 // ksqlClient speaks ksqlDB's REST API: POST /ksql for statements, POST
 // /query for pull queries, GET /status/{id} for commands still running.
 type ksqlClient struct {
-	url  string
-	http *http.Client
-	seq  int64 // the last commandSequenceNumber seen: later statements wait for it
+	url   string
+	shown string // url masked, for errors: they end up in the workflow's history
+	http  *http.Client
+	seq   int64 // the last commandSequenceNumber seen: later statements wait for it
 }
 
 // ksqlStatementError is ksqlDB refusing a statement (a 4xx answer).
@@ -451,7 +454,7 @@ func (k *ksqlClient) post(ctx context.Context, path string, body, into any) erro
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, k.url+path, bytes.NewReader(b))
 	if err != nil {
-		return fmt.Errorf("ksqlDB URL %s: %w", k.url, err)
+		return fmt.Errorf("ksqlDB URL %s: %w", k.shown, err)
 	}
 	req.Header.Set("Content-Type", ksqlContentType)
 	return k.do(req, into)
@@ -460,7 +463,7 @@ func (k *ksqlClient) post(ctx context.Context, path string, body, into any) erro
 func (k *ksqlClient) get(ctx context.Context, path string, into any) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, k.url+path, nil)
 	if err != nil {
-		return fmt.Errorf("ksqlDB URL %s: %w", k.url, err)
+		return fmt.Errorf("ksqlDB URL %s: %w", k.shown, err)
 	}
 	return k.do(req, into)
 }
@@ -469,7 +472,7 @@ func (k *ksqlClient) do(req *http.Request, into any) error {
 	req.Header.Set("Accept", ksqlContentType)
 	resp, err := k.http.Do(req)
 	if err != nil {
-		return fmt.Errorf("cannot reach ksqlDB at %s (%v): start it, or unset KSQLDB_URL to skip this step", k.url, err)
+		return fmt.Errorf("cannot reach ksqlDB at %s (%v): start it, or unset KSQLDB_URL to skip this step", k.shown, err)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))

@@ -220,8 +220,9 @@ func newKsqlEnv(t *testing.T, files fstest.MapFS) *ksqlEnv {
 func (e *ksqlEnv) apply() (workflows.StepResult, error) {
 	e.t.Helper()
 	env := e.suite.NewTestActivityEnvironment()
+	e.b.KsqlURL = e.url
 	env.RegisterActivity(e.b)
-	v, err := env.ExecuteActivity(workflows.ActivityApplyKsqlMigrations, workflows.ApplyKsqlInput{KsqlURL: e.url, Vars: e.vars})
+	v, err := env.ExecuteActivity(workflows.ActivityApplyKsqlMigrations, workflows.ApplyKsqlInput{Vars: e.vars})
 	var res workflows.StepResult
 	if err == nil {
 		err = v.Get(&res)

@@ -8,7 +8,6 @@ import (
 	"github.com/shopstream/shopstream/internal/collector"
 	"github.com/shopstream/shopstream/internal/imagefetch"
 	"github.com/shopstream/shopstream/internal/process"
-	"github.com/shopstream/shopstream/internal/productapi"
 )
 
 func collectorFlags() []cli.Flag {
@@ -80,42 +79,6 @@ func collectorCommand() *cli.Command {
 				return err
 			}
 			return process.RunCollector(c.Context, cfg, logger, s, c.App.Writer)
-		},
-	}
-}
-
-func apiFlags() []cli.Flag {
-	cat := "Product API"
-	return []cli.Flag{
-		&cli.StringFlag{Name: "api-addr", EnvVars: []string{"API_ADDR"}, Value: productapi.DefaultAddr, Usage: "where the product API listens (it serves /metrics and /healthz there too)", Category: cat},
-		&cli.Int64Flag{Name: "max-body-bytes", EnvVars: []string{"API_MAX_BODY_BYTES"}, Value: productapi.DefaultMaxBody, Usage: "largest POST body; larger ones get 413", Category: cat},
-		&cli.BoolFlag{Name: "no-image-server", EnvVars: []string{"API_NO_IMAGE_SERVER"}, Usage: "do not serve the generated images at /images/{name}.png", Category: cat},
-	}
-}
-
-func apiCommand() *cli.Command {
-	return &cli.Command{
-		Name:  "api",
-		Usage: "serve the product API: POST products, read complete products, delete them",
-		Description: "POST /api/v1/products queues a product for image collection; GET /api/v1/complete-products\n" +
-			"lists the products whose images are all stored; see /api/v1/openapi.json for everything.\n" +
-			"Also serves generated test images at /images/{name}.png. Reads need DATABASE_DSN.\n\n" +
-			"Example:\n  shopstream api &\n" +
-			"  curl -X POST localhost:8080/api/v1/products -d '{\"mallId\":\"m1\",\"productId\":\"p1\",\"title\":\"Mug\",\"price\":\"9.50\",\"imageUrl\":\"http://127.0.0.1:8080/images/mug.png\"}'",
-		Flags: withFlags(append(apiFlags(), logFlag)...),
-		Action: func(c *cli.Context) error {
-			s := process.APISettings{Addr: c.String("api-addr"), MaxBody: c.Int64("max-body-bytes"), NoImages: c.Bool("no-image-server")}
-			if s.Addr == "" || !strings.Contains(s.Addr, ":") {
-				return usageErr("--api-addr %q: want host:port, e.g. %s", s.Addr, productapi.DefaultAddr)
-			}
-			if s.MaxBody < 1 {
-				return usageErr("--max-body-bytes %d: want a positive size", s.MaxBody)
-			}
-			cfg, logger, err := setup(c)
-			if err != nil {
-				return err
-			}
-			return process.RunAPI(c.Context, cfg, logger, s, c.App.Writer)
 		},
 	}
 }

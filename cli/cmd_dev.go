@@ -20,6 +20,7 @@ func devCommand() *cli.Command {
 			&cli.StringFlag{Name: "temporal-cli", EnvVars: []string{"TEMPORAL_CLI"}, Usage: "path of the Temporal CLI (default: ./bin/temporal, built by `make temporal`)"},
 			&cli.BoolFlag{Name: "secure", Usage: "Kafka on TLS with SASL/SCRAM-SHA-512 and ACLs (one user per component, an admin for bootstrap), the registry on HTTPS with basic auth; writes <data-dir>/secure.env for the other commands"},
 			&cli.BoolFlag{Name: "untuned-temporal", Hidden: true, Usage: "leave the dev server's dynamic config at its defaults (to measure what the tuning buys)"},
+			&cli.StringFlag{Name: "fetch-allow-hosts", EnvVars: []string{"IMAGE_FETCH_ALLOW_HOSTS"}, Usage: "comma-separated host:port that image URLs may name although they are on loopback, besides dev's own image server"},
 		)...),
 		Action: func(c *cli.Context) error {
 			cfg, logger, err := setup(c)
@@ -33,6 +34,7 @@ func devCommand() *cli.Command {
 			return devstack.Run(c.Context, devstack.Options{
 				Config: cfg, Logger: logger, Topics: ts, NoBootstrap: c.Bool("no-bootstrap"),
 				TemporalCLI: c.String("temporal-cli"), UntunedTemporal: c.Bool("untuned-temporal"), Secure: c.Bool("secure"),
+				FetchAllowHosts: splitCSV(c.String("fetch-allow-hosts")),
 			}, c.App.Writer)
 		},
 	}

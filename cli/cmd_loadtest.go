@@ -3,6 +3,9 @@ package main
 import (
 	"fmt"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -26,12 +29,18 @@ func loadtestCommand() *cli.Command {
 			&cli.DurationFlag{Name: "wait", Value: 2 * time.Minute, Usage: "how long to wait for every accepted product to be complete"},
 			&cli.IntFlag{Name: "malls", Value: 10, Usage: "malls to spread the products over"},
 			&cli.IntFlag{Name: "images", Value: 100, Usage: "distinct image names"},
+			&cli.StringFlag{Name: "token", EnvVars: []string{"API_TOKEN"}, Usage: "the API's bearer token (write scope); empty: the one `shopstream dev` keeps in .data/api-token, if any"},
 		},
 		Action: func(c *cli.Context) error {
 			o := loadgen.Options{
 				BaseURL: c.String("url"), ImageURL: c.String("image-url"), Rate: c.Int("rate"), Duration: c.Duration("duration"),
 				Wait: c.Duration("wait"), Malls: c.Int("malls"), Images: c.Int("images"),
-				RunID: fmt.Sprintf("load%06x", rand.N(1<<24)), Progress: c.App.ErrWriter,
+				RunID: fmt.Sprintf("load%06x", rand.N(1<<24)), Progress: c.App.ErrWriter, Token: c.String("token"),
+			}
+			if o.Token == "" {
+				if b, err := os.ReadFile(filepath.Join(".data", "api-token")); err == nil {
+					o.Token = strings.TrimSpace(string(b))
+				}
 			}
 			if o.Rate < 1 || o.Rate > 100000 || o.Duration <= 0 || o.Malls < 1 || o.Images < 1 {
 				return usageErr("--rate 1..100000, and --duration, --malls and --images must be positive")

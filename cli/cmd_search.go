@@ -9,6 +9,7 @@ import (
 
 	"github.com/shopstream/shopstream/internal/process"
 	"github.com/shopstream/shopstream/internal/search"
+	"github.com/shopstream/shopstream/streamer/recommender"
 )
 
 func searchCommand() *cli.Command {
@@ -43,8 +44,9 @@ func checkUser(c *cli.Context) (string, error) {
 		return "", usageErr("--user is empty: say who is searching, e.g. --user alice (or set SHOPSTREAM_USER)")
 	case !utf8.ValidString(user):
 		return "", usageErr("--user is not valid UTF-8")
-	case len(user) > 256:
-		return "", usageErr("--user is %d bytes; at most 256", len(user))
+	case len(user) > recommender.MaxUserIDBytes:
+		// The join dead-letters longer ids: refuse them before they are sent.
+		return "", usageErr("--user is %d bytes; at most %d", len(user), recommender.MaxUserIDBytes)
 	}
 	return user, nil
 }

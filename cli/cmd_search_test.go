@@ -110,6 +110,7 @@ func TestSearchRefusesBadInput(t *testing.T) {
 	}{
 		{"", []string{"search", "iPhone 15"}, "--user is empty"},
 		{"", []string{"search", "--user", "  ", "iPhone 15"}, "--user is empty"},
+		{"", []string{"search", "--user", strings.Repeat("u", 257), "iPhone 15"}, "--user is 257 bytes; at most 256"},
 		{"", []string{"search", "--user", "alice", "   "}, "the prompt is empty"},
 		{"", []string{"search", "--user", "alice", long}, "the prompt is 1025 bytes; at most 1024"},
 		{"", []string{"search", "--user", "alice"}, "no prompt given"},

@@ -296,7 +296,7 @@ func runProcesses(ctx context.Context, stack *environment.Stack) (_ []exposed, e
 		return nil, err
 	}
 	for _, req := range []struct{ method, path, body string }{
-		{"POST", "/api/v1/products", `{"mallId":"m1","productId":"api-1","title":"Galaxy Phone","price":"9.50","imageUrl":"http://127.0.0.1:1/x.png"}`},
+		{"POST", "/api/v1/products", `{"mallId":"m1","productId":"api-1","title":"Galaxy Phone","price":"9.50","imageUrl":"https://cdn.example.com/x.png"}`},
 		{"POST", "/api/v1/products", `not json`},
 		{"GET", "/api/v1/complete-products", ""}, // no catalog: 503
 		{"GET", "/metrics", ""},

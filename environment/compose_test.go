@@ -56,6 +56,9 @@ type composeFile struct {
 		Command     []string       `yaml:"command"`
 		Environment map[string]any `yaml:"environment"`
 		Volumes     []any          `yaml:"volumes"`
+		// "host_ip:published:target" (docker-compose 1.29) or the long
+		// form with host_ip (the compose plugin).
+		Ports []any `yaml:"ports"`
 	} `yaml:"services"`
 }
 
@@ -86,6 +89,27 @@ func TestComposeStackAndProfiles(t *testing.T) {
 	sort.Strings(got)
 	if strings.Join(got, " ") != strings.Join(want, " ") {
 		t.Errorf("services %v, want %v", got, want)
+	}
+	// Nothing answers beyond this machine: the services run without
+	// authentication.
+	published := 0
+	for name, s := range f.Services {
+		for _, p := range s.Ports {
+			published++
+			ok := false
+			switch p := p.(type) {
+			case string:
+				ok = strings.HasPrefix(p, "127.0.0.1:") && strings.Count(p, ":") == 2
+			case map[string]any:
+				ok = p["host_ip"] == "127.0.0.1"
+			}
+			if !ok {
+				t.Errorf("%s publishes %v, want it on 127.0.0.1 only", name, p)
+			}
+		}
+	}
+	if published < 13 {
+		t.Errorf("%d ports published, want the 13 of the stack", published)
 	}
 	if c := f.Services["shopstream-sink"].Command; len(c) != 1 || c[0] != "sink" {
 		t.Errorf("shopstream-sink runs %v, want [sink]", c)

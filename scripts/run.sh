@@ -34,17 +34,22 @@ if [ -n "$name" ]; then
   step search --user alice --wait "$name"
   step recs --user alice
 fi
+# The API takes a bearer token; dev made one and keeps it in .data/api-token.
+token=$(cat .data/api-token)
 echo
-echo "\$ curl -X POST localhost:8080/api/v1/products  (a product with an image from the embedded image server)"
-curl -s -X POST localhost:8080/api/v1/products -H 'Content-Type: application/json' \
+echo "\$ curl -X POST localhost:8080/api/v1/products  (no token)"
+curl -s -X POST localhost:8080/api/v1/products -H 'Content-Type: application/json' -d '{}'
+echo
+echo "\$ curl -X POST localhost:8080/api/v1/products -H \"Authorization: Bearer \$(cat .data/api-token)\"  (a product with an image from the embedded image server)"
+curl -s -X POST localhost:8080/api/v1/products -H 'Content-Type: application/json' -H "Authorization: Bearer $token" \
   -d '{"mallId":"mall-1","productId":"mug-1","title":"Red mug","content":"A mug","price":"9.50","imageUrl":"http://127.0.0.1:8080/images/red-mug.png"}'
 echo
 for _ in $(seq 1 40); do
-  out=$(curl -s localhost:8080/api/v1/complete-products/mug-1 || true)
-  case "$out" in *'"path"'*) break ;; esac
+  out=$(curl -s -H "Authorization: Bearer $token" localhost:8080/api/v1/complete-products/mug-1 || true)
+  case "$out" in *'"key"'*) break ;; esac
   sleep 0.25
 done
-echo "\$ curl localhost:8080/api/v1/complete-products/mug-1"
+echo "\$ curl -H \"Authorization: Bearer …\" localhost:8080/api/v1/complete-products/mug-1"
 echo "$out"
 if [ -f .data/pg/dsn ] && command -v psql >/dev/null; then
   echo

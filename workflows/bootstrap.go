@@ -54,8 +54,9 @@ type BootstrapInput struct {
 	Steps   []string
 	Topics  EnsureTopicsInput
 	Schemas RegisterSchemasInput
-	// Connectors and Ksql carry the optional endpoints; an empty URL skips
-	// the step and says so.
+	// Connectors and Ksql carry what the steps apply; their endpoints are
+	// the worker's own (an endpoint the worker lacks skips the step and
+	// says so).
 	Connectors ApplyConnectorsInput
 	Ksql       ApplyKsqlInput
 }
@@ -87,16 +88,18 @@ type RegisterSchemasInput struct {
 	Schemas []SchemaSpec
 }
 
-// ApplyConnectorsInput names the Kafka Connect REST endpoint.
+// ApplyConnectorsInput is what the connectors step applies. The Kafka
+// Connect endpoint is not part of it: its URL may carry credentials, and a
+// workflow's input is kept in its history for anyone who can read the
+// namespace; the worker takes it from its own KAFKA_CONNECT_URL.
 type ApplyConnectorsInput struct {
-	ConnectURL string
 	// Vars fill the ${NAME} placeholders of the connector configs.
 	Vars map[string]string
 }
 
-// ApplyKsqlInput names the ksqlDB REST endpoint.
+// ApplyKsqlInput is what the ksqlDB step applies; the endpoint is the
+// worker's own KSQLDB_URL, as for ApplyConnectorsInput.
 type ApplyKsqlInput struct {
-	KsqlURL string
 	// Vars fill the ${NAME} placeholders of the migration files (topic names).
 	Vars map[string]string
 }
@@ -112,7 +115,8 @@ type ItemResult struct {
 type StepResult struct {
 	Step  string
 	Items []ItemResult
-	// Skipped says why the step did nothing, e.g. "KAFKA_CONNECT_URL not set".
+	// Skipped says why the step did nothing, e.g. "KAFKA_CONNECT_URL not set
+	// on the worker".
 	Skipped string
 }
 

@@ -62,8 +62,8 @@ func Input(cfg *config.Config, ts Topics, steps []string) workflows.BootstrapInp
 			{Subject: records.Subject(t.Recommendations), Kind: string(records.KindRecommendation)},
 			{Subject: records.Subject(t.Filter), Kind: string(records.KindFilterState)},
 		}},
-		Connectors: workflows.ApplyConnectorsInput{ConnectURL: cfg.KafkaConnectURL, Vars: connectorVars(t)},
-		Ksql: workflows.ApplyKsqlInput{KsqlURL: cfg.KsqlDBURL, Vars: map[string]string{
+		Connectors: workflows.ApplyConnectorsInput{Vars: connectorVars(t)},
+		Ksql: workflows.ApplyKsqlInput{Vars: map[string]string{
 			"filtered_topic": t.Filtered, "find_topic": t.Find, "recom_topic": t.Recommendations,
 		}},
 	}

@@ -28,6 +28,7 @@ import (
 	"github.com/shopstream/shopstream/internal/component"
 	"github.com/shopstream/shopstream/internal/freshness"
 	"github.com/shopstream/shopstream/internal/imagefetch"
+	"github.com/shopstream/shopstream/internal/pgstore"
 	"github.com/shopstream/shopstream/internal/records"
 	"github.com/shopstream/shopstream/internal/telemetry"
 )
@@ -48,10 +49,20 @@ type Options struct {
 	Store           *Store
 	Blobs           blobstore.Store
 	Fetcher         *imagefetch.Fetcher
-	// Products bounds how many products of a batch are collected at once (32).
-	Products int
 	// BatchSize bounds the records collected in one transaction (500).
 	BatchSize int
+	// BatchWait is how long a batch waits for its products' images (2s).
+	// Products still collecting then go on in the background, parked in
+	// PostgreSQL, and the batch commits without them: a mall whose images
+	// hang delays its own products, not the others of its batch.
+	BatchWait time.Duration
+	// MaxInFlight bounds the products collecting at once, parked ones
+	// included (10 batches); the collector reads no more records until
+	// some finish.
+	MaxInFlight int
+	// MaxImages bounds the images collected per product
+	// (records.MaxImages); more fail the product with a reason.
+	MaxImages int
 	// RetryBackoff is the first wait after a batch fails on Kafka, the
 	// database or blob storage; it doubles up to 30s (500ms).
 	RetryBackoff time.Duration
@@ -70,6 +81,14 @@ type Collector struct {
 	ready  chan struct{}
 	joined sync.Once
 
+	// jobs are the products being collected, by record key, parked ones
+	// included; only Run's goroutine touches the map. wake hears that one
+	// finished.
+	jobs map[string]*job
+	wake chan struct{}
+	// parts tracks the partitions the group gave this instance.
+	parts partitions
+
 	products  *prometheus.CounterVec
 	reused    prometheus.Counter
 	deleted   prometheus.Counter
@@ -77,6 +96,7 @@ type Collector struct {
 	aborted   prometheus.Counter
 	batchTime prometheus.Histogram
 	freshness prometheus.Histogram // products complete with their images
+	parked    prometheus.Gauge
 }
 
 // New checks o, builds a Collector and registers its metrics; it starts
@@ -97,11 +117,17 @@ func New(o Options) (*Collector, error) {
 	if o.TransactionalID == "" {
 		o.TransactionalID = fmt.Sprintf("%s-%016x", o.Group, rand.Uint64())
 	}
-	if o.Products <= 0 {
-		o.Products = 32
-	}
 	if o.BatchSize <= 0 {
 		o.BatchSize = 500
+	}
+	if o.BatchWait <= 0 {
+		o.BatchWait = 2 * time.Second
+	}
+	if o.MaxInFlight <= 0 {
+		o.MaxInFlight = 10 * o.BatchSize
+	}
+	if o.MaxImages <= 0 {
+		o.MaxImages = records.MaxImages
 	}
 	if o.RetryBackoff <= 0 {
 		o.RetryBackoff = 500 * time.Millisecond
@@ -117,6 +143,10 @@ func New(o Options) (*Collector, error) {
 		aborted:   f.Counter("shopstream_collector_batches_aborted_total", "Batches rolled back and retried after a Kafka, database or blob-storage error."),
 		batchTime: f.Histogram("shopstream_collector_batch_seconds", "Time to collect and commit one polled batch.", prometheus.ExponentialBuckets(0.005, 3, 9)),
 		freshness: freshness.Histogram(f, freshness.Complete()),
+		parked:    f.Gauge("shopstream_collector_parked_products", "Products still collecting past their batch's wait, their records parked in PostgreSQL."),
+		jobs:      map[string]*job{},
+		wake:      make(chan struct{}, 1),
+		parts:     partitions{owned: map[int32]bool{}},
 	}
 	if err := f.Err(); err != nil {
 		return nil, err
@@ -144,31 +174,50 @@ func (c *Collector) Run(ctx context.Context) error {
 		kgo.RequireStableFetchOffsets(),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.TransactionTimeout(2*time.Minute),
-		kgo.OnPartitionsAssigned(func(context.Context, *kgo.Client, map[string][]int32) {
+		kgo.OnPartitionsAssigned(func(_ context.Context, _ *kgo.Client, a map[string][]int32) {
+			c.parts.assign(a[c.o.Topics.Products])
+			c.signal() // the poll ends, and what is parked there is resumed
 			c.joined.Do(func() { close(c.ready) })
 		}),
+		kgo.OnPartitionsRevoked(func(_ context.Context, _ *kgo.Client, r map[string][]int32) { c.parts.revoke(r[c.o.Topics.Products]) }),
+		kgo.OnPartitionsLost(func(_ context.Context, _ *kgo.Client, r map[string][]int32) { c.parts.revoke(r[c.o.Topics.Products]) }),
 	)
 	if err != nil {
 		return fmt.Errorf("create collector consumer: %w", err)
 	}
 	defer sess.Close()
+	defer c.stopJobs()
 	c.o.Logger.Info("collector started", "group", c.o.Group, "topic", c.o.Topics.Products, "txn_id", c.o.TransactionalID)
 
 	backoff := c.o.RetryBackoff
 	for {
-		// A bounded batch keeps one slow image from holding thousands of
-		// products, and keeps each transaction short.
-		fetches := sess.PollRecords(ctx, c.o.BatchSize)
-		if fetches.IsClientClosed() || ctx.Err() != nil {
-			return nil
+		c.dropRevoked()
+		if err := c.resume(ctx); err != nil && ctx.Err() == nil {
+			c.o.Logger.Warn("resume parked products", "err", err)
 		}
-		fetches.EachError(func(t string, p int32, err error) {
-			if !errors.Is(err, context.Canceled) {
-				c.o.Logger.Warn("fetch", "topic", t, "partition", p, "err", err)
+		var recs []*kgo.Record
+		if len(c.jobs) < c.o.MaxInFlight {
+			// A bounded batch keeps each transaction short. With products
+			// collecting in the background, the poll also ends when one
+			// of them finishes, so that it is committed at once.
+			fetches := c.poll(ctx, sess)
+			if fetches.IsClientClosed() || ctx.Err() != nil {
+				return nil
 			}
-		})
-		recs := fetches.Records()
-		if len(recs) == 0 {
+			fetches.EachError(func(t string, p int32, err error) {
+				if !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
+					c.o.Logger.Warn("fetch", "topic", t, "partition", p, "err", err)
+				}
+			})
+			recs = fetches.Records()
+		} else {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-c.wake:
+			}
+		}
+		if len(recs) == 0 && !c.anyFinished() {
 			continue
 		}
 		t0 := time.Now()
@@ -196,6 +245,23 @@ func (c *Collector) Run(ctx context.Context) error {
 	}
 }
 
+// poll polls one batch. It gives up after resumeEvery, or as soon as a
+// product collecting in the background finishes or partitions are assigned,
+// so that the loop commits the one and resumes what is parked on the
+// others.
+func (c *Collector) poll(ctx context.Context, sess *kgo.GroupTransactSession) kgo.Fetches {
+	pctx, cancel := context.WithTimeout(ctx, resumeEvery)
+	defer cancel()
+	go func() {
+		select {
+		case <-c.wake:
+			cancel()
+		case <-pctx.Done():
+		}
+	}()
+	return sess.PollRecords(pctx, c.o.BatchSize)
+}
+
 // fatalError ends Run: the transactional producer cannot go on.
 type fatalError struct{ err error }
 
@@ -211,19 +277,28 @@ type result struct {
 	out     []*kgo.Record
 }
 
-// batch collects one poll's records and commits them, or rolls back.
+// batch collects one poll's records and the parked products that finished
+// meanwhile, and commits them, or rolls back.
 func (c *Collector) batch(ctx context.Context, sess *kgo.GroupTransactSession, recs []*kgo.Record) (err error) {
 	if err := sess.Begin(); err != nil {
 		return &fatalError{fmt.Errorf("begin transaction: %w", err)}
 	}
+	var mine []*job // this poll's products
 	ended := false
 	defer func() {
 		if ended {
 			return
 		}
 		// Roll back: the session rewinds to the committed offsets, so the
-		// same records come again. A fresh context lets the abort finish
-		// during shutdown.
+		// same records come again and find their products still
+		// collecting (the same offset goes on with the same job), except
+		// those that failed on Kafka, the database or blob storage. A fresh
+		// context lets the abort finish during shutdown.
+		for _, j := range mine {
+			if j.finished() && j.err != nil {
+				c.forget(j)
+			}
+		}
 		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		defer cancel()
 		if _, aerr := sess.End(actx, kgo.TryAbort); aerr != nil {
@@ -231,53 +306,95 @@ func (c *Collector) batch(ctx context.Context, sess *kgo.GroupTransactSession, r
 		}
 	}()
 
-	// Only the last record of each key matters: the product topic is a
-	// changelog, and every version's work would be replaced by the next.
-	last := make(map[string]*kgo.Record, len(recs))
-	var order []string
-	for _, r := range recs {
-		k := string(r.Key)
-		if _, seen := last[k]; !seen {
-			order = append(order, k)
-		}
-		last[k] = r
-	}
-	priors, err := c.o.Store.load(ctx, order)
+	mine, err = c.startAll(ctx, recs)
 	if err != nil {
 		return err
 	}
-
-	results := make([]*result, len(order))
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(c.o.Products)
-	for i, k := range order {
-		g.Go(func() error {
-			r, err := c.process(gctx, last[k], priors[k])
-			results[i] = r
-			return err
-		})
+	c.await(ctx, mine)
+	if ctx.Err() != nil {
+		return ctx.Err()
 	}
-	if err := g.Wait(); err != nil {
+
+	var results []*result
+	var changes []change
+	inBatch := make(map[*job]bool, len(mine))
+	for _, j := range mine {
+		inBatch[j] = true
+		if !j.finished() {
+			// Still collecting: the record is parked, its offset committed,
+			// and its product goes on in the background.
+			changes = append(changes, change{key: string(j.rec.Key), park: j.rec})
+			continue
+		}
+		if j.err != nil {
+			return j.err
+		}
+		results = append(results, j.res)
+	}
+	// Parked products that finished since the last batch.
+	var unparked []*job
+	for _, j := range c.jobs {
+		if inBatch[j] || !j.parked || !j.finished() {
+			continue
+		}
+		if j.err != nil {
+			// Kafka, database or blob trouble: it stays parked, and is
+			// resumed later from PostgreSQL.
+			c.o.Logger.Warn("parked product failed to collect; resuming it later", "key", string(j.rec.Key), "err", j.err)
+			c.forget(j)
+			continue
+		}
+		results = append(results, j.res)
+		unparked = append(unparked, j)
+	}
+	for i, r := range results {
+		// A record of this poll replaces whatever of its key was parked,
+		// in the same transaction; a parked product's own record is
+		// forgotten only once its output is committed (below).
+		fromPoll := i < len(results)-len(unparked)
+		switch {
+		case r.change != nil:
+			r.change.unpark = fromPoll
+			changes = append(changes, *r.change)
+		case fromPoll:
+			changes = append(changes, change{key: string(r.rec.Key), unpark: true, orphansOnly: true})
+		}
+	}
+	// PostgreSQL first: if Kafka then fails to commit, the records come
+	// again and find their state already written, which changes nothing.
+	refused, err := c.o.Store.apply(ctx, c.o.Topics.Products, changes)
+	if err != nil {
 		return err
 	}
-
+	if len(refused) > 0 {
+		byKey := make(map[string]string, len(refused))
+		for _, f := range refused {
+			byKey[f.key] = f.reason
+		}
+		kept := changes[:0]
+		for _, ch := range changes {
+			if _, ok := byKey[ch.key]; !ok {
+				kept = append(kept, ch)
+			}
+		}
+		changes = kept
+		for _, r := range results {
+			if reason, ok := byKey[string(r.rec.Key)]; ok {
+				// What PostgreSQL refused is neither complete nor failed
+				// here: the dead-letter topic says why.
+				r.out, r.change = nil, nil
+				c.invalid(r, deadletter.ReasonRefused, reason)
+			}
+		}
+	}
 	var out []*kgo.Record
-	var changes []change
 	for _, r := range results {
 		out = append(out, r.out...)
-		if r.change != nil {
-			changes = append(changes, *r.change)
-		}
 	}
 	if len(out) > 0 {
 		if err := sess.ProduceSync(ctx, out...).FirstErr(); err != nil {
 			return fmt.Errorf("produce collector output: %w", err)
 		}
-	}
-	// PostgreSQL first: if Kafka then fails to commit, the records come
-	// again and find their state already written, which changes nothing.
-	if err := c.o.Store.apply(ctx, changes); err != nil {
-		return err
 	}
 	ended = true
 	committed, err := sess.End(ctx, kgo.TryCommit)
@@ -287,10 +404,32 @@ func (c *Collector) batch(ctx context.Context, sess *kgo.GroupTransactSession, r
 	c.deleteOrphans(ctx, changes)
 	if !committed {
 		// A rebalance took the partitions; whoever gets them repeats the
-		// batch (the session has rewound).
+		// batch (the session has rewound) and resumes what was parked.
 		c.aborted.Inc()
 		return nil
 	}
+	for _, j := range mine {
+		if j.finished() {
+			c.forget(j)
+		} else {
+			j.parked = true
+		}
+	}
+	for _, j := range unparked {
+		c.forget(j)
+	}
+	// Only now: a crash before this point finds the record still parked
+	// and collects it again (its images are reused, its output emitted
+	// once more, which a reader of the changelog takes as the same state).
+	// A fresh context: a stop right after the commit would otherwise leave
+	// every finished record parked, to be collected again.
+	uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	err = c.o.Store.unpark(uctx, c.o.Topics.Products, recordsOf(unparked))
+	cancel()
+	if err != nil {
+		c.o.Logger.Warn("forget parked records", "err", err)
+	}
+	c.parked.Set(float64(len(c.jobs)))
 	now := c.o.Now()
 	for _, r := range results {
 		c.products.WithLabelValues(r.outcome).Inc()
@@ -342,7 +481,7 @@ func (c *Collector) process(ctx context.Context, rec *kgo.Record, pr *prior) (*r
 
 	if rec.Value == nil { // tombstone: delete the product and its images
 		res.outcome = "deleted"
-		res.change = &change{key: key, orphans: orphansOf(prevImages, pr.orphans, nil)}
+		res.change = &change{key: key, remove: true, orphans: orphansOf(prevImages, pr.orphans, nil)}
 		res.out = append(res.out, &kgo.Record{Topic: c.o.Topics.CompleteProducts, Key: rec.Key})
 		return res, nil
 	}
@@ -358,6 +497,11 @@ func (c *Collector) process(ctx context.Context, rec *kgo.Record, pr *prior) (*r
 	if p.Key() != key {
 		return c.invalid(res, deadletter.ReasonKeyMismatch, fmt.Sprintf("record key %q does not match the product's mall_id/product_id %q", key, p.Key())), nil
 	}
+	// What PostgreSQL cannot store (a NUL, bytes that are not UTF-8) is
+	// refused before any image is fetched, as the sink refuses it.
+	if err := pgstore.CheckProduct(key, &p); err != nil {
+		return c.invalid(res, deadletter.ReasonInvalid, err.Error()), nil
+	}
 
 	images, failures, err := c.collectImages(ctx, &p, prevImages)
 	if err != nil {
@@ -369,10 +513,12 @@ func (c *Collector) process(ctx context.Context, rec *kgo.Record, pr *prior) (*r
 	for _, im := range images {
 		keep = append(keep, im.Key)
 	}
-	res.change = &change{key: key, product: state, keep: keep, orphans: orphansOf(prevImages, pr.orphans, keep)}
+	res.change = &change{key: key, product: state, keep: keep, orphans: orphansOf(prevImages, pr.orphans, keep), fresh: freshOf(images, prevImages)}
 	if len(failures) > 0 {
 		state.Status = catalog.StatusFailed
-		state.Reason = strings.Join(failures, "; ")
+		// The reasons quote image servers' answers: a status line may hold
+		// a NUL, which PostgreSQL refuses in text.
+		state.Reason = deadletter.Clean(strings.Join(failures, "; "))
 		res.outcome, res.reason = "failed", state.Reason
 		// Not complete any more: downstream forgets it; the dead-letter
 		// topic keeps the record and says why.
@@ -402,6 +548,21 @@ func (c *Collector) invalid(res *result, reason, detail string) *result {
 // deadLetter keeps the original key and bytes and says why in headers.
 func (c *Collector) deadLetter(rec *kgo.Record, reason, detail string) *kgo.Record {
 	return deadletter.Record(c.o.Topics.DLQ, rec, deadletter.Why{Component: "collector", Reason: reason, Detail: detail}, c.o.Now())
+}
+
+// freshOf lists the blobs of images that prev did not reference.
+func freshOf(images, prev []catalog.Image) []string {
+	had := make(map[string]bool, len(prev))
+	for _, im := range prev {
+		had[im.Key] = true
+	}
+	var out []string
+	for _, im := range images {
+		if !had[im.Key] {
+			out = append(out, im.Key)
+		}
+	}
+	return out
 }
 
 // orphansOf lists the blobs of the old state (and earlier orphans) that the
@@ -444,6 +605,15 @@ func (c *Collector) collectImages(ctx context.Context, p *records.Product, prev 
 			urls = append(urls, im.URL)
 		}
 	}
+	// The API allows MaxImages; a product from elsewhere may name any
+	// number, and each costs downloads. The first ones are collected (an
+	// update within the limit reuses them), the rest refused.
+	var refused string
+	if len(urls) > c.o.MaxImages {
+		refused = fmt.Sprintf("%d images, more than the %d a product may have: images %d to %d refused",
+			len(urls), c.o.MaxImages, c.o.MaxImages+1, len(urls))
+		urls = urls[:c.o.MaxImages]
+	}
 	stored := make([]*catalog.Image, len(urls))
 	failed := make([]string, len(urls))
 	var mu sync.Mutex
@@ -464,7 +634,7 @@ func (c *Collector) collectImages(ctx context.Context, p *records.Product, prev 
 					return err
 				}
 			}
-			im, err := c.o.Fetcher.Fetch(gctx, u)
+			im, err := c.o.Fetcher.FetchFor(gctx, p.MallID, u)
 			if err != nil {
 				var fe *imagefetch.Error
 				if gctx.Err() != nil || !errors.As(err, &fe) {
@@ -495,6 +665,9 @@ func (c *Collector) collectImages(ctx context.Context, p *records.Product, prev 
 		if failed[i] != "" {
 			reasons = append(reasons, failed[i])
 		}
+	}
+	if refused != "" {
+		reasons = append(reasons, refused)
 	}
 	return images, reasons, nil
 }

@@ -5,10 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/shopstream/shopstream/internal/catalog"
 	"github.com/shopstream/shopstream/internal/pgstore"
@@ -114,9 +117,16 @@ type prior struct {
 // load reads the state of every key of a batch in one round trip.
 func (s *Store) load(ctx context.Context, keys []string) (map[string]*prior, error) {
 	out := make(map[string]*prior, len(keys))
+	stored := make([]string, 0, len(keys))
 	for _, k := range keys {
 		out[k] = &prior{}
+		// A key PostgreSQL cannot take as text is in no row, and asking
+		// for it would fail the whole query (SQLSTATE 22021).
+		if utf8.ValidString(k) && !strings.ContainsRune(k, 0) {
+			stored = append(stored, k)
+		}
 	}
+	keys = stored
 	batch := &pgx.Batch{}
 	batch.Queue(`SELECT record_key, `+productColumns+` FROM collected_products WHERE record_key = ANY($1)`, keys)
 	batch.Queue(`SELECT record_key, blob_key FROM collector_orphan_blobs WHERE record_key = ANY($1)`, keys)
@@ -171,62 +181,46 @@ func (s *Store) load(ctx context.Context, keys []string) (map[string]*prior, err
 	return out, nil
 }
 
-// change is one product's new state: deleted when product is nil.
+// change is what one batch does to one key: the product's new state
+// (product), or its deletion (remove), or neither; the blobs it keeps and
+// orphans; its record parked (park) or any parked record of the key
+// forgotten (unpark).
 type change struct {
 	key     string
 	product *catalog.Product
+	remove  bool
 	keep    []string // blob keys the new state references
 	orphans []string // blob keys no longer referenced
+	// fresh are the blobs this change stored that the state before did not
+	// reference: orphans if PostgreSQL refuses the change.
+	fresh []string
+	// orphansOnly records orphans (and unparks) and touches no product row.
+	orphansOnly bool
+	park        *kgo.Record
+	unpark      bool
+}
+
+// refusal is a change PostgreSQL refused as invalid data.
+type refusal struct {
+	key    string
+	reason string
 }
 
 // apply writes a batch's changes in one transaction: rows upserted or
-// deleted, orphaned blobs recorded, re-referenced blobs un-orphaned.
-func (s *Store) apply(ctx context.Context, changes []change) error {
+// deleted, orphaned blobs recorded, re-referenced blobs un-orphaned. When
+// PostgreSQL refuses a value (SQLSTATE classes 22 and 23, which no retry
+// fixes), the batch is written again change by change, each in a savepoint,
+// and the refused ones are returned instead of written, as the sink does:
+// one record must not stop every record behind it.
+func (s *Store) apply(ctx context.Context, topic string, changes []change) ([]refusal, error) {
 	if len(changes) == 0 {
-		return nil
+		return nil, nil
 	}
-	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		batch := &pgx.Batch{}
 		for _, c := range changes {
-			if c.product == nil {
-				batch.Queue(`DELETE FROM collected_products WHERE record_key = $1`, c.key)
-			} else {
-				p := c.product
-				prod, err := json.Marshal(p.Product)
-				if err != nil {
-					return fmt.Errorf("encode product %s: %w", c.key, err)
-				}
-				imgs := p.Images
-				if imgs == nil {
-					imgs = []catalog.Image{}
-				}
-				ij, err := json.Marshal(imgs)
-				if err != nil {
-					return fmt.Errorf("encode images of %s: %w", c.key, err)
-				}
-				var collectedAt *time.Time
-				if !p.CollectedAt.IsZero() {
-					collectedAt = &p.CollectedAt
-				}
-				// A key reused by another identity (possible only with
-				// hand-made records) replaces the old row.
-				batch.Queue(`DELETE FROM collected_products WHERE record_key = $1 AND (mall_id, product_id) <> ($2, $3)`,
-					c.key, p.Product.MallID, p.Product.ProductID)
-				batch.Queue(`INSERT INTO collected_products
-					(mall_id, product_id, record_key, status, reason, product, images, collected_at, updated_at)
-					VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-					ON CONFLICT (mall_id, product_id) DO UPDATE SET
-						record_key = EXCLUDED.record_key, status = EXCLUDED.status, reason = EXCLUDED.reason,
-						product = EXCLUDED.product, images = EXCLUDED.images,
-						collected_at = EXCLUDED.collected_at, updated_at = EXCLUDED.updated_at`,
-					p.Product.MallID, p.Product.ProductID, c.key, string(p.Status), p.Reason, prod, ij, collectedAt, p.UpdatedAt)
-			}
-			if len(c.keep) > 0 {
-				batch.Queue(`DELETE FROM collector_orphan_blobs WHERE blob_key = ANY($1)`, c.keep)
-			}
-			if len(c.orphans) > 0 {
-				batch.Queue(`INSERT INTO collector_orphan_blobs (blob_key, record_key)
-					SELECT unnest($1::text[]), $2 ON CONFLICT (blob_key) DO NOTHING`, c.orphans, c.key)
+			if err := queueChange(batch, topic, c); err != nil {
+				return err
 			}
 		}
 		if err := tx.SendBatch(ctx, batch).Close(); err != nil {
@@ -234,6 +228,143 @@ func (s *Store) apply(ctx context.Context, changes []change) error {
 		}
 		return nil
 	})
+	if err == nil || !pgstore.IsDataError(err) {
+		return nil, err
+	}
+	var refused []refusal
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		refused = refused[:0]
+		for _, c := range changes {
+			err := pgx.BeginFunc(ctx, tx, func(sp pgx.Tx) error { // a savepoint
+				batch := &pgx.Batch{}
+				if err := queueChange(batch, topic, c); err != nil {
+					return err
+				}
+				return sp.SendBatch(ctx, batch).Close()
+			})
+			switch {
+			case err == nil:
+				continue
+			case !pgstore.IsDataError(err):
+				return fmt.Errorf("write collector state of %s: %w", c.key, err)
+			}
+			refused = append(refused, refusal{key: c.key, reason: "PostgreSQL refused the product's state: " + err.Error()})
+			if len(c.fresh) == 0 {
+				continue
+			}
+			// The images it stored are referenced by nothing now; record
+			// them for deletion, under a key PostgreSQL takes.
+			orphans := change{key: strings.ToValidUTF8(strings.ReplaceAll(c.key, "\x00", ""), ""), orphans: c.fresh, orphansOnly: true}
+			if err := pgx.BeginFunc(ctx, tx, func(sp pgx.Tx) error {
+				batch := &pgx.Batch{}
+				if err := queueChange(batch, topic, orphans); err != nil {
+					return err
+				}
+				return sp.SendBatch(ctx, batch).Close()
+			}); err != nil && !pgstore.IsDataError(err) {
+				return fmt.Errorf("record the orphaned images of %s: %w", c.key, err)
+			}
+		}
+		return nil
+	})
+	return refused, err
+}
+
+// queueChange queues the statements of one change.
+func queueChange(batch *pgx.Batch, topic string, c change) error {
+	switch {
+	case c.orphansOnly, c.park != nil:
+	case c.remove:
+		batch.Queue(`DELETE FROM collected_products WHERE record_key = $1`, c.key)
+	case c.product != nil:
+		p := c.product
+		prod, err := json.Marshal(p.Product)
+		if err != nil {
+			return fmt.Errorf("encode product %s: %w", c.key, err)
+		}
+		imgs := p.Images
+		if imgs == nil {
+			imgs = []catalog.Image{}
+		}
+		ij, err := json.Marshal(imgs)
+		if err != nil {
+			return fmt.Errorf("encode images of %s: %w", c.key, err)
+		}
+		var collectedAt *time.Time
+		if !p.CollectedAt.IsZero() {
+			collectedAt = &p.CollectedAt
+		}
+		// A key reused by another identity (possible only with hand-made
+		// records) replaces the old row.
+		batch.Queue(`DELETE FROM collected_products WHERE record_key = $1 AND (mall_id, product_id) <> ($2, $3)`,
+			c.key, p.Product.MallID, p.Product.ProductID)
+		batch.Queue(`INSERT INTO collected_products
+			(mall_id, product_id, record_key, status, reason, product, images, collected_at, updated_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+			ON CONFLICT (mall_id, product_id) DO UPDATE SET
+				record_key = EXCLUDED.record_key, status = EXCLUDED.status, reason = EXCLUDED.reason,
+				product = EXCLUDED.product, images = EXCLUDED.images,
+				collected_at = EXCLUDED.collected_at, updated_at = EXCLUDED.updated_at`,
+			p.Product.MallID, p.Product.ProductID, c.key, string(p.Status), p.Reason, prod, ij, collectedAt, p.UpdatedAt)
+	}
+	if r := c.park; r != nil {
+		batch.Queue(`INSERT INTO collector_pending (topic, record_key, source_partition, source_offset, value, record_time)
+			VALUES ($1, $2, $3, $4, $5, $6)
+			ON CONFLICT (topic, record_key) DO UPDATE SET source_partition = EXCLUDED.source_partition,
+				source_offset = EXCLUDED.source_offset, value = EXCLUDED.value, record_time = EXCLUDED.record_time, parked_at = now()`,
+			topic, c.key, r.Partition, r.Offset, r.Value, r.Timestamp)
+	}
+	if c.unpark {
+		batch.Queue(`DELETE FROM collector_pending WHERE topic = $1 AND record_key = $2`, topic, c.key)
+	}
+	if len(c.keep) > 0 {
+		batch.Queue(`DELETE FROM collector_orphan_blobs WHERE blob_key = ANY($1)`, c.keep)
+	}
+	if len(c.orphans) > 0 {
+		batch.Queue(`INSERT INTO collector_orphan_blobs (blob_key, record_key)
+			SELECT unnest($1::text[]), $2 ON CONFLICT (blob_key) DO NOTHING`, c.orphans, c.key)
+	}
+	return nil
+}
+
+// pending returns the parked records of topic's partitions, oldest first.
+func (s *Store) pending(ctx context.Context, topic string, partitions []int32) ([]*kgo.Record, error) {
+	rows, err := s.pool.Query(ctx, `SELECT record_key, source_partition, source_offset, value, record_time
+		FROM collector_pending WHERE topic = $1 AND source_partition = ANY($2) ORDER BY parked_at`, topic, partitions)
+	if err != nil {
+		return nil, fmt.Errorf("read parked records: %w", err)
+	}
+	defer rows.Close()
+	var out []*kgo.Record
+	for rows.Next() {
+		r := &kgo.Record{Topic: topic}
+		var key string
+		if err := rows.Scan(&key, &r.Partition, &r.Offset, &r.Value, &r.Timestamp); err != nil {
+			return nil, fmt.Errorf("read parked records: %w", err)
+		}
+		r.Key = []byte(key)
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read parked records: %w", err)
+	}
+	return out, nil
+}
+
+// unpark forgets the parked records whose products were committed; a
+// record of the key parked since (a newer offset) stays.
+func (s *Store) unpark(ctx context.Context, topic string, recs []*kgo.Record) error {
+	if len(recs) == 0 {
+		return nil
+	}
+	batch := &pgx.Batch{}
+	for _, r := range recs {
+		batch.Queue(`DELETE FROM collector_pending WHERE topic = $1 AND record_key = $2 AND source_offset = $3`, topic, string(r.Key), r.Offset)
+	}
+	if err := s.pool.SendBatch(ctx, batch).Close(); err != nil {
+		return fmt.Errorf("forget %d parked records: %w", len(recs), err)
+	}
+	return nil
 }
 
 // forgetOrphans removes orphan records whose blobs are gone.

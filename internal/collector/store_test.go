@@ -2,6 +2,7 @@ package collector
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -23,7 +24,7 @@ func TestStoreStateAndReads(t *testing.T) {
 		}
 		return change{key: mall + "/" + id, product: p, keep: []string{mall + "/" + id + "/k.png"}}
 	}
-	if err := s.apply(ctx, []change{
+	if _, err := s.apply(ctx, "shop_products", []change{
 		mk("m1", "a", catalog.StatusComplete), mk("m1", "b", catalog.StatusFailed),
 		mk("m2", "a", catalog.StatusComplete), mk("m2", "c", catalog.StatusComplete),
 	}); err != nil {
@@ -55,7 +56,7 @@ func TestStoreStateAndReads(t *testing.T) {
 	ch := mk("m1", "a", catalog.StatusComplete)
 	ch.product.Images[0].Key, ch.keep = "m1/a/new.png", []string{"m1/a/new.png"}
 	ch.orphans = []string{"m1/a/k.png"}
-	if err := s.apply(ctx, []change{ch, {key: "m2/c", orphans: []string{"m2/c/k.png"}}}); err != nil {
+	if _, err := s.apply(ctx, "shop_products", []change{ch, {key: "m2/c", remove: true, orphans: []string{"m2/c/k.png"}}}); err != nil {
 		t.Fatal(err)
 	}
 	pr, err := s.load(ctx, []string{"m1/a", "m2/c", "m9/z"})
@@ -69,7 +70,7 @@ func TestStoreStateAndReads(t *testing.T) {
 		t.Fatalf("updated m1/a: %+v %+v", pr["m1/a"].product, pr["m1/a"].orphans)
 	}
 	back := mk("m1", "a", catalog.StatusComplete)
-	if err := s.apply(ctx, []change{back}); err != nil {
+	if _, err := s.apply(ctx, "shop_products", []change{back}); err != nil {
 		t.Fatal(err)
 	}
 	if pr, _ := s.load(ctx, []string{"m1/a"}); len(pr["m1/a"].orphans) != 0 {
@@ -80,5 +81,45 @@ func TestStoreStateAndReads(t *testing.T) {
 	}
 	if pr, _ := s.load(ctx, []string{"m2/c"}); len(pr["m2/c"].orphans) != 0 {
 		t.Fatalf("forgotten orphan still there: %v", pr["m2/c"].orphans)
+	}
+}
+
+// A value PostgreSQL refuses (a NUL in text: SQLSTATE 22021; in jsonb:
+// 22P05) costs its own change only: the others of the batch are written,
+// the refused one is named, and the images it stored are recorded as
+// orphans. Before, the whole batch rolled back, and was retried forever.
+func TestStoreWritesAroundARefusedChange(t *testing.T) {
+	ctx := context.Background()
+	s := NewTestStore(t)
+	now := time.UnixMilli(1_700_000_000_000).UTC()
+	mk := func(id, name, reason string) change {
+		p := &catalog.Product{Product: records.Product{MallID: "m1", ProductID: id, Name: name}, Status: catalog.StatusFailed,
+			Reason: reason, UpdatedAt: now, Images: []catalog.Image{{Key: "m1/" + id + "/k.png"}}}
+		return change{key: "m1/" + id, product: p, keep: []string{"m1/" + id + "/k.png"}, fresh: []string{"m1/" + id + "/k.png"}}
+	}
+	refused, err := s.apply(ctx, "shop_products", []change{
+		mk("before", "ok", "fine"),
+		mk("nul-reason", "ok", "server answered 404 Not\x00Found"),
+		mk("nul-name", "Mug\x00", "fine"),
+		mk("after", "ok", "fine"),
+	})
+	if err != nil {
+		t.Fatalf("a refused value failed the whole batch: %v", err)
+	}
+	if len(refused) != 2 || refused[0].key != "m1/nul-reason" || refused[1].key != "m1/nul-name" ||
+		!strings.Contains(refused[0].reason, "22021") || !strings.Contains(refused[1].reason, "22P05") {
+		t.Fatalf("refused %+v, want the two NUL changes with their SQLSTATE", refused)
+	}
+	for _, id := range []string{"before", "after"} {
+		if st, err := s.Status(ctx, "m1", id); err != nil || st == nil {
+			t.Errorf("%s was not written: %v", id, err)
+		}
+	}
+	pr, err := s.load(ctx, []string{"m1/nul-reason"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := pr["m1/nul-reason"]; p.product != nil || len(p.orphans) != 1 || p.orphans[0] != "m1/nul-reason/k.png" {
+		t.Fatalf("the refused change: %+v, want no row and its image recorded as an orphan", p)
 	}
 }

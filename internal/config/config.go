@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"io"
 	"net/url"
+	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -32,8 +34,11 @@ type Config struct {
 	MetricsAddr       string
 	DataDir           string
 	BlobURL           string
-	Topics            records.Topics
-	DialTimeout       time.Duration
+	// APITokensFile holds the product API's hashed bearer tokens; empty:
+	// TokensFile's default.
+	APITokensFile string
+	Topics        records.Topics
+	DialTimeout   time.Duration
 
 	// How clients authenticate and encrypt (security.go).
 	KafkaSecurity    KafkaSecurity
@@ -117,6 +122,9 @@ func Settings() []Setting {
 		s("metrics-addr", "METRICS_ADDR", false, func(c *Config) *string { return &c.MetricsAddr }, "where this process serves /metrics: host:port, \"auto\" (127.0.0.1 and a port per command, see README) or \"off\""),
 		s("data-dir", "SHOPSTREAM_DATA_DIR", false, func(c *Config) *string { return &c.DataDir }, "where the embedded stack keeps its state"),
 		s("blob-url", "BLOB_URL", true, func(c *Config) *string { return &c.BlobURL }, "where collected images are stored: a directory, file:///dir, s3://bucket?endpoint=…&region=…, or mem://; empty: <data-dir>/images"),
+		// The product API's authentication.
+		s("api-tokens-file", "API_TOKENS_FILE", false, func(c *Config) *string { return &c.APITokensFile },
+			"the product API's bearer tokens, stored hashed (`shopstream api token create` adds one); empty: <data-dir>/api-tokens.json, and no authentication while that file does not exist (the API then listens on loopback only)"),
 		s("product-topic", "PRODUCT_TOPIC", false, func(c *Config) *string { return &c.Topics.Products }, "topic shops publish products to"),
 		s("complete-product-topic", "PRODUCT_WITH_FULL_IMG_SET_TOPIC", false, func(c *Config) *string { return &c.Topics.CompleteProducts }, "topic of products whose images are all collected"),
 		s("filtered-topic", "PRODUCT_FILTERED_TOPIC", false, func(c *Config) *string { return &c.Topics.Filtered }, "topic of products that passed the filter"),
@@ -248,6 +256,15 @@ func (c *Config) MetricsAddrFor(command string) string {
 	return c.MetricsAddr
 }
 
+// TokensFile is the product API's tokens file: --api-tokens-file, or
+// api-tokens.json in the data directory.
+func (c *Config) TokensFile() string {
+	if c.APITokensFile != "" {
+		return c.APITokensFile
+	}
+	return filepath.Join(c.DataDir, "api-tokens.json")
+}
+
 // WorkflowURL links a workflow execution in the Temporal Web UI.
 func (c *Config) WorkflowURL(workflowID, runID string) string {
 	u := fmt.Sprintf("%s/namespaces/%s/workflows/%s", c.TemporalUIURL, url.PathEscape(c.TemporalNamespace), url.PathEscape(workflowID))
@@ -277,22 +294,66 @@ func (c *Config) Describe(w io.Writer) error {
 	return tw.Flush()
 }
 
-// Mask hides the password of a URL or key=value DSN.
+// secretKeys are the names, in a query string or a key=value DSN, whose
+// values Mask hides: compared in lower case, and also as a suffix after "_"
+// or "-" (api_key, x-auth-token, client_secret).
+var secretKeys = []string{"password", "passwd", "pwd", "pass", "secret", "token", "key", "apikey", "api_key", "access_token",
+	"credential", "credentials", "signature", "sig", "auth", "authorization", "sslpassword"}
+
+func isSecretKey(k string) bool {
+	k = strings.ToLower(k)
+	for _, s := range secretKeys {
+		if k == s || strings.HasSuffix(k, "_"+s) || strings.HasSuffix(k, "-"+s) || strings.HasSuffix(k, "."+s) {
+			return true
+		}
+	}
+	return false
+}
+
+// userinfo finds the "user:password@" of a URL that net/url may refuse to
+// parse (a password with a "%" that is no escape, a space, a "#").
+var userinfo = regexp.MustCompile(`(?i)^([a-z][a-z0-9+.-]*://[^:/?#@\s]*):(.*)@`)
+
+// queryParam finds name=value pairs of a query string, whatever else the
+// string holds.
+var queryParam = regexp.MustCompile(`([?&;])([^=&;#?\s]+)=([^&;#\s]*)`)
+
+// Mask hides the secrets of a URL or key=value DSN: the password of its
+// user info, and the values of query parameters and DSN keys that name a
+// password, token, key or secret. It works on the text, so a URL that
+// net/url cannot parse is masked too.
 func Mask(v string) string {
 	if v == "" {
 		return v
 	}
-	if u, err := url.Parse(v); err == nil && u.User != nil {
-		if _, ok := u.User.Password(); ok {
-			u.User = url.UserPassword(u.User.Username(), "xxxxx")
-			return strings.Replace(u.String(), "xxxxx", "*****", 1)
+	if strings.Contains(v, "://") {
+		// The last "@" before the query ends the user info: a password
+		// may hold "@" or "/" itself. A path with an "@" is masked too
+		// much, which is the safe way to be wrong.
+		scheme := strings.Index(v, "://") + 3
+		end := len(v)
+		if i := strings.IndexAny(v[scheme:], "?#"); i >= 0 {
+			end = scheme + i
 		}
-		return v
+		head, tail := v[:end], v[end:]
+		if at := strings.LastIndex(head, "@"); at >= 0 {
+			if m := userinfo.FindStringSubmatchIndex(head[:at+1]); m != nil {
+				head = head[:m[3]] + ":*****" + head[at:]
+			}
+		}
+		v = head + tail
+		return queryParam.ReplaceAllStringFunc(v, func(p string) string {
+			m := queryParam.FindStringSubmatch(p)
+			if !isSecretKey(m[2]) || m[3] == "" {
+				return p
+			}
+			return m[1] + m[2] + "=*****"
+		})
 	}
 	// key=value DSN: password=secret
 	fields := strings.Fields(v)
 	for i, f := range fields {
-		if k, _, ok := strings.Cut(f, "="); ok && strings.EqualFold(k, "password") {
+		if k, val, ok := strings.Cut(f, "="); ok && val != "" && isSecretKey(k) {
 			fields[i] = k + "=*****"
 		}
 	}

@@ -46,6 +46,19 @@ func TestMask(t *testing.T) {
 		{"host=h user=u password=secret dbname=d", "host=h user=u password=***** dbname=d"},
 		{"http://registry:8081", "http://registry:8081"},
 		{"", ""},
+		// Query parameters that carry a secret.
+		{"http://connect:8083/?password=hunter2", "http://connect:8083/?password=*****"},
+		{"https://h/x?user=u&token=abc&secret=s3&region=eu", "https://h/x?user=u&token=*****&secret=*****&region=eu"},
+		{"s3://bucket?endpoint=http://minio:9000&access_key=AK&secret_key=SK", "s3://bucket?endpoint=http://minio:9000&access_key=*****&secret_key=*****"},
+		{"postgres://h/db?sslmode=require&sslpassword=p", "postgres://h/db?sslmode=require&sslpassword=*****"},
+		{"http://ksqldb:8088?api_key=k;X-Auth-Token=t", "http://ksqldb:8088?api_key=*****;X-Auth-Token=*****"},
+		// URLs net/url refuses still lose their password.
+		{"http://u:pa%zz@connect:8083", "http://u:*****@connect:8083"},
+		{"http://u:p@ss word@h:1/x", "http://u:*****@h:1/x"},
+		{"postgres://u:pa/ss@h/db", "postgres://u:*****@h/db"},
+		{"http://:only-password@h", "http://:*****@h"},
+		{"http://user@h/no-password", "http://user@h/no-password"},
+		{"host=h user=u sslpassword=p dbname=d", "host=h user=u sslpassword=***** dbname=d"},
 	} {
 		if got := Mask(c.in); got != c.want {
 			t.Errorf("#%d: Mask(%q) = %q, want %q", i, c.in, got, c.want)

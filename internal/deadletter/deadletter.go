@@ -53,7 +53,7 @@ func Record(topic string, r *kgo.Record, why Why, now time.Time) *kgo.Record {
 		kgo.RecordHeader{Key: HeaderTime, Value: []byte(now.UTC().Format(time.RFC3339Nano))},
 	)
 	if why.Detail != "" {
-		h = append(h, kgo.RecordHeader{Key: HeaderError, Value: []byte(why.Detail)})
+		h = append(h, kgo.RecordHeader{Key: HeaderError, Value: []byte(Clean(why.Detail))})
 	}
 	if why.Instance != "" {
 		h = append(h, kgo.RecordHeader{Key: HeaderInstance, Value: []byte(why.Instance)})

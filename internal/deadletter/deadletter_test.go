@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -70,7 +71,7 @@ func TestVocabularyNamesEveryReasonOnce(t *testing.T) {
 		seen[m.Reason] = true
 	}
 	for _, r := range []string{ReasonNotFramed, ReasonUnknownSchemaID, ReasonWrongSchema, ReasonMalformed, ReasonNoKey,
-		ReasonKeyMismatch, ReasonEmptyUser, ReasonEmptyQuery, ReasonQueryTooLong, ReasonInvalid, ReasonRefused, ReasonImagesFailed} {
+		ReasonKeyMismatch, ReasonEmptyUser, ReasonEmptyQuery, ReasonQueryTooLong, ReasonUserTooLong, ReasonInvalid, ReasonRefused, ReasonImagesFailed} {
 		if !seen[r] {
 			t.Errorf("reason %q is not in the vocabulary that `dlq list --help` shows", r)
 		}
@@ -113,6 +114,28 @@ func TestReadExplainsEveryComponentsLetters(t *testing.T) {
 	}
 	if strings.Join(lines, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("read:\n%s\nwant:\n%s", strings.Join(lines, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// A detail from outside (a status line with a NUL, bytes that are not
+// UTF-8, a multi-line trace) reaches the header cleaned.
+func TestDetailIsCleaned(t *testing.T) {
+	for i, c := range []struct{ in, want string }{
+		{"server answered 404 Not\x00Found", "server answered 404 Not\uFFFDFound"},
+		{"bad \xff\xfe bytes", "bad \uFFFD bytes"}, // a run of bad bytes is one U+FFFD
+		{"line one\nline two\ttab", "line one line two tab"},
+		{"bell\x07 and \x1b[31mcolour", "bell\uFFFD and \uFFFD[31mcolour"},
+		{"c1 \u0085 control", "c1 \uFFFD control"},
+		{"plain", "plain"},
+	} {
+		d := Record("dlq", &kgo.Record{}, Why{Reason: ReasonImagesFailed, Detail: c.in}, time.Now())
+		if got := Parse(d).Error; got != c.want {
+			t.Errorf("#%d: %q became %q, want %q", i, c.in, got, c.want)
+		}
+	}
+	long := Clean(strings.Repeat("é", MaxDetail))
+	if len(long) > MaxDetail+len("…") || !strings.HasSuffix(long, "…") || !utf8.ValidString(long) {
+		t.Errorf("a long detail is %d bytes, ends %q", len(long), long[len(long)-8:])
 	}
 }
 

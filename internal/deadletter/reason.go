@@ -22,6 +22,7 @@ const (
 	ReasonEmptyUser    = "empty-user"
 	ReasonEmptyQuery   = "empty-query"
 	ReasonQueryTooLong = "query-too-long"
+	ReasonUserTooLong  = "user-too-long"
 	// ReasonInvalid: the record decodes, but a value cannot be stored (a
 	// NUL character, a price that is no number, a key that does not match
 	// the value's ids, …).
@@ -52,6 +53,7 @@ func Vocabulary() []Meaning {
 		{ReasonEmptyUser, "a search prompt without a user"},
 		{ReasonEmptyQuery, "a search prompt with an empty query"},
 		{ReasonQueryTooLong, "a search prompt whose query is too long"},
+		{ReasonUserTooLong, "a search prompt whose user id is too long"},
 		{ReasonInvalid, "a value the sink cannot store"},
 		{ReasonRefused, "a row PostgreSQL refused"},
 		{ReasonImagesFailed, "a product whose images could not be collected"},

@@ -19,6 +19,7 @@ import (
 
 	"github.com/shopstream/shopstream/environment"
 	"github.com/shopstream/shopstream/internal/acls"
+	"github.com/shopstream/shopstream/internal/apiauth"
 	"github.com/shopstream/shopstream/internal/bootstrap"
 	"github.com/shopstream/shopstream/internal/clients"
 	"github.com/shopstream/shopstream/internal/config"
@@ -48,6 +49,9 @@ type Options struct {
 	// registry with TLS and basic auth, and every component as its own
 	// principal, and writes <data-dir>/secure.env for the other commands.
 	Secure bool
+	// FetchAllowHosts are image hosts the API and the collector accept
+	// although they are on loopback, besides the embedded image server.
+	FetchAllowHosts []string
 }
 
 // StopWithin is how long the components get to stop once dev is told to,
@@ -126,6 +130,10 @@ func Run(ctx context.Context, o Options, out io.Writer) error {
 	}
 	defer pg.stop()
 
+	token, err := devToken(cfg)
+	if err != nil {
+		return err
+	}
 	e, err := process.Connect(ctx, cfg, logger, telemetry.NewRegistry(), process.NeedKafka|process.NeedTemporal)
 	if err != nil {
 		return err
@@ -136,7 +144,7 @@ func Run(ctx context.Context, o Options, out io.Writer) error {
 			return err
 		}
 	}
-	g, err := components(ctx, e)
+	g, err := components(ctx, e, o.FetchAllowHosts)
 	if err != nil {
 		return err
 	}
@@ -192,6 +200,8 @@ func Run(ctx context.Context, o Options, out io.Writer) error {
 	if metricsAddr != "" {
 		fmt.Fprintf(tw, "  Metrics\thttp://%s/metrics\t\n", metricsAddr)
 	}
+	fmt.Fprintf(tw, "  Product API\thttp://%s/api/v1/\t(token in %s; more with `shopstream api token create`)\n", productapi.DefaultAddr, tokenFile(cfg))
+	fmt.Fprintf(tw, "  API token\t%s\t(write, every mall: Authorization: Bearer …)\n", token)
 	tw.Flush()
 	if sec != nil {
 		envFile, err := sec.writeEnv(cfg.DataDir, cfg)
@@ -208,7 +218,7 @@ func Run(ctx context.Context, o Options, out io.Writer) error {
 // the Kafka view on /metrics that a worker exports), the product API, the
 // streamer with the built-in recommender, and, with PostgreSQL, the image
 // collector and the sink.
-func components(ctx context.Context, e *process.Env) (*supervise.Group, error) {
+func components(ctx context.Context, e *process.Env, allowHosts []string) (*supervise.Group, error) {
 	g := supervise.New(StopWithin)
 	if err := e.RegisterKafkaView(); err != nil {
 		return nil, err
@@ -217,7 +227,8 @@ func components(ctx context.Context, e *process.Env) (*supervise.Group, error) {
 	if err != nil {
 		return nil, err
 	}
-	api, err := e.API(ctx, process.APISettings{Addr: productapi.DefaultAddr, MaxBody: productapi.DefaultMaxBody}, g)
+	api, err := e.API(ctx, process.APISettings{Addr: productapi.DefaultAddr, MaxBody: productapi.DefaultMaxBody,
+		Images: true, AllowHosts: process.DevImageHosts(allowHosts...)}, g)
 	if err != nil {
 		return nil, err
 	}
@@ -239,7 +250,7 @@ func components(ctx context.Context, e *process.Env) (*supervise.Group, error) {
 		e.Logger.Warn("image collector not started: it needs PostgreSQL; set DATABASE_DSN or install PostgreSQL (make postgres)")
 		return g, nil
 	}
-	col, err := e.Collector(ctx, process.DevCollectorSettings())
+	col, err := e.Collector(ctx, process.DevCollectorSettings(allowHosts...))
 	if err != nil {
 		return nil, err
 	}
@@ -279,4 +290,32 @@ func startedNote(s *environment.Stack, part, state string) string {
 		return "(external)"
 	}
 	return fmt.Sprintf("(embedded, up in %s, state in %s)", d.Round(time.Millisecond), state)
+}
+
+// tokenFile is where dev keeps its API token in the clear, for the
+// commands and scripts run beside it (scripts/run.sh reads it).
+func tokenFile(cfg *config.Config) string { return filepath.Join(cfg.DataDir, "api-token") }
+
+// devToken returns dev's write token for the product API, creating it (and
+// the tokens file) on the first start; a token no longer in the tokens file
+// is replaced.
+func devToken(cfg *config.Config) (string, error) {
+	path := tokenFile(cfg)
+	if b, err := os.ReadFile(path); err == nil {
+		token := strings.TrimSpace(string(b))
+		if keys, err := apiauth.Open(cfg.TokensFile(), nil); err == nil {
+			if _, err := keys.Authenticate("Bearer " + token); err == nil {
+				return token, nil
+			}
+		}
+	}
+	// A generous limit: `shopstream loadtest` sends hundreds a second with it.
+	token, _, err := apiauth.Create(cfg.TokensFile(), apiauth.Options{Scope: apiauth.ScopeWrite, Name: "shopstream dev", Rate: 5000, Burst: 5000, Now: time.Now()})
+	if err != nil {
+		return "", err
+	}
+	if err := os.WriteFile(path, []byte(token+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("save dev's API token: %w", err)
+	}
+	return token, nil
 }

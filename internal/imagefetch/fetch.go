@@ -30,25 +30,39 @@ type Options struct {
 	AllowHosts []string
 	// Timeout bounds one attempt, from dialing to the last byte (10s).
 	Timeout time.Duration
+	// ConnectTimeout bounds connecting, TLS included (3s), and
+	// HeaderTimeout waiting for the response headers once the request is
+	// sent (5s). A host that misses either is not tried again: a server
+	// that does not answer is more likely a tarpit than a hiccup, and
+	// retrying it triples what it costs.
+	ConnectTimeout time.Duration
+	HeaderTimeout  time.Duration
 	// Attempts is how many times a transient failure is tried (3).
 	Attempts int
 	// Backoff is the wait before the second attempt, doubled after (250ms).
 	Backoff time.Duration
 	// MaxBytes is the largest image accepted (10 MiB).
 	MaxBytes int64
-	// Concurrency bounds the downloads in flight (16).
+	// Concurrency bounds the downloads in flight (16); PerHost bounds
+	// those to one host (4). One tenant (a mall, see FetchFor) holds at most
+	// three quarters of them, and a freed slot goes to the tenant that
+	// holds the fewest.
 	Concurrency int
+	PerHost     int
 	// Registerer receives the fetcher's metrics; nil registers nowhere.
 	Registerer prometheus.Registerer
 }
 
 // Defaults.
 const (
-	DefaultTimeout     = 10 * time.Second
-	DefaultAttempts    = 3
-	DefaultBackoff     = 250 * time.Millisecond
-	DefaultMaxBytes    = 10 << 20
-	DefaultConcurrency = 16
+	DefaultTimeout        = 10 * time.Second
+	DefaultAttempts       = 3
+	DefaultBackoff        = 250 * time.Millisecond
+	DefaultMaxBytes       = 10 << 20
+	DefaultConcurrency    = 16
+	DefaultPerHost        = 4
+	DefaultConnectTimeout = 3 * time.Second
+	DefaultHeaderTimeout  = 5 * time.Second
 )
 
 // Image is a downloaded image.
@@ -96,7 +110,7 @@ func (e *Error) Unwrap() error { return e.Err }
 type Fetcher struct {
 	o      Options
 	client *http.Client
-	sem    chan struct{}
+	slots  *scheduler
 
 	fetches  *prometheus.CounterVec
 	duration prometheus.Histogram
@@ -120,20 +134,29 @@ func New(o Options) (*Fetcher, error) {
 	if o.Concurrency <= 0 {
 		o.Concurrency = DefaultConcurrency
 	}
+	if o.PerHost <= 0 {
+		o.PerHost = DefaultPerHost
+	}
+	if o.ConnectTimeout <= 0 {
+		o.ConnectTimeout = DefaultConnectTimeout
+	}
+	if o.HeaderTimeout <= 0 {
+		o.HeaderTimeout = DefaultHeaderTimeout
+	}
 	m := telemetry.With(o.Registerer)
-	g := newGuard(o.AllowHosts, o.Timeout)
+	g := newGuard(o.AllowHosts, o.ConnectTimeout)
 	tr := &http.Transport{
 		Proxy:                 nil, // a proxy would dial for us and bypass the guard
 		DialContext:           g.DialContext,
 		MaxIdleConns:          o.Concurrency * 2,
-		MaxIdleConnsPerHost:   o.Concurrency,
+		MaxIdleConnsPerHost:   o.PerHost,
 		IdleConnTimeout:       60 * time.Second,
-		TLSHandshakeTimeout:   o.Timeout,
-		ResponseHeaderTimeout: o.Timeout,
+		TLSHandshakeTimeout:   o.ConnectTimeout,
+		ResponseHeaderTimeout: o.HeaderTimeout,
 	}
 	f := &Fetcher{
-		o:   o,
-		sem: make(chan struct{}, o.Concurrency),
+		o:     o,
+		slots: newScheduler(o.Concurrency, o.PerHost),
 		client: &http.Client{
 			Transport: tr,
 			CheckRedirect: func(req *http.Request, via []*http.Request) error {
@@ -161,14 +184,26 @@ func (f *Fetcher) Close() { f.client.CloseIdleConnections() }
 
 // Fetch downloads one image, retrying transient failures.
 func (f *Fetcher) Fetch(ctx context.Context, rawURL string) (*Image, error) {
+	return f.FetchFor(ctx, "", rawURL)
+}
+
+// FetchFor downloads one image for tenant (a mall): tenants share the
+// download slots fairly.
+func (f *Fetcher) FetchFor(ctx context.Context, tenant, rawURL string) (*Image, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		f.fetches.WithLabelValues("bad_url").Inc()
 		return nil, &Error{URL: rawURL, Kind: "bad_url", Permanent: true, Err: errors.New("not an absolute http or https URL")}
 	}
+	// A host refused whatever DNS says is refused before any connection,
+	// and never retried.
+	if err := CheckURL(u, f.o.AllowHosts); err != nil {
+		f.fetches.WithLabelValues("refused").Inc()
+		return nil, &Error{URL: rawURL, Kind: "refused", Permanent: true, Err: err}
+	}
 	backoff := f.o.Backoff
 	for attempt := 1; ; attempt++ {
-		im, err := f.attempt(ctx, rawURL)
+		im, err := f.attempt(ctx, tenant, u.Host, rawURL)
 		if err == nil {
 			return im, nil
 		}
@@ -191,13 +226,12 @@ func (f *Fetcher) Fetch(ctx context.Context, rawURL string) (*Image, error) {
 	}
 }
 
-func (f *Fetcher) attempt(ctx context.Context, rawURL string) (*Image, error) {
-	select {
-	case f.sem <- struct{}{}:
-	case <-ctx.Done():
-		return nil, ctx.Err()
+func (f *Fetcher) attempt(ctx context.Context, tenant, host, rawURL string) (*Image, error) {
+	release, err := f.slots.acquire(ctx, tenant, host)
+	if err != nil {
+		return nil, err
 	}
-	defer func() { <-f.sem }()
+	defer release()
 	t0 := time.Now()
 	im, err := f.get(ctx, rawURL)
 	f.duration.Observe(time.Since(t0).Seconds())
@@ -227,7 +261,7 @@ func (f *Fetcher) get(ctx context.Context, rawURL string) (*Image, error) {
 	req.Header.Set("User-Agent", "shopstream-collector/1")
 	resp, err := f.client.Do(req)
 	if err != nil {
-		return fail(classify(ctx, err, f.o.Timeout))
+		return fail(f.classify(ctx, err))
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
@@ -246,7 +280,7 @@ func (f *Fetcher) get(ctx context.Context, rawURL string) (*Image, error) {
 	}
 	data, err := io.ReadAll(io.LimitReader(resp.Body, f.o.MaxBytes+1))
 	if err != nil {
-		return fail(classify(ctx, err, f.o.Timeout))
+		return fail(f.classify(ctx, err))
 	}
 	if int64(len(data)) > f.o.MaxBytes {
 		return fail("too_large", true, fmt.Errorf("image is over the %d-byte limit", f.o.MaxBytes))
@@ -261,7 +295,7 @@ func (f *Fetcher) get(ctx context.Context, rawURL string) (*Image, error) {
 }
 
 // classify turns a transport error into (kind, permanent, error).
-func classify(ctx context.Context, err error, timeout time.Duration) (string, bool, error) {
+func (f *Fetcher) classify(ctx context.Context, err error) (string, bool, error) {
 	var refused *RefusedError
 	if errors.As(err, &refused) {
 		return "refused", true, refused
@@ -270,13 +304,28 @@ func classify(ctx context.Context, err error, timeout time.Duration) (string, bo
 	if errors.As(err, &re) {
 		return "bad_url", true, re
 	}
+	var oe *net.OpError
+	if errors.As(err, &oe) && oe.Op == "dial" && oe.Timeout() {
+		return "timeout", true, fmt.Errorf("could not connect within %s", f.o.ConnectTimeout)
+	}
+	if strings.Contains(err.Error(), "TLS handshake timeout") {
+		return "timeout", true, fmt.Errorf("could not connect (TLS) within %s", f.o.ConnectTimeout)
+	}
+	if strings.Contains(err.Error(), "timeout awaiting response headers") {
+		return "timeout", true, fmt.Errorf("no response headers within %s", f.o.HeaderTimeout)
+	}
 	var ne net.Error
 	if errors.Is(ctx.Err(), context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
-		return "timeout", false, fmt.Errorf("no complete answer within %s", timeout)
+		return "timeout", false, fmt.Errorf("no complete answer within %s", f.o.Timeout)
 	}
 	var ue *url.Error
 	if errors.As(err, &ue) && ue.Err != nil {
 		err = ue.Err
+	}
+	// A name that does not exist will not exist a moment later either.
+	var de *net.DNSError
+	if errors.As(err, &de) && de.IsNotFound {
+		return "network", true, err
 	}
 	return "network", false, err
 }

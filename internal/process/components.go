@@ -3,14 +3,18 @@ package process
 import (
 	"context"
 	"errors"
+	"io/fs"
+	"os"
 	"strings"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kgo"
 	"go.temporal.io/sdk/worker"
 
 	"github.com/shopstream/shopstream/activities"
 	"github.com/shopstream/shopstream/environment"
 	"github.com/shopstream/shopstream/internal/acls"
+	"github.com/shopstream/shopstream/internal/apiauth"
 	"github.com/shopstream/shopstream/internal/blobstore"
 	"github.com/shopstream/shopstream/internal/catalog"
 	"github.com/shopstream/shopstream/internal/clients"
@@ -58,6 +62,8 @@ func (e *Env) Activities() (workers.Activities, error) {
 			Schemas:    e.Serde.Schemas(),
 			HTTP:       clients.NewHTTPClient(nil, 30*time.Second),
 			Connectors: connectors,
+			ConnectURL: e.Config.KafkaConnectURL,
+			KsqlURL:    e.Config.KsqlDBURL,
 		},
 		Filter:   &activities.Filter{Kafka: k, Serde: e.Serde, Topic: e.Config.Topics.Filter},
 		Backfill: ops.Backfill,
@@ -256,23 +262,50 @@ func (c *collectorRun) Run(ctx context.Context) error {
 }
 
 // DevCollectorSettings are the collector's settings inside `shopstream
-// dev`: allowed to fetch from the embedded image server.
-func DevCollectorSettings() CollectorSettings {
+// dev`: allowed to fetch from the embedded image server, and from the
+// hosts in extra.
+func DevCollectorSettings(extra ...string) CollectorSettings {
+	return CollectorSettings{Group: collector.DefaultGroup, Fetch: imagefetch.Options{AllowHosts: DevImageHosts(extra...)}}
+}
+
+// DevImageHosts are the image hosts `shopstream dev` allows although they
+// are on loopback: its own image server, and extra.
+func DevImageHosts(extra ...string) []string {
 	host := productapi.DefaultAddr
 	_, port, _ := strings.Cut(host, ":")
-	return CollectorSettings{Group: collector.DefaultGroup, Fetch: imagefetch.Options{AllowHosts: []string{host, "localhost:" + port}}}
+	return append([]string{host, "localhost:" + port}, extra...)
 }
 
 // APISettings are the product API's own settings.
 type APISettings struct {
-	Addr     string
-	MaxBody  int64
-	NoImages bool
+	Addr    string
+	MaxBody int64
+	// Images serves the generated test images at /images/: only
+	// `shopstream dev` does.
+	Images bool
+	// InsecureNoAuth lets the API serve beyond loopback without tokens.
+	InsecureNoAuth bool
+	// AllowHosts are the image hosts that may be internal addresses.
+	AllowHosts []string
+}
+
+// APIKeys opens the product API's tokens file: nil (no authentication)
+// when the setting is empty and the default file does not exist.
+func (e *Env) APIKeys() (*apiauth.Keys, error) {
+	path := e.Config.TokensFile()
+	if e.Config.APITokensFile == "" {
+		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+			return nil, nil
+		}
+	}
+	return apiauth.Open(path, nil)
 }
 
 // API builds the product API over the process's clients; reads come from
-// the database when one is configured. It serves the process's /metrics and
-// ready's answer on /readyz.
+// the database when one is configured. It serves the process's /metrics
+// (to a token for every mall when it has tokens) and ready's answer on
+// /readyz. Its producer is a client of its own whose records give up after
+// a while, so that a Kafka that is away cannot fill its buffer for good.
 func (e *Env) API(ctx context.Context, s APISettings, ready telemetry.Readiness) (*productapi.API, error) {
 	var reader catalog.Reader
 	if e.Config.DatabaseDSN != "" {
@@ -287,13 +320,29 @@ func (e *Env) API(ctx context.Context, s APISettings, ready telemetry.Readiness)
 	if _, err := e.checkAccess(acls.API); err != nil {
 		return nil, err
 	}
-	producer, _, err := e.clientFor(ctx, acls.API)
+	keys, err := e.APIKeys()
 	if err != nil {
 		return nil, err
 	}
+	if keys == nil {
+		e.Logger.Warn("the product API has no tokens: anyone who reaches it may write; create one with `shopstream api token create`", "tokens_file", e.Config.TokensFile())
+	}
+	// A producer of the API's own, as its principal, whose records give up
+	// after 30 s, so a POST answers 503 while Kafka is away instead of hanging.
+	producer, err := e.KafkaFor(acls.API).NewClient(kgo.RecordDeliveryTimeout(30 * time.Second))
+	if err != nil {
+		return nil, err
+	}
+	e.closers = append(e.closers, closerFunc(producer.Close))
 	return productapi.New(productapi.Options{
 		Producer: producer, Serde: e.Serde, Topics: e.Config.Topics, Catalog: reader,
 		Registerer: e.Metrics, Gatherer: e.Metrics, Readiness: ready, Logger: e.Logger.With("component", "api"),
-		Addr: s.Addr, MaxBody: s.MaxBody, NoImages: s.NoImages,
+		Addr: s.Addr, MaxBody: s.MaxBody, NoImages: !s.Images,
+		Auth: keys, InsecureNoAuth: s.InsecureNoAuth, AllowHosts: s.AllowHosts,
 	})
 }
+
+// closerFunc closes what has a Close without an error.
+type closerFunc func()
+
+func (f closerFunc) Close() error { f(); return nil }

@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/shopstream/shopstream/internal/apiauth"
 	"github.com/shopstream/shopstream/internal/catalog"
 	"github.com/shopstream/shopstream/internal/imageserver"
 	"github.com/shopstream/shopstream/internal/records"
@@ -72,9 +73,27 @@ type Options struct {
 	// Addr is where Run listens (DefaultAddr).
 	Addr    string
 	MaxBody int64
-	// NoImages turns off the embedded image server at /images/.
+	// NoImages turns off the embedded image server at /images/; only
+	// `shopstream dev` serves it.
 	NoImages bool
+
+	// Auth checks the bearer tokens of every route but /healthz, /readyz,
+	// the OpenAPI document and the test images; nil lets everyone in, which
+	// New refuses on a non-loopback Addr unless InsecureNoAuth.
+	Auth           *apiauth.Keys
+	InsecureNoAuth bool
+	// AllowHosts are the image hosts that may be internal addresses, as the
+	// collector's fetcher allows them: other image URLs naming an internal
+	// IP literal are refused at once.
+	AllowHosts []string
+	// ProduceTimeout bounds how long POST and DELETE wait for Kafka
+	// (DefaultProduceTimeout).
+	ProduceTimeout time.Duration
 }
+
+// DefaultProduceTimeout is how long a POST or DELETE waits for Kafka
+// before it answers 503.
+const DefaultProduceTimeout = 5 * time.Second
 
 // StopWithin bounds how long Run takes to return once its context ends:
 // requests in flight get 5 s to finish.
@@ -110,6 +129,14 @@ func New(o Options) (*API, error) {
 	if o.MaxBody <= 0 {
 		o.MaxBody = DefaultMaxBody
 	}
+	if o.ProduceTimeout <= 0 {
+		o.ProduceTimeout = DefaultProduceTimeout
+	}
+	if o.Auth == nil && !o.InsecureNoAuth && !loopback(o.Addr) {
+		return nil, fmt.Errorf("the product API would listen on %s, beyond this machine, without authentication: "+
+			"give it a tokens file (API_TOKENS_FILE; `shopstream api token create --scope write` makes one), "+
+			"listen on 127.0.0.1, or pass --insecure-no-auth", o.Addr)
+	}
 	f := telemetry.With(o.Registerer)
 	a := &API{
 		o:        o,
@@ -122,29 +149,30 @@ func New(o Options) (*API, error) {
 	if err := f.Err(); err != nil {
 		return nil, err
 	}
-	a.handle("/api/v1/products", a.postProduct)
-	a.handle("/api/v1/products/{productId}", a.productStatus)
-	a.handle("/api/v1/complete-products", a.listComplete)
-	a.handle("/api/v1/complete-products/{productId}", a.completeProduct)
-	a.handle("/api/v1/openapi.json", func(w http.ResponseWriter, r *http.Request) {
-		if !allow(w, r, http.MethodGet) {
+	a.handle("/api/v1/products", needWrite, a.postProduct)
+	a.handle("/api/v1/products/{productId}", needRead, a.productStatus)
+	a.handle("/api/v1/complete-products", needRead, a.listComplete)
+	a.handle("/api/v1/complete-products/{productId}", needRead, a.completeProduct)
+	a.handle("/api/v1/openapi.json", open, func(w http.ResponseWriter, r *http.Request) {
+		if !a.allow(w, r, http.MethodGet) {
 			return
 		}
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write(openAPI)
 	})
-	a.handle("/healthz", func(w http.ResponseWriter, r *http.Request) {
+	a.handle("/healthz", open, func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	a.mux.Handle("/readyz", telemetry.ReadyHandler(o.Readiness))
 	if o.Gatherer != nil {
-		a.mux.Handle("/metrics", promhttp.HandlerFor(o.Gatherer, promhttp.HandlerOpts{EnableOpenMetrics: true}))
+		metrics := promhttp.HandlerFor(o.Gatherer, promhttp.HandlerOpts{EnableOpenMetrics: true})
+		a.handle("/metrics", needAll, metrics.ServeHTTP)
 	}
 	if !o.NoImages {
 		a.mux.Handle(imageserver.PathPrefix, imageserver.Handler())
 	}
-	a.handle("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, fmt.Sprintf("no route %s %s: see /api/v1/openapi.json", r.Method, r.URL.Path), nil)
+	a.handle("/", open, func(w http.ResponseWriter, r *http.Request) {
+		a.fail(w, r, http.StatusNotFound, fmt.Sprintf("no route %s %s: see /api/v1/openapi.json", r.Method, r.URL.Path), nil)
 	})
 	return a, nil
 }
@@ -208,20 +236,7 @@ func (s *statusWriter) Write(b []byte) (int, error) {
 	return s.ResponseWriter.Write(b)
 }
 
-func (a *API) handle(pattern string, h http.HandlerFunc) {
-	a.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
-		t0 := time.Now()
-		sw := &statusWriter{ResponseWriter: w}
-		h(sw, r)
-		if sw.code == 0 {
-			sw.code = http.StatusOK
-		}
-		a.requests.WithLabelValues(pattern, r.Method, strconv.Itoa(sw.code)).Inc()
-		a.latency.WithLabelValues(pattern).Observe(time.Since(t0).Seconds())
-	})
-}
-
-func allow(w http.ResponseWriter, r *http.Request, methods ...string) bool {
+func (a *API) allow(w http.ResponseWriter, r *http.Request, methods ...string) bool {
 	for _, m := range methods {
 		if r.Method == m || (m == http.MethodGet && r.Method == http.MethodHead) {
 			return true
@@ -235,7 +250,7 @@ func allow(w http.ResponseWriter, r *http.Request, methods ...string) bool {
 		allowed += m
 	}
 	w.Header().Set("Allow", allowed)
-	writeError(w, http.StatusMethodNotAllowed, fmt.Sprintf("method %s not allowed on %s: use %s", r.Method, r.URL.Path, allowed), nil)
+	a.fail(w, r, http.StatusMethodNotAllowed, fmt.Sprintf("method %s not allowed on %s: use %s", methodLabel(r.Method), r.URL.Path, allowed), nil)
 	return false
 }
 
@@ -249,20 +264,12 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 
 // errorBody is every error's shape.
 type errorBody struct {
-	Error   string            `json:"error"`
-	Fields  map[string]string `json:"fields,omitempty"`
-	Status  string            `json:"status,omitempty"`
-	Reason  string            `json:"reason,omitempty"`
-	MallIDs []string          `json:"mallIds,omitempty"`
-}
-
-func writeError(w http.ResponseWriter, code int, msg string, extra *errorBody) {
-	b := errorBody{}
-	if extra != nil {
-		b = *extra
-	}
-	b.Error = msg
-	writeJSON(w, code, b)
+	Error     string            `json:"error"`
+	Fields    map[string]string `json:"fields,omitempty"`
+	Status    string            `json:"status,omitempty"`
+	Reason    string            `json:"reason,omitempty"`
+	MallIDs   []string          `json:"mallIds,omitempty"`
+	RequestID string            `json:"requestId"`
 }
 
 // accepted is the answer to POST and DELETE.
@@ -281,26 +288,29 @@ func links(mall, product string) (status, complete string) {
 }
 
 func (a *API) postProduct(w http.ResponseWriter, r *http.Request) {
-	if !allow(w, r, http.MethodPost) {
+	if !a.allow(w, r, http.MethodPost) {
 		return
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, a.o.MaxBody))
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body is over the %d-byte limit", a.o.MaxBody), nil)
+			a.fail(w, r, http.StatusRequestEntityTooLarge, fmt.Sprintf("body is over the %d-byte limit", a.o.MaxBody), nil)
 			return
 		}
-		writeError(w, http.StatusBadRequest, "read body: "+err.Error(), nil)
+		a.fail(w, r, http.StatusBadRequest, "read body: "+err.Error(), nil)
 		return
 	}
-	in, fields, err := decodeProduct(body)
+	in, fields, err := decodeProduct(body, a.o.AllowHosts)
 	if err != nil {
-		writeError(w, http.StatusBadRequest, err.Error(), nil)
+		a.fail(w, r, http.StatusBadRequest, err.Error(), nil)
 		return
 	}
 	if fields != nil {
-		writeError(w, http.StatusBadRequest, fmt.Sprintf("invalid product: %d bad field(s)", len(fields)), &errorBody{Fields: fields})
+		a.fail(w, r, http.StatusBadRequest, fmt.Sprintf("invalid product: %d bad field(s)", len(fields)), &errorBody{Fields: fields})
+		return
+	}
+	if !a.mayTouch(w, r, in.MallID) {
 		return
 	}
 	now := a.o.Now().UTC().Truncate(time.Millisecond)
@@ -313,16 +323,18 @@ func (a *API) postProduct(w http.ResponseWriter, r *http.Request) {
 	for _, u := range in.ImageURLs {
 		p.Images = append(p.Images, records.Image{URL: u})
 	}
-	val, err := a.o.Serde.Encode(r.Context(), nil, a.o.Topics.Products, &p)
+	// Kafka that does not answer must not hold the request: the client
+	// hears 503 within the deadline and may retry.
+	ctx, cancel := context.WithTimeout(r.Context(), a.o.ProduceTimeout)
+	defer cancel()
+	val, err := a.o.Serde.Encode(ctx, nil, a.o.Topics.Products, &p)
 	if err != nil {
-		a.o.Logger.Error("encode product", "key", p.Key(), "err", err)
-		writeError(w, http.StatusServiceUnavailable, "could not encode the product (is the schema registry up?): "+err.Error(), nil)
+		a.unavailable(w, r, "could not encode the product", err, "key", p.Key())
 		return
 	}
 	rec := &kgo.Record{Topic: a.o.Topics.Products, Key: []byte(p.Key()), Value: val}
-	if err := a.o.Producer.ProduceSync(r.Context(), rec).FirstErr(); err != nil {
-		a.o.Logger.Error("produce product", "key", p.Key(), "err", err)
-		writeError(w, http.StatusServiceUnavailable, "could not queue the product (is Kafka up?): "+err.Error(), nil)
+	if err := a.produce(ctx, rec); err != nil {
+		a.unavailable(w, r, "could not queue the product", err, "key", p.Key())
 		return
 	}
 	a.accepted.Inc()
@@ -331,10 +343,31 @@ func (a *API) postProduct(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusAccepted, acceptedBody{MallID: p.MallID, ProductID: p.ProductID, Key: p.Key(), Status: "accepted", StatusURL: st, CompleteURL: cp})
 }
 
-// imageView and productView are the JSON of a complete product.
+// produce waits for Kafka to acknowledge rec, or for ctx to end. franz-go
+// cannot always fail a record whose request may have reached a broker
+// (the idempotent producer must not leave a gap in its sequence), so
+// ProduceSync alone could hold the request for as long as Kafka is away;
+// the answer is given at the deadline instead. A record answered with 503
+// may still be written later; the client's retry of the same product is
+// then one more version of the same key, which the collector reads as an
+// update. A full buffer fails at once rather than waiting for space.
+func (a *API) produce(ctx context.Context, rec *kgo.Record) error {
+	done := make(chan error, 1)
+	a.o.Producer.TryProduce(ctx, rec, func(_ *kgo.Record, err error) { done <- err })
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("no acknowledgement from Kafka within %s: %w", a.o.ProduceTimeout, ctx.Err())
+	}
+}
+
+// imageView and productView are the JSON of a complete product. An image
+// is named by its source URL and its blob key, never by where the server
+// keeps it.
 type imageView struct {
 	URL         string `json:"url"`
-	Path        string `json:"path"`
+	Key         string `json:"key"`
 	SHA256      string `json:"sha256"`
 	Size        int64  `json:"size"`
 	ContentType string `json:"contentType"`
@@ -359,7 +392,7 @@ func viewOf(p catalog.Product) productView {
 		CollectedAt: p.CollectedAt, UpdatedAt: p.UpdatedAt,
 	}
 	for _, im := range p.Images {
-		v.Images = append(v.Images, imageView{URL: im.URL, Path: im.Path, SHA256: im.SHA256, Size: im.Size, ContentType: im.ContentType})
+		v.Images = append(v.Images, imageView{URL: im.URL, Key: im.Key, SHA256: im.SHA256, Size: im.Size, ContentType: im.ContentType})
 	}
 	return v
 }
@@ -386,16 +419,16 @@ func decodeCursor(s string) (*catalog.Identity, error) {
 	return &id, nil
 }
 
-func (a *API) catalogOr503(w http.ResponseWriter) bool {
+func (a *API) catalogOr503(w http.ResponseWriter, r *http.Request) bool {
 	if a.o.Catalog == nil {
-		writeError(w, http.StatusServiceUnavailable, "no database to read complete products from: set DATABASE_DSN / --database-dsn", nil)
+		a.fail(w, r, http.StatusServiceUnavailable, "no database to read complete products from: set DATABASE_DSN / --database-dsn", nil)
 		return false
 	}
 	return true
 }
 
 func (a *API) listComplete(w http.ResponseWriter, r *http.Request) {
-	if !allow(w, r, http.MethodGet) || !a.catalogOr503(w) {
+	if !a.allow(w, r, http.MethodGet) {
 		return
 	}
 	q := r.URL.Query()
@@ -420,13 +453,16 @@ func (a *API) listComplete(w http.ResponseWriter, r *http.Request) {
 		fields["mallId"] = "use letters, digits, '.', '_' and '-', starting with a letter or digit"
 	}
 	if len(fields) > 0 {
-		writeError(w, http.StatusBadRequest, "invalid query", &errorBody{Fields: fields})
+		a.fail(w, r, http.StatusBadRequest, "invalid query", &errorBody{Fields: fields})
+		return
+	}
+	mall = scopeMall(r, mall)
+	if !a.mayTouch(w, r, mall) || !a.catalogOr503(w, r) {
 		return
 	}
 	items, err := a.o.Catalog.ListComplete(r.Context(), catalog.ListQuery{MallID: mall, After: after, Limit: limit + 1})
 	if err != nil {
-		a.o.Logger.Error("list complete products", "err", err)
-		writeError(w, http.StatusServiceUnavailable, "could not read complete products: "+err.Error(), nil)
+		a.unavailable(w, r, "could not read complete products", err)
 		return
 	}
 	body := listBody{Items: []productView{}}
@@ -442,7 +478,7 @@ func (a *API) listComplete(w http.ResponseWriter, r *http.Request) {
 }
 
 // lookup finds the states of the path's product, answering the request
-// itself (400, 503) when it cannot.
+// itself (400, 403, 503) when it cannot.
 func (a *API) lookup(w http.ResponseWriter, r *http.Request) (string, string, []catalog.Product, bool) {
 	id, mall := r.PathValue("productId"), r.URL.Query().Get("mallId")
 	fields := fieldErrors{}
@@ -453,16 +489,16 @@ func (a *API) lookup(w http.ResponseWriter, r *http.Request) (string, string, []
 		fields["mallId"] = "use 1 to 64 letters, digits, '.', '_' and '-', starting with a letter or digit"
 	}
 	if len(fields) > 0 {
-		writeError(w, http.StatusBadRequest, "invalid product identity", &errorBody{Fields: fields})
+		a.fail(w, r, http.StatusBadRequest, "invalid product identity", &errorBody{Fields: fields})
 		return "", "", nil, false
 	}
-	if !a.catalogOr503(w) {
+	mall = scopeMall(r, mall)
+	if !a.mayTouch(w, r, mall) || !a.catalogOr503(w, r) {
 		return "", "", nil, false
 	}
 	states, err := a.o.Catalog.Lookup(r.Context(), id, mall)
 	if err != nil {
-		a.o.Logger.Error("look up product", "product_id", id, "err", err)
-		writeError(w, http.StatusServiceUnavailable, "could not read the product: "+err.Error(), nil)
+		a.unavailable(w, r, "could not read the product", err, "product_id", id)
 		return "", "", nil, false
 	}
 	return id, mall, states, true
@@ -476,21 +512,28 @@ func malls(ps []catalog.Product) []string {
 	return out
 }
 
-func ambiguous(w http.ResponseWriter, id string, ps []catalog.Product) {
-	writeError(w, http.StatusConflict, fmt.Sprintf("product %s exists in %d malls: add ?mallId= to choose one", id, len(ps)), &errorBody{MallIDs: malls(ps)})
+func (a *API) ambiguous(w http.ResponseWriter, r *http.Request, id string, ps []catalog.Product) {
+	a.fail(w, r, http.StatusConflict, fmt.Sprintf("product %s exists in %d malls: add ?mallId= to choose one", id, len(ps)), &errorBody{MallIDs: malls(ps)})
 }
 
-func notFound(w http.ResponseWriter, id, mall string) {
+func (a *API) notFound(w http.ResponseWriter, r *http.Request, id, mall string) {
 	where := ""
 	if mall != "" {
 		where = " in mall " + mall
 	}
-	writeError(w, http.StatusNotFound, fmt.Sprintf("no complete product %s%s: it is unknown, or its images are still being collected", id, where), nil)
+	a.fail(w, r, http.StatusNotFound, fmt.Sprintf("no complete product %s%s: it is unknown, or its images are still being collected", id, where), nil)
 }
 
 func (a *API) completeProduct(w http.ResponseWriter, r *http.Request) {
-	if !allow(w, r, http.MethodGet, http.MethodDelete) {
+	if !a.allow(w, r, http.MethodGet, http.MethodDelete) {
 		return
+	}
+	if r.Method == http.MethodDelete {
+		// Reading needs a read token; deleting needs a write token.
+		if q := requestOf(r); q.authenticated && !q.who.Scope.Includes(apiauth.ScopeWrite) {
+			a.forbid(w, r, apiauth.ScopeWrite, fmt.Sprintf("this token's scope is %s; DELETE needs a write token", q.who.Scope))
+			return
+		}
 	}
 	id, mall, states, ok := a.lookup(w, r)
 	if !ok {
@@ -510,35 +553,36 @@ func (a *API) completeProduct(w http.ResponseWriter, r *http.Request) {
 	}
 	switch {
 	case len(complete) > 1:
-		ambiguous(w, id, complete)
+		a.ambiguous(w, r, id, complete)
 	case len(complete) == 1:
 		writeJSON(w, http.StatusOK, viewOf(complete[0]))
 	case len(failed) == 1:
 		f := failed[0]
-		writeError(w, http.StatusNotFound, fmt.Sprintf("product %s in mall %s is not complete: its image collection failed", id, f.Product.MallID),
+		a.fail(w, r, http.StatusNotFound, fmt.Sprintf("product %s in mall %s is not complete: its image collection failed", id, f.Product.MallID),
 			&errorBody{Status: string(f.Status), Reason: f.Reason, MallIDs: []string{f.Product.MallID}})
 	case len(failed) > 1:
-		writeError(w, http.StatusNotFound, fmt.Sprintf("product %s is not complete in any mall: its image collection failed", id),
+		a.fail(w, r, http.StatusNotFound, fmt.Sprintf("product %s is not complete in any mall: its image collection failed", id),
 			&errorBody{Status: string(catalog.StatusFailed), MallIDs: malls(failed)})
 	default:
-		notFound(w, id, mall)
+		a.notFound(w, r, id, mall)
 	}
 }
 
 func (a *API) deleteProduct(w http.ResponseWriter, r *http.Request, id, mall string, states []catalog.Product) {
 	switch {
 	case len(states) == 0:
-		notFound(w, id, mall)
+		a.notFound(w, r, id, mall)
 		return
 	case len(states) > 1:
-		ambiguous(w, id, states)
+		a.ambiguous(w, r, id, states)
 		return
 	}
 	p := states[0].Product
+	ctx, cancel := context.WithTimeout(r.Context(), a.o.ProduceTimeout)
+	defer cancel()
 	rec := &kgo.Record{Topic: a.o.Topics.Products, Key: []byte(p.Key())} // a tombstone
-	if err := a.o.Producer.ProduceSync(r.Context(), rec).FirstErr(); err != nil {
-		a.o.Logger.Error("produce tombstone", "key", p.Key(), "err", err)
-		writeError(w, http.StatusServiceUnavailable, "could not queue the delete (is Kafka up?): "+err.Error(), nil)
+	if err := a.produce(ctx, rec); err != nil {
+		a.unavailable(w, r, "could not queue the delete", err, "key", p.Key())
 		return
 	}
 	st, cp := links(p.MallID, p.ProductID)
@@ -557,7 +601,7 @@ type statusBody struct {
 }
 
 func (a *API) productStatus(w http.ResponseWriter, r *http.Request) {
-	if !allow(w, r, http.MethodGet) {
+	if !a.allow(w, r, http.MethodGet) {
 		return
 	}
 	id, mall, states, ok := a.lookup(w, r)
@@ -570,9 +614,9 @@ func (a *API) productStatus(w http.ResponseWriter, r *http.Request) {
 		if mall != "" {
 			where = " in mall " + mall
 		}
-		writeError(w, http.StatusNotFound, fmt.Sprintf("the collector has no product %s%s: unknown, or accepted and not collected yet", id, where), &errorBody{Status: "unknown"})
+		a.fail(w, r, http.StatusNotFound, fmt.Sprintf("the collector has no product %s%s: unknown, or accepted and not collected yet", id, where), &errorBody{Status: "unknown"})
 	case len(states) > 1:
-		ambiguous(w, id, states)
+		a.ambiguous(w, r, id, states)
 	default:
 		p := states[0]
 		b := statusBody{MallID: p.Product.MallID, ProductID: p.Product.ProductID, Status: string(p.Status), Reason: p.Reason, Images: len(p.Images), UpdatedAt: p.UpdatedAt}

@@ -27,28 +27,45 @@ type fixture struct {
 	srv   *httptest.Server
 	cl    *kgo.Client
 	serde *records.Serde
+	reg   *prometheus.Registry
 }
 
 // newFixture runs the API against kfake and srfake; reads have no catalog
 // here (the collector's tests cover them against PostgreSQL).
-func newFixture(t testing.TB) *fixture {
+func newFixture(t testing.TB) *fixture { return newFixtureWith(t, nil) }
+
+// newFixtureWith lets a test change the options first.
+func newFixtureWith(t testing.TB, change func(*Options)) *fixture {
 	kc := kafkatest.Start(t)
 	kc.CreateTopic(1, nil, topic)
 	cl, serde := kc.Client(), kc.Serde
 	reg := prometheus.NewRegistry()
-	api, err := New(Options{Producer: cl, Serde: serde, Topics: records.Topics{Products: topic}, Registerer: reg, Gatherer: reg,
-		Now: func() time.Time { return time.UnixMilli(1_700_000_000_000) }})
+	o := Options{Producer: cl, Serde: serde, Topics: records.Topics{Products: topic}, Registerer: reg, Gatherer: reg,
+		Now: func() time.Time { return time.UnixMilli(1_700_000_000_000) }}
+	if change != nil {
+		change(&o)
+	}
+	api, err := New(o)
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv := httptest.NewServer(api.Handler())
 	t.Cleanup(srv.Close)
-	return &fixture{t: t, kc: kc, srv: srv, cl: cl, serde: serde}
+	return &fixture{t: t, kc: kc, srv: srv, cl: cl, serde: serde, reg: reg}
 }
 
 func (f *fixture) send(method, path, body string) (int, http.Header, []byte) {
 	f.t.Helper()
+	return f.sendAs("", method, path, body)
+}
+
+// sendAs sends a request with token as its bearer token (none when empty).
+func (f *fixture) sendAs(token, method, path, body string) (int, http.Header, []byte) {
+	f.t.Helper()
 	req, _ := http.NewRequest(method, f.srv.URL+path, strings.NewReader(body))
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		f.t.Fatal(err)
@@ -263,10 +280,36 @@ func TestOpenAPICoversTheRoutes(t *testing.T) {
 		"/healthz":                              {"get"},
 		"/metrics":                              {"get"},
 		"/images/{name}.png":                    {"get"},
+		"/readyz":                               {"get"},
 	} {
 		for _, m := range methods {
 			if _, ok := doc.Paths[path][m]; !ok {
 				t.Errorf("OpenAPI lacks %s %s", m, path)
+			}
+		}
+	}
+	// The security scheme, required everywhere but on the open routes,
+	// whose operations say so; the others document 401, 403 and 429.
+	var sec struct {
+		Security   []map[string][]string `json:"security"`
+		Components struct {
+			SecuritySchemes map[string]struct{ Type, Scheme string } `json:"securitySchemes"`
+		} `json:"components"`
+	}
+	_ = json.Unmarshal(b, &sec)
+	if s := sec.Components.SecuritySchemes["bearerAuth"]; s.Type != "http" || s.Scheme != "bearer" || len(sec.Security) != 1 || sec.Security[0]["bearerAuth"] == nil {
+		t.Errorf("no global bearer security scheme: %+v", sec)
+	}
+	open := map[string]bool{"/healthz": true, "/readyz": true, "/api/v1/openapi.json": true, "/images/{name}.png": true}
+	for path, methods := range doc.Paths {
+		for m, op := range methods {
+			s, hasSec := op["security"].([]any)
+			responses, _ := op["responses"].(map[string]any)
+			switch {
+			case open[path] && (!hasSec || len(s) != 0):
+				t.Errorf("%s %s is open but its operation does not say security: []", m, path)
+			case !open[path] && (responses["401"] == nil || responses["403"] == nil || responses["429"] == nil):
+				t.Errorf("%s %s does not document 401, 403 and 429", m, path)
 			}
 		}
 	}

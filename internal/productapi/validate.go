@@ -3,12 +3,17 @@ package productapi
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"net/url"
 	"regexp"
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/shopstream/shopstream/internal/imagefetch"
+	"github.com/shopstream/shopstream/internal/records"
 )
 
 // Limits of a product as the API accepts it.
@@ -16,7 +21,7 @@ const (
 	MaxIDLen      = 64
 	MaxTitleLen   = 200
 	MaxContentLen = 10000
-	MaxImages     = 10
+	MaxImages     = records.MaxImages
 	MaxURLLen     = 2048
 )
 
@@ -35,21 +40,63 @@ type productInput struct {
 // fieldErrors maps each bad field to what is wrong with it.
 type fieldErrors map[string]string
 
-// decodeProduct checks every field of a POST body and names each bad one.
-func decodeProduct(body []byte) (*productInput, fieldErrors, error) {
-	var raw map[string]json.RawMessage
+// objectFields reads a JSON object's members, naming the keys given more
+// than once: encoding/json keeps the last of them, and a proxy or a
+// validator in front of the API may read the first.
+func objectFields(body []byte) (map[string]json.RawMessage, []string, error) {
 	dec := json.NewDecoder(bytes.NewReader(body))
-	if err := dec.Decode(&raw); err != nil || raw == nil {
-		if err == nil {
-			err = fmt.Errorf("got null")
-		}
-		return nil, nil, fmt.Errorf("body is not a JSON object: %v", err)
+	notObject := func(err error) error { return fmt.Errorf("body is not a JSON object: %v", err) }
+	t, err := dec.Token()
+	if err != nil {
+		return nil, nil, notObject(err)
 	}
-	if dec.More() {
+	if d, ok := t.(json.Delim); !ok || d != '{' {
+		return nil, nil, notObject(fmt.Errorf("got %v", t))
+	}
+	raw := map[string]json.RawMessage{}
+	var dupes []string
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return nil, nil, notObject(err)
+		}
+		k, _ := t.(string)
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return nil, nil, notObject(err)
+		}
+		if _, seen := raw[k]; seen {
+			dupes = append(dupes, k)
+		}
+		raw[k] = v
+	}
+	if _, err := dec.Token(); err != nil {
+		return nil, nil, notObject(err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
 		return nil, nil, fmt.Errorf("body has more than one JSON value")
+	}
+	return raw, dupes, nil
+}
+
+// decodeProduct checks every field of a POST body and names each bad one;
+// allow are the image hosts that may be internal addresses.
+func decodeProduct(body []byte, allow []string) (*productInput, fieldErrors, error) {
+	// encoding/json would turn bytes that are not UTF-8 into U+FFFD
+	// silently; a client sending them has a bug worth hearing about.
+	if !utf8.Valid(body) {
+		return nil, nil, fmt.Errorf("body is not valid UTF-8: send JSON in UTF-8")
+	}
+	raw, dupes, err := objectFields(body)
+	if err != nil {
+		return nil, nil, err
 	}
 	in := &productInput{Currency: "USD"}
 	errs := fieldErrors{}
+	for _, k := range dupes {
+		errs[k] = "given more than once: give each field once"
+	}
+	checkURL := func(s string) string { return checkImageURL(s, allow) }
 	known := map[string]bool{"mallId": true, "productId": true, "title": true, "content": true, "price": true, "currency": true, "imageUrl": true, "imageUrls": true}
 	for k := range raw {
 		if !known[k] {
@@ -187,6 +234,22 @@ func checkText(s string, max int, required bool) string {
 	return ""
 }
 
+// checkImageURL checks an image URL as the collector will fetch it: a
+// host that the fetcher would refuse whatever DNS says (an internal IP
+// literal, a zone, a numeric host) is refused here already, unless
+// allow-listed.
+func checkImageURL(s string, allow []string) string {
+	if msg := checkURL(s); msg != "" {
+		return msg
+	}
+	u, _ := url.Parse(s)
+	var refused *imagefetch.RefusedError
+	if err := imagefetch.CheckURL(u, allow); errors.As(err, &refused) {
+		return "must not name " + refused.Why + ": image URLs must point at a public host"
+	}
+	return ""
+}
+
 func checkURL(s string) string {
 	if s == "" {
 		return "must not be empty"
@@ -210,3 +273,6 @@ func checkURL(s string) string {
 
 // validID checks a productId or mallId given in a path or query.
 func validID(s string) bool { return s != "" && len(s) <= MaxIDLen && idRE.MatchString(s) }
+
+// ValidID says whether s may be a mallId or productId.
+func ValidID(s string) bool { return validID(s) }

@@ -16,6 +16,10 @@ type Image struct {
 	Alt string `avro:"alt" json:"alt"`
 }
 
+// MaxImages is how many distinct images a product may have: the API
+// refuses more, and the collector collects no more from any source.
+const MaxImages = 10
+
 // Product is what shops publish to the product topic.
 type Product struct {
 	ProductID      string            `avro:"product_id" json:"product_id"`

@@ -35,6 +35,8 @@ type harness struct {
 	admin  *kadm.Client
 	plain  *kgo.Client // prompts, as `shopstream search` writes them
 	txn    *kgo.Client // filtered products, in transactions as the streamer writes them
+	// maxUsers is the instances' MaxUsers; 0: the default.
+	maxUsers int
 }
 
 const testPartitions = 3
@@ -135,7 +137,8 @@ func (h *harness) start(id string, hooks *testHooks) *instance {
 			),
 		},
 		Group: h.group, InstanceID: id, TransactionTimeout: 10 * time.Second,
-		hooks: hooks,
+		MaxUsers: h.maxUsers,
+		hooks:    hooks,
 	}
 	go func() {
 		defer close(in.done)

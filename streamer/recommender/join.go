@@ -29,9 +29,15 @@ type joiner struct {
 	log   *slog.Logger
 	parts topicPartitions
 
-	// users holds the committed Recommendation of every user of every
-	// partition this instance has restored; only the poll loop touches it.
-	users map[int32]map[string]*records.Recommendation
+	// users holds the committed Recommendation of the users of the
+	// partitions this instance has restored, at most MaxUsers of them after
+	// each batch; only the poll loop touches it. lastUse says when each was
+	// last joined (restored users have none: they go first). partial marks
+	// the partitions some of whose users were forgotten: a prompt of a user
+	// not held there reads the user back from the recommendations topic.
+	users   map[int32]map[string]*records.Recommendation
+	lastUse map[int32]map[string]time.Time
+	partial map[int32]bool
 
 	// stale lists partitions revoked or lost since the last batch; the
 	// group's callbacks fill it, the poll loop empties it.
@@ -47,9 +53,11 @@ type joiner struct {
 func newJoiner(cfg *Options, table *Table, admin *kadm.Client, m *metrics, parts topicPartitions) *joiner {
 	return &joiner{
 		cfg: cfg, table: table, admin: admin, m: m, parts: parts,
-		log:   cfg.Logger.With("part", "join"),
-		users: map[int32]map[string]*records.Recommendation{},
-		stale: map[int32]bool{},
+		log:     cfg.Logger.With("part", "join"),
+		users:   map[int32]map[string]*records.Recommendation{},
+		lastUse: map[int32]map[string]time.Time{},
+		partial: map[int32]bool{},
+		stale:   map[int32]bool{},
 	}
 }
 
@@ -165,14 +173,17 @@ func (j *joiner) batch(ctx context.Context, sess *kgo.GroupTransactSession, fetc
 		}
 	})
 	if len(need) > 0 {
-		restored, err := j.restore(ctx, need)
+		restored, err := j.restore(ctx, need, nil)
 		if err != nil {
 			return false, j.abort(sess, fmt.Errorf("restore recommendations of partitions %v: %w", need, err))
 		}
 		maps.Copy(j.users, restored)
 		j.m.restores.Add(float64(len(need)))
-		j.m.users.Set(float64(countUsers(j.users)))
 		j.log.Info("restored users' recommendations", "partitions", need, "users", countUsers(restored))
+		j.evict()
+	}
+	if err := j.recall(ctx, fetches); err != nil {
+		return false, j.abort(sess, err)
 	}
 
 	tRestored = time.Now()
@@ -251,13 +262,20 @@ func (j *joiner) abort(sess *kgo.GroupTransactSession, err error) error {
 
 // commit makes a committed batch's state the instance's and counts it.
 func (j *joiner) commit(p *pending) {
+	now := j.cfg.Now()
 	for part, users := range p.users {
 		if j.users[part] == nil {
 			j.users[part] = map[string]*records.Recommendation{}
 		}
 		maps.Copy(j.users[part], users)
+		if j.lastUse[part] == nil {
+			j.lastUse[part] = map[string]time.Time{}
+		}
+		for u := range users {
+			j.lastUse[part][u] = now
+		}
 	}
-	now := j.cfg.Now()
+	j.evict()
 	for _, ts := range p.prompts {
 		j.m.joinLatency.Observe(max(now.Sub(ts).Seconds(), 0))
 	}
@@ -280,6 +298,8 @@ func (j *joiner) dropStale() {
 	j.mu.Unlock()
 	for _, p := range stale {
 		delete(j.users, p)
+		delete(j.lastUse, p)
+		delete(j.partial, p)
 	}
 }
 
@@ -299,6 +319,8 @@ func (j *joiner) join(ctx context.Context, r *kgo.Record, pend *pending) (*kgo.R
 	switch {
 	case prompt.UserID == "":
 		return j.deadLetter(r, &badRecord{deadletter.ReasonEmptyUser, errors.New("the prompt has no user_id")}, pend), nil
+	case len(prompt.UserID) > MaxUserIDBytes:
+		return j.deadLetter(r, &badRecord{deadletter.ReasonUserTooLong, fmt.Errorf("the prompt's user_id is %d bytes, more than %d", len(prompt.UserID), MaxUserIDBytes)}, pend), nil
 	case string(r.Key) != prompt.UserID:
 		return j.deadLetter(r, &badRecord{deadletter.ReasonKeyMismatch, fmt.Errorf("record key %q is not the prompt's user_id %q", r.Key, prompt.UserID)}, pend), nil
 	case norm == "":

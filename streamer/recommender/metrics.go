@@ -20,6 +20,8 @@ type metrics struct {
 	transactions  *prometheus.CounterVec // result: committed, aborted
 	users         prometheus.Gauge
 	restores      prometheus.Counter
+	evicted       prometheus.Counter
+	recalled      prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -48,6 +50,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Users whose recommendations this instance holds (those of its assigned partitions)."}),
 		restores: f.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "partition_restores_total",
 			Help: "Partitions whose users' recommendations were restored from the recommendations topic."}),
+		evicted: f.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "users_evicted_total",
+			Help: "Users forgotten because the instance held more than its maximum; their state stays in the recommendations topic."}),
+		recalled: f.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "users_recalled_total",
+			Help: "Forgotten users whose recommendation was read back from the recommendations topic for a new prompt."}),
 	}
 	if err := f.Err(); err != nil {
 		return nil, err

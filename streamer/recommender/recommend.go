@@ -14,6 +14,14 @@ const MaxProducts = 50
 // refuses longer ones before they reach Kafka.
 const MaxQueryBytes = 1024
 
+// MaxUserIDBytes is the longest user id the join accepts: every user held
+// in memory costs its id, and a key of megabytes would cost megabytes.
+const MaxUserIDBytes = 256
+
+// DefaultMaxUsers is how many users' recommendations an instance holds by
+// default (Options.MaxUsers): about 100 MB at 50 products each.
+const DefaultMaxUsers = 100_000
+
 // Apply returns the user's Recommendation after the prompt p, given the
 // previous one (nil when the user has none) and the products the prompt
 // matched (ordered by key, as Table.Lookup returns them). The rules, which

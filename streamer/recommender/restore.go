@@ -15,9 +15,10 @@ import (
 
 // restore reads the given partitions of the recommendations topic up to
 // their last stable offsets and returns each user's latest Recommendation,
-// by partition. Only committed records are read, so what it returns is
-// exactly the state that the committed prompt offsets stand for.
-func (j *joiner) restore(ctx context.Context, parts []int32) (map[int32]map[string]*records.Recommendation, error) {
+// by partition; only the users keep says yes to when keep is not nil. Only
+// committed records are read, so what it returns is exactly the state that
+// the committed prompt offsets stand for.
+func (j *joiner) restore(ctx context.Context, parts []int32, keep func(part int32, user string) bool) (map[int32]map[string]*records.Recommendation, error) {
 	topic := j.cfg.Topics.Recommendations
 	latest := make(map[int32]map[string][]byte, len(parts))
 	for _, p := range parts {
@@ -30,6 +31,9 @@ func (j *joiner) restore(ctx context.Context, parts []int32) (map[int32]map[stri
 		return nil
 	}}
 	err := topicread.Read(ctx, j.cfg.Kafka, topic, o, func(r *kgo.Record) error {
+		if keep != nil && !keep(r.Partition, string(r.Key)) {
+			return nil
+		}
 		latest[r.Partition][string(r.Key)] = r.Value // nil: a tombstone
 		return nil
 	})

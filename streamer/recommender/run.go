@@ -46,6 +46,11 @@ type Options struct {
 	// TopicWait is how long Run waits for missing topics to be created
 	// (by `shopstream bootstrap`) before it gives up; 0 does not wait.
 	TopicWait time.Duration
+	// MaxUsers bounds the users whose recommendations the instance holds
+	// (DefaultMaxUsers). Past it, the users idle longest are forgotten; a
+	// prompt of a forgotten user reads the user's recommendation back from
+	// the compacted recommendations topic.
+	MaxUsers int
 
 	hooks *testHooks
 }
@@ -63,6 +68,9 @@ type testHooks struct {
 func (c *Options) setDefaults() error {
 	if err := c.Check("recommender"); err != nil {
 		return err
+	}
+	if c.MaxUsers <= 0 {
+		c.MaxUsers = DefaultMaxUsers
 	}
 	for _, t := range []struct{ what, name string }{
 		{"filtered", c.Topics.Filtered}, {"find", c.Topics.Find},
