@@ -228,7 +228,7 @@ func (r *run) setUp(ctx context.Context) error {
 		{Sink, []string{"sink", "--group", r.groups[Sink], "--batch-size", "200"}},
 		{Collector, []string{"collector", "--collector-group", r.groups[Collector], "--collector-transactional-id", r.prefix + "-collector-0",
 			"--fetch-allow-hosts", imageHost, "--fetch-timeout", "3s"}},
-		{API, []string{"api", "--api-addr", apiAddr, "--no-image-server"}},
+		{API, []string{"api", "--api-addr", apiAddr, "--fetch-allow-hosts", imageHost}},
 	} {
 		if err := r.spawn(c.name, c.args...); err != nil {
 			return err

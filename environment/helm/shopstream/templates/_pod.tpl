@@ -121,8 +121,14 @@ spec:
         {{- else if eq $c "api" }}
         - name: API_ADDR
           value: "0.0.0.0:{{ $v.api.service.port }}"
-        - name: API_NO_IMAGE_SERVER
-          value: {{ (not $v.api.imageServer) | quote }}
+        {{- if $v.api.auth.tokensSecret }}
+        - name: API_TOKENS_FILE
+          value: /etc/shopstream/api-tokens/{{ $v.api.auth.tokensKey }}
+        {{- end }}
+        {{- if $v.api.auth.insecureNoAuth }}
+        - name: API_INSECURE_NO_AUTH
+          value: "true"
+        {{- end }}
         {{- end }}
         {{- if $user.username }}
         - name: KAFKA_SASL_USERNAME
@@ -243,6 +249,11 @@ spec:
         - name: images
           mountPath: /data/images
         {{- end }}
+        {{- if and (eq $c "api") $v.api.auth.tokensSecret }}
+        - name: api-tokens
+          mountPath: /etc/shopstream/api-tokens
+          readOnly: true
+        {{- end }}
         {{- if $user.secretName }}
         - name: kafka-sasl
           mountPath: /etc/shopstream/kafka-sasl
@@ -289,6 +300,17 @@ spec:
     - name: images
       persistentVolumeClaim:
         claimName: {{ $v.blob.existingClaim }}
+    {{- end }}
+    {{- if and (eq $c "api") $v.api.auth.tokensSecret }}
+    # Mounted as a directory, not a subPath, so a revoked token reaches the
+    # running API when the kubelet updates the file.
+    - name: api-tokens
+      secret:
+        secretName: {{ $v.api.auth.tokensSecret }}
+        defaultMode: 0440
+        items:
+          - key: {{ $v.api.auth.tokensKey }}
+            path: {{ $v.api.auth.tokensKey }}
     {{- end }}
     {{- if $user.secretName }}
     - name: kafka-sasl
