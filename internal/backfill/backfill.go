@@ -44,6 +44,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/shopstream/shopstream/internal/clients"
+	"github.com/shopstream/shopstream/internal/clock"
 	"github.com/shopstream/shopstream/internal/deadletter"
 	"github.com/shopstream/shopstream/internal/health"
 	"github.com/shopstream/shopstream/internal/records"
@@ -180,7 +181,7 @@ func (b *Backfill) waitApplied(ctx context.Context, version int64, wait func(str
 			return nil
 		}
 		wait(fmt.Sprintf("waiting for %d streamer instance(s) to apply filter v%d", behind, version))
-		if err := sleep(ctx, b.o.Poll); err != nil {
+		if err := clock.Sleep(ctx, b.o.Poll); err != nil {
 			return err
 		}
 	}
@@ -291,7 +292,7 @@ func (b *Backfill) waitStreamer(ctx context.Context, adm *kadm.Client, parts map
 			return out, nil
 		}
 		wait(fmt.Sprintf("waiting for the streamer (group %s) to pass the backfill's end: %d records to go", group, behind))
-		if err := sleep(ctx, b.o.Poll); err != nil {
+		if err := clock.Sleep(ctx, b.o.Poll); err != nil {
 			return nil, err
 		}
 	}
@@ -560,15 +561,4 @@ func (s *Selection) Without(keys []string) {
 	s.Counts.Superseded += int64(len(s.Records) - len(kept))
 	s.Records = kept
 	s.Counts.Forwarded = int64(len(kept))
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }
