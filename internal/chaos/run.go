@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,6 +19,7 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
 
+	"github.com/shopstream/shopstream/internal/clients"
 	"github.com/shopstream/shopstream/internal/health"
 	"github.com/shopstream/shopstream/internal/records"
 	"github.com/shopstream/shopstream/workflows"
@@ -59,6 +61,7 @@ type run struct {
 	queue  string
 	dsn    string
 	api    string // the API's base URL
+	http   *http.Client
 	blobs  string
 	wfID   string
 
@@ -78,7 +81,8 @@ func (in *Infra) Run(ctx context.Context, s Schedule) Result {
 }
 
 func (in *Infra) newRun(s Schedule) *run {
-	return &run{in: in, s: s, prefix: fmt.Sprintf("c%d", s.Seed), procs: map[string]*proc{}, inputs: newInputs()}
+	return &run{in: in, s: s, prefix: fmt.Sprintf("c%d", s.Seed), procs: map[string]*proc{}, inputs: newInputs(),
+		http: clients.NewHTTPClient(nil, 10*time.Second)}
 }
 
 // execute runs the schedule; beforeCheck, when set, runs once everything
