@@ -416,7 +416,7 @@ func (b *Backfill) Select(ctx context.Context, r Partition, f records.FilterStat
 // It returns the offset it read up to.
 func (b *Backfill) newer(ctx context.Context, partition int32, from int64, keys map[string]*kgo.Record, removed *int64) (int64, error) {
 	src := b.o.Topics.Products
-	end, err := b.stable(ctx, partition)
+	end, err := topicread.Stable(ctx, b.o.Kafka, b.o.Topics.Products, partition)
 	if err != nil {
 		return 0, err
 	}
@@ -432,27 +432,6 @@ func (b *Backfill) newer(ctx context.Context, partition int32, from int64, keys 
 		return 0, fmt.Errorf("read %s partition %d after offset %d: %w", src, partition, from, err)
 	}
 	return max(end, from), nil
-}
-
-func (b *Backfill) stable(ctx context.Context, partition int32) (int64, error) {
-	cl, err := b.o.Kafka.NewClient()
-	if err != nil {
-		return 0, fmt.Errorf("create the backfill's admin client: %w", err)
-	}
-	defer cl.Close()
-	src := b.o.Topics.Products
-	offs, err := kadm.NewClient(cl).ListCommittedOffsets(ctx, src)
-	if err == nil {
-		err = offs.Error()
-	}
-	if err != nil {
-		return 0, fmt.Errorf("list the last stable offsets of %s: %w", src, err)
-	}
-	o, ok := offs.Lookup(src, partition)
-	if !ok {
-		return 0, fmt.Errorf("topic %s has no partition %d", src, partition)
-	}
-	return o.Offset, nil
 }
 
 // Superseded reads the source partition on from where Select stopped and
