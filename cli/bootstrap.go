@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"slices"
 	"strings"
 	"time"
 
@@ -56,15 +55,9 @@ func bootstrapCommand() *cli.Command {
 			for _, s := range c.StringSlice("only") {
 				steps = append(steps, splitCSV(s)...)
 			}
-			users := map[string]string{}
-			for _, kv := range c.StringSlice("acl-users") {
-				for _, p := range splitCSV(kv) {
-					comp, user, ok := strings.Cut(p, "=")
-					if !ok || !slices.Contains(acls.Components, comp) || user == "" {
-						return usageErr("--acl-users %q: want component=user with a component of %s", p, strings.Join(acls.Components, ", "))
-					}
-					users[comp] = user
-				}
+			users, err := acls.ParseUsers(c.StringSlice("acl-users"))
+			if err != nil {
+				return usageErr("--acl-users %v", err)
 			}
 			needs := process.NeedTemporal
 			if c.Bool("acls") {

@@ -1,9 +1,7 @@
 package main
 
 import (
-	"errors"
 	"fmt"
-	"io"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -13,7 +11,6 @@ import (
 	"github.com/shopstream/shopstream/internal/filterctl"
 	"github.com/shopstream/shopstream/internal/process"
 	"github.com/shopstream/shopstream/internal/randid"
-	"github.com/shopstream/shopstream/internal/runwatch"
 	"github.com/shopstream/shopstream/workflows"
 )
 
@@ -47,16 +44,9 @@ func backfillCommand() *cli.Command {
 			"  shopstream filter set phone --backfill 24h     # the change and its backfill in one\n" +
 			"  shopstream filter backfill status\n" +
 			"  shopstream filter backfill cancel",
-		Flags:  withFlags(backfillFlags()...),
-		Action: runBackfill,
-		Subcommands: []*cli.Command{
-			{Name: "status", Usage: "show the running backfill's progress, or the last one's summary", Flags: withFlags(), Action: backfillStatus},
-			{
-				Name: "cancel", Usage: "stop the running backfill; the ranges written stay, running ones abort",
-				Flags:  withFlags(&cli.DurationFlag{Name: "wait", Value: 30 * time.Second, Usage: "how long to wait for the workflow to stop"}),
-				Action: backfillCancel,
-			},
-		},
+		Flags:       withFlags(backfillFlags()...),
+		Action:      runBackfill,
+		Subcommands: jobCommands(backfill.Job(), "backfill", "the ranges written"),
 	}
 }
 
@@ -125,56 +115,5 @@ func startBackfill(c *cli.Context, in workflows.BackfillInput) error {
 		fmt.Fprintf(w, "backfill: started workflow %s: %s\n", workflows.BackfillWorkflowID, backfill.Describe(in.From, in.To, workflows.FilterState{}))
 	}
 	fmt.Fprintf(w, "backfill: Web UI %s\n", url)
-	if c.Bool("detach") {
-		fmt.Fprintln(w, "backfill: detached; follow with `shopstream filter backfill status`, stop with `shopstream filter backfill cancel`")
-		return nil
-	}
-	var res workflows.BackfillResult
-	err = runwatch.Follow(c.Context, backfill.Watch(e.Temporal, w, isTerminal(w)), st.Run, &res)
-	switch {
-	case errors.Is(err, runwatch.ErrDetached):
-		fmt.Fprintln(w, "backfill: stopped watching; it goes on: `shopstream filter backfill status`, `shopstream filter backfill cancel`")
-		return cli.Exit("", 130)
-	case err != nil:
-		return fmt.Errorf("backfill: %w (see %s)", err, url)
-	}
-	backfill.PrintSummary(w, res, url)
-	return nil
-}
-
-func backfillStatus(c *cli.Context) error {
-	e, err := connect(c, process.NeedTemporal)
-	if err != nil {
-		return err
-	}
-	defer e.Close()
-	id := workflows.BackfillWorkflowID
-	url := e.Config.WorkflowURL(id, "")
-	err = runwatch.Show(c.Context, e.Temporal, id, workflows.QueryBackfillProgress, url, c.App.Writer, backfill.PrintProgress,
-		func(w io.Writer, r workflows.BackfillResult) { backfill.PrintSummary(w, r, url) })
-	return backfillErr(err)
-}
-
-func backfillCancel(c *cli.Context) error {
-	e, err := connect(c, process.NeedTemporal)
-	if err != nil {
-		return err
-	}
-	defer e.Close()
-	how, err := runwatch.Cancel(c.Context, e.Temporal, workflows.BackfillWorkflowID, c.Duration("wait"))
-	if err != nil {
-		return backfillErr(err)
-	}
-	fmt.Fprintf(c.App.Writer, "backfill: %s %s; the ranges it committed stay\n", workflows.BackfillWorkflowID, how)
-	return nil
-}
-
-func backfillErr(err error) error {
-	if runwatch.IsNotFound(err) {
-		return cli.Exit("backfill: "+backfill.ErrNone.Error(), 1)
-	}
-	if err != nil {
-		return fmt.Errorf("backfill: %w", err)
-	}
-	return nil
+	return backfill.Job().Follow(c.Context, e.Temporal, st.Run, url, w, isTerminal(w), c.Bool("detach"))
 }

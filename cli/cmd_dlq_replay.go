@@ -2,9 +2,7 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"strconv"
 	"time"
 
@@ -15,7 +13,6 @@ import (
 	"github.com/shopstream/shopstream/internal/filterctl"
 	"github.com/shopstream/shopstream/internal/process"
 	"github.com/shopstream/shopstream/internal/randid"
-	"github.com/shopstream/shopstream/internal/runwatch"
 	"github.com/shopstream/shopstream/workflows"
 )
 
@@ -50,15 +47,8 @@ func dlqReplayCommand() *cli.Command {
 			&cli.IntFlag{Name: "range-letters", Hidden: true, Usage: "most letters one range (one activity, one Kafka transaction) sends back"},
 			&cli.DurationFlag{Name: "heartbeat-timeout", Hidden: true, Usage: "how soon a range whose worker died is retried elsewhere (default 10s)"},
 		),
-		Action: runReplay,
-		Subcommands: []*cli.Command{
-			{Name: "status", Usage: "show the running replay's progress, or the last one's summary", Flags: withFlags(), Action: replayStatus},
-			{
-				Name: "cancel", Usage: "stop the running replay; ranges sent back stay, running ones abort",
-				Flags:  withFlags(&cli.DurationFlag{Name: "wait", Value: 30 * time.Second, Usage: "how long to wait for the workflow to stop"}),
-				Action: replayCancel,
-			},
-		},
+		Action:      runReplay,
+		Subcommands: jobCommands(dlqreplay.Job(), "replay", "ranges sent back"),
 	}
 }
 
@@ -117,56 +107,5 @@ func runReplay(c *cli.Context) error {
 	}
 	url := e.Config.WorkflowURL(run.GetID(), "")
 	fmt.Fprintf(w, "dlq replay: started workflow %s\ndlq replay: Web UI %s\n", run.GetID(), url)
-	if c.Bool("detach") {
-		fmt.Fprintln(w, "dlq replay: detached; follow with `shopstream dlq replay status`, stop with `shopstream dlq replay cancel`")
-		return nil
-	}
-	var res workflows.ReplayResult
-	err = runwatch.Follow(c.Context, dlqreplay.Watch(e.Temporal, w, isTerminal(w)), run, &res)
-	switch {
-	case errors.Is(err, runwatch.ErrDetached):
-		fmt.Fprintln(w, "dlq replay: stopped watching; it goes on: `shopstream dlq replay status`, `shopstream dlq replay cancel`")
-		return cli.Exit("", 130)
-	case err != nil:
-		return fmt.Errorf("dlq replay: %w (see %s)", err, url)
-	}
-	dlqreplay.PrintSummary(w, res, url)
-	return nil
-}
-
-func replayStatus(c *cli.Context) error {
-	e, err := connect(c, process.NeedTemporal)
-	if err != nil {
-		return err
-	}
-	defer e.Close()
-	id := workflows.ReplayWorkflowID
-	url := e.Config.WorkflowURL(id, "")
-	err = runwatch.Show(c.Context, e.Temporal, id, workflows.QueryReplayProgress, url, c.App.Writer, dlqreplay.PrintProgress,
-		func(w io.Writer, r workflows.ReplayResult) { dlqreplay.PrintSummary(w, r, url) })
-	return replayErr(err)
-}
-
-func replayCancel(c *cli.Context) error {
-	e, err := connect(c, process.NeedTemporal)
-	if err != nil {
-		return err
-	}
-	defer e.Close()
-	how, err := runwatch.Cancel(c.Context, e.Temporal, workflows.ReplayWorkflowID, c.Duration("wait"))
-	if err != nil {
-		return replayErr(err)
-	}
-	fmt.Fprintf(c.App.Writer, "dlq replay: %s %s; the ranges it committed stay\n", workflows.ReplayWorkflowID, how)
-	return nil
-}
-
-func replayErr(err error) error {
-	if runwatch.IsNotFound(err) {
-		return cli.Exit("dlq replay: no replay has run yet: `shopstream dlq replay --dry-run` shows what one would send back", 1)
-	}
-	if err != nil {
-		return fmt.Errorf("dlq replay: %w", err)
-	}
-	return nil
+	return dlqreplay.Job().Follow(c.Context, e.Temporal, run, url, w, isTerminal(w), c.Bool("detach"))
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"math"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -97,22 +96,10 @@ func readEmulateFlags(c *cli.Context) (emulation.Request, error) {
 		ImageBaseURL:     c.String("image-base-url"),
 		HeartbeatTimeout: c.Duration("heartbeat-timeout"),
 	}
-	switch {
-	case r.Input.BatchSize < 0:
-		return r, usageErr("emulate: --batch-size %d: want a positive number, or 0 for the default", r.Input.BatchSize)
-	case r.Input.Shops < 1 || r.Input.Shops > workflows.MaxEmulateShops:
-		return r, usageErr("emulate: --shops %d: want 1 to %d", r.Input.Shops, workflows.MaxEmulateShops)
-	case r.Input.Rate < 0 || math.IsNaN(r.Input.Rate) || math.IsInf(r.Input.Rate, 0):
-		return r, usageErr("emulate: --rate %g: want 0 (no limit) or a positive number of products a second", r.Input.Rate)
-	case r.Input.Concurrency < 1 || r.Input.Concurrency > workflows.MaxEmulateConcurrency:
-		return r, usageErr("emulate: --concurrency %d: want 1 to %d", r.Input.Concurrency, workflows.MaxEmulateConcurrency)
-	case r.Input.HeartbeatTimeout < 0:
-		return r, usageErr("emulate: --heartbeat-timeout %s: want a positive duration", r.Input.HeartbeatTimeout)
-	}
-	if err := shopgen.CheckImageBaseURL(r.Input.ImageBaseURL); err != nil {
-		return r, usageErr("emulate: --image-base-url (IMAGE_BASE_URL): %v", err)
-	}
 	r.Every, r.Detach, r.ID = c.Duration("every"), c.Bool("detach"), c.String("id")
+	if err := r.Check(); err != nil {
+		return r, err
+	}
 	if c.IsSet("every") && r.Every < time.Second {
 		return r, usageErr("emulate: --every %s: want an interval of at least 1s, e.g. --every 1m", r.Every)
 	}
@@ -161,11 +148,6 @@ func withEmulation(what string, do func(c *cli.Context, e *process.Env, id strin
 				return err
 			}
 		}
-		e, err := connect(c, process.NeedTemporal)
-		if err != nil {
-			return err
-		}
-		defer e.Close()
-		return do(c, e, id)
+		return withEnv(process.NeedTemporal, func(c *cli.Context, e *process.Env) error { return do(c, e, id) })(c)
 	}
 }

@@ -82,7 +82,9 @@ func filterCommand() *cli.Command {
 				Usage:       "show the desired filter and the version each live streamer instance applies",
 				Description: "Examples:\n  shopstream filter get\n  shopstream filter get --json",
 				Flags:       withFlags(&cli.BoolFlag{Name: "json", Usage: "print JSON"}),
-				Action:      getFilter,
+				Action: withEnv(process.NeedKafka|process.NeedTemporal, func(c *cli.Context, e *process.Env) error {
+					return filterctl.Show(c.Context, e, c.Bool("json"), c.App.Writer)
+				}),
 			},
 			backfillCommand(),
 		},
@@ -154,13 +156,4 @@ func changeFilter(c *cli.Context, signal string, payload func(by, id string, at 
 	return filterctl.Send(c.Context, e, filterctl.Change{
 		Signal: signal, Payload: payload, By: c.String("by"), Wait: wait, Timeout: c.Duration("timeout"),
 	}, c.App.Writer)
-}
-
-func getFilter(c *cli.Context) error {
-	e, err := connect(c, process.NeedKafka|process.NeedTemporal)
-	if err != nil {
-		return err
-	}
-	defer e.Close()
-	return filterctl.Show(c.Context, e, c.Bool("json"), c.App.Writer)
 }

@@ -93,16 +93,19 @@ func listHanging(c *cli.Context) error {
 }
 
 func abortHanging(c *cli.Context) error {
-	olderThan := c.Duration("older-than")
-	one := c.IsSet("partition") || c.IsSet("producer-id")
+	t := hanging.Target{One: c.IsSet("partition") || c.IsSet("producer-id"), Partition: int32(c.Int("partition")),
+		ProducerID: c.Int64("producer-id"), OlderThan: c.Duration("older-than")}
+	if topics := c.StringSlice("topic"); len(topics) == 1 {
+		t.Topic = topics[0]
+	}
 	switch {
 	case c.NArg() != 0:
 		return usageErr("kafka abort-hanging takes no arguments (see --help)")
-	case one && (len(c.StringSlice("topic")) != 1 || c.Int("partition") < 0 || c.Int64("producer-id") < 0):
+	case t.One && (len(c.StringSlice("topic")) != 1 || t.Partition < 0 || t.ProducerID < 0):
 		return usageErr("to abort one transaction give one --topic, --partition and --producer-id (`shopstream kafka hanging` lists them)")
-	case one && c.IsSet("older-than"):
+	case t.One && c.IsSet("older-than"):
 		return usageErr("give either --older-than or --topic/--partition/--producer-id, not both")
-	case !one && olderThan < 0:
+	case !t.One && t.OlderThan < 0:
 		return usageErr("say what to abort: --older-than 15m (every hanging transaction open longer than that), or --topic, --partition and --producer-id (one)")
 	}
 	e, r, err := findHanging(c)
@@ -110,45 +113,27 @@ func abortHanging(c *cli.Context) error {
 		return err
 	}
 	defer e.Close()
-	var pick []hanging.Txn
-	for _, t := range r.Txns {
-		if one && t.Topic == c.StringSlice("topic")[0] && t.Partition == int32(c.Int("partition")) && t.ProducerID == c.Int64("producer-id") ||
-			!one && t.Hanging && (t.Started.IsZero() || t.Age > olderThan) {
-			pick = append(pick, t)
-		}
-	}
-	if one && len(pick) == 0 {
+	pick := r.Pick(t)
+	if t.One && len(pick) == 0 {
 		return cli.Exit(fmt.Sprintf("producer %d has no open transaction on %s/%d (`shopstream kafka hanging` lists them; --scan also reads the log)",
-			c.Int64("producer-id"), c.StringSlice("topic")[0], c.Int("partition")), 1)
+			t.ProducerID, t.Topic, t.Partition), 1)
 	}
 	results := make([]hanging.Result, len(pick))
 	for i, t := range pick {
 		results[i].Txn = t
 	}
-	if !c.Bool("dry-run") {
+	dry := c.Bool("dry-run")
+	if !dry {
 		if results, err = hanging.Abort(c.Context, e.Admin, pick); err != nil {
 			return err
 		}
 	}
 	if c.Bool("json") {
-		type out struct {
-			hanging.Txn
-			Aborted bool   `json:"aborted"`
-			Error   string `json:"error,omitempty"`
-		}
-		list := make([]out, 0, len(results))
-		for _, res := range results {
-			o := out{Txn: res.Txn, Aborted: res.Err == nil && !c.Bool("dry-run")}
-			if res.Err != nil {
-				o.Error = res.Err.Error()
-			}
-			list = append(list, o)
-		}
-		if err := writeJSON(c.App.Writer, list); err != nil {
+		if err := hanging.WriteResultsJSON(c.App.Writer, results, dry); err != nil {
 			return err
 		}
 	} else {
-		hanging.WriteResults(c.App.Writer, results, c.Bool("dry-run"))
+		hanging.WriteResults(c.App.Writer, results, dry)
 	}
 	if len(hanging.Failed(results)) > 0 {
 		return cli.Exit("", 1)

@@ -3,13 +3,11 @@ package main
 import (
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/shopstream/shopstream/internal/process"
 	"github.com/shopstream/shopstream/internal/search"
-	"github.com/shopstream/shopstream/streamer/recommender"
 )
 
 func searchCommand() *cli.Command {
@@ -36,23 +34,8 @@ func searchCommand() *cli.Command {
 	}
 }
 
-// checkUser returns the trimmed user or a usage error.
-func checkUser(c *cli.Context) (string, error) {
-	user := strings.TrimSpace(c.String("user"))
-	switch {
-	case user == "":
-		return "", usageErr("--user is empty: say who is searching, e.g. --user alice (or set SHOPSTREAM_USER)")
-	case !utf8.ValidString(user):
-		return "", usageErr("--user is not valid UTF-8")
-	case len(user) > recommender.MaxUserIDBytes:
-		// The join dead-letters longer ids: refuse them before they are sent.
-		return "", usageErr("--user is %d bytes; at most %d", len(user), recommender.MaxUserIDBytes)
-	}
-	return user, nil
-}
-
 func runSearch(c *cli.Context) error {
-	user, err := checkUser(c)
+	user, err := search.CheckUser(c.String("user"))
 	if err != nil {
 		return err
 	}
@@ -103,16 +86,13 @@ func recsCommand() *cli.Command {
 			&cli.BoolFlag{Name: "json", Usage: "print JSON"},
 		),
 		Action: func(c *cli.Context) error {
-			user, err := checkUser(c)
+			user, err := search.CheckUser(c.String("user"))
 			if err != nil {
 				return err
 			}
-			e, err := connect(c, process.NeedKafka)
-			if err != nil {
-				return err
-			}
-			defer e.Close()
-			return search.ShowRecs(c.Context, e, user, c.Bool("follow"), c.Bool("json"), c.App.Writer)
+			return withEnv(process.NeedKafka, func(c *cli.Context, e *process.Env) error {
+				return search.ShowRecs(c.Context, e, user, c.Bool("follow"), c.Bool("json"), c.App.Writer)
+			})(c)
 		},
 	}
 }

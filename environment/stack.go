@@ -100,6 +100,15 @@ type Stack struct {
 	dataDir string
 }
 
+// dataFile is where a component keeps its state under DataDir; "" (keep
+// it in memory) without one.
+func (o Options) dataFile(name string) string {
+	if o.DataDir == "" {
+		return ""
+	}
+	return filepath.Join(o.DataDir, name)
+}
+
 // Start starts the parts Options asks for and waits until each answers. On an
 // error, whatever did start is stopped again.
 func Start(ctx context.Context, o Options) (_ *Stack, err error) {
@@ -199,11 +208,7 @@ func Start(ctx context.Context, o Options) (_ *Stack, err error) {
 
 	if o.StartRegistry {
 		t0 := time.Now()
-		var saved string
-		if o.DataDir != "" {
-			saved = filepath.Join(o.DataDir, "schema-registry.json")
-		}
-		reg, err := newPersistentRegistry(saved)
+		reg, err := newPersistentRegistry(o.dataFile("schema-registry.json"))
 		if err != nil {
 			return nil, err
 		}
@@ -226,13 +231,9 @@ func Start(ctx context.Context, o Options) (_ *Stack, err error) {
 
 	if o.StartTemporal {
 		t0 := time.Now()
-		var db string
-		if o.DataDir != "" {
-			db = filepath.Join(o.DataDir, "temporal.db")
-		}
 		s.temporal, err = startTemporal(temporalOptions{
 			cli: temporalCLI, port: o.TemporalPort, uiPort: o.TemporalUIPort, httpPort: httpPort,
-			dbFile: db, tuned: !o.UntunedTemporal, log: o.Log,
+			dbFile: o.dataFile("temporal.db"), tuned: !o.UntunedTemporal, log: o.Log,
 		})
 		if err != nil {
 			return nil, err

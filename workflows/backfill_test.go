@@ -21,40 +21,26 @@ import (
 // checks that no partition ever has two ranges in flight, and counts how
 // many partitions run at once.
 type rangeRecorder struct {
-	mu          sync.Mutex
-	calls       []BackfillRangeInput
-	busy        map[int32]bool
-	clash       string
-	inFlight    int
-	maxInFlight int
-	fail        map[string]int // "p/r" -> attempts that fail first
-	failWith    error
-	cleaned     []BackfillRangeID
+	mu       sync.Mutex
+	calls    []BackfillRangeInput
+	fail     map[string]int // "p/r" -> attempts that fail first
+	failWith error
+	cleaned  []BackfillRangeID
+	overlap[int32]
 }
 
 func (r *rangeRecorder) run(_ context.Context, in BackfillRangeInput) (BackfillRangeResult, error) {
 	r.mu.Lock()
 	r.calls = append(r.calls, in)
-	if r.busy == nil {
-		r.busy = map[int32]bool{}
-	}
-	if r.busy[in.Partition] && r.clash == "" {
-		r.clash = fmt.Sprintf("range %d of partition %d started while another range of it ran", in.Range, in.Partition)
-	}
-	r.busy[in.Partition] = true
-	r.inFlight++
-	r.maxInFlight = max(r.maxInFlight, r.inFlight)
 	id := fmt.Sprintf("%d/%d", in.Partition, in.Range)
 	failNow := r.fail[id] > 0
 	if failNow {
 		r.fail[id]--
 	}
 	r.mu.Unlock()
-	time.Sleep(2 * time.Millisecond)
-	r.mu.Lock()
-	r.inFlight--
-	r.busy[in.Partition] = false
-	r.mu.Unlock()
+	r.overlap.run(in.Partition, func() string {
+		return fmt.Sprintf("range %d of partition %d started while another range of it ran", in.Range, in.Partition)
+	})
 	if failNow {
 		if r.failWith != nil {
 			return BackfillRangeResult{}, r.failWith

@@ -24,14 +24,12 @@ func emulateInput(count, batch int64) EmulateShopInput {
 // batchRecorder stands in for the batch activity: it records what each call
 // asked for and how many calls were in flight at once.
 type batchRecorder struct {
-	mu          sync.Mutex
-	calls       []EmulateBatchInput
-	inFlight    int
-	maxInFlight int
-	slotsInUse  map[int]bool
-	slotClash   string
-	fail        map[int64]int // batch -> attempts that fail before one succeeds
-	cleaned     []EmulateCleanupInput
+	mu      sync.Mutex
+	calls   []EmulateBatchInput
+	fail    map[int64]int // batch -> attempts that fail before one succeeds
+	cleaned []EmulateCleanupInput
+	// The lanes are slots: one batch at a time in each.
+	overlap[int]
 }
 
 func (r *batchRecorder) cleanup(_ context.Context, in EmulateCleanupInput) (EmulateCleanupResult, error) {
@@ -44,27 +42,14 @@ func (r *batchRecorder) cleanup(_ context.Context, in EmulateCleanupInput) (Emul
 func (r *batchRecorder) batch(ctx context.Context, in EmulateBatchInput) (EmulateBatchResult, error) {
 	r.mu.Lock()
 	r.calls = append(r.calls, in)
-	if r.slotsInUse == nil {
-		r.slotsInUse = map[int]bool{}
-	}
-	if r.slotsInUse[in.Slot] && r.slotClash == "" {
-		r.slotClash = fmt.Sprintf("batch %d started in slot %d while another batch ran there", in.Batch, in.Slot)
-	}
-	r.slotsInUse[in.Slot] = true
-	r.inFlight++
-	r.maxInFlight = max(r.maxInFlight, r.inFlight)
 	failNow := r.fail[in.Batch] > 0
 	if failNow {
 		r.fail[in.Batch]--
 	}
 	r.mu.Unlock()
-	// Overlap with the other batches in flight, in real time: the test
-	// environment runs activities on their own goroutines.
-	time.Sleep(2 * time.Millisecond)
-	r.mu.Lock()
-	r.inFlight--
-	r.slotsInUse[in.Slot] = false
-	r.mu.Unlock()
+	r.overlap.run(in.Slot, func() string {
+		return fmt.Sprintf("batch %d started in slot %d while another batch ran there", in.Batch, in.Slot)
+	})
 	if failNow {
 		return EmulateBatchResult{}, errors.New("broker went away")
 	}
@@ -139,8 +124,8 @@ func TestEmulateShopSplitsIntoBatches(t *testing.T) {
 	for _, c := range r.calls {
 		slots[c.Slot] = true
 	}
-	if r.slotClash != "" || len(slots) != 3 || !slots[0] || !slots[2] {
-		t.Errorf("slots used %v, clash %q: want slots 0 to 2, one batch at a time in each", slots, r.slotClash)
+	if r.clash != "" || len(slots) != 3 || !slots[0] || !slots[2] {
+		t.Errorf("slots used %v, clash %q: want slots 0 to 2, one batch at a time in each", slots, r.clash)
 	}
 	// The recorder writes even batches to partition 0, odd ones to 1.
 	if res.Partitions[0] != 10_500 || res.Partitions[1] != 10_000 {

@@ -36,6 +36,25 @@ var Components = []string{Worker, Streamer, Recommender, Sink, Collector, API}
 // dev --secure` creates it and the Helm chart's examples name it.
 func DefaultUser(component string) string { return "shopstream-" + component }
 
+// ParseUsers reads component=user pairs (each item may hold several,
+// comma-separated) into the SASL users of the ACL table.
+func ParseUsers(items []string) (map[string]string, error) {
+	users := map[string]string{}
+	for _, item := range items {
+		for _, p := range strings.Split(item, ",") {
+			if p = strings.TrimSpace(p); p == "" {
+				continue
+			}
+			comp, user, ok := strings.Cut(p, "=")
+			if !ok || !slices.Contains(Components, comp) || user == "" {
+				return nil, fmt.Errorf("%q: want component=user with a component of %s", p, strings.Join(Components, ", "))
+			}
+			users[comp] = user
+		}
+	}
+	return users, nil
+}
+
 // Rule is one ALLOW ACL.
 type Rule struct {
 	Principal string

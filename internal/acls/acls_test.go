@@ -147,3 +147,17 @@ func TestTheDocumentedTableIsTheTable(t *testing.T) {
 		t.Fatalf("environment/acls.md does not hold the table; paste:\n%s", want)
 	}
 }
+
+// --acl-users reads component=user pairs, repeated or comma-separated; a
+// pair that names no component is refused with the components listed.
+func TestParseUsers(t *testing.T) {
+	got, err := acls.ParseUsers([]string{"sink=pg-writer, streamer=filter", "api=web"})
+	if err != nil || len(got) != 3 || got[acls.Sink] != "pg-writer" || got[acls.Streamer] != "filter" || got[acls.API] != "web" {
+		t.Errorf("ParseUsers = %v, %v; want the three pairs", got, err)
+	}
+	for i, in := range []string{"sinker=x", "sink=", "sink"} {
+		if _, err := acls.ParseUsers([]string{in}); err == nil || !strings.Contains(err.Error(), "want component=user with a component of worker, streamer") {
+			t.Errorf("#%d: acls.ParseUsers(%q) = %v, want a refusal listing the components", i, in, err)
+		}
+	}
+}

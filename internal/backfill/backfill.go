@@ -44,6 +44,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/shopstream/shopstream/internal/clients"
+	"github.com/shopstream/shopstream/internal/clock"
 	"github.com/shopstream/shopstream/internal/deadletter"
 	"github.com/shopstream/shopstream/internal/health"
 	"github.com/shopstream/shopstream/internal/records"
@@ -180,7 +181,7 @@ func (b *Backfill) waitApplied(ctx context.Context, version int64, wait func(str
 			return nil
 		}
 		wait(fmt.Sprintf("waiting for %d streamer instance(s) to apply filter v%d", behind, version))
-		if err := sleep(ctx, b.o.Poll); err != nil {
+		if err := clock.Sleep(ctx, b.o.Poll); err != nil {
 			return err
 		}
 	}
@@ -291,7 +292,7 @@ func (b *Backfill) waitStreamer(ctx context.Context, adm *kadm.Client, parts map
 			return out, nil
 		}
 		wait(fmt.Sprintf("waiting for the streamer (group %s) to pass the backfill's end: %d records to go", group, behind))
-		if err := sleep(ctx, b.o.Poll); err != nil {
+		if err := clock.Sleep(ctx, b.o.Poll); err != nil {
 			return nil, err
 		}
 	}
@@ -415,7 +416,7 @@ func (b *Backfill) Select(ctx context.Context, r Partition, f records.FilterStat
 // It returns the offset it read up to.
 func (b *Backfill) newer(ctx context.Context, partition int32, from int64, keys map[string]*kgo.Record, removed *int64) (int64, error) {
 	src := b.o.Topics.Products
-	end, err := b.stable(ctx, partition)
+	end, err := topicread.Stable(ctx, b.o.Kafka, b.o.Topics.Products, partition)
 	if err != nil {
 		return 0, err
 	}
@@ -431,27 +432,6 @@ func (b *Backfill) newer(ctx context.Context, partition int32, from int64, keys 
 		return 0, fmt.Errorf("read %s partition %d after offset %d: %w", src, partition, from, err)
 	}
 	return max(end, from), nil
-}
-
-func (b *Backfill) stable(ctx context.Context, partition int32) (int64, error) {
-	cl, err := b.o.Kafka.NewClient()
-	if err != nil {
-		return 0, fmt.Errorf("create the backfill's admin client: %w", err)
-	}
-	defer cl.Close()
-	src := b.o.Topics.Products
-	offs, err := kadm.NewClient(cl).ListCommittedOffsets(ctx, src)
-	if err == nil {
-		err = offs.Error()
-	}
-	if err != nil {
-		return 0, fmt.Errorf("list the last stable offsets of %s: %w", src, err)
-	}
-	o, ok := offs.Lookup(src, partition)
-	if !ok {
-		return 0, fmt.Errorf("topic %s has no partition %d", src, partition)
-	}
-	return o.Offset, nil
 }
 
 // Superseded reads the source partition on from where Select stopped and
@@ -560,15 +540,4 @@ func (s *Selection) Without(keys []string) {
 	s.Counts.Superseded += int64(len(s.Records) - len(kept))
 	s.Records = kept
 	s.Counts.Forwarded = int64(len(kept))
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }

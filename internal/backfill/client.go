@@ -75,6 +75,16 @@ func Watch(tc client.Client, out io.Writer, tty bool) runwatch.Options {
 		})}
 }
 
+// Job is how `shopstream filter backfill` and its status and cancel
+// subcommands follow, show and stop the backfill.
+func Job() runwatch.Job[workflows.BackfillProgress, workflows.BackfillResult] {
+	return runwatch.Job[workflows.BackfillProgress, workflows.BackfillResult]{
+		Name: "backfill", Command: "shopstream filter backfill", None: ErrNone.Error(),
+		ID: workflows.BackfillWorkflowID, Query: workflows.QueryBackfillProgress,
+		Watch: Watch, Progress: PrintProgress, Summary: PrintSummary,
+	}
+}
+
 // Describe says what a backfill covers, in one line.
 func Describe(from, to time.Time, filter workflows.FilterState) string {
 	span := "the whole retention"

@@ -69,7 +69,7 @@ func (r *run) of(component string) func(kmsg.Request) bool {
 		prefix = "shopstream-emulate/" + r.wfID
 	}
 	return func(req kmsg.Request) bool {
-		id, g := txnID(req), group(req)
+		id, g := owners(req)
 		if id == "" && g == "" {
 			return true
 		}

@@ -196,44 +196,31 @@ func (f *requestFaults) clear() {
 	f.caps = map[string]time.Duration{}
 }
 
-// txnID is the transactional id a transactional request carries, "" for
-// others.
-func txnID(req kmsg.Request) string {
+// owners are the transactional id and the consumer group a request
+// carries, each "" when it carries none.
+func owners(req kmsg.Request) (txnID, group string) {
 	switch r := req.(type) {
 	case *kmsg.EndTxnRequest:
-		return r.TransactionalID
+		return r.TransactionalID, ""
 	case *kmsg.AddOffsetsToTxnRequest:
-		return r.TransactionalID
+		return r.TransactionalID, r.Group
 	case *kmsg.TxnOffsetCommitRequest:
-		return r.TransactionalID
+		return r.TransactionalID, r.Group
 	case *kmsg.AddPartitionsToTxnRequest:
-		if r.TransactionalID != "" {
-			return r.TransactionalID
+		if r.TransactionalID == "" && len(r.Transactions) > 0 {
+			return r.Transactions[0].TransactionalID, ""
 		}
-		if len(r.Transactions) > 0 {
-			return r.Transactions[0].TransactionalID
-		}
+		return r.TransactionalID, ""
 	case *kmsg.ProduceRequest:
 		if r.TransactionID != nil {
-			return *r.TransactionID
+			return *r.TransactionID, ""
 		}
-	}
-	return ""
-}
-
-// group is the consumer group a group request carries, "" for others.
-func group(req kmsg.Request) string {
-	switch r := req.(type) {
 	case *kmsg.HeartbeatRequest:
-		return r.Group
+		return "", r.Group
 	case *kmsg.JoinGroupRequest:
-		return r.Group
+		return "", r.Group
 	case *kmsg.SyncGroupRequest:
-		return r.Group
-	case *kmsg.TxnOffsetCommitRequest:
-		return r.Group
-	case *kmsg.AddOffsetsToTxnRequest:
-		return r.Group
+		return "", r.Group
 	}
-	return ""
+	return "", ""
 }

@@ -182,8 +182,6 @@ func (r *run) delete(ctx context.Context, n int) {
 }
 
 func (r *run) call(ctx context.Context, method, url string, body []byte) (int, error) {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, method, url, bytes.NewReader(body))
 	if err != nil {
 		return 0, err

@@ -8,16 +8,20 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/shopstream/shopstream/internal/acls"
 )
 
-// Components are the processes a schedule runs, by name.
+// Components are the processes a schedule runs, by name: the names the
+// components have everywhere (acls names each one's principal after them),
+// defined there once.
 const (
-	Worker      = "worker"
-	Streamer    = "streamer"
-	Recommender = "recommender"
-	Sink        = "sink"
-	Collector   = "collector"
-	API         = "api"
+	Worker      = acls.Worker
+	Streamer    = acls.Streamer
+	Recommender = acls.Recommender
+	Sink        = acls.Sink
+	Collector   = acls.Collector
+	API         = acls.API
 )
 
 // Components lists them in start order.

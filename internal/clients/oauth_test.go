@@ -120,6 +120,30 @@ func (b *oauthBroker) tokens() (seen, rejected []string) {
 	return append([]string(nil), b.seen...), append([]string(nil), b.rejected...)
 }
 
+// produceFor connects with sec, runs then (when given), and produces to
+// topic "t" every 100 ms for d: each produce may authenticate again.
+func produceFor(t *testing.T, brokers []string, sec config.KafkaSecurity, d time.Duration, then func()) {
+	t.Helper()
+	k, err := clients.NewKafka(clients.KafkaOptions{Brokers: brokers, Security: sec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	cl, err := k.Connect(ctx, kgo.DefaultProduceTopic("t"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if then != nil {
+		then()
+	}
+	for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
+		if err := cl.ProduceSync(ctx, &kgo.Record{Value: []byte("v")}).FirstErr(); err != nil {
+			t.Fatalf("produce: %v", err)
+		}
+	}
+}
+
 // The client-credentials flow against a local token endpoint: the client
 // fetches a token, presents it, and before it expires fetches the next one,
 // so authentications every 300 ms over 4 s of produce requests all present
@@ -141,21 +165,7 @@ func TestOAuthBearerClientCredentialsRefreshesBeforeExpiry(t *testing.T) {
 	})
 	sec := config.KafkaSecurity{Protocol: config.ProtocolSASLPlaintext, Mechanism: config.MechanismOAuthBearer,
 		OAuthTokenEndpointURL: endpoint.URL + "/oauth2/token", OAuthClientID: "shopstream-streamer", OAuthClientSecret: "s3cret/+=", OAuthScope: "kafka"}
-	k, err := clients.NewKafka(clients.KafkaOptions{Brokers: kc.Brokers, Security: sec})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
-	cl, err := k.Connect(ctx, kgo.DefaultProduceTopic("t"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	for end := time.Now().Add(4 * time.Second); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
-		if err := cl.ProduceSync(ctx, &kgo.Record{Value: []byte("v")}).FirstErr(); err != nil {
-			t.Fatalf("produce: %v", err)
-		}
-	}
+	produceFor(t, kc.Brokers, sec, 4*time.Second, nil)
 	seen, rejected := broker.tokens()
 	distinct := map[string]bool{}
 	for _, tok := range seen {
@@ -228,24 +238,11 @@ func TestOAuthBearerTokenFileIsReadAgainWhenItChanges(t *testing.T) {
 	broker := newOAuthBroker(kc, 200*time.Millisecond, func(string) error { return nil })
 	path := writeToken(t, "first-token")
 	sec := config.KafkaSecurity{Protocol: config.ProtocolSASLPlaintext, Mechanism: config.MechanismOAuthBearer, OAuthTokenFile: path}
-	k, err := clients.NewKafka(clients.KafkaOptions{Brokers: kc.Brokers, Security: sec})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
-	cl, err := k.Connect(ctx, kgo.DefaultProduceTopic("t"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	if err := os.WriteFile(path, []byte("second-token-rotated\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	for end := time.Now().Add(2 * time.Second); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
-		if err := cl.ProduceSync(ctx, &kgo.Record{Value: []byte("v")}).FirstErr(); err != nil {
+	produceFor(t, kc.Brokers, sec, 2*time.Second, func() {
+		if err := os.WriteFile(path, []byte("second-token-rotated\n"), 0o600); err != nil {
 			t.Fatal(err)
 		}
-	}
+	})
 	seen, _ := broker.tokens()
 	if len(seen) < 2 || seen[0] != "first-token" || seen[len(seen)-1] != "second-token-rotated" {
 		t.Fatalf("tokens presented %v: want first-token, then the rotated one", seen)

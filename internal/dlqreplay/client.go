@@ -61,6 +61,17 @@ func Watch(tc client.Client, out io.Writer, tty bool) runwatch.Options {
 		})}
 }
 
+// Job is how `shopstream dlq replay` and its status and cancel subcommands
+// follow, show and stop the replay.
+func Job() runwatch.Job[workflows.ReplayProgress, workflows.ReplayResult] {
+	return runwatch.Job[workflows.ReplayProgress, workflows.ReplayResult]{
+		Name: "dlq replay", Command: "shopstream dlq replay",
+		None: "no replay has run yet: `shopstream dlq replay --dry-run` shows what one would send back",
+		ID:   workflows.ReplayWorkflowID, Query: workflows.QueryReplayProgress,
+		Watch: Watch, Progress: PrintProgress, Summary: PrintSummary,
+	}
+}
+
 // DryRun plans a replay of what s picks (at most limit) and writes what it
 // would do, as a table or as JSON.
 func DryRun(ctx context.Context, k *clients.Kafka, t records.Topics, s Selection, limit int, w io.Writer, asJSON bool) error {

@@ -20,7 +20,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/shopstream/shopstream/internal/clients"
@@ -275,7 +274,7 @@ func (r *Replayer) markSuperseded(ctx context.Context, byPart map[int32][]Candid
 	newest := map[src]map[string]int64{}
 	ranges := map[string]map[int32]topicread.Range{}
 	for k, o := range from {
-		end, err := r.stable(ctx, k.topic, k.partition)
+		end, err := topicread.Stable(ctx, r.o.Kafka, k.topic, k.partition)
 		if err != nil {
 			return err
 		}
@@ -304,26 +303,6 @@ func (r *Replayer) markSuperseded(ctx context.Context, byPart map[int32][]Candid
 		}
 	}
 	return nil
-}
-
-func (r *Replayer) stable(ctx context.Context, topic string, partition int32) (int64, error) {
-	cl, err := r.o.Kafka.NewClient()
-	if err != nil {
-		return 0, fmt.Errorf("create an admin client: %w", err)
-	}
-	defer cl.Close()
-	offs, err := kadm.NewClient(cl).ListCommittedOffsets(ctx, topic)
-	if err == nil {
-		err = offs.Error()
-	}
-	if err != nil {
-		return 0, fmt.Errorf("list the last stable offsets of %s: %w", topic, err)
-	}
-	o, ok := offs.Lookup(topic, partition)
-	if !ok {
-		return 0, fmt.Errorf("topic %s has no partition %d", topic, partition)
-	}
-	return o.Offset, nil
 }
 
 // LedgerKey is the ledger's key of a dead letter's record: where it was

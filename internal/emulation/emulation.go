@@ -25,6 +25,7 @@ import (
 	"github.com/shopstream/shopstream/internal/exitcode"
 	"github.com/shopstream/shopstream/internal/process"
 	"github.com/shopstream/shopstream/internal/randid"
+	"github.com/shopstream/shopstream/internal/shopgen"
 	"github.com/shopstream/shopstream/workflows"
 )
 
@@ -37,6 +38,28 @@ type Request struct {
 	Detach bool
 	// Every, when set, creates a Temporal Schedule of runs instead of one.
 	Every time.Duration
+}
+
+// Check says which flag of the request is out of range and what it wants
+// (exit code 2), before anything connects or starts.
+func (r Request) Check() error {
+	in := r.Input
+	switch {
+	case in.BatchSize < 0:
+		return exitcode.Usagef("emulate: --batch-size %d: want a positive number, or 0 for the default", in.BatchSize)
+	case in.Shops < 1 || in.Shops > workflows.MaxEmulateShops:
+		return exitcode.Usagef("emulate: --shops %d: want 1 to %d", in.Shops, workflows.MaxEmulateShops)
+	case in.Rate < 0 || math.IsNaN(in.Rate) || math.IsInf(in.Rate, 0):
+		return exitcode.Usagef("emulate: --rate %g: want 0 (no limit) or a positive number of products a second", in.Rate)
+	case in.Concurrency < 1 || in.Concurrency > workflows.MaxEmulateConcurrency:
+		return exitcode.Usagef("emulate: --concurrency %d: want 1 to %d", in.Concurrency, workflows.MaxEmulateConcurrency)
+	case in.HeartbeatTimeout < 0:
+		return exitcode.Usagef("emulate: --heartbeat-timeout %s: want a positive duration", in.HeartbeatTimeout)
+	}
+	if err := shopgen.CheckImageBaseURL(in.ImageBaseURL); err != nil {
+		return exitcode.Usagef("emulate: --image-base-url (IMAGE_BASE_URL): %v", err)
+	}
+	return nil
 }
 
 // NewID is a fresh workflow id (or schedule id), unique to the second and a

@@ -76,6 +76,29 @@ type Txn struct {
 	Followed bool `json:"followed,omitempty"`
 }
 
+// Target says which transactions an abort picks: with One, the one of
+// ProducerID on Topic/Partition; otherwise every hanging one open longer
+// than OlderThan, and every one found only in the log (its age is unknown).
+type Target struct {
+	One        bool
+	Topic      string
+	Partition  int32
+	ProducerID int64
+	OlderThan  time.Duration
+}
+
+// Pick returns the transactions of the report that t names.
+func (r Report) Pick(t Target) []Txn {
+	var pick []Txn
+	for _, x := range r.Txns {
+		if t.One && x.Topic == t.Topic && x.Partition == t.Partition && x.ProducerID == t.ProducerID ||
+			!t.One && x.Hanging && (x.Started.IsZero() || x.Age > t.OlderThan) {
+			pick = append(pick, x)
+		}
+	}
+	return pick
+}
+
 // Options say what Find looks at.
 type Options struct {
 	Admin *kadm.Client

@@ -1,6 +1,7 @@
 package hanging
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"text/tabwriter"
@@ -75,4 +76,25 @@ func WriteResults(w io.Writer, rs []Result, dryRun bool) {
 			fmt.Fprintf(w, "aborted the %s\n", what)
 		}
 	}
+}
+
+// WriteResultsJSON prints what an abort did, or would do (dryRun), as JSON:
+// each transaction with whether it was aborted and why not.
+func WriteResultsJSON(w io.Writer, rs []Result, dryRun bool) error {
+	type out struct {
+		Txn
+		Aborted bool   `json:"aborted"`
+		Error   string `json:"error,omitempty"`
+	}
+	list := make([]out, 0, len(rs))
+	for _, r := range rs {
+		o := out{Txn: r.Txn, Aborted: r.Err == nil && !dryRun}
+		if r.Err != nil {
+			o.Error = r.Err.Error()
+		}
+		list = append(list, o)
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(list)
 }

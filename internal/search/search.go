@@ -37,6 +37,22 @@ func CheckPrompt(q string) error {
 	return nil
 }
 
+// CheckUser returns the trimmed user who searches, or says what is wrong
+// with it (exit code 2).
+func CheckUser(user string) (string, error) {
+	user = strings.TrimSpace(user)
+	switch {
+	case user == "":
+		return "", exitcode.Usagef("--user is empty: say who is searching, e.g. --user alice (or set SHOPSTREAM_USER)")
+	case !utf8.ValidString(user):
+		return "", exitcode.Usagef("--user is not valid UTF-8")
+	case len(user) > recommender.MaxUserIDBytes:
+		// The join dead-letters longer ids: refuse them before they are sent.
+		return "", exitcode.Usagef("--user is %d bytes; at most %d", len(user), recommender.MaxUserIDBytes)
+	}
+	return user, nil
+}
+
 // ReadPrompts reads every line and checks each; one bad line refuses all,
 // and nothing is sent.
 func ReadPrompts(r io.Reader) ([]string, error) {

@@ -42,6 +42,18 @@ func start(t *testing.T, g *Group) (cancel func(), done <-chan error) {
 	return cancel, ch
 }
 
+// newGroup is a Group with bound and a stand-in part under each name.
+func newGroup(t *testing.T, bound time.Duration, names ...string) (*Group, []*part) {
+	t.Helper()
+	g := New(bound)
+	parts := make([]*part, len(names))
+	for i, name := range names {
+		parts[i] = newPart()
+		mustAdd(t, g, name, parts[i])
+	}
+	return g, parts
+}
+
 func mustAdd(t *testing.T, g *Group, name string, c Component) {
 	t.Helper()
 	if err := g.Add(name, c); err != nil {
@@ -52,10 +64,8 @@ func mustAdd(t *testing.T, g *Group, name string, c Component) {
 // Readiness names who is not ready and why, until every component is; a
 // clean stop (the context ends) is no error.
 func TestGroupReportsReadinessAndStopsCleanly(t *testing.T) {
-	g := New(time.Second)
-	filter, recs := newPart(), newPart()
-	mustAdd(t, g, "filter", filter)
-	mustAdd(t, g, "recommender", recs)
+	g, p := newGroup(t, time.Second, "filter", "recommender")
+	filter, recs := p[0], p[1]
 	mustAdd(t, g, "metrics", Func(func(ctx context.Context) error { <-ctx.Done(); return nil }))
 	if got := g.NotReady(); len(got) != 3 || got["filter"] != "not started" {
 		t.Errorf("before Run: NotReady = %v, want all three not started", got)
@@ -89,12 +99,9 @@ func TestGroupReportsReadinessAndStopsCleanly(t *testing.T) {
 
 // One component failing stops the others and is the error, named.
 func TestGroupStopsEveryComponentWhenOneFails(t *testing.T) {
-	g := New(time.Second)
-	sink, streamer := newPart(), newPart()
-	mustAdd(t, g, "sink", sink)
-	mustAdd(t, g, "streamer", streamer)
+	g, p := newGroup(t, time.Second, "sink", "streamer")
 	_, done := start(t, g)
-	sink.fail <- errors.New("open database: connection refused")
+	p[0].fail <- errors.New("open database: connection refused")
 	select {
 	case err := <-done:
 		if err == nil || err.Error() != "sink: open database: connection refused" {
@@ -111,11 +118,8 @@ func TestGroupStopsEveryComponentWhenOneFails(t *testing.T) {
 // A component that does not stop is named, and Run returns at the bound
 // instead of waiting for it.
 func TestGroupNamesAComponentThatDoesNotStopInTime(t *testing.T) {
-	g := New(200 * time.Millisecond)
-	stuck, fine := newPart(), newPart()
-	stuck.hang = true
-	mustAdd(t, g, "collector", stuck)
-	mustAdd(t, g, "api", fine)
+	g, p := newGroup(t, 200*time.Millisecond, "collector", "api")
+	p[0].hang = true
 	cancel, done := start(t, g)
 	cancel()
 	t0 := time.Now()
@@ -166,10 +170,8 @@ func TestGroupWaitsTheBoundAComponentStates(t *testing.T) {
 // A component that stops fails WaitReady, named, whether it stopped before
 // it was ready or after; the others go on.
 func TestWaitReadyNamesAComponentThatStopped(t *testing.T) {
-	g := New(time.Second)
-	worker, api := newPart(), newPart()
-	mustAdd(t, g, "worker", worker)
-	mustAdd(t, g, "api", api)
+	g, p := newGroup(t, time.Second, "worker", "api")
+	worker, api := p[0], p[1]
 	mustAdd(t, g, "sink", Func(func(context.Context) error { return nil }))
 	_, done := start(t, g)
 	close(worker.ready)

@@ -145,6 +145,28 @@ func listSpans(ctx context.Context, k *clients.Kafka, adm *kadm.Client, topic st
 	return spans, nil
 }
 
+// Stable is the last stable offset of one partition of topic: where a
+// read_committed reader of it stops now.
+func Stable(ctx context.Context, k *clients.Kafka, topic string, partition int32) (int64, error) {
+	cl, err := k.NewClient()
+	if err != nil {
+		return 0, fmt.Errorf("create an admin client: %w", err)
+	}
+	defer cl.Close()
+	offs, err := kadm.NewClient(cl).ListCommittedOffsets(ctx, topic)
+	if err == nil {
+		err = offs.Error()
+	}
+	if err != nil {
+		return 0, fmt.Errorf("list the last stable offsets of %s: %w", topic, err)
+	}
+	o, ok := offs.Lookup(topic, partition)
+	if !ok {
+		return 0, fmt.Errorf("topic %s has no partition %d", topic, partition)
+	}
+	return o.Offset, nil
+}
+
 func listErr(topic string, err error) error {
 	if errors.Is(err, kerr.UnknownTopicOrPartition) {
 		return fmt.Errorf("%s: %w", topic, ErrNoTopic)

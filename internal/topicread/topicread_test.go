@@ -276,3 +276,26 @@ func TestIdleGivesUpOnAnEndThatNeverComes(t *testing.T) {
 		t.Fatalf("caught up %v after %s with %v", r.CaughtUp(), time.Since(t0), got)
 	}
 }
+
+// Stable is where a read_committed reader stops: before an open
+// transaction, and past its commit marker once it commits; a partition the
+// topic lacks is an error that names it.
+func TestStable(t *testing.T) {
+	c := newCluster(t)
+	c.topic("t", 1)
+	c.plain("t", 0, "before")
+	tx := c.txn("open", "t", 0, nil, "pending")
+	ctx := within(t, 10*time.Second)
+	if got, err := Stable(ctx, c.kafka, "t", 0); err != nil || got != 1 {
+		t.Fatalf("Stable with a transaction open = %d, %v; want 1", got, err)
+	}
+	if err := tx.EndTransaction(ctx, kgo.TryCommit); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := Stable(ctx, c.kafka, "t", 0); err != nil || got != 3 {
+		t.Fatalf("Stable after the commit = %d, %v; want 3 (the record, the pending one, the marker)", got, err)
+	}
+	if _, err := Stable(ctx, c.kafka, "t", 5); err == nil || err.Error() != "topic t has no partition 5" {
+		t.Fatalf("Stable of partition 5 = %v, want it named", err)
+	}
+}
