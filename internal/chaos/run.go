@@ -469,6 +469,15 @@ func (r *run) lagState(ctx context.Context, k health.Kafka, groups, topics []str
 			behind = append(behind, fmt.Sprintf("%s: %v", g.Group, g.Err))
 			continue
 		}
+		// Kafka reports a group's lag on its assigned partitions only while
+		// it is Stable; in a rebalance only committed partitions count, so
+		// a restarted member that has not committed yet showed no lag at
+		// all (seed 26: prompts searched while the recommender rejoined
+		// were never joined before the checker read the topics).
+		if g.State != "Stable" {
+			behind = append(behind, fmt.Sprintf("%s is %s", g.Group, g.State))
+			continue
+		}
 		// The lag counts records, not transaction markers nor aborted
 		// records: a partition that holds only those has nothing to read.
 		if l := g.Lag(); l > 0 {
