@@ -189,9 +189,11 @@ func BenchmarkDropPath(b *testing.B) {
 // filter drops ("streamer"), or only the loop over the records
 // ("ceiling"). A record that passes is forwarded by both, which is not
 // measured here. Reported per record: ceiling-ns/record,
-// streamer-ns/record, and their difference as extra-ns/record. The records are cold when checked, as in
-// a fetch of several partitions: that, more than the reading itself, is a
-// dropped record's cost.
+// streamer-ns/record, and their difference as extra-ns/record; the
+// difference between each side's fastest run as best-extra-ns/record, the
+// figure a loaded machine disturbs least. The records are cold when
+// checked, as in a fetch of several partitions: that, more than the
+// reading itself, is a dropped record's cost.
 func BenchmarkFetchPath(b *testing.B) {
 	rig := newDropRig(b, "Laptop Pro 14 inch")
 	values := benchValues(b, rig.s.cfg.Serde, rig.s.cfg.Topics.Products, 10)
@@ -267,7 +269,7 @@ func BenchmarkFetchPath(b *testing.B) {
 		mins[b2i(first)] = min(mins[b2i(first)], d1)
 		mins[b2i(!first)] = min(mins[b2i(!first)], d2)
 	}
-	b.ReportMetric(float64((mins[1]-mins[0]).Nanoseconds())/float64(n), "XMIN-extra-ns/record")
+	b.ReportMetric(float64((mins[1]-mins[0]).Nanoseconds())/float64(n), "best-extra-ns/record")
 	records := float64(b.N * n)
 	b.ReportMetric(float64(sides[0].Nanoseconds())/records, "ceiling-ns/record")
 	b.ReportMetric(float64(sides[1].Nanoseconds())/records, "streamer-ns/record")
