@@ -91,8 +91,7 @@ func BenchmarkSinkVsCopy(b *testing.B) {
 		}
 		return recs, rows
 	}
-	cols := []string{"key", "product_id", "mall_id", "name", "description", "price_amount", "price_currency", "category", "brand", "sku",
-		"tags", "images", "stock", "specifications", "created_at", "updated_at", "source_partition", "source_offset"}
+	cols := benchColumns()
 	exec := func(q string, args ...any) {
 		if _, err := store.Pool.Exec(ctx, q, args...); err != nil {
 			b.Fatalf("%s: %v", q, err)
@@ -221,8 +220,7 @@ func BenchmarkReplaceCost(b *testing.B) {
 	ctx := context.Background()
 	store := openStore(b, pgtest.DB(b))
 	rng := rand.New(rand.NewSource(1))
-	cols := []string{"key", "product_id", "mall_id", "name", "description", "price_amount", "price_currency", "category", "brand", "sku",
-		"tags", "images", "stock", "specifications", "created_at", "updated_at", "source_partition", "source_offset"}
+	cols := benchColumns()
 	rowsOf := func(v int) (rows [][]any, keys []string) {
 		for i := range benchRows {
 			p := randProduct(rng, fmt.Sprintf("m%d", i%7), fmt.Sprintf("p%d", i), v)
@@ -284,6 +282,13 @@ func BenchmarkReplaceCost(b *testing.B) {
 	b.ReportMetric(float64(del.server.Microseconds())/total, "delete-srv-µs/row")
 	b.ReportMetric(float64(recopy.server.Microseconds())/total, "recopy-srv-µs/row")
 	b.ReportMetric(float64(empty.server.Microseconds())/float64((del.server+recopy.server).Microseconds()), "copy/replace-srv")
+}
+
+// benchColumns are the products table's columns in the order the raw sides'
+// rows hold them.
+func benchColumns() []string {
+	return []string{"key", "product_id", "mall_id", "name", "description", "price_amount", "price_currency", "category", "brand", "sku",
+		"tags", "images", "stock", "specifications", "created_at", "updated_at", "source_partition", "source_offset"}
 }
 
 // cost is what one side of a comparison took: wall time, CPU time in this
