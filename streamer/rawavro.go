@@ -106,7 +106,7 @@ func skipString(b []byte, i int) (int, error) {
 type Layout struct {
 	root *node
 	// own says that the writer schema is shopstream's Product itself,
-	// which walkProduct walks without the general walker's dispatch.
+	// which walkProductRest walks without the general walker's dispatch.
 	own bool
 }
 
@@ -418,8 +418,8 @@ func fixedWidth(b []byte, i, n int) (int, error) {
 	return i + n, nil
 }
 
-// productFields is shopstream's Product schema as walkProduct walks it: the
-// field names and what each is.
+// productFields is shopstream's Product schema as nameBounds and
+// walkProductRest walk it: the field names and what each is.
 var productFields = [...]struct {
 	name string
 	kind kind
@@ -430,9 +430,9 @@ var productFields = [...]struct {
 	{"created_at", kindLong}, {"updated_at", kindLong},
 }
 
-// isShopstreamProduct checks that ours has the fields walkProduct expects,
-// so that a change to Product.avsc cannot leave it walking the old shape
-// (TestWalkProductAgreesWithTheWalker also compares the two walkers).
+// isShopstreamProduct checks that ours has the fields walkProductRest
+// expects, so that a change to Product.avsc cannot leave it walking the old
+// shape (TestWalkProductAgreesWithTheWalker also compares the two walkers).
 func isShopstreamProduct(ours avro.Schema) bool {
 	rec, ok := deref(ours).(*avro.RecordSchema)
 	if !ok || len(rec.Fields()) != len(productFields) {

@@ -335,7 +335,7 @@ func BenchmarkHotPath(b *testing.B) {
 	}
 }
 
-// walkProduct, the walker of shopstream's own Product schema, agrees with
+// walkProductRest, the walker of shopstream's own Product schema, agrees with
 // the general walker on whole products, on every cut of them and on bytes
 // flipped at random: the same name, and an error exactly when it errs.
 func TestWalkProductAgreesWithTheWalker(t *testing.T) {
@@ -346,7 +346,7 @@ func TestWalkProductAgreesWithTheWalker(t *testing.T) {
 		t.Fatal(err)
 	}
 	if !own.own {
-		t.Fatal("shopstream's own Product schema does not get walkProduct: Product.avsc and productFields disagree")
+		t.Fatal("shopstream's own Product schema does not get walkProductRest: Product.avsc and productFields disagree")
 	}
 	general := &Layout{root: own.root}
 	r := rand.New(rand.NewPCG(3, 4))
@@ -355,7 +355,7 @@ func TestWalkProductAgreesWithTheWalker(t *testing.T) {
 		n1, err1 := own.Name(body)
 		n2, err2 := general.Name(body)
 		if (err1 == nil) != (err2 == nil) || !bytes.Equal(n1, n2) {
-			t.Fatalf("%s: walkProduct = %q, %v; the walker = %q, %v", label, n1, err1, n2, err2)
+			t.Fatalf("%s: walkProductRest = %q, %v; the walker = %q, %v", label, n1, err1, n2, err2)
 		}
 	}
 	for i := range 300 {
