@@ -57,13 +57,14 @@ type Filter struct {
 	// headers is header alone, for a forwarded record that has no headers
 	// of its own; its capacity is 1, so appending to it copies.
 	headers []kgo.RecordHeader
-	// marks are what a fetched record's Context is set to once its value
-	// was found whole and matched (or not) by this filter (see precheck).
+	// marks are what a fetched record's Context is set to once this filter
+	// checked its value (see check and precheck): dropped, or passed and
+	// whole.
 	marks [2]*checkedMark
 }
 
-// checkedMark marks a fetched record whose value is one whole product,
-// and says whether filter passes it.
+// checkedMark marks a fetched record that filter checked: a product it
+// drops (read up to its name), or one it passes (read whole).
 type checkedMark struct {
 	context.Context
 	filter *Filter

@@ -30,18 +30,25 @@ const maxDepth = 64
 // sub-slice of body; nothing is copied or allocated. It reads nothing past
 // the name: Layout.Name also checks that the whole record is there.
 func ReadName(body []byte) ([]byte, error) {
-	i, err := skipString(body, 0)
-	if err != nil {
-		return nil, err
-	}
-	if i, err = skipString(body, i); err != nil {
-		return nil, err
-	}
-	start, end, err := readString(body, i)
+	start, end, err := nameBounds(body)
 	if err != nil {
 		return nil, err
 	}
 	return body[start:end:end], nil
+}
+
+// nameBounds checks the three leading strings of a Product body and returns
+// where the third, the name, starts and ends. Every writer schema NewLayout
+// accepts starts this way, so no layout is needed to find the name.
+func nameBounds(body []byte) (start, end int, err error) {
+	i, err := skipString(body, 0)
+	if err != nil {
+		return 0, 0, err
+	}
+	if i, err = skipString(body, i); err != nil {
+		return 0, 0, err
+	}
+	return readString(body, i)
 }
 
 // readLong decodes a zig-zag varint of at most maxBytes bytes at b[i:].
@@ -99,7 +106,7 @@ func skipString(b []byte, i int) (int, error) {
 type Layout struct {
 	root *node
 	// own says that the writer schema is shopstream's Product itself,
-	// which walkProduct walks without the general walker's dispatch.
+	// which walkProductRest walks without the general walker's dispatch.
 	own bool
 }
 
@@ -251,31 +258,33 @@ func compile(s avro.Schema, named map[string]*node) (*node, error) {
 // Name returns the product's name (a sub-slice of body) after checking that
 // body is exactly one whole record of the layout's schema.
 func (l *Layout) Name(body []byte) ([]byte, error) {
+	start, end, err := nameBounds(body)
+	if err != nil {
+		return nil, err
+	}
+	if err := l.Rest(body, end); err != nil {
+		return nil, err
+	}
+	return body[start:end:end], nil
+}
+
+// Rest checks that body, from i (where the name ends) on, holds exactly the
+// fields after the name: with the check of the name's own bounds, that body
+// is one whole record of the layout's schema.
+func (l *Layout) Rest(body []byte, i int) error {
 	if l.own {
-		return walkProduct(body)
+		return walkProductRest(body, i)
 	}
-	fields := l.root.children
-	i, err := skipString(body, 0)
-	if err != nil {
-		return nil, err
-	}
-	if i, err = skipString(body, i); err != nil {
-		return nil, err
-	}
-	start, end, err := readString(body, i)
-	if err != nil {
-		return nil, err
-	}
-	i = end
-	for _, f := range fields[len(productPrefix):] {
+	var err error
+	for _, f := range l.root.children[len(productPrefix):] {
 		if i, err = skip(f, body, i, 1); err != nil {
-			return nil, err
+			return err
 		}
 	}
 	if i != len(body) {
-		return nil, errTrailing
+		return errTrailing
 	}
-	return body[start:end:end], nil
+	return nil
 }
 
 // skip walks the value of type n at b[i:] and returns where it ends.
@@ -409,8 +418,8 @@ func fixedWidth(b []byte, i, n int) (int, error) {
 	return i + n, nil
 }
 
-// productFields is shopstream's Product schema as walkProduct walks it: the
-// field names and what each is.
+// productFields is shopstream's Product schema as nameBounds and
+// walkProductRest walk it: the field names and what each is.
 var productFields = [...]struct {
 	name string
 	kind kind
@@ -421,9 +430,9 @@ var productFields = [...]struct {
 	{"created_at", kindLong}, {"updated_at", kindLong},
 }
 
-// isShopstreamProduct checks that ours has the fields walkProduct expects,
-// so that a change to Product.avsc cannot leave it walking the old shape
-// (TestWalkProductAgreesWithTheWalker also compares the two walkers).
+// isShopstreamProduct checks that ours has the fields walkProductRest
+// expects, so that a change to Product.avsc cannot leave it walking the old
+// shape (TestWalkProductAgreesWithTheWalker also compares the two walkers).
 func isShopstreamProduct(ours avro.Schema) bool {
 	rec, ok := deref(ours).(*avro.RecordSchema)
 	if !ok || len(rec.Fields()) != len(productFields) {
@@ -437,60 +446,66 @@ func isShopstreamProduct(ours avro.Schema) bool {
 	return true
 }
 
-// walkProduct is Layout.Name for a body written with shopstream's own
-// Product schema: the same checks, in straight-line code. On the drop path
-// (most records do not match) the walk is most of the streamer's own work
-// per record, so it gets a walker of its own. A string that runs past the
-// end is caught by the next read, or by the final check that the record
-// ends exactly at the end of body.
-func walkProduct(b []byte) ([]byte, error) {
-	n := len(b)
-	i := 0
+// walkProductRest is Layout.Rest for a body written with shopstream's own
+// Product schema: the same checks, in straight-line code. It walks every
+// record the streamer forwards, so it gets a walker of its own. A string
+// that runs past the end is caught by the next read, or by the final check
+// that the record ends exactly at the end of b.
+func walkProductRest(b []byte, i int) error {
 	var err error
-	var start, end int
-	// product_id, mall_id, name, description, price.amount,
-	// price.currency, category, brand, sku
-	for f := 0; f < 9; f++ {
-		if i >= n {
-			return nil, errTruncated
-		}
-		s := i
-		if c := b[i]; c < 0x80 && c&1 == 0 { // a length under 64
-			s, i = i+1, i+1+int(c>>1)
-		} else if s, i, err = readString(b, i); err != nil {
-			return nil, err
-		}
-		if f == 2 {
-			start, end = s, i
+	// description, price.amount, price.currency, category, brand, sku
+	for range 6 {
+		if i, err = skipStr(b, i); err != nil {
+			return err
 		}
 	}
 	// tags: strings; images: url and alt; stock; specifications: key and
 	// value; created_at; updated_at.
 	if i, err = skipStrings(b, i, 1); err != nil {
-		return nil, err
+		return err
 	}
 	if i, err = skipStrings(b, i, 2); err != nil {
-		return nil, err
+		return err
 	}
 	if _, i, err = readLong(b, i, 5); err != nil {
-		return nil, err
+		return err
 	}
 	if i, err = skipStrings(b, i, 2); err != nil {
-		return nil, err
+		return err
 	}
 	if _, i, err = readLong(b, i, 10); err != nil {
-		return nil, err
+		return err
 	}
 	if _, i, err = readLong(b, i, 10); err != nil {
-		return nil, err
+		return err
 	}
-	if i != n {
-		if i > n {
-			return nil, errTruncated
+	if i != len(b) {
+		if i > len(b) {
+			return errTruncated
 		}
-		return nil, errTrailing
+		return errTrailing
 	}
-	return b[start:end:end], nil
+	return nil
+}
+
+// skipStr returns where the string at b[i:] ends. A length of one or two
+// bytes (under 8 KiB: nearly every string) is read here; the end it returns
+// may then lie past len(b), which the caller's next read or final check
+// reports as truncated.
+func skipStr(b []byte, i int) (int, error) {
+	if i+1 < len(b) {
+		if c := b[i]; c < 0x80 {
+			if c&1 == 0 {
+				return i + 1 + int(c>>1), nil
+			}
+		} else if d := b[i+1]; d < 0x80 {
+			if v := int(c&0x7f) | int(d)<<7; v&1 == 0 {
+				return i + 2 + v>>1, nil
+			}
+		}
+	}
+	_, end, err := readString(b, i)
+	return end, err
 }
 
 // skipStrings walks the blocks of an array of strings (per 1), of records
@@ -512,18 +527,9 @@ func skipStrings(b []byte, i, per int) (int, error) {
 			return 0, errTruncated
 		}
 		for k := count * int64(per); k > 0; k-- {
-			if i >= n {
-				return 0, errTruncated
-			}
-			if c := b[i]; c < 0x80 && c&1 == 0 {
-				i += 1 + int(c>>1)
-				continue
-			}
-			_, e, err := readString(b, i)
-			if err != nil {
+			if i, err = skipStr(b, i); err != nil {
 				return 0, err
 			}
-			i = e
 		}
 	}
 }

@@ -436,27 +436,27 @@ func (s *Streamer) handle(ctx context.Context, sess *kgo.GroupTransactSession, r
 	f := s.control.Load().current.Load()
 	t := s.tallyFor(f)
 	t.in++
-	if r.Key == nil {
+	pass, checked := false, false
+	if m, ok := r.Context.(*checkedMark); ok && m.filter == f {
+		// Checked when it was fetched, by the filter still in force (and
+		// so framed, with a key): a dropped record costs no more than this.
+		pass, checked = m.pass, true
+	}
+	switch {
+	case checked:
+	case r.Key == nil:
 		t.deadLetter(deadletter.ReasonNoKey)
 		sess.Produce(ctx, deadLetter(s.cfg.Topics.DLQ, r, deadletter.ReasonNoKey, errNoKey, s.cfg.InstanceID, now), s.promise)
 		return nil
-	}
-	if r.Value == nil { // a tombstone: pass it, so downstream tables delete too
-		t.passed++
-		s.forward(ctx, sess, r, f)
-		return nil
-	}
-	var pass bool
-	if m, ok := r.Context.(*checkedMark); ok && m.filter == f {
-		// Found whole and matched when it was fetched, by the filter
-		// still in force.
-		pass = m.pass
-	} else {
-		name, err := s.name(ctx, r)
+	case r.Value == nil: // a tombstone: pass it, so downstream tables delete too
+		pass = true
+	default:
+		var err error
+		pass, err = s.check(ctx, r, f)
 		if err != nil && s.layouts.forgetReplayed(r) {
 			// An operator replays dead letters once their cause is fixed
 			// (a schema registered): ask the registry again, not the cache.
-			name, err = s.name(ctx, r)
+			pass, err = s.check(ctx, r, f)
 		}
 		if err != nil {
 			reason := deadletter.ReasonOf(err)
@@ -467,7 +467,6 @@ func (s *Streamer) handle(ctx context.Context, sess *kgo.GroupTransactSession, r
 			sess.Produce(ctx, deadLetter(s.cfg.Topics.DLQ, r, reason, err, s.cfg.InstanceID, now), s.promise)
 			return nil
 		}
-		pass = f.Match(name)
 	}
 	if !pass {
 		t.dropped++
@@ -478,36 +477,49 @@ func (s *Streamer) handle(ctx context.Context, sess *kgo.GroupTransactSession, r
 	return nil
 }
 
-// name reads a framed product's name from its raw bytes, after checking
-// that they hold one whole product, unless precheck did.
-func (s *Streamer) name(ctx context.Context, r *kgo.Record) ([]byte, error) {
-	if _, ok := r.Context.(*checkedMark); ok {
-		// Framed, and whole for its schema id's layout, which never
-		// changes once found: only the filter changed since.
-		return ReadName(r.Value[5:])
-	}
+// check says whether the filter f passes a framed product. A record the
+// streamer forwards is checked whole: the filtered topic holds only
+// products that decode. A record it drops is checked only up to its name
+// (the framing, the schema id, the three leading strings): walking the rest
+// would cost a dropped record several times what reading its name does, and
+// the components that decode the product topic (the sink, the collector)
+// dead-letter a value that is malformed after its name.
+func (s *Streamer) check(ctx context.Context, r *kgo.Record, f *Filter) (bool, error) {
 	id, body, err := records.SplitHeader(r.Value)
 	if err != nil {
-		return nil, err
+		return false, err
 	}
 	lay, err := s.layouts.get(ctx, id)
 	if err != nil {
-		return nil, err
+		return false, err
 	}
-	name, err := lay.Name(body)
+	pass, err := checkBody(lay, body, f)
 	if err != nil {
-		return nil, fmt.Errorf("schema id %d: %w", id, err)
+		return false, fmt.Errorf("schema id %d: %w", id, err)
 	}
-	return name, nil
+	return pass, nil
+}
+
+// checkBody is check once the layout is known: the name's bounds, the
+// match, and the fields after the name only when it passes.
+func checkBody(lay *Layout, body []byte, f *Filter) (bool, error) {
+	start, end, err := nameBounds(body)
+	if err != nil {
+		return false, err
+	}
+	if !f.Match(body[start:end]) {
+		return false, nil
+	}
+	return true, lay.Rest(body, end)
 }
 
 // precheck checks product values as franz-go buffers them, on its fetch
-// goroutines: it walks the value and matches its name with the filter in
-// force, and marks the record with the outcome. The consume loop, which
-// every record passes through one at a time, then only tallies and
-// forwards, unless the filter changed meanwhile. A value it cannot check at
-// once (a schema id not looked up yet, or any fault) is left to the loop,
-// which reports it.
+// goroutines: it reads the name, matches it with the filter in force and
+// walks the rest of a value that passes (check), and marks the record with
+// the outcome. The consume loop, which every record passes through one at
+// a time, then only tallies and forwards, unless the filter changed
+// meanwhile. A value it cannot check at once (a schema id not looked up
+// yet, or any fault) is left to the loop, which reports it.
 type precheck struct{ s *Streamer }
 
 // pollWaited is how long a poll takes when no records were waiting: it
@@ -529,8 +541,8 @@ func (p precheck) OnFetchRecordBuffered(r *kgo.Record) {
 		return
 	}
 	f := c.current.Load()
-	if name, err := lay.Name(body); err == nil {
-		r.Context = f.marks[b2i(f.Match(name))]
+	if pass, err := checkBody(lay, body, f); err == nil {
+		r.Context = f.marks[b2i(pass)]
 	}
 }
 
@@ -604,11 +616,20 @@ type layoutCache struct {
 	m     map[int]layoutEntry
 	// found holds the layouts found so far, for the fetch goroutines
 	// (precheck): replaced, never changed, when one is added.
-	found atomic.Pointer[map[int]*Layout]
+	found atomic.Pointer[foundLayouts]
 	// The last id and its layout: nearly every record carries the id the
 	// one before it did.
 	lastID  int
 	lastLay *Layout
+}
+
+// foundLayouts are the layouts found so far, and the one found last apart:
+// producers write with the newest schema, so nearly every record carries
+// its id, and comparing it costs less than a map lookup.
+type foundLayouts struct {
+	byID      map[int]*Layout
+	newestID  int
+	newestLay *Layout
 }
 
 type layoutEntry struct {
@@ -657,13 +678,13 @@ func (c *layoutCache) get(ctx context.Context, id int) (*Layout, error) {
 	c.m[id] = layoutEntry{lay: lay, err: err, retryAt: c.now().Add(time.Minute)}
 	if err == nil {
 		c.lastID, c.lastLay = id, lay
-		found := map[int]*Layout{id: lay}
+		found := &foundLayouts{byID: map[int]*Layout{id: lay}, newestID: id, newestLay: lay}
 		if old := c.found.Load(); old != nil {
-			for k, v := range *old {
-				found[k] = v
+			for k, v := range old.byID {
+				found.byID[k] = v
 			}
 		}
-		c.found.Store(&found)
+		c.found.Store(found)
 	}
 	return lay, err
 }
@@ -671,8 +692,12 @@ func (c *layoutCache) get(ctx context.Context, id int) (*Layout, error) {
 // ready returns the layout of id when the consume loop has found it, nil
 // otherwise; it never blocks, and any goroutine may call it.
 func (c *layoutCache) ready(id int) *Layout {
-	if found := c.found.Load(); found != nil {
-		return (*found)[id]
+	found := c.found.Load()
+	switch {
+	case found == nil:
+		return nil
+	case id == found.newestID:
+		return found.newestLay
 	}
-	return nil
+	return found.byID[id]
 }

@@ -265,6 +265,12 @@ func TestInstancesShareTwelvePartitionsExactlyOnce(t *testing.T) {
 	}
 }
 
+// A record the filter would pass that is not one whole product goes to the
+// dead-letter topic, and so does one whose framing, schema or fields up to
+// the name are broken, whatever its name. A product the filter drops is
+// read only up to its name: when it is malformed after the name, the
+// streamer neither forwards nor dead-letters it, and the components that
+// decode the product topic do (TestSinkDeadLettersWhatTheStreamerDrops).
 func TestMalformedRecordsGoToTheDeadLetterTopic(t *testing.T) {
 	e := newTestEnv(t, 3)
 	e.setFilter(1, "phone", false)
@@ -274,6 +280,12 @@ func TestMalformedRecordsGoToTheDeadLetterTopic(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	laptop := testProduct(2) // "Laptop 14 #2"
+	laptopV, err := e.serde.Encode(ctx, nil, e.topics.Products, &laptop)
+	if err != nil {
+		t.Fatal(err)
+	}
+	laptopNameEnd := 5 + 1 + len(laptop.ProductID) + 1 + len(laptop.MallID) + 1 + len(laptop.Name)
 	promptV, err := e.serde.Encode(ctx, nil, "prompts", &records.SearchPrompt{SearchID: "s", UserID: "u", Query: "phone", SearchedAt: time.Now()})
 	if err != nil {
 		t.Fatal(err)
@@ -302,12 +314,25 @@ func TestMalformedRecordsGoToTheDeadLetterTopic(t *testing.T) {
 		{"cut-in-name", goodV[:nameEnd], "malformed"},
 		{"cut-at-end", goodV[:len(goodV)-1], "malformed"},
 		{"trailing", append(bytes.Clone(goodV), 0, 0), "malformed"},
+		{"laptop-cut-in-name", laptopV[:laptopNameEnd-1], "malformed"},
+	}
+	// Dropped by their name: not the streamer's to dead-letter.
+	dropped := []struct {
+		key   string
+		value []byte
+	}{
+		{"laptop-cut-after-name", laptopV[:laptopNameEnd]},
+		{"laptop-cut-at-end", laptopV[:len(laptopV)-1]},
+		{"laptop-trailing", append(bytes.Clone(laptopV), 0, 0)},
 	}
 	var rs []*kgo.Record
 	rs = append(rs, &kgo.Record{Topic: e.topics.Products, Key: []byte("good"), Value: goodV})
 	for _, c := range bad {
 		rs = append(rs, &kgo.Record{Topic: e.topics.Products, Key: []byte(c.key), Value: c.value,
 			Headers: []kgo.RecordHeader{{Key: "trace", Value: []byte("t-" + c.key)}}})
+	}
+	for _, c := range dropped {
+		rs = append(rs, &kgo.Record{Topic: e.topics.Products, Key: []byte(c.key), Value: c.value})
 	}
 	// A good product without a key: the compacted filtered topic cannot
 	// take it.
@@ -369,8 +394,11 @@ func TestMalformedRecordsGoToTheDeadLetterTopic(t *testing.T) {
 	if got := testtool.MetricValue(t, r.reg, "shopstream_streamer_dead_letters_total"); got != float64(len(bad)+1) {
 		t.Errorf("dead-lettered counter %v, want %d", got, len(bad)+1)
 	}
-	if got := testutil.ToFloat64(r.s.m.deadLettered.WithLabelValues("1", "malformed")); got != 3 {
-		t.Errorf("malformed counter %v, want 3", got)
+	if got := testutil.ToFloat64(r.s.m.deadLettered.WithLabelValues("1", "malformed")); got != 4 {
+		t.Errorf("malformed counter %v, want 4", got)
+	}
+	if got := testutil.ToFloat64(r.s.m.dropped.WithLabelValues("1")); got != float64(len(dropped)) {
+		t.Errorf("dropped counter %v, want %d", got, len(dropped))
 	}
 
 	// The instance goes on: a later product passes.

@@ -739,7 +739,9 @@ func TestCollectIntoABucket(t *testing.T) {
 }
 
 // Records that are not products go to the dead-letter topic with the reason;
-// the collector goes on.
+// the collector goes on. A product malformed after its name is among them:
+// the streamer reads a product its filter drops only up to the name, and
+// leaves such a record to the components that decode every product.
 func TestUndecodableRecordsAreDeadLettered(t *testing.T) {
 	r := newRig(t)
 	cl := r.kc.Client()
@@ -752,6 +754,8 @@ func TestUndecodableRecordsAreDeadLettered(t *testing.T) {
 		&kgo.Record{Topic: productTopic, Key: []byte("m1/plain"), Value: []byte(`{"json":"not avro"}`)},
 		&kgo.Record{Topic: productTopic, Key: []byte("m1/mismatch"), Value: val},
 		&kgo.Record{Topic: productTopic, Value: val},
+		&kgo.Record{Topic: productTopic, Key: []byte("m1/cut"), Value: val[:len(val)-1]},
+		&kgo.Record{Topic: productTopic, Key: []byte("m1/trailing"), Value: append(bytes.Clone(val), 0)},
 	).FirstErr(); err != nil {
 		t.Fatal(err)
 	}
@@ -764,6 +768,8 @@ func TestUndecodableRecordsAreDeadLettered(t *testing.T) {
 		"m1/plain":    {deadletter.ReasonNotFramed, "not in the Confluent wire format"},
 		"m1/mismatch": {deadletter.ReasonKeyMismatch, `does not match the product's mall_id/product_id "m1/other"`},
 		"":            {deadletter.ReasonNoKey, "record has no key"},
+		"m1/cut":      {deadletter.ReasonMalformed, "does not decode as a Product"},
+		"m1/trailing": {deadletter.ReasonMalformed, "trailing bytes"},
 	}
 	dlq := r.topicRecords(dlqTopic)
 	for key, w := range want {

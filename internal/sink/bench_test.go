@@ -26,12 +26,22 @@ import (
 
 const benchRows = 20000
 
+// benchPartitions is how many partitions the benchmark's records come
+// from: the product topic's default.
+const benchPartitions = 6
+
 // BenchmarkSinkVsCopy measures, in one run on one server and one table, the
 // sink writing benchRows product records (decode, COPY, offsets, in the
 // polls Run makes) against a raw pgx COPY of the same rows, already decoded,
 // into the same table:
 //
 //	go test -run '^$' -bench SinkVsCopy -benchtime 5x ./internal/sink/
+//
+// The records come from benchPartitions partitions (key i from partition
+// i mod benchPartitions), as the product topic has: the sink writes a
+// poll's partitions in concurrent transactions, as it does in production.
+// The raw side is one COPY of all the rows, what a user loading them would
+// run.
 //
 // inserts: both sides write into the emptied table. updates: the sink
 // overwrites every row of a table that holds them all; COPY cannot update,
@@ -57,9 +67,10 @@ func BenchmarkSinkVsCopy(b *testing.B) {
 		b.Fatal(err)
 	}
 	rng := rand.New(rand.NewSource(1))
-	var offset int64
+	var offsets [benchPartitions]int64
 	// batch encodes benchRows products (version v of each key) as records
-	// at the next offsets, and returns their rows as COPY takes them.
+	// at the next offsets of their partitions, and returns their rows as
+	// COPY takes them.
 	batch := func(v int) ([]*kgo.Record, [][]any) {
 		recs := make([]*kgo.Record, benchRows)
 		rows := make([][]any, benchRows)
@@ -69,29 +80,38 @@ func BenchmarkSinkVsCopy(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			recs[i] = &kgo.Record{Topic: topics.Products, Key: []byte(p.Key()), Value: val, Offset: offset}
+			part := int32(i % benchPartitions)
+			recs[i] = &kgo.Record{Topic: topics.Products, Key: []byte(p.Key()), Value: val, Partition: part, Offset: offsets[part]}
 			vals, err := pgstore.ProductValues(p.Key(), &p)
 			if err != nil {
 				b.Fatal(err)
 			}
-			rows[i] = append(vals, int32(0), offset)
-			offset++
+			rows[i] = append(vals, part, offsets[part])
+			offsets[part]++
 		}
 		return recs, rows
 	}
-	cols := []string{"key", "product_id", "mall_id", "name", "description", "price_amount", "price_currency", "category", "brand", "sku",
-		"tags", "images", "stock", "specifications", "created_at", "updated_at", "source_partition", "source_offset"}
+	cols := benchColumns()
 	exec := func(q string, args ...any) {
 		if _, err := store.Pool.Exec(ctx, q, args...); err != nil {
 			b.Fatalf("%s: %v", q, err)
 		}
 	}
+	// sinkWrite hands the sink recs in polls of pollSize records, each
+	// holding the next records of every partition, as a poll returns them.
 	sinkWrite := func(recs []*kgo.Record) {
 		for start := 0; start < len(recs); start += s.pollSize() {
-			part := recs[start:min(start+s.pollSize(), len(recs))]
-			f := kgo.Fetches{{Topics: []kgo.FetchTopic{{Topic: topics.Products, Partitions: []kgo.FetchPartition{
-				{Partition: 0, Records: part, HighWatermark: part[len(part)-1].Offset + 1}}}}}}
-			if err := s.handle(ctx, nil, f); err != nil {
+			var byPart [benchPartitions][]*kgo.Record
+			for _, r := range recs[start:min(start+s.pollSize(), len(recs))] {
+				byPart[r.Partition] = append(byPart[r.Partition], r)
+			}
+			ft := kgo.FetchTopic{Topic: topics.Products}
+			for p, rs := range byPart {
+				if len(rs) > 0 {
+					ft.Partitions = append(ft.Partitions, kgo.FetchPartition{Partition: int32(p), Records: rs, HighWatermark: offsets[p]})
+				}
+			}
+			if err := s.handle(ctx, nil, kgo.Fetches{{Topics: []kgo.FetchTopic{ft}}}); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -129,7 +149,9 @@ func BenchmarkSinkVsCopy(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	s.stored[tp{topics.Products, 0}] = pgstore.NoOffset
+	for p := range int32(benchPartitions) {
+		s.stored[tp{topics.Products, p}] = pgstore.NoOffset
+	}
 	for _, mode := range []string{"inserts", "updates"} {
 		b.Run(mode, func(b *testing.B) {
 			var sink, raw, replace cost
@@ -180,6 +202,93 @@ func BenchmarkSinkVsCopy(b *testing.B) {
 			b.ReportMetric(float64(raw.server.Microseconds())/total, "copy-srv-µs/row")
 		})
 	}
+}
+
+// BenchmarkReplaceCost splits what replacing rows costs the server, per
+// row, against copying them into an emptied table, all in raw SQL on one
+// connection: copy-srv-µs/row is a COPY of benchRows products into the
+// emptied table; delete-srv-µs/row and recopy-srv-µs/row are, in one
+// transaction on the table holding an older version of every row, the
+// DELETE of their keys and then the same COPY (which now also checks each
+// key against the version it deleted):
+//
+//	go test -run '^$' -bench ReplaceCost -benchtime 5x ./internal/sink/
+//
+// Their sum is the least a single backend spends to overwrite the rows, the
+// figure that bounds the sink's updates against SinkVsCopy's raw side.
+func BenchmarkReplaceCost(b *testing.B) {
+	ctx := context.Background()
+	store := openStore(b, pgtest.DB(b))
+	rng := rand.New(rand.NewSource(1))
+	cols := benchColumns()
+	rowsOf := func(v int) (rows [][]any, keys []string) {
+		for i := range benchRows {
+			p := randProduct(rng, fmt.Sprintf("m%d", i%7), fmt.Sprintf("p%d", i), v)
+			vals, err := pgstore.ProductValues(p.Key(), &p)
+			if err != nil {
+				b.Fatal(err)
+			}
+			rows, keys = append(rows, append(vals, int32(0), int64(i))), append(keys, p.Key())
+		}
+		return rows, keys
+	}
+	old, _ := rowsOf(-1)
+	exec := func(q pgx.Tx, sql string, args ...any) {
+		if _, err := q.Exec(ctx, sql, args...); err != nil {
+			b.Fatalf("%s: %v", sql, err)
+		}
+	}
+	var empty, del, recopy cost
+	for i := 0; i < b.N; i++ {
+		rows, keys := rowsOf(i)
+		for _, full := range []bool{i%2 == 0, i%2 == 1} {
+			err := pgx.BeginFunc(ctx, store.Pool, func(tx pgx.Tx) error {
+				exec(tx, "TRUNCATE products")
+				if full {
+					_, err := tx.CopyFrom(ctx, pgx.Identifier{"products"}, cols, pgx.CopyFromRows(old))
+					return err
+				}
+				return nil
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+			err = pgx.BeginFunc(ctx, store.Pool, func(tx pgx.Tx) error {
+				// As the sink's transactions are set up.
+				exec(tx, "SET LOCAL synchronous_commit = off")
+				exec(tx, "SET LOCAL enable_hashjoin = off")
+				exec(tx, "SET LOCAL enable_mergejoin = off")
+				if full {
+					del.add(measure(b, store, func() {
+						exec(tx, "DELETE FROM products t USING unnest($1::text[]) k(v) WHERE t.key = k.v", keys)
+					}))
+				}
+				var err error
+				c := measure(b, store, func() { _, err = tx.CopyFrom(ctx, pgx.Identifier{"products"}, cols, pgx.CopyFromRows(rows)) })
+				if full {
+					recopy.add(c)
+				} else {
+					empty.add(c)
+				}
+				return err
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	total := float64(b.N * benchRows)
+	b.ReportMetric(float64(empty.server.Microseconds())/total, "copy-srv-µs/row")
+	b.ReportMetric(float64(del.server.Microseconds())/total, "delete-srv-µs/row")
+	b.ReportMetric(float64(recopy.server.Microseconds())/total, "recopy-srv-µs/row")
+	b.ReportMetric(float64(empty.server.Microseconds())/float64((del.server+recopy.server).Microseconds()), "copy/replace-srv")
+}
+
+// benchColumns are the products table's columns in the order the raw sides'
+// rows hold them.
+func benchColumns() []string {
+	return []string{"key", "product_id", "mall_id", "name", "description", "price_amount", "price_currency", "category", "brand", "sku",
+		"tags", "images", "stock", "specifications", "created_at", "updated_at", "source_partition", "source_offset"}
 }
 
 // cost is what one side of a comparison took: wall time, CPU time in this
