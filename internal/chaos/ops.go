@@ -15,6 +15,7 @@ import (
 
 	"github.com/shopstream/shopstream/internal/records"
 	"github.com/shopstream/shopstream/internal/shopgen"
+	"github.com/shopstream/shopstream/streamer/recommender"
 	"github.com/shopstream/shopstream/workflows"
 )
 
@@ -233,12 +234,86 @@ func (r *run) finalSearches(ctx context.Context) error {
 	if len(names) == 0 {
 		return r.quiesce(ctx)
 	}
+	ctx, cancel := context.WithTimeout(ctx, ConvergeTimeout)
+	defer cancel()
+	if err := r.waitTable(ctx); err != nil {
+		return err
+	}
 	for i := range 3 {
 		r.searchFor(ctx, fmt.Sprintf("user-%d", i), names[(int(r.s.Seed)+i)%len(names)])
 	}
-	ctx, cancel := context.WithTimeout(ctx, ConvergeTimeout)
-	defer cancel()
 	return r.quiesce(ctx)
+}
+
+// waitTable waits until the recommender's table holds the last product of
+// every partition of the filtered topic. The table is read outside any
+// consumer group, so no lag shows how far it got, and under load it was
+// seen behind the settled pipeline when the final searches came (seed 30:
+// a product the streamer had committed was missing from a final search's
+// recommendation). Each partition is probed with a search, by a user of
+// its own, for the name of its last product, until the recommendation
+// lists that product; the probes are searches like any other, so the
+// checker holds them to the same join.
+func (r *run) waitTable(ctx context.Context) error {
+	l, err := readTopic(ctx, r.in.Clients, r.in.Admin, r.topics.Filtered)
+	if err != nil {
+		return err
+	}
+	last := map[int32]*kgo.Record{}
+	for _, rec := range l.committed {
+		if rec.Value != nil {
+			last[rec.Partition] = rec
+		}
+	}
+	want := map[string]string{} // probe user -> product key
+	for p, rec := range last {
+		var prod records.Product
+		if r.in.Serde.Decode(ctx, rec.Value, &prod) != nil {
+			continue
+		}
+		user := fmt.Sprintf("probe-%d", p)
+		r.searchFor(ctx, user, prod.Name)
+		want[user] = string(rec.Key)
+	}
+	for {
+		recs, err := readTopic(ctx, r.in.Clients, r.in.Admin, r.topics.Recommendations)
+		if err != nil {
+			return err
+		}
+		latest, waiting := recs.latest(), ""
+		for user, key := range want {
+			if !r.recommends(ctx, latest[user], key) {
+				waiting = user
+				break
+			}
+		}
+		if waiting == "" {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("the recommender's table did not catch up with %s within %s: %s was not recommended %s", r.topics.Filtered, ConvergeTimeout, waiting, want[waiting])
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// recommends says whether rec, a user's latest Recommendation, lists key
+// (or is full, when the name is shared by more products than it keeps).
+func (r *run) recommends(ctx context.Context, rec *kgo.Record, key string) bool {
+	var rc records.Recommendation
+	if rec == nil || rec.Value == nil || r.in.Serde.Decode(ctx, rec.Value, &rc) != nil {
+		return false
+	}
+	if len(rc.Products) >= recommender.MaxProducts {
+		return true
+	}
+	for _, p := range rc.Products {
+		if records.ProductKey(p.MallID, p.ProductID) == key {
+			return true
+		}
+	}
+	return false
 }
 
 // note records something worth knowing that is no violation.
