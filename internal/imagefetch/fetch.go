@@ -117,32 +117,24 @@ type Fetcher struct {
 	bytes    prometheus.Counter
 }
 
+// positiveOr is v, or def when v is zero or negative (an option left unset).
+func positiveOr[T int | int64 | time.Duration](v, def T) T {
+	if v <= 0 {
+		return def
+	}
+	return v
+}
+
 // New builds a Fetcher; it fails only when its metrics cannot be registered.
 func New(o Options) (*Fetcher, error) {
-	if o.Timeout <= 0 {
-		o.Timeout = DefaultTimeout
-	}
-	if o.Attempts <= 0 {
-		o.Attempts = DefaultAttempts
-	}
-	if o.Backoff <= 0 {
-		o.Backoff = DefaultBackoff
-	}
-	if o.MaxBytes <= 0 {
-		o.MaxBytes = DefaultMaxBytes
-	}
-	if o.Concurrency <= 0 {
-		o.Concurrency = DefaultConcurrency
-	}
-	if o.PerHost <= 0 {
-		o.PerHost = DefaultPerHost
-	}
-	if o.ConnectTimeout <= 0 {
-		o.ConnectTimeout = DefaultConnectTimeout
-	}
-	if o.HeaderTimeout <= 0 {
-		o.HeaderTimeout = DefaultHeaderTimeout
-	}
+	o.Timeout = positiveOr(o.Timeout, DefaultTimeout)
+	o.Attempts = positiveOr(o.Attempts, DefaultAttempts)
+	o.Backoff = positiveOr(o.Backoff, DefaultBackoff)
+	o.MaxBytes = positiveOr(o.MaxBytes, DefaultMaxBytes)
+	o.Concurrency = positiveOr(o.Concurrency, DefaultConcurrency)
+	o.PerHost = positiveOr(o.PerHost, DefaultPerHost)
+	o.ConnectTimeout = positiveOr(o.ConnectTimeout, DefaultConnectTimeout)
+	o.HeaderTimeout = positiveOr(o.HeaderTimeout, DefaultHeaderTimeout)
 	m := telemetry.With(o.Registerer)
 	g := newGuard(o.AllowHosts, o.ConnectTimeout)
 	tr := &http.Transport{

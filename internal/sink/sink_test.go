@@ -93,22 +93,26 @@ func TestKafkaOffsetsReachTheEndOnceTheTopicsGoQuiet(t *testing.T) {
 	// offset would never reach Kafka.
 	r.produce(t, w, mix{products: 1}, 4)
 	waitCaughtUp(t, store, w, time.Minute)
-	ctx := context.Background()
-	deadline := time.Now().Add(10 * time.Second)
+	waitKafkaCommitted(t, r, 10*time.Second, "the sink wrote everything")
+}
+
+// waitKafkaCommitted waits until the sink group's committed offsets in
+// Kafka lag by nothing, and fails t after within, naming since when.
+func waitKafkaCommitted(t *testing.T, r *rig, within time.Duration, since string) {
+	t.Helper()
+	deadline := time.Now().Add(within)
 	for {
-		lag, err := r.admin.Lag(ctx, testGroup)
+		lag, err := r.admin.Lag(context.Background(), testGroup)
 		if err != nil {
 			t.Fatal(err)
 		}
 		total := int64(0)
-		lag.Each(func(l kadm.DescribedGroupLag) {
-			total += l.Lag.Total()
-		})
+		lag.Each(func(l kadm.DescribedGroupLag) { total += l.Lag.Total() })
 		if total == 0 {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("10s after the sink wrote everything, Kafka's committed offsets lag by %d", total)
+			t.Fatalf("%s after %s, Kafka's committed offsets lag by %d", within, since, total)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
@@ -140,20 +144,5 @@ func TestKafkaOffsetsCatchUpWithStoredOnesAfterARestart(t *testing.T) {
 	}
 	_, stop = runInBackground(t, r, store, prometheus.NewRegistry())
 	defer stop()
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		lag, err := r.admin.Lag(ctx, testGroup)
-		if err != nil {
-			t.Fatal(err)
-		}
-		total := int64(0)
-		lag.Each(func(l kadm.DescribedGroupLag) { total += l.Lag.Total() })
-		if total == 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("15s after a sink started from PostgreSQL's offsets, Kafka's committed offsets lag by %d", total)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	waitKafkaCommitted(t, r, 15*time.Second, "a sink started from PostgreSQL's offsets")
 }
