@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/twmb/franz-go/pkg/kadm"
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
@@ -495,8 +496,32 @@ func (r *run) lagState(ctx context.Context, k health.Kafka, groups, topics []str
 			behind = append(behind, g+" has not committed yet")
 		}
 	}
+	// The collector commits the offsets of the products it parked (their
+	// image hosts were slow) before they are complete: they are done only
+	// once their rows leave collector_pending.
+	parked, err := r.parked(ctx)
+	if err != nil {
+		return "", err
+	}
+	if parked > 0 {
+		behind = append(behind, fmt.Sprintf("the collector has %d parked products", parked))
+	}
 	sort.Strings(behind)
 	return strings.Join(behind, "; "), nil
+}
+
+// parked counts the products the collector parked and has not finished.
+func (r *run) parked(ctx context.Context) (int, error) {
+	conn, err := pgx.Connect(ctx, r.dsn)
+	if err != nil {
+		return 0, fmt.Errorf("count the collector's parked products: %w", err)
+	}
+	defer conn.Close(context.Background())
+	var n int
+	if err := conn.QueryRow(ctx, "SELECT count(*) FROM collector_pending").Scan(&n); err != nil {
+		return 0, fmt.Errorf("count the collector's parked products: %w", err)
+	}
+	return n, nil
 }
 
 // waitAPI waits until the API answers.
