@@ -314,6 +314,11 @@ func filterStatus(ctx context.Context, e *process.Env, r *Report, _ time.Duratio
 type sinkSection struct {
 	LastWrite time.Time        `json:"last_write"`
 	Rows      map[string]int64 `json:"rows"`
+	// Parked counts the products the collector has committed but not
+	// finished (their image hosts were slow): its group lag does not show
+	// them.
+	Parked       int64     `json:"collector_parked"`
+	ParkedOldest time.Time `json:"collector_parked_oldest,omitzero"`
 }
 
 func (s sinkSection) print(w io.Writer) {
@@ -324,6 +329,9 @@ func (s sinkSection) print(w io.Writer) {
 	}
 	for _, t := range sortedKeys(s.Rows) {
 		fmt.Fprintf(w, "  %-20s %d rows\n", t, s.Rows[t])
+	}
+	if s.Parked > 0 {
+		fmt.Fprintf(w, "  collector parked     %d products whose images are still being fetched (oldest since %s)\n", s.Parked, s.ParkedOldest.Format(time.RFC3339))
 	}
 }
 
@@ -360,6 +368,14 @@ func sinkStatus(ctx context.Context, e *process.Env, r *Report, _ time.Duration)
 			return
 		}
 		sec.Rows[t] = n
+	}
+	var oldest *time.Time
+	if err := db.Pool.QueryRow(qctx, `SELECT count(*), min(parked_at) FROM collector_pending`).Scan(&sec.Parked, &oldest); err != nil {
+		r.problem("count the collector's parked products: %v", err)
+		return
+	}
+	if oldest != nil {
+		sec.ParkedOldest = *oldest
 	}
 	r.Sections["sink"] = sec
 }

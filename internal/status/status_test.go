@@ -20,7 +20,7 @@ func TestPrintShowsEverySectionAndTheVerdict(t *testing.T) {
 		Sections: map[string]any{
 			"filter": filterSection{Desired: 2, Substring: "phone", SetAt: at, Instances: []health.Instance{
 				{AppliedReport: records.AppliedReport{Instance: "eu-1", Version: 2}, State: "applied"}}},
-			"sink": sinkSection{Rows: map[string]int64{"products": 10001}},
+			"sink": sinkSection{Rows: map[string]int64{"products": 10001}, Parked: 13, ParkedOldest: at},
 		},
 		Problems: []string{"dead-letter topic shop_products_dlq holds 2 records: see `shopstream dlq list`"},
 	}
@@ -32,6 +32,7 @@ func TestPrintShowsEverySectionAndTheVerdict(t *testing.T) {
 		"shopstream-sink", "shopstream-streamer", "-3",
 		"FILTER:", `desired v2 "phone"`, "eu-1", "applied",
 		"SINK:", "no write yet", "products", "10001 rows",
+		"collector parked     13 products whose images are still being fetched (oldest since 2026-01-02T03:04:05Z)",
 		"last Bootstrap: Completed (shopstream-bootstrap, started 2026-01-02T03:04:05Z)", "http://ui/b",
 		"UNHEALTHY:", "  - dead-letter topic shop_products_dlq holds 2 records",
 	} {
@@ -41,6 +42,11 @@ func TestPrintShowsEverySectionAndTheVerdict(t *testing.T) {
 	}
 	if strings.Index(out, "shopstream-sink") > strings.Index(out, "shopstream-streamer") {
 		t.Errorf("groups are not sorted:\n%s", out)
+	}
+	b.Reset()
+	sinkSection{Rows: map[string]int64{"products": 1}}.print(&b)
+	if strings.Contains(b.String(), "parked") {
+		t.Errorf("the sink section names parked products when there are none:\n%s", b.String())
 	}
 	b.Reset()
 	Print(&b, &Report{})
