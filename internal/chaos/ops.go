@@ -259,9 +259,11 @@ func (r *run) waitTable(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// The newest live product of each partition: a product deleted later
+	// (a tombstone) is not in the table.
 	last := map[int32]*kgo.Record{}
-	for _, rec := range l.committed {
-		if rec.Value != nil {
+	for _, rec := range l.latest() {
+		if rec.Value != nil && (last[rec.Partition] == nil || rec.Offset > last[rec.Partition].Offset) {
 			last[rec.Partition] = rec
 		}
 	}

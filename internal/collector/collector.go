@@ -51,10 +51,19 @@ type Options struct {
 	Fetcher         *imagefetch.Fetcher
 	// BatchSize bounds the records collected in one transaction (500).
 	BatchSize int
-	// BatchWait is how long a batch waits for its products' images (2s).
-	// Products still collecting then go on in the background, parked in
-	// PostgreSQL, and the batch commits without them: a mall whose images
-	// hang delays its own products, not the others of its batch.
+	// BatchWait, when positive, is how long a batch waits for its
+	// products' images. Products still collecting then go on in the
+	// background, parked in PostgreSQL, and the batch commits without
+	// them: a mall whose images hang delays its own products, not the
+	// others of its batch. Zero (the default): a batch waits for all its
+	// products and nothing is parked.
+	//
+	// Parking is off by default because it is not exactly once yet: a
+	// crash after a parked product's output commits and before its
+	// parked record is forgotten collects it again and emits its complete
+	// product a second time (the same state; the fault suite finds it,
+	// seed 19). Making it exactly once needs a record in Kafka's
+	// transaction of which parked products it finished.
 	BatchWait time.Duration
 	// MaxInFlight bounds the products collecting at once, parked ones
 	// included (10 batches); the collector reads no more records until
@@ -119,9 +128,6 @@ func New(o Options) (*Collector, error) {
 	}
 	if o.BatchSize <= 0 {
 		o.BatchSize = 500
-	}
-	if o.BatchWait <= 0 {
-		o.BatchWait = 2 * time.Second
 	}
 	if o.MaxInFlight <= 0 {
 		o.MaxInFlight = 10 * o.BatchSize

@@ -9,8 +9,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-// A batch waits BatchWait for its products. A product whose images take
-// longer is parked: its record goes into PostgreSQL (collector_pending) in
+// With Options.BatchWait set, a batch waits that long for its products
+// (without it, for all of them, and nothing is parked). A product whose
+// images take longer is parked: its record goes into PostgreSQL (collector_pending) in
 // the batch's transaction, the batch commits its offset with the others,
 // and the product goes on collecting in the background. A later batch
 // writes its state and emits its output once it finishes, and forgets the
@@ -125,15 +126,19 @@ func (c *Collector) await(ctx context.Context, mine []*job) {
 			slow[mallOf(j.rec.Key)] = true
 		}
 	}
-	timer := time.NewTimer(c.o.BatchWait)
-	defer timer.Stop()
+	var expired <-chan time.Time // nil without parking: wait for all
+	if c.o.BatchWait > 0 {
+		timer := time.NewTimer(c.o.BatchWait)
+		defer timer.Stop()
+		expired = timer.C
+	}
 	for _, j := range mine {
 		if slow[mallOf(j.rec.Key)] {
 			continue
 		}
 		select {
 		case <-j.done:
-		case <-timer.C:
+		case <-expired:
 			return
 		case <-ctx.Done():
 			return

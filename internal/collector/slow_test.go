@@ -161,7 +161,8 @@ func TestParkedProductsAreResumedAfterARestart(t *testing.T) {
 // a few seconds (less than one header timeout), while the tarpit's products
 // still hold their share of the downloads. The collector runs with the
 // default fetch settings (16 downloads, 4 per host, at most 12 per mall,
-// 3 s to connect, 5 s for the headers, a 2 s batch wait), so going through
+// 3 s to connect, 5 s for the headers) and parking after a 2 s batch wait
+// (COLLECTOR_PARK_AFTER=2s; off by default), so going through
 // all 200 URLs takes the tarpit more than a minute; the test does not wait
 // for that. Loopback only; it stops by itself (about 15 s).
 func TestOneMallsTarpitDoesNotDelayAnother(t *testing.T) {
@@ -172,6 +173,7 @@ func TestOneMallsTarpitDoesNotDelayAnother(t *testing.T) {
 	r := newRigTuned(t, nil, func(f *imagefetch.Options, c *collector.Options) {
 		f.AllowHosts = append(f.AllowHosts, hosts...)
 		f.Attempts, f.Backoff = imagefetch.DefaultAttempts, imagefetch.DefaultBackoff
+		c.BatchWait = 2 * time.Second
 	})
 	// The honest mall alone first: the baseline.
 	t0 := time.Now()

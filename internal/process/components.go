@@ -205,6 +205,8 @@ type CollectorSettings struct {
 	Group           string
 	TransactionalID string
 	Fetch           imagefetch.Options
+	// ParkAfter is collector.Options.BatchWait: 0 parks nothing.
+	ParkAfter time.Duration
 }
 
 // errNoDatabase: the collector keeps its state in PostgreSQL.
@@ -241,6 +243,7 @@ func (e *Env) Collector(ctx context.Context, s CollectorSettings) (supervise.Com
 		Fetcher: fetcher,
 		// Empty unless given: collector.New picks a random one.
 		TransactionalID: s.TransactionalID,
+		BatchWait:       s.ParkAfter,
 	})
 	if err != nil {
 		fetcher.Close()
