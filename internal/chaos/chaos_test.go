@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"testing"
@@ -142,10 +143,17 @@ func quarantined(seed int64) string {
 func TestChaos(t *testing.T) {
 	all := seeds(t)
 	infra := startInfra(t, min(lanes(t), len(all)))
+	// make test (no CHAOS_SEED or CHAOS_SEEDS) runs a failed schedule once
+	// more and fails only when it fails again, printing both: schedules
+	// still fail now and then for causes not found yet (see quarantined),
+	// and make test must stay a gate for everything else. make chaos and
+	// SEED= never retry.
+	retry := os.Getenv("CHAOS_SEED") == "" && os.Getenv("CHAOS_SEEDS") == ""
 	var (
-		mu  sync.Mutex
-		sum Summary
-		wg  sync.WaitGroup
+		mu    sync.Mutex
+		sum   Summary
+		wg    sync.WaitGroup
+		flaky []int64
 	)
 	t0 := time.Now()
 	next := make(chan int64)
@@ -155,6 +163,17 @@ func TestChaos(t *testing.T) {
 			defer wg.Done()
 			for seed := range next {
 				r := in.Run(context.Background(), NewSchedule(seed))
+				if !r.OK() && retry {
+					mu.Lock()
+					fmt.Println(Line(r) + " (first run; make test runs it once more)")
+					fmt.Print(Report(r))
+					mu.Unlock()
+					if r = in.Retry(context.Background(), NewSchedule(seed)); r.OK() {
+						mu.Lock()
+						flaky = append(flaky, seed)
+						mu.Unlock()
+					}
+				}
 				mu.Lock()
 				sum.Add(r)
 				fmt.Println(Line(r))
@@ -176,6 +195,11 @@ func TestChaos(t *testing.T) {
 	fmt.Printf("chaos: faults by kind: %s\n", sum.Kinds())
 	fmt.Printf("chaos: %d component exits the harness did not cause; %d lanes, %s in all\n", sum.Crashes, len(infra), time.Since(t0).Round(time.Second))
 	fmt.Println(sum)
+	if len(flaky) > 0 {
+		slices.Sort(flaky)
+		fmt.Printf("chaos: failed once and passed when run again: seeds %v (their first failures are printed above; make chaos SEED=N replays one)\n", flaky)
+		t.Logf("seeds %v failed once and passed when run again", flaky)
+	}
 	for _, r := range sum.Failed {
 		t.Errorf("seed %d: %d violations (replay with make chaos SEED=%d)", r.Schedule.Seed, len(r.Violations), r.Schedule.Seed)
 	}

@@ -81,6 +81,14 @@ func (in *Infra) Run(ctx context.Context, s Schedule) Result {
 	return in.newRun(s).execute(ctx, nil)
 }
 
+// Retry runs schedule s once more under names of its own (prefix
+// c<seed>r), for make test's one retry of a failed schedule.
+func (in *Infra) Retry(ctx context.Context, s Schedule) Result {
+	r := in.newRun(s)
+	r.prefix += "r"
+	return r.execute(ctx, nil)
+}
+
 func (in *Infra) newRun(s Schedule) *run {
 	return &run{in: in, s: s, prefix: fmt.Sprintf("c%d", s.Seed), procs: map[string]*proc{}, inputs: newInputs(),
 		http: clients.NewHTTPClient(nil, 10*time.Second)}
