@@ -34,26 +34,20 @@ func TestSinkExactlyOnceWhenCancelledAtRandomPoints(t *testing.T) {
 		r.producePaced(t, w, mix{products: 20000, filtered: 10000, complete: 10000, searches: 5000, recs: 5000, tombstoneEvery: 10}, 3, 150*time.Millisecond)
 	}()
 	rng := rand.New(rand.NewSource(time.Now().UnixNano()))
-	kills, midRun := 0, 0
 	// Stop it until 10 stops have interrupted it with work left, or it
 	// has written everything.
-	for ; midRun < 10 && kills < 60; kills++ {
-		if isDone(produced) && behind(t, store, w) == 0 {
-			break
-		}
-		before := behind(t, store, w)
+	midRun, kills := interruptUntil(t, store, w, produced, 10, 60, func(n int, before int64) bool {
 		_, stop := runInBackground(t, r, store, nil)
 		// Stop it a random moment after it has written something, so the
 		// stop lands while it works through the backlog.
-		waitProgress(t, store, w, before)
-		time.Sleep(time.Duration(rng.Intn(80)) * time.Millisecond)
+		afterProgress(t, store, w, before, rng, 80)
 		stop()
-		if n := behind(t, store, w); n > 0 {
-			midRun++
-			t.Logf("stop #%d: %d records still to write", kills+1, n)
+		left := behind(t, store, w)
+		if left > 0 {
+			t.Logf("stop #%d: %d records still to write", n, left)
 		}
-	}
-	<-produced // then the final state is known
+		return left > 0
+	})
 	if midRun < 10 {
 		t.Fatalf("only %d of %d stops came before the sink had caught up: the test did not interrupt it", midRun, kills)
 	}
@@ -124,22 +118,16 @@ func TestSinkExactlyOnceAcrossSIGKILL(t *testing.T) {
 		r.producePaced(t, w, mix{products: 15000, filtered: 5000, complete: 5000, searches: 5000, recs: 5000, tombstoneEvery: 8}, 5, 300*time.Millisecond)
 	}()
 	rng := rand.New(rand.NewSource(time.Now().UnixNano()))
-	kills, midRun := 0, 0
-	for ; midRun < 5 && kills < 30; kills++ {
-		if isDone(produced) && behind(t, store, w) == 0 {
-			break
-		}
-		before := behind(t, store, w)
+	midRun, kills := interruptUntil(t, store, w, produced, 5, 30, func(n int, before int64) bool {
 		h := startHelper(t, r, dsn)
-		waitProgress(t, store, w, before)
-		time.Sleep(time.Duration(rng.Intn(150)) * time.Millisecond)
-		h.kill(t, kills+1)
-		if n := behind(t, store, w); n > 0 {
-			midRun++
-			t.Logf("kill #%d: %d records behind before, %d after", kills+1, before, n)
+		afterProgress(t, store, w, before, rng, 150)
+		h.kill(t, n)
+		left := behind(t, store, w)
+		if left > 0 {
+			t.Logf("kill #%d: %d records behind before, %d after", n, before, left)
 		}
-	}
-	<-produced
+		return left > 0
+	})
 	if midRun < 5 {
 		t.Fatalf("only %d of %d kills came before the sink had caught up: the test did not interrupt it", midRun, kills)
 	}
@@ -175,31 +163,24 @@ func TestSinkExactlyOnceWhenKilledWithSeveralTransactionsOpen(t *testing.T) {
 		return n
 	}
 	rng := rand.New(rand.NewSource(time.Now().UnixNano()))
-	kills, midTx := 0, 0
-	for ; midTx < 5 && kills < 40; kills++ {
-		if isDone(produced) && behind(t, store, w) == 0 {
-			break
-		}
-		before := behind(t, store, w)
+	midTx, kills := interruptUntil(t, store, w, produced, 5, 40, func(kill int, before int64) bool {
 		h := startHelper(t, r, withApplicationName(dsn, helperApp))
 		// Let it commit something first, so that kills also land between
 		// partitions that committed and partitions that did not; then kill
 		// it the moment two of its transactions are seen open, or after
 		// 10 s whatever it is doing.
-		waitProgress(t, store, w, before)
-		time.Sleep(time.Duration(rng.Intn(100)) * time.Millisecond)
+		afterProgress(t, store, w, before, rng, 100)
 		deadline := time.Now().Add(10 * time.Second)
 		n := 0
 		for n < 2 && time.Now().Before(deadline) {
 			n = open()
 		}
-		h.kill(t, kills+1)
+		h.kill(t, kill)
 		if n >= 2 {
-			midTx++
-			t.Logf("kill #%d: %d transactions open, %d records behind before, %d after", kills+1, n, before, behind(t, store, w))
+			t.Logf("kill #%d: %d transactions open, %d records behind before, %d after", kill, n, before, behind(t, store, w))
 		}
-	}
-	<-produced
+		return n >= 2
+	})
 	if midTx < 5 {
 		t.Fatalf("only %d of %d kills came while two or more transactions were open: the test did not interrupt concurrent writes", midTx, kills)
 	}
@@ -266,6 +247,34 @@ func (h *helper) kill(t testing.TB, n int) {
 	if ws, ok := h.cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || ws.Signal() != syscall.SIGKILL {
 		t.Fatalf("helper #%d ended before it was killed (%v):\n%s", n, err, h.out.String())
 	}
+}
+
+// interruptUntil interrupts the sink over and over while the paced
+// producer runs: once(attempt, before) starts it, interrupts it, and says
+// whether that interruption counts for the test. It stops after want
+// counted ones, max attempts, or once everything is written, and returns
+// when the producer is done (then the final state is known), with the
+// counted interruptions and the attempts.
+func interruptUntil(t *testing.T, store *pgstore.Store, w *world, produced <-chan struct{}, want, max int, once func(attempt int, before int64) bool) (counted, attempts int) {
+	t.Helper()
+	for ; counted < want && attempts < max; attempts++ {
+		if isDone(produced) && behind(t, store, w) == 0 {
+			break
+		}
+		if once(attempts+1, behind(t, store, w)) {
+			counted++
+		}
+	}
+	<-produced
+	return counted, attempts
+}
+
+// afterProgress returns a random moment (up to maxMillis) after the sink
+// has written something since the backlog was before.
+func afterProgress(t testing.TB, store *pgstore.Store, w *world, before int64, rng *rand.Rand, maxMillis int) {
+	t.Helper()
+	waitProgress(t, store, w, before)
+	time.Sleep(time.Duration(rng.Intn(maxMillis)) * time.Millisecond)
 }
 
 func isDone(c <-chan struct{}) bool {
