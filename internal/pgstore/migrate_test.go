@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/url"
-	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -45,18 +44,14 @@ func TestOneMigratorCreatesTheSinksAndTheCollectorsTables(t *testing.T) {
 }
 
 // Before the collector's tables were a pgstore migration, the collector and
-// the product API ran testdata/collector_001_collected_products.sql (the file
-// they embedded, as it was) at every start in a transaction under their own
-// advisory lock, and recorded nothing; the sink's migrator recorded version 1
-// in schema_migrations. A database left by either or both opens without an
-// error, keeps its rows, records both versions and ends with the same tables
-// as a fresh one.
+// the product API ran the SQL they embedded at every start in a transaction
+// under their own advisory lock, and recorded nothing; the sink's migrator
+// recorded version 1 in schema_migrations. A database left by either or both
+// opens without an error, keeps its rows, records both versions and ends with
+// the same tables as a fresh one.
 func TestUpgradeFromTheCollectorsOwnMigrator(t *testing.T) {
 	ctx := context.Background()
-	oldCollectorSQL, err := os.ReadFile("testdata/collector_001_collected_products.sql")
-	if err != nil {
-		t.Fatal(err)
-	}
+	oldCollectorSQL := oldCollectorMigration(t)
 	fresh, _, err := Open(ctx, pgtest.DB(t))
 	if err != nil {
 		t.Fatal(err)
@@ -101,7 +96,7 @@ func TestUpgradeFromTheCollectorsOwnMigrator(t *testing.T) {
 				if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('shopstream collector migrations'))`); err != nil {
 					return err
 				}
-				_, err := tx.Exec(ctx, string(oldCollectorSQL))
+				_, err := tx.Exec(ctx, oldCollectorSQL)
 				return err
 			})
 			if err != nil {
@@ -210,4 +205,32 @@ func TestOpenUpToDateDatabaseAsAReadOnlyRole(t *testing.T) {
 	if _, _, err := Open(ctx, u.String()); err == nil || !strings.Contains(err.Error(), "apply migration 0002_collected_products") {
 		t.Fatalf("a pending migration under a read-only role: %v, want an error naming the migration", err)
 	}
+}
+
+// oldCollectorMigration is the SQL the collector embedded before its tables
+// joined pgstore's migrations. Migration 0002 was made from it by adding the
+// statement that takes the old lock and nothing else, and a released
+// migration never changes, so removing that statement gives the old file
+// back (checked: the result still creates both tables and takes no lock).
+func oldCollectorMigration(t *testing.T) string {
+	t.Helper()
+	ms, err := Migrations()
+	if err != nil {
+		t.Fatal(err)
+	}
+	const lock = "SELECT pg_advisory_xact_lock(hashtext('shopstream collector migrations'));\n"
+	m := ms[1]
+	if m.Version != 2 || !strings.Contains(m.SQL, lock) {
+		t.Fatalf("migration %d_%s: want 0002_collected_products taking the old collector's lock", m.Version, m.Name)
+	}
+	old := strings.Replace(m.SQL, lock, "", 1)
+	for _, table := range []string{"CREATE TABLE IF NOT EXISTS collected_products", "CREATE TABLE IF NOT EXISTS collector_orphan_blobs"} {
+		if !strings.Contains(old, table) {
+			t.Fatalf("the old collector's SQL lacks %q", table)
+		}
+	}
+	if strings.Contains(old, "pg_advisory") {
+		t.Fatal("the old collector's SQL still takes a lock")
+	}
+	return old
 }
