@@ -2,10 +2,10 @@ package status
 
 import (
 	"context"
-	"github.com/shopstream/shopstream/internal/clients"
 	"io"
 	"time"
 
+	"github.com/shopstream/shopstream/internal/clients"
 	"github.com/shopstream/shopstream/internal/config"
 	"github.com/shopstream/shopstream/internal/freshness"
 	"github.com/shopstream/shopstream/internal/process"
