@@ -177,8 +177,10 @@ func needs(component string, t records.Topics) []need {
 			group("shopstream-sink"),
 		}
 	case Collector:
+		// It reads back its own output on the other two: whoever resumes
+		// a parked product looks up whether its output committed.
 		return []need{
-			topic(t.Products, read), topic(t.CompleteProducts, write), topic(t.DLQ, write),
+			topic(t.Products, read), topic(t.CompleteProducts, readRite), topic(t.DLQ, readRite),
 			group("shopstream-collector"), txnPrefix("shopstream-collector-"),
 		}
 	case API:

@@ -56,14 +56,8 @@ type Options struct {
 	// background, parked in PostgreSQL, and the batch commits without
 	// them: a mall whose images hang delays its own products, not the
 	// others of its batch. Zero (the default): a batch waits for all its
-	// products and nothing is parked.
-	//
-	// Parking is off by default because it is not exactly once yet: a
-	// crash after a parked product's output commits and before its
-	// parked record is forgotten collects it again and emits its complete
-	// product a second time (the same state; the fault suite finds it,
-	// seed 19). Making it exactly once needs a record in Kafka's
-	// transaction of which parked products it finished.
+	// products and nothing is parked. Parking is exactly once (park.go
+	// says how).
 	BatchWait time.Duration
 	// MaxInFlight bounds the products collecting at once, parked ones
 	// included (10 batches); the collector reads no more records until
@@ -75,6 +69,21 @@ type Options struct {
 	// RetryBackoff is the first wait after a batch fails on Kafka, the
 	// database or blob storage; it doubles up to 30s (500ms).
 	RetryBackoff time.Duration
+
+	// hooks let the package's tests stop Run at the moments a crash
+	// matters; nil in production.
+	hooks hooks
+}
+
+// hooks are called, when set, in a batch that finishes parked products.
+// An error they return ends Run at once with that error, as a crash
+// would: the transaction aborted if it was still open, nothing else done.
+type hooks struct {
+	// afterMark: the output is marked in PostgreSQL, not yet committed.
+	afterMark func() error
+	// afterCommit: the output is committed, the parked records not yet
+	// deleted.
+	afterCommit func() error
 }
 
 // StopWithin bounds how long Run takes to return once its context ends: the
@@ -97,6 +106,10 @@ type Collector struct {
 	wake chan struct{}
 	// parts tracks the partitions the group gave this instance.
 	parts partitions
+	// instance and tokens name the jobs as owners of parked records:
+	// unique across instances and restarts, one per job or resume.
+	instance string
+	tokens   uint64
 
 	products  *prometheus.CounterVec
 	reused    prometheus.Counter
@@ -153,6 +166,10 @@ func New(o Options) (*Collector, error) {
 		jobs:      map[string]*job{},
 		wake:      make(chan struct{}, 1),
 		parts:     partitions{owned: map[int32]bool{}},
+		// A stable transactional id comes back after a restart; the
+		// random part keeps the restarted instance's tokens apart from
+		// its predecessor's.
+		instance: fmt.Sprintf("%s/%016x", o.TransactionalID, rand.Uint64()),
 	}
 	if err := f.Err(); err != nil {
 		return nil, err
@@ -329,7 +346,7 @@ func (c *Collector) batch(ctx context.Context, sess *kgo.GroupTransactSession, r
 		if !j.finished() {
 			// Still collecting: the record is parked, its offset committed,
 			// and its product goes on in the background.
-			changes = append(changes, change{key: string(j.rec.Key), park: j.rec})
+			changes = append(changes, change{key: string(j.rec.Key), park: j.rec, owner: j.token})
 			continue
 		}
 		if j.err != nil {
@@ -353,24 +370,38 @@ func (c *Collector) batch(ctx context.Context, sess *kgo.GroupTransactSession, r
 		results = append(results, j.res)
 		unparked = append(unparked, j)
 	}
+	firstUnparked := len(results) - len(unparked)
 	for i, r := range results {
 		// A record of this poll replaces whatever of its key was parked,
 		// in the same transaction; a parked product's own record is
-		// forgotten only once its output is committed (below).
-		fromPoll := i < len(results)-len(unparked)
-		switch {
-		case r.change != nil:
-			r.change.unpark = fromPoll
-			changes = append(changes, *r.change)
-		case fromPoll:
-			changes = append(changes, change{key: string(r.rec.Key), unpark: true, orphansOnly: true})
+		// forgotten only once its output is committed (below), and its
+		// state is written only while its job still owns the record.
+		ch := change{key: string(r.rec.Key), orphansOnly: true}
+		if r.change != nil {
+			ch = *r.change
+		}
+		if i < firstUnparked {
+			ch.unpark = true
+		} else {
+			j := unparked[i-firstUnparked]
+			ch.finishes, ch.owner = j.rec, j.token
+		}
+		if r.change != nil || ch.unpark || ch.finishes != nil {
+			changes = append(changes, ch)
 		}
 	}
 	// PostgreSQL first: if Kafka then fails to commit, the records come
 	// again and find their state already written, which changes nothing.
-	refused, err := c.o.Store.apply(ctx, c.o.Topics.Products, changes)
+	refused, lost, err := c.o.Store.apply(ctx, c.o.Topics.Products, changes)
 	if err != nil {
 		return err
+	}
+	if len(lost) > 0 {
+		// Another instance resumed them (a rebalance), or a newer record
+		// replaced them: theirs is the output to emit, not ours.
+		results, unparked, changes = c.dropLost(lost, results, unparked, changes)
+		firstUnparked = len(results) - len(unparked)
+		c.o.Logger.Info("parked products taken over elsewhere; not emitting them here", "products", len(lost))
 	}
 	if len(refused) > 0 {
 		byKey := make(map[string]string, len(refused))
@@ -402,6 +433,19 @@ func (c *Collector) batch(ctx context.Context, sess *kgo.GroupTransactSession, r
 			return fmt.Errorf("produce collector output: %w", err)
 		}
 	}
+	// Where each parked product's output went, written while its job
+	// still owns the record: whoever resumes the record after a crash reads
+	// that offset back and knows whether the transaction committed. An
+	// instance that lost a record since apply aborts rather than emit it
+	// beside the new owner.
+	if err := c.markUnparked(ctx, results[firstUnparked:], unparked); err != nil {
+		return err
+	}
+	if len(unparked) > 0 && c.o.hooks.afterMark != nil {
+		if err := c.o.hooks.afterMark(); err != nil {
+			return &fatalError{err}
+		}
+	}
 	ended = true
 	committed, err := sess.End(ctx, kgo.TryCommit)
 	if err != nil {
@@ -414,6 +458,11 @@ func (c *Collector) batch(ctx context.Context, sess *kgo.GroupTransactSession, r
 		c.aborted.Inc()
 		return nil
 	}
+	if len(unparked) > 0 && c.o.hooks.afterCommit != nil {
+		if err := c.o.hooks.afterCommit(); err != nil {
+			return &fatalError{err}
+		}
+	}
 	for _, j := range mine {
 		if j.finished() {
 			c.forget(j)
@@ -424,11 +473,10 @@ func (c *Collector) batch(ctx context.Context, sess *kgo.GroupTransactSession, r
 	for _, j := range unparked {
 		c.forget(j)
 	}
-	// Only now: a crash before this point finds the record still parked
-	// and collects it again (its images are reused, its output emitted
-	// once more, which a reader of the changelog takes as the same state).
-	// A fresh context: a stop right after the commit would otherwise leave
-	// every finished record parked, to be collected again.
+	// Only now: a crash before this point leaves the record parked with
+	// its output marked, and whoever resumes it finds that output
+	// committed and only deletes it. A fresh context: a stop right after
+	// the commit would otherwise leave that work to the next resume.
 	uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	err = c.o.Store.unpark(uctx, c.o.Topics.Products, recordsOf(unparked))
 	cancel()

@@ -83,7 +83,7 @@ func (r *rig) startCollector(ctx context.Context) (stop func()) {
 			cancel()
 			select {
 			case err := <-done:
-				if err != nil {
+				if err != nil && !errors.Is(err, errKilled) {
 					r.t.Errorf("collector: %v", err)
 				}
 			case <-time.After(10 * time.Second):

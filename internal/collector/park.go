@@ -2,6 +2,7 @@ package collector
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"sync"
 	"time"
@@ -11,14 +12,37 @@ import (
 
 // With Options.BatchWait set, a batch waits that long for its products
 // (without it, for all of them, and nothing is parked). A product whose
-// images take longer is parked: its record goes into PostgreSQL (collector_pending) in
-// the batch's transaction, the batch commits its offset with the others,
-// and the product goes on collecting in the background. A later batch
-// writes its state and emits its output once it finishes, and forgets the
-// parked record after that commit. A process that stops, or loses the
-// partition, leaves the record parked; whoever owns the partition resumes
-// it from PostgreSQL. So a mall whose images hang delays its own products
-// only, and the offsets of everyone else's move on.
+// images take longer is parked: its record goes into PostgreSQL
+// (collector_pending) in the batch's transaction, the batch commits its
+// offset with the others, and the product goes on collecting in the
+// background. A later batch writes its state and emits its output once it
+// finishes, and forgets the parked record after that commit. A process
+// that stops, or loses the partition, leaves the record parked; whoever
+// owns the partition resumes it from PostgreSQL. So a mall whose images
+// hang delays its own products only, and the offsets of everyone else's
+// move on.
+//
+// Exactly once. A parked product's output is committed to Kafka in one
+// transaction and its record deleted from PostgreSQL in another, so a crash
+// can fall between the two. Three rules close that gap:
+//
+//   - Each job has a token, and the parked record names the token of the
+//     job that may finish it (owner). Parking writes it; resuming claims
+//     the record by writing a new one, which disowns every job before.
+//   - A job finishes its record only as its owner: the product's state is
+//     written under a lock on the owned record (apply), and after the
+//     output is produced into the open transaction, the record is marked
+//     with the output's topic, partition and offset, again only as its
+//     owner (markEmitted). A job that lost its record aborts the
+//     transaction instead of committing it.
+//   - Whoever resumes a marked record reads that offset back from Kafka
+//     (emittedOutputs): committed, the record is deleted, not collected
+//     again; aborted, it is collected again; still open, it waits for the
+//     next resume.
+//
+// So of two instances that both think they own a partition, only the one
+// that owns the record when it marks it can commit, and a marked output is
+// never produced a second time without first learning it aborted.
 
 // resumeEvery is how often the parked records of the owned partitions are
 // looked for, so that one failed on Kafka, the database or blob storage is
@@ -34,6 +58,8 @@ type job struct {
 	err    error
 	// parked: the record is in collector_pending and its offset committed.
 	parked bool
+	// token names the job as the owner of its parked record.
+	token string
 }
 
 func (j *job) finished() bool {
@@ -47,9 +73,13 @@ func (j *job) finished() bool {
 
 // start collects rec in the background, with prior as its state before.
 // The job lives as long as Run, not as the batch.
-func (c *Collector) start(ctx context.Context, rec *kgo.Record, pr *prior, parked bool) *job {
+// token is the owner token of a parked record (empty: a new one).
+func (c *Collector) start(ctx context.Context, rec *kgo.Record, pr *prior, parked bool, token string) *job {
 	jctx, cancel := context.WithCancel(ctx)
-	j := &job{rec: rec, cancel: cancel, done: make(chan struct{}), parked: parked}
+	if token == "" {
+		token = c.newToken()
+	}
+	j := &job{rec: rec, cancel: cancel, done: make(chan struct{}), parked: parked, token: token}
 	c.jobs[string(rec.Key)] = j
 	go func() {
 		j.res, j.err = c.process(jctx, rec, pr)
@@ -109,7 +139,7 @@ func (c *Collector) startAll(ctx context.Context, recs []*kgo.Record) ([]*job, e
 	for _, k := range fresh {
 		pr := priors[k]
 		pr.orphans = append(pr.orphans, leftover[k]...)
-		mine = append(mine, c.start(ctx, last[k], pr, false))
+		mine = append(mine, c.start(ctx, last[k], pr, false, ""))
 	}
 	return mine, nil
 }
@@ -191,24 +221,69 @@ func (c *Collector) dropRevoked() {
 	c.parked.Set(float64(len(c.jobs)))
 }
 
-// resume starts the parked records of the owned partitions that no job
-// collects: at once after an assignment, then every resumeEvery.
+// newToken names a job, or a resume, as the owner of parked records.
+func (c *Collector) newToken() string {
+	c.tokens++
+	return fmt.Sprintf("%s/%d", c.instance, c.tokens)
+}
+
+// resume claims the parked records of the owned partitions that no job
+// collects here, and starts them: at once after an assignment, then every
+// resumeEvery. A record whose output a crashed or displaced job marked is
+// first looked up in Kafka: deleted if that output committed, started if
+// it aborted, left for the next resume while its transaction is open.
 func (c *Collector) resume(ctx context.Context) error {
 	owned, due := c.parts.resumeDue(time.Now())
 	if !due || len(owned) == 0 {
 		return nil
 	}
-	recs, err := c.o.Store.pending(ctx, c.o.Topics.Products, owned)
+	running := make([]string, 0, len(c.jobs))
+	for k := range c.jobs {
+		running = append(running, k)
+	}
+	token := c.newToken()
+	recs, err := c.o.Store.claim(ctx, c.o.Topics.Products, owned, token, running)
 	if err != nil {
 		return err
 	}
-	var keys []string
-	byKey := map[string]*kgo.Record{}
-	for _, r := range recs {
-		if c.jobs[string(r.Key)] == nil {
-			keys = append(keys, string(r.Key))
-			byKey[string(r.Key)] = r
+	var outs []*kgo.Record
+	for _, p := range recs {
+		if p.out != nil {
+			outs = append(outs, p.out)
 		}
+	}
+	verdicts, err := c.emittedOutputs(ctx, outs)
+	if err != nil {
+		return err
+	}
+	var keys, wait []string
+	var done []*kgo.Record
+	byKey := map[string]*kgo.Record{}
+	for _, p := range recs {
+		k := string(p.rec.Key)
+		if p.out != nil {
+			switch verdicts[p.out] {
+			case emitted:
+				done = append(done, p.rec)
+				continue
+			case undecided:
+				wait = append(wait, k)
+				continue
+			}
+		}
+		keys = append(keys, k)
+		byKey[k] = p.rec
+	}
+	if len(done) > 0 {
+		// Their output is committed: the crash fell between that commit
+		// and this delete.
+		if err := c.o.Store.unpark(ctx, c.o.Topics.Products, done); err != nil {
+			return err
+		}
+		c.o.Logger.Info("parked products found emitted already; forgotten", "products", len(done))
+	}
+	if len(wait) > 0 {
+		c.o.Logger.Info("parked products wait for their output's transaction to end", "products", len(wait))
 	}
 	if len(keys) == 0 {
 		return nil
@@ -218,11 +293,68 @@ func (c *Collector) resume(ctx context.Context) error {
 		return err
 	}
 	for _, k := range keys {
-		c.start(ctx, byKey[k], priors[k], true)
+		c.start(ctx, byKey[k], priors[k], true, token)
 	}
 	c.parked.Set(float64(len(c.jobs)))
 	c.o.Logger.Info("resumed parked products", "products", len(keys), "partitions", owned)
 	return nil
+}
+
+// markUnparked marks the output of the parked products a batch finishes
+// (results[i] is unparked[i]'s) in their parked records. If a job no longer
+// owns its record, the batch must abort: the error says so, and the job is
+// forgotten here.
+func (c *Collector) markUnparked(ctx context.Context, results []*result, unparked []*job) error {
+	var ems []emission
+	for i, j := range unparked {
+		if len(results[i].out) > 0 {
+			ems = append(ems, emission{from: j.rec, owner: j.token, out: results[i].out[0]})
+		}
+	}
+	lost, err := c.o.Store.markEmitted(ctx, c.o.Topics.Products, ems)
+	if err != nil {
+		return err
+	}
+	if len(lost) == 0 {
+		return nil
+	}
+	gone := make(map[string]bool, len(lost))
+	for _, k := range lost {
+		gone[k] = true
+	}
+	for _, j := range unparked {
+		if gone[string(j.rec.Key)] {
+			c.forget(j)
+		}
+	}
+	return fmt.Errorf("%d parked products taken over by another instance during the batch; aborting it", len(lost))
+}
+
+// dropLost removes from a batch the parked products whose jobs lost their
+// records (apply wrote nothing of them): their results, jobs and changes.
+func (c *Collector) dropLost(lost []string, results []*result, unparked []*job, changes []change) ([]*result, []*job, []change) {
+	gone := make(map[string]bool, len(lost))
+	for _, k := range lost {
+		gone[k] = true
+	}
+	first := len(results) - len(unparked)
+	keptR := results[:first:first]
+	var keptJ []*job
+	for i, j := range unparked {
+		if gone[string(j.rec.Key)] {
+			c.forget(j)
+			continue
+		}
+		keptR = append(keptR, results[first+i])
+		keptJ = append(keptJ, j)
+	}
+	var keptC []change
+	for _, ch := range changes {
+		if ch.finishes == nil || !gone[ch.key] {
+			keptC = append(keptC, ch)
+		}
+	}
+	return keptR, keptJ, keptC
 }
 
 // mallOf is the mall of a record key; a key that names none counts as its

@@ -106,28 +106,13 @@ func TestHangingImagesAreParkedNotWaitedFor(t *testing.T) {
 // A parked product survives its collector: the next instance resumes it
 // from PostgreSQL, and it completes once its image host answers.
 func TestParkedProductsAreResumedAfterARestart(t *testing.T) {
-	gate := make(chan struct{})
-	var once sync.Once
-	open := func() { once.Do(func() { close(gate) }) }
-	t.Cleanup(open)
-	png, _ := imageserver.PNG("gated", 16)
-	gated := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		select {
-		case <-gate:
-		case <-req.Context().Done():
-			return
-		}
-		w.Header().Set("Content-Type", "image/png")
-		w.Write(png)
-	}))
-	t.Cleanup(gated.Close)
-	host := strings.TrimPrefix(gated.URL, "http://")
+	gated, open := gatedImages(t)
 	r := newRigTuned(t, nil, func(f *imagefetch.Options, c *collector.Options) {
-		f.AllowHosts = append(f.AllowHosts, host)
+		f.AllowHosts = append(f.AllowHosts, strings.TrimPrefix(gated, "http://"))
 		f.HeaderTimeout, f.Timeout = 30*time.Second, 30*time.Second
 		c.BatchWait = 200 * time.Millisecond
 	})
-	r.post(product("m1", "gated", "Gated", gated.URL+"/gated.png"))
+	r.post(product("m1", "gated", "Gated", gated+"/gated.png"))
 	r.post(product("m1", "marker", "Marker", r.imageURL("marker")))
 	eventually(t, 10*time.Second, "the product after the gated one complete", func() bool { return r.statusOf("m1", "marker") == "complete" })
 	r.stop() // the gated product is parked, its offset committed
@@ -142,12 +127,7 @@ func TestParkedProductsAreResumedAfterARestart(t *testing.T) {
 	// (committed a moment after its state).
 	n := 0
 	eventually(t, 10*time.Second, "the resumed product on the complete-product topic", func() bool {
-		n = 0
-		for _, rec := range r.topicRecords(completeTopic) {
-			if string(rec.Key) == "m1/gated" && rec.Value != nil {
-				n++
-			}
-		}
+		n = r.completeRecords("m1/gated")
 		return n > 0
 	})
 	if n != 1 {
@@ -231,6 +211,39 @@ func TestOneMallsTarpitDoesNotDelayAnother(t *testing.T) {
 	if worst >= imagefetch.DefaultHeaderTimeout {
 		t.Errorf("an honest product waited %s beside the tarpit: as long as one header timeout (%s)", worst, imagefetch.DefaultHeaderTimeout)
 	}
+}
+
+// gatedImages is an image server that holds every request until open is
+// called (by the test, or when it ends).
+func gatedImages(t *testing.T) (url string, open func()) {
+	gate := make(chan struct{})
+	var once sync.Once
+	open = func() { once.Do(func() { close(gate) }) }
+	t.Cleanup(open)
+	png, _ := imageserver.PNG("gated", 16)
+	gated := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		select {
+		case <-gate:
+		case <-req.Context().Done():
+			return
+		}
+		w.Header().Set("Content-Type", "image/png")
+		w.Write(png)
+	}))
+	t.Cleanup(gated.Close)
+	return gated.URL, open
+}
+
+// completeRecords counts the committed complete records of key (not its
+// tombstones).
+func (r *rig) completeRecords(key string) int {
+	n := 0
+	for _, rec := range r.topicRecords(completeTopic) {
+		if string(rec.Key) == key && rec.Value != nil {
+			n++
+		}
+	}
+	return n
 }
 
 // gauge reads a gauge of the rig's registry.

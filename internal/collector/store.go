@@ -198,6 +198,13 @@ type change struct {
 	orphansOnly bool
 	park        *kgo.Record
 	unpark      bool
+	// finishes is the parked record whose product this change finishes:
+	// the change is written only while the record is still parked at that
+	// offset and owned by owner (the job's token); otherwise another
+	// instance resumed it, or a newer record replaced it, and the change is
+	// dropped. owner is also what park writes.
+	finishes *kgo.Record
+	owner    string
 }
 
 // refusal is a change PostgreSQL refused as invalid data.
@@ -211,14 +218,20 @@ type refusal struct {
 // PostgreSQL refuses a value (SQLSTATE classes 22 and 23, which no retry
 // fixes), the batch is written again change by change, each in a savepoint,
 // and the refused ones are returned instead of written, as the sink does:
-// one record must not stop every record behind it.
-func (s *Store) apply(ctx context.Context, topic string, changes []change) ([]refusal, error) {
+// one record must not stop every record behind it. A change that finishes
+// a parked record its job no longer owns is not written and its key is
+// returned in lost.
+func (s *Store) apply(ctx context.Context, topic string, changes []change) (refused []refusal, lost []string, err error) {
 	if len(changes) == 0 {
-		return nil, nil
+		return nil, nil, nil
 	}
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		var owned []change
+		if owned, lost, err = ownedOnly(ctx, tx, topic, changes); err != nil {
+			return err
+		}
 		batch := &pgx.Batch{}
-		for _, c := range changes {
+		for _, c := range owned {
 			if err := queueChange(batch, topic, c); err != nil {
 				return err
 			}
@@ -229,12 +242,15 @@ func (s *Store) apply(ctx context.Context, topic string, changes []change) ([]re
 		return nil
 	})
 	if err == nil || !pgstore.IsDataError(err) {
-		return nil, err
+		return nil, lost, err
 	}
-	var refused []refusal
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		refused = refused[:0]
-		for _, c := range changes {
+		var owned []change
+		if owned, lost, err = ownedOnly(ctx, tx, topic, changes); err != nil {
+			return err
+		}
+		for _, c := range owned {
 			err := pgx.BeginFunc(ctx, tx, func(sp pgx.Tx) error { // a savepoint
 				batch := &pgx.Batch{}
 				if err := queueChange(batch, topic, c); err != nil {
@@ -267,7 +283,52 @@ func (s *Store) apply(ctx context.Context, topic string, changes []change) ([]re
 		}
 		return nil
 	})
-	return refused, err
+	return refused, lost, err
+}
+
+// ownedOnly locks the parked records that changes finish and returns the
+// changes whose job still owns its record, and the keys of those that do
+// not. The lock holds until tx ends, so that no other instance resumes a
+// record while its product's state is written.
+func ownedOnly(ctx context.Context, tx pgx.Tx, topic string, changes []change) ([]change, []string, error) {
+	var keys, owners []string
+	var offsets []int64
+	for _, c := range changes {
+		if c.finishes != nil {
+			keys = append(keys, c.key)
+			offsets = append(offsets, c.finishes.Offset)
+			owners = append(owners, c.owner)
+		}
+	}
+	if len(keys) == 0 {
+		return changes, nil, nil
+	}
+	rows, err := tx.Query(ctx, `SELECT p.record_key FROM collector_pending p
+		JOIN unnest($2::text[], $3::bigint[], $4::text[]) AS w(record_key, source_offset, owner)
+		  ON p.record_key = w.record_key AND p.source_offset = w.source_offset AND p.owner = w.owner
+		WHERE p.topic = $1
+		FOR UPDATE OF p`, topic, keys, offsets, owners)
+	if err != nil {
+		return nil, nil, fmt.Errorf("lock parked records: %w", err)
+	}
+	mine, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, nil, fmt.Errorf("lock parked records: %w", err)
+	}
+	owned := make(map[string]bool, len(mine))
+	for _, k := range mine {
+		owned[k] = true
+	}
+	var kept []change
+	var lost []string
+	for _, c := range changes {
+		if c.finishes != nil && !owned[c.key] {
+			lost = append(lost, c.key)
+			continue
+		}
+		kept = append(kept, c)
+	}
+	return kept, lost, nil
 }
 
 // queueChange queues the statements of one change.
@@ -308,11 +369,12 @@ func queueChange(batch *pgx.Batch, topic string, c change) error {
 			p.Product.MallID, p.Product.ProductID, c.key, string(p.Status), p.Reason, prod, ij, collectedAt, p.UpdatedAt)
 	}
 	if r := c.park; r != nil {
-		batch.Queue(`INSERT INTO collector_pending (topic, record_key, source_partition, source_offset, value, record_time)
-			VALUES ($1, $2, $3, $4, $5, $6)
+		batch.Queue(`INSERT INTO collector_pending (topic, record_key, source_partition, source_offset, value, record_time, owner)
+			VALUES ($1, $2, $3, $4, $5, $6, $7)
 			ON CONFLICT (topic, record_key) DO UPDATE SET source_partition = EXCLUDED.source_partition,
-				source_offset = EXCLUDED.source_offset, value = EXCLUDED.value, record_time = EXCLUDED.record_time, parked_at = now()`,
-			topic, c.key, r.Partition, r.Offset, r.Value, r.Timestamp)
+				source_offset = EXCLUDED.source_offset, value = EXCLUDED.value, record_time = EXCLUDED.record_time, parked_at = now(),
+				owner = EXCLUDED.owner, out_topic = NULL, out_partition = NULL, out_offset = NULL`,
+			topic, c.key, r.Partition, r.Offset, r.Value, r.Timestamp, c.owner)
 	}
 	if c.unpark {
 		batch.Queue(`DELETE FROM collector_pending WHERE topic = $1 AND record_key = $2`, topic, c.key)
@@ -327,28 +389,97 @@ func queueChange(batch *pgx.Batch, topic string, c change) error {
 	return nil
 }
 
-// pending returns the parked records of topic's partitions, oldest first.
-func (s *Store) pending(ctx context.Context, topic string, partitions []int32) ([]*kgo.Record, error) {
-	rows, err := s.pool.Query(ctx, `SELECT record_key, source_partition, source_offset, value, record_time
-		FROM collector_pending WHERE topic = $1 AND source_partition = ANY($2) ORDER BY parked_at`, topic, partitions)
+// parked is a record in collector_pending; out is where its job wrote its
+// output's first record, in a transaction that may or may not have
+// committed (nil: no job got that far).
+type parked struct {
+	rec *kgo.Record
+	out *kgo.Record
+}
+
+// claim makes owner the owner of the parked records of topic's partitions,
+// except those of the keys skip (they are collecting here), and returns
+// them, oldest first. A job that parked or resumed one of them before can
+// no longer finish it (apply and markEmitted refuse it).
+func (s *Store) claim(ctx context.Context, topic string, partitions []int32, owner string, skip []string) ([]parked, error) {
+	if skip == nil {
+		skip = []string{} // NOT (k = ANY(NULL)) would hold for no row
+	}
+	rows, err := s.pool.Query(ctx, `WITH claimed AS (
+			UPDATE collector_pending SET owner = $3
+			WHERE topic = $1 AND source_partition = ANY($2) AND NOT (record_key = ANY($4))
+			RETURNING record_key, source_partition, source_offset, value, record_time, parked_at, out_topic, out_partition, out_offset)
+		SELECT record_key, source_partition, source_offset, value, record_time, out_topic, out_partition, out_offset
+		FROM claimed ORDER BY parked_at`,
+		topic, partitions, owner, skip)
 	if err != nil {
-		return nil, fmt.Errorf("read parked records: %w", err)
+		return nil, fmt.Errorf("claim parked records: %w", err)
 	}
 	defer rows.Close()
-	var out []*kgo.Record
+	var out []parked
 	for rows.Next() {
 		r := &kgo.Record{Topic: topic}
 		var key string
-		if err := rows.Scan(&key, &r.Partition, &r.Offset, &r.Value, &r.Timestamp); err != nil {
-			return nil, fmt.Errorf("read parked records: %w", err)
+		var outTopic *string
+		var outPartition *int32
+		var outOffset *int64
+		if err := rows.Scan(&key, &r.Partition, &r.Offset, &r.Value, &r.Timestamp, &outTopic, &outPartition, &outOffset); err != nil {
+			return nil, fmt.Errorf("claim parked records: %w", err)
 		}
 		r.Key = []byte(key)
-		out = append(out, r)
+		p := parked{rec: r}
+		if outTopic != nil && outPartition != nil && outOffset != nil {
+			p.out = &kgo.Record{Topic: *outTopic, Partition: *outPartition, Offset: *outOffset, Key: r.Key}
+		}
+		out = append(out, p)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("read parked records: %w", err)
+		return nil, fmt.Errorf("claim parked records: %w", err)
 	}
 	return out, nil
+}
+
+// emission is where a parked record's job produced its output's first
+// record, in the transaction it is about to commit.
+type emission struct {
+	from  *kgo.Record // the parked record
+	owner string
+	out   *kgo.Record // its Topic, Partition and Offset
+}
+
+// markEmitted writes each emission into its parked record while the job
+// still owns it, in one transaction, and returns the keys it no longer
+// owns: their output must not be committed.
+func (s *Store) markEmitted(ctx context.Context, topic string, ems []emission) ([]string, error) {
+	if len(ems) == 0 {
+		return nil, nil
+	}
+	var lost []string
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		lost = lost[:0]
+		batch := &pgx.Batch{}
+		for _, e := range ems {
+			batch.Queue(`UPDATE collector_pending SET out_topic = $5, out_partition = $6, out_offset = $7
+				WHERE topic = $1 AND record_key = $2 AND source_offset = $3 AND owner = $4`,
+				topic, string(e.from.Key), e.from.Offset, e.owner, e.out.Topic, e.out.Partition, e.out.Offset)
+		}
+		br := tx.SendBatch(ctx, batch)
+		for _, e := range ems {
+			tag, err := br.Exec()
+			if err != nil {
+				br.Close()
+				return err
+			}
+			if tag.RowsAffected() == 0 {
+				lost = append(lost, string(e.from.Key))
+			}
+		}
+		return br.Close()
+	})
+	if err != nil {
+		return nil, fmt.Errorf("mark the output of %d parked records: %w", len(ems), err)
+	}
+	return lost, nil
 }
 
 // unpark forgets the parked records whose products were committed; a

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kgo"
+
 	"github.com/shopstream/shopstream/internal/catalog"
 	"github.com/shopstream/shopstream/internal/records"
 )
@@ -24,7 +26,7 @@ func TestStoreStateAndReads(t *testing.T) {
 		}
 		return change{key: mall + "/" + id, product: p, keep: []string{mall + "/" + id + "/k.png"}}
 	}
-	if _, err := s.apply(ctx, "shop_products", []change{
+	if _, _, err := s.apply(ctx, "shop_products", []change{
 		mk("m1", "a", catalog.StatusComplete), mk("m1", "b", catalog.StatusFailed),
 		mk("m2", "a", catalog.StatusComplete), mk("m2", "c", catalog.StatusComplete),
 	}); err != nil {
@@ -56,7 +58,7 @@ func TestStoreStateAndReads(t *testing.T) {
 	ch := mk("m1", "a", catalog.StatusComplete)
 	ch.product.Images[0].Key, ch.keep = "m1/a/new.png", []string{"m1/a/new.png"}
 	ch.orphans = []string{"m1/a/k.png"}
-	if _, err := s.apply(ctx, "shop_products", []change{ch, {key: "m2/c", remove: true, orphans: []string{"m2/c/k.png"}}}); err != nil {
+	if _, _, err := s.apply(ctx, "shop_products", []change{ch, {key: "m2/c", remove: true, orphans: []string{"m2/c/k.png"}}}); err != nil {
 		t.Fatal(err)
 	}
 	pr, err := s.load(ctx, []string{"m1/a", "m2/c", "m9/z"})
@@ -70,7 +72,7 @@ func TestStoreStateAndReads(t *testing.T) {
 		t.Fatalf("updated m1/a: %+v %+v", pr["m1/a"].product, pr["m1/a"].orphans)
 	}
 	back := mk("m1", "a", catalog.StatusComplete)
-	if _, err := s.apply(ctx, "shop_products", []change{back}); err != nil {
+	if _, _, err := s.apply(ctx, "shop_products", []change{back}); err != nil {
 		t.Fatal(err)
 	}
 	if pr, _ := s.load(ctx, []string{"m1/a"}); len(pr["m1/a"].orphans) != 0 {
@@ -97,7 +99,7 @@ func TestStoreWritesAroundARefusedChange(t *testing.T) {
 			Reason: reason, UpdatedAt: now, Images: []catalog.Image{{Key: "m1/" + id + "/k.png"}}}
 		return change{key: "m1/" + id, product: p, keep: []string{"m1/" + id + "/k.png"}, fresh: []string{"m1/" + id + "/k.png"}}
 	}
-	refused, err := s.apply(ctx, "shop_products", []change{
+	refused, _, err := s.apply(ctx, "shop_products", []change{
 		mk("before", "ok", "fine"),
 		mk("nul-reason", "ok", "server answered 404 Not\x00Found"),
 		mk("nul-name", "Mug\x00", "fine"),
@@ -121,5 +123,79 @@ func TestStoreWritesAroundARefusedChange(t *testing.T) {
 	}
 	if p := pr["m1/nul-reason"]; p.product != nil || len(p.orphans) != 1 || p.orphans[0] != "m1/nul-reason/k.png" {
 		t.Fatalf("the refused change: %+v, want no row and its image recorded as an orphan", p)
+	}
+}
+
+// The rebalance half of parking exactly once, in PostgreSQL: once another
+// instance claimed a parked record, the job that parked it can neither
+// write its product's state nor mark its output (so it aborts its
+// transaction), while the claimer can; and a claim returns the output a
+// job marked, for the claimer to look up in Kafka.
+func TestParkedRecordsAreFinishedOnlyByTheirOwner(t *testing.T) {
+	ctx := context.Background()
+	s := NewTestStore(t)
+	const topic = "shop_products"
+	now := time.UnixMilli(1_700_000_000_000).UTC()
+	rec := &kgo.Record{Topic: topic, Key: []byte("m1/p"), Partition: 1, Offset: 7, Value: []byte("v"), Timestamp: now}
+	if _, _, err := s.apply(ctx, topic, []change{{key: "m1/p", park: rec, owner: "a/1"}}); err != nil {
+		t.Fatal(err)
+	}
+	state := func(name string) change {
+		p := &catalog.Product{Product: records.Product{MallID: "m1", ProductID: "p", Name: name}, Status: catalog.StatusComplete, UpdatedAt: now, CollectedAt: now}
+		return change{key: "m1/p", product: p, finishes: rec}
+	}
+	out := &kgo.Record{Topic: "products_with_full_img_set", Partition: 2, Offset: 41}
+
+	claimed, err := s.claim(ctx, topic, []int32{1}, "b/1", nil)
+	if err != nil || len(claimed) != 1 || claimed[0].out != nil || claimed[0].rec.Offset != 7 || string(claimed[0].rec.Value) != "v" {
+		t.Fatalf("claim: %v %+v, want the parked record, no output marked", err, claimed)
+	}
+	byA := state("by a")
+	byA.owner = "a/1"
+	if _, lost, err := s.apply(ctx, topic, []change{byA}); err != nil || len(lost) != 1 {
+		t.Fatalf("the displaced job's state: lost %v, err %v; want it refused as lost", lost, err)
+	}
+	if st, _ := s.Status(ctx, "m1", "p"); st != nil {
+		t.Fatalf("the displaced job wrote the state %+v", st)
+	}
+	if lost, err := s.markEmitted(ctx, topic, []emission{{from: rec, owner: "a/1", out: out}}); err != nil || len(lost) != 1 {
+		t.Fatalf("the displaced job's mark: lost %v, err %v; want it refused", lost, err)
+	}
+
+	byB := state("by b")
+	byB.owner = "b/1"
+	if _, lost, err := s.apply(ctx, topic, []change{byB}); err != nil || len(lost) != 0 {
+		t.Fatalf("the owner's state: lost %v, err %v", lost, err)
+	}
+	if st, _ := s.Status(ctx, "m1", "p"); st == nil || st.Product.Name != "by b" {
+		t.Fatalf("state %+v, want the owner's", st)
+	}
+	if lost, err := s.markEmitted(ctx, topic, []emission{{from: rec, owner: "b/1", out: out}}); err != nil || len(lost) != 0 {
+		t.Fatalf("the owner's mark: lost %v, err %v", lost, err)
+	}
+	// A crash now: the next claimer learns where the output went.
+	claimed, err = s.claim(ctx, topic, []int32{1}, "c/1", nil)
+	if err != nil || len(claimed) != 1 || claimed[0].out == nil ||
+		claimed[0].out.Topic != out.Topic || claimed[0].out.Partition != 2 || claimed[0].out.Offset != 41 || string(claimed[0].out.Key) != "m1/p" {
+		t.Fatalf("claim after the mark: %v %+v", err, claimed)
+	}
+	// Keys collecting here are not claimed, and other partitions not at all.
+	if again, err := s.claim(ctx, topic, []int32{1}, "c/2", []string{"m1/p"}); err != nil || len(again) != 0 {
+		t.Fatalf("claim skipping m1/p: %v %+v", err, again)
+	}
+	if other, err := s.claim(ctx, topic, []int32{0, 2}, "c/3", nil); err != nil || len(other) != 0 {
+		t.Fatalf("claim of other partitions: %v %+v", err, other)
+	}
+	// Parking a newer record of the key disowns everyone and clears the mark.
+	newer := &kgo.Record{Topic: topic, Key: []byte("m1/p"), Partition: 1, Offset: 9, Timestamp: now}
+	if _, _, err := s.apply(ctx, topic, []change{{key: "m1/p", park: newer, owner: "c/4"}}); err != nil {
+		t.Fatal(err)
+	}
+	if lost, _ := s.markEmitted(ctx, topic, []emission{{from: rec, owner: "c/1", out: out}}); len(lost) != 1 {
+		t.Fatalf("a mark for the replaced offset: lost %v, want refused", lost)
+	}
+	claimed, _ = s.claim(ctx, topic, []int32{1}, "d/1", nil)
+	if len(claimed) != 1 || claimed[0].rec.Offset != 9 || claimed[0].out != nil {
+		t.Fatalf("after parking a newer record: %+v", claimed)
 	}
 }
