@@ -20,7 +20,7 @@ func collectorFlags() []cli.Flag {
 		&cli.IntFlag{Name: "fetch-attempts", EnvVars: []string{"IMAGE_FETCH_ATTEMPTS"}, Value: imagefetch.DefaultAttempts, Usage: "attempts per image for transient failures (timeouts, 5xx)", Category: cat},
 		&cli.Int64Flag{Name: "max-image-bytes", EnvVars: []string{"IMAGE_MAX_BYTES"}, Value: imagefetch.DefaultMaxBytes, Usage: "largest image accepted", Category: cat},
 		&cli.IntFlag{Name: "fetch-concurrency", EnvVars: []string{"IMAGE_FETCH_CONCURRENCY"}, Value: imagefetch.DefaultConcurrency, Usage: "image downloads in flight at once", Category: cat},
-		&cli.DurationFlag{Name: "park-after", EnvVars: []string{"COLLECTOR_PARK_AFTER"}, Usage: "let a batch commit without products still collecting after this long (e.g. 2s), so a mall whose images hang delays only its own products; 0: off. Caveat: a crash right after a parked product completes can emit it twice (same state)", Category: cat},
+		&cli.DurationFlag{Name: "park-after", EnvVars: []string{"COLLECTOR_PARK_AFTER"}, Value: collector.DefaultBatchWait, Usage: "how long a batch waits for its products' images; those still collecting then are parked in PostgreSQL and finish in the background (exactly once, across restarts and rebalances), so a mall whose images hang delays only its own products. 0: never park, a batch waits for all its products", Category: cat},
 	}
 }
 
@@ -44,9 +44,12 @@ func readCollectorSettings(c *cli.Context) (process.CollectorSettings, error) {
 	case s.Fetch.MaxBytes < 1:
 		return s, usageErr("--max-image-bytes %d: want a positive size", s.Fetch.MaxBytes)
 	case s.ParkAfter < 0:
-		return s, usageErr("--park-after %s: want 0 (off) or a positive duration such as 2s", s.ParkAfter)
+		return s, usageErr("--park-after %s: want 0 (never park) or a positive duration such as 2s", s.ParkAfter)
 	case s.Fetch.Concurrency < 1 || s.Fetch.Concurrency > 1024:
 		return s, usageErr("--fetch-concurrency %d: want 1 to 1024", s.Fetch.Concurrency)
+	}
+	if s.ParkAfter == 0 {
+		s.ParkAfter = -1 // the flag's 0 is "never"; the collector's is "the default"
 	}
 	return s, nil
 }

@@ -36,6 +36,12 @@ import (
 // DefaultGroup is the collector's consumer group.
 const DefaultGroup = "shopstream-collector"
 
+// DefaultBatchWait is how long a batch waits for its products before it
+// parks those still collecting: longer than a healthy image host takes,
+// well short of one stalled host's header timeout
+// (imagefetch.DefaultHeaderTimeout).
+const DefaultBatchWait = 2 * time.Second
+
 // Options configure a Collector: what every component is built with
 // (Deps; its Topics name the products in, the complete products and dead
 // letters out), and the collector's own settings.
@@ -51,13 +57,12 @@ type Options struct {
 	Fetcher         *imagefetch.Fetcher
 	// BatchSize bounds the records collected in one transaction (500).
 	BatchSize int
-	// BatchWait, when positive, is how long a batch waits for its
-	// products' images. Products still collecting then go on in the
+	// BatchWait is how long a batch waits for its products' images
+	// (DefaultBatchWait). Products still collecting then go on in the
 	// background, parked in PostgreSQL, and the batch commits without
 	// them: a mall whose images hang delays its own products, not the
-	// others of its batch. Zero (the default): a batch waits for all its
-	// products and nothing is parked. Parking is exactly once (park.go
-	// says how).
+	// others of its batch. Negative: a batch waits for all its products
+	// and nothing is parked. Parking is exactly once (park.go says how).
 	BatchWait time.Duration
 	// MaxInFlight bounds the products collecting at once, parked ones
 	// included (10 batches); the collector reads no more records until
@@ -141,6 +146,12 @@ func New(o Options) (*Collector, error) {
 	}
 	if o.BatchSize <= 0 {
 		o.BatchSize = 500
+	}
+	switch {
+	case o.BatchWait == 0:
+		o.BatchWait = DefaultBatchWait
+	case o.BatchWait < 0:
+		o.BatchWait = 0 // await reads 0 as: wait for all
 	}
 	if o.MaxInFlight <= 0 {
 		o.MaxInFlight = 10 * o.BatchSize

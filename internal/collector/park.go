@@ -10,8 +10,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-// With Options.BatchWait set, a batch waits that long for its products
-// (without it, for all of them, and nothing is parked). A product whose
+// A batch waits Options.BatchWait for its products (with a negative one,
+// for all of them, and nothing is parked). A product whose
 // images take longer is parked: its record goes into PostgreSQL
 // (collector_pending) in the batch's transaction, the batch commits its
 // offset with the others, and the product goes on collecting in the

@@ -141,10 +141,10 @@ func TestParkedProductsAreResumedAfterARestart(t *testing.T) {
 // a few seconds (less than one header timeout), while the tarpit's products
 // still hold their share of the downloads. The collector runs with the
 // default fetch settings (16 downloads, 4 per host, at most 12 per mall,
-// 3 s to connect, 5 s for the headers) and parking after a 2 s batch wait
-// (COLLECTOR_PARK_AFTER=2s; off by default), so going through
-// all 200 URLs takes the tarpit more than a minute; the test does not wait
-// for that. Loopback only; it stops by itself (about 15 s).
+// 3 s to connect, 5 s for the headers) and its default parking (after a
+// 2 s batch wait), so going through all 200 URLs takes the tarpit more than
+// a minute; the test does not wait for that. Loopback only; it stops by
+// itself (about 15 s).
 func TestOneMallsTarpitDoesNotDelayAnother(t *testing.T) {
 	if testing.Short() {
 		t.Skip("a load test of about 15 s")
@@ -153,7 +153,6 @@ func TestOneMallsTarpitDoesNotDelayAnother(t *testing.T) {
 	r := newRigTuned(t, nil, func(f *imagefetch.Options, c *collector.Options) {
 		f.AllowHosts = append(f.AllowHosts, hosts...)
 		f.Attempts, f.Backoff = imagefetch.DefaultAttempts, imagefetch.DefaultBackoff
-		c.BatchWait = 2 * time.Second
 	})
 	// The honest mall alone first: the baseline.
 	t0 := time.Now()

@@ -205,7 +205,8 @@ type CollectorSettings struct {
 	Group           string
 	TransactionalID string
 	Fetch           imagefetch.Options
-	// ParkAfter is collector.Options.BatchWait: 0 parks nothing.
+	// ParkAfter is collector.Options.BatchWait: 0 the default, negative
+	// parks nothing.
 	ParkAfter time.Duration
 }
 
