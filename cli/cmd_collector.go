@@ -19,18 +19,25 @@ func collectorFlags() []cli.Flag {
 		&cli.DurationFlag{Name: "fetch-timeout", EnvVars: []string{"IMAGE_FETCH_TIMEOUT"}, Value: imagefetch.DefaultTimeout, Usage: "time limit of one image download attempt", Category: cat},
 		&cli.IntFlag{Name: "fetch-attempts", EnvVars: []string{"IMAGE_FETCH_ATTEMPTS"}, Value: imagefetch.DefaultAttempts, Usage: "attempts per image for transient failures (timeouts, 5xx)", Category: cat},
 		&cli.Int64Flag{Name: "max-image-bytes", EnvVars: []string{"IMAGE_MAX_BYTES"}, Value: imagefetch.DefaultMaxBytes, Usage: "largest image accepted", Category: cat},
-		&cli.IntFlag{Name: "fetch-concurrency", EnvVars: []string{"IMAGE_FETCH_CONCURRENCY"}, Value: imagefetch.DefaultConcurrency, Usage: "image downloads in flight at once", Category: cat},
+		&cli.IntFlag{Name: "fetch-concurrency", EnvVars: []string{"IMAGE_FETCH_CONCURRENCY"}, Value: imagefetch.DefaultConcurrency, Usage: "image downloads in flight at once; one mall holds at most three quarters of them", Category: cat},
+		&cli.IntFlag{Name: "fetch-per-host", EnvVars: []string{"IMAGE_FETCH_PER_HOST"}, Value: imagefetch.DefaultPerHost, Usage: "image downloads in flight at once from one host", Category: cat},
+		&cli.DurationFlag{Name: "fetch-connect-timeout", EnvVars: []string{"IMAGE_FETCH_CONNECT_TIMEOUT"}, Value: imagefetch.DefaultConnectTimeout, Usage: "time limit to connect to an image host (TLS included); a host that misses it is not tried again", Category: cat},
+		&cli.DurationFlag{Name: "fetch-header-timeout", EnvVars: []string{"IMAGE_FETCH_HEADER_TIMEOUT"}, Value: imagefetch.DefaultHeaderTimeout, Usage: "time limit for an image host's response headers; a host that misses it is not tried again", Category: cat},
 		&cli.DurationFlag{Name: "park-after", EnvVars: []string{"COLLECTOR_PARK_AFTER"}, Value: collector.DefaultBatchWait, Usage: "how long a batch waits for its products' images; those still collecting then are parked in PostgreSQL and finish in the background (exactly once, across restarts and rebalances), so a mall whose images hang delays only its own products. 0: never park, a batch waits for all its products", Category: cat},
+		&cli.IntFlag{Name: "collector-max-in-flight", EnvVars: []string{"COLLECTOR_MAX_IN_FLIGHT"}, Value: collector.DefaultMaxInFlight, Usage: "products collecting at once, parked ones included; past it the collector reads no more records until some finish", Category: cat},
 	}
 }
 
 func readCollectorSettings(c *cli.Context) (process.CollectorSettings, error) {
-	s := process.CollectorSettings{Group: c.String("collector-group"), TransactionalID: c.String("collector-transactional-id"), ParkAfter: c.Duration("park-after"), Fetch: imagefetch.Options{
-		AllowHosts:  splitCSV(c.String("fetch-allow-hosts")),
-		Timeout:     c.Duration("fetch-timeout"),
-		Attempts:    c.Int("fetch-attempts"),
-		MaxBytes:    c.Int64("max-image-bytes"),
-		Concurrency: c.Int("fetch-concurrency"),
+	s := process.CollectorSettings{Group: c.String("collector-group"), TransactionalID: c.String("collector-transactional-id"), ParkAfter: c.Duration("park-after"), MaxInFlight: c.Int("collector-max-in-flight"), Fetch: imagefetch.Options{
+		AllowHosts:     splitCSV(c.String("fetch-allow-hosts")),
+		Timeout:        c.Duration("fetch-timeout"),
+		Attempts:       c.Int("fetch-attempts"),
+		MaxBytes:       c.Int64("max-image-bytes"),
+		Concurrency:    c.Int("fetch-concurrency"),
+		PerHost:        c.Int("fetch-per-host"),
+		ConnectTimeout: c.Duration("fetch-connect-timeout"),
+		HeaderTimeout:  c.Duration("fetch-header-timeout"),
 	}}
 	switch {
 	case s.Group == "":
@@ -47,6 +54,14 @@ func readCollectorSettings(c *cli.Context) (process.CollectorSettings, error) {
 		return s, usageErr("--park-after %s: want 0 (never park) or a positive duration such as 2s", s.ParkAfter)
 	case s.Fetch.Concurrency < 1 || s.Fetch.Concurrency > 1024:
 		return s, usageErr("--fetch-concurrency %d: want 1 to 1024", s.Fetch.Concurrency)
+	case s.Fetch.PerHost < 1 || s.Fetch.PerHost > s.Fetch.Concurrency:
+		return s, usageErr("--fetch-per-host %d: want 1 to --fetch-concurrency (%d)", s.Fetch.PerHost, s.Fetch.Concurrency)
+	case s.Fetch.ConnectTimeout <= 0:
+		return s, usageErr("--fetch-connect-timeout %s: want a positive duration such as 3s", s.Fetch.ConnectTimeout)
+	case s.Fetch.HeaderTimeout <= 0:
+		return s, usageErr("--fetch-header-timeout %s: want a positive duration such as 5s", s.Fetch.HeaderTimeout)
+	case s.MaxInFlight < 1:
+		return s, usageErr("--collector-max-in-flight %d: want a positive number such as %d", s.MaxInFlight, collector.DefaultMaxInFlight)
 	}
 	if s.ParkAfter == 0 {
 		s.ParkAfter = -1 // the flag's 0 is "never"; the collector's is "the default"

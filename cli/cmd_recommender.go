@@ -22,15 +22,33 @@ func recommenderCommand() *cli.Command {
 			&cli.StringFlag{Name: "group", EnvVars: []string{"RECOMMENDER_GROUP"}, Value: recommender.DefaultGroup, Usage: "consumer group of the recommender instances"},
 			&cli.StringFlag{Name: "instance-id", EnvVars: []string{"RECOMMENDER_INSTANCE_ID"}, Usage: "this instance's name, stable across restarts and unique among instances (default: the host name)"},
 			&cli.DurationFlag{Name: "wait-for-topics", Value: time.Minute, Usage: "how long to wait for `shopstream bootstrap` to create missing topics"},
+			maxUsersFlag("max-users", ""),
 		),
 		Action: func(c *cli.Context) error {
+			if err := checkMaxUsers(c, "max-users"); err != nil {
+				return err
+			}
 			cfg, logger, err := setup(c)
 			if err != nil {
 				return err
 			}
 			return process.RunRecommender(c.Context, cfg, logger, process.RecommenderSettings{
-				Group: c.String("group"), InstanceID: c.String("instance-id"), TopicWait: c.Duration("wait-for-topics"),
+				Group: c.String("group"), InstanceID: c.String("instance-id"), TopicWait: c.Duration("wait-for-topics"), MaxUsers: c.Int("max-users"),
 			}, c.App.Writer)
 		},
 	}
+}
+
+// maxUsersFlag is the recommender's bound on the users it holds, for the
+// recommender command and the streamer's built-in recommender alike.
+func maxUsersFlag(name, category string) cli.Flag {
+	return &cli.IntFlag{Name: name, EnvVars: []string{"RECOMMENDER_MAX_USERS"}, Value: recommender.DefaultMaxUsers, Category: category,
+		Usage: "users whose recommendations an instance holds; past it, those idle longest are forgotten and rebuilt from Kafka when they search again"}
+}
+
+func checkMaxUsers(c *cli.Context, name string) error {
+	if n := c.Int(name); n < 1 {
+		return usageErr("--%s %d: want a positive number such as %d", name, n, recommender.DefaultMaxUsers)
+	}
+	return nil
 }

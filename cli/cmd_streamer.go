@@ -17,13 +17,17 @@ func streamerFlags() []cli.Flag {
 		&cli.BoolFlag{Name: "case-sensitive", EnvVars: []string{"STREAMER_CASE_SENSITIVE"}, Usage: "match case-sensitively whatever the filter says (default: as each filter state says; states are case-insensitive unless set with --case-sensitive)", Category: "Streamer"},
 		&cli.IntFlag{Name: "max-batch", EnvVars: []string{"STREAMER_MAX_BATCH"}, Value: streamer.DefaultMaxBatch, Usage: "most records in one transaction", Category: "Streamer"},
 		&cli.StringFlag{Name: "recommender", EnvVars: []string{"STREAMER_RECOMMENDER"}, Value: "on", Usage: "run the built-in recommender in this process: on, or off when ksqlDB builds the recommendations", Category: "Streamer"},
+		maxUsersFlag("recommender-max-users", "Streamer"),
 	}
 }
 
 func readStreamerSettings(c *cli.Context) (process.StreamerSettings, error) {
 	o := process.StreamerSettings{
 		InstanceID: c.String("instance-id"), TransactionalID: c.String("transactional-id"), Group: c.String("group"),
-		CaseSensitive: c.Bool("case-sensitive"), MaxBatch: c.Int("max-batch"),
+		CaseSensitive: c.Bool("case-sensitive"), MaxBatch: c.Int("max-batch"), RecommenderMaxUsers: c.Int("recommender-max-users"),
+	}
+	if err := checkMaxUsers(c, "recommender-max-users"); err != nil {
+		return o, err
 	}
 	switch c.String("recommender") {
 	case "on":

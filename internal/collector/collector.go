@@ -42,6 +42,10 @@ const DefaultGroup = "shopstream-collector"
 // (imagefetch.DefaultHeaderTimeout).
 const DefaultBatchWait = 2 * time.Second
 
+// DefaultMaxInFlight bounds the products collecting at once: ten batches of
+// the default size.
+const DefaultMaxInFlight = 10 * 500
+
 // Options configure a Collector: what every component is built with
 // (Deps; its Topics name the products in, the complete products and dead
 // letters out), and the collector's own settings.
@@ -65,8 +69,8 @@ type Options struct {
 	// and nothing is parked. Parking is exactly once (park.go says how).
 	BatchWait time.Duration
 	// MaxInFlight bounds the products collecting at once, parked ones
-	// included (10 batches); the collector reads no more records until
-	// some finish.
+	// included (DefaultMaxInFlight: 10 batches); the collector reads no
+	// more records until some finish.
 	MaxInFlight int
 	// MaxImages bounds the images collected per product
 	// (records.MaxImages); more fail the product with a reason.
@@ -154,7 +158,7 @@ func New(o Options) (*Collector, error) {
 		o.BatchWait = 0 // await reads 0 as: wait for all
 	}
 	if o.MaxInFlight <= 0 {
-		o.MaxInFlight = 10 * o.BatchSize
+		o.MaxInFlight = DefaultMaxInFlight
 	}
 	if o.MaxImages <= 0 {
 		o.MaxImages = records.MaxImages

@@ -124,8 +124,10 @@ type StreamerSettings struct {
 	TransactionalID string
 	CaseSensitive   bool
 	MaxBatch        int
-	// Recommender runs the built-in recommender in the same process.
-	Recommender bool
+	// Recommender runs the built-in recommender in the same process, with
+	// RecommenderMaxUsers (recommender.Options.MaxUsers; 0: the default).
+	Recommender         bool
+	RecommenderMaxUsers int
 }
 
 // AddStreamer adds the streamer process's components to g: the filter
@@ -152,6 +154,7 @@ func (e *Env) AddStreamer(g *supervise.Group, s StreamerSettings) error {
 		// One process, one id: unique when several instances share a host.
 		InstanceID: st.InstanceID(),
 		TopicWait:  2 * time.Minute, // `shopstream dev` bootstraps after its components start
+		MaxUsers:   s.RecommenderMaxUsers,
 	})
 	if err != nil {
 		return err
@@ -166,6 +169,8 @@ type RecommenderSettings struct {
 	// TopicWait is how long to wait for `shopstream bootstrap` to create
 	// missing topics.
 	TopicWait time.Duration
+	// MaxUsers is recommender.Options.MaxUsers (0: the default).
+	MaxUsers int
 	// OnCaughtUp, when set, hears how many products the table holds once it
 	// caught up.
 	OnCaughtUp func(products int)
@@ -177,7 +182,7 @@ func (e *Env) Recommender(s RecommenderSettings) (*recommender.Recommender, erro
 		return nil, err
 	}
 	return recommender.New(recommender.Options{Deps: e.deps("recommender"),
-		Group: s.Group, InstanceID: s.InstanceID, TopicWait: s.TopicWait, OnCaughtUp: s.OnCaughtUp,
+		Group: s.Group, InstanceID: s.InstanceID, TopicWait: s.TopicWait, OnCaughtUp: s.OnCaughtUp, MaxUsers: s.MaxUsers,
 	})
 }
 
@@ -208,6 +213,8 @@ type CollectorSettings struct {
 	// ParkAfter is collector.Options.BatchWait: 0 the default, negative
 	// parks nothing.
 	ParkAfter time.Duration
+	// MaxInFlight is collector.Options.MaxInFlight (0: the default).
+	MaxInFlight int
 }
 
 // errNoDatabase: the collector keeps its state in PostgreSQL.
@@ -245,6 +252,7 @@ func (e *Env) Collector(ctx context.Context, s CollectorSettings) (supervise.Com
 		// Empty unless given: collector.New picks a random one.
 		TransactionalID: s.TransactionalID,
 		BatchWait:       s.ParkAfter,
+		MaxInFlight:     s.MaxInFlight,
 	})
 	if err != nil {
 		fetcher.Close()
