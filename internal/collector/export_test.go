@@ -2,6 +2,7 @@ package collector
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -29,4 +30,29 @@ func ParkedKeys(t testing.TB, s *Store) []string {
 		t.Fatal(err)
 	}
 	return keys
+}
+
+// ParkedOwners maps each parked record key to the instance part of its
+// owner's token (the token without its last "/sequence").
+func ParkedOwners(t testing.TB, s *Store) map[string]string {
+	t.Helper()
+	rows, err := s.pool.Query(context.Background(), `SELECT record_key, owner FROM collector_pending`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]string{}
+	for rows.Next() {
+		var key, owner string
+		if err := rows.Scan(&key, &owner); err != nil {
+			t.Fatal(err)
+		}
+		if i := strings.LastIndexByte(owner, '/'); i > 0 {
+			owner = owner[:i]
+		}
+		out[key] = owner
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
 }

@@ -3,6 +3,7 @@ package collector_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -94,5 +95,45 @@ func killParked(t *testing.T, crashAt func(*collector.Options, func() error), co
 	}
 	if again := !after.UpdatedAt.Equal(before.UpdatedAt); again == committed {
 		t.Fatalf("state written at %s, then %s: collected again %v, want %v", before.UpdatedAt, after.UpdatedAt, again, !committed)
+	}
+}
+
+// A rebalance moves parked products with their partitions: a second
+// instance joins while six products are parked on the first, claims those
+// of the partitions it gets and finishes them, while the first drops them.
+// Each ends as exactly one complete record.
+func TestParkedProductsMoveWithTheirPartitions(t *testing.T) {
+	gated, open := gatedImages(t)
+	r := newRigTuned(t, nil, func(f *imagefetch.Options, c *collector.Options) {
+		f.AllowHosts = append(f.AllowHosts, strings.TrimPrefix(gated, "http://"))
+		f.HeaderTimeout, f.Timeout = 30*time.Second, 30*time.Second
+		c.BatchWait = 200 * time.Millisecond
+	})
+	const n = 6
+	for i := range n {
+		r.post(product("g", fmt.Sprintf("p%d", i), "Gated", fmt.Sprintf("%s/g%d.png", gated, i)))
+	}
+	eventually(t, 20*time.Second, "six products parked", func() bool { return len(collector.ParkedKeys(t, r.store)) == n })
+	first := collector.ParkedOwners(t, r.store)["g/p0"]
+
+	stop := r.startCollector(context.Background())
+	defer stop()
+	eventually(t, 30*time.Second, "the second instance owning some of the parked products", func() bool {
+		owners := collector.ParkedOwners(t, r.store)
+		moved := 0
+		for _, o := range owners {
+			if o != first {
+				moved++
+			}
+		}
+		return len(owners) == n && moved > 0 && moved < n
+	})
+	open()
+	eventually(t, 30*time.Second, "no product parked", func() bool { return len(collector.ParkedKeys(t, r.store)) == 0 })
+	for i := range n {
+		key := fmt.Sprintf("g/p%d", i)
+		if c := r.completeRecords(key); c != 1 {
+			t.Errorf("%s: %d complete records, want 1", key, c)
+		}
 	}
 }
