@@ -5,13 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/shopstream/shopstream/internal/collector"
-	"github.com/shopstream/shopstream/internal/imagefetch"
 )
 
 // errKilled is what a test's crash hook returns: Run ends at once, as a
@@ -36,13 +34,9 @@ func TestParkedProductIsEmittedOnceWhenKilledBeforeItsCommit(t *testing.T) {
 }
 
 func killParked(t *testing.T, crashAt func(*collector.Options, func() error), committed bool) {
-	gated, open := gatedImages(t)
 	killed := make(chan struct{})
 	var once sync.Once
-	r := newRigTuned(t, nil, func(f *imagefetch.Options, c *collector.Options) {
-		f.AllowHosts = append(f.AllowHosts, strings.TrimPrefix(gated, "http://"))
-		f.HeaderTimeout, f.Timeout = 30*time.Second, 30*time.Second
-		c.BatchWait = 200 * time.Millisecond
+	r, gated, open := gatedRig(t, func(c *collector.Options) {
 		// Only the first instance dies; the next one runs the same options.
 		crashAt(c, func() (err error) {
 			once.Do(func() { close(killed); err = errKilled })
@@ -103,12 +97,7 @@ func killParked(t *testing.T, crashAt func(*collector.Options, func() error), co
 // of the partitions it gets and finishes them, while the first drops them.
 // Each ends as exactly one complete record.
 func TestParkedProductsMoveWithTheirPartitions(t *testing.T) {
-	gated, open := gatedImages(t)
-	r := newRigTuned(t, nil, func(f *imagefetch.Options, c *collector.Options) {
-		f.AllowHosts = append(f.AllowHosts, strings.TrimPrefix(gated, "http://"))
-		f.HeaderTimeout, f.Timeout = 30*time.Second, 30*time.Second
-		c.BatchWait = 200 * time.Millisecond
-	})
+	r, gated, open := gatedRig(t, nil)
 	const n = 6
 	for i := range n {
 		r.post(product("g", fmt.Sprintf("p%d", i), "Gated", fmt.Sprintf("%s/g%d.png", gated, i)))

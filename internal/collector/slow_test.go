@@ -106,12 +106,7 @@ func TestHangingImagesAreParkedNotWaitedFor(t *testing.T) {
 // A parked product survives its collector: the next instance resumes it
 // from PostgreSQL, and it completes once its image host answers.
 func TestParkedProductsAreResumedAfterARestart(t *testing.T) {
-	gated, open := gatedImages(t)
-	r := newRigTuned(t, nil, func(f *imagefetch.Options, c *collector.Options) {
-		f.AllowHosts = append(f.AllowHosts, strings.TrimPrefix(gated, "http://"))
-		f.HeaderTimeout, f.Timeout = 30*time.Second, 30*time.Second
-		c.BatchWait = 200 * time.Millisecond
-	})
+	r, gated, open := gatedRig(t, nil)
 	r.post(product("m1", "gated", "Gated", gated+"/gated.png"))
 	r.post(product("m1", "marker", "Marker", r.imageURL("marker")))
 	eventually(t, 10*time.Second, "the product after the gated one complete", func() bool { return r.statusOf("m1", "marker") == "complete" })
@@ -231,6 +226,22 @@ func gatedImages(t *testing.T) (url string, open func()) {
 	}))
 	t.Cleanup(gated.Close)
 	return gated.URL, open
+}
+
+// gatedRig is a rig whose fetcher allows a gatedImages server, waits for
+// it as long as it takes, and parks after 200ms; tune, when given, changes
+// the collector's options further.
+func gatedRig(t *testing.T, tune func(c *collector.Options)) (r *rig, gated string, open func()) {
+	gated, open = gatedImages(t)
+	r = newRigTuned(t, nil, func(f *imagefetch.Options, c *collector.Options) {
+		f.AllowHosts = append(f.AllowHosts, strings.TrimPrefix(gated, "http://"))
+		f.HeaderTimeout, f.Timeout = 30*time.Second, 30*time.Second
+		c.BatchWait = 200 * time.Millisecond
+		if tune != nil {
+			tune(c)
+		}
+	})
+	return r, gated, open
 }
 
 // completeRecords counts the committed complete records of key (not its
