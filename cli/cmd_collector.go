@@ -87,7 +87,10 @@ func collectorCommand() *cli.Command {
 			"private, link-local or cloud-metadata addresses unless allow-listed), stored under content-addressed\n" +
 			"keys in BLOB_URL, and the product is emitted to the complete-product topic once all are stored.\n" +
 			"Products whose images cannot be collected go to the dead-letter topic and are reported as failed\n" +
-			"(GET /api/v1/products/{productId}). Needs DATABASE_DSN. Stops cleanly on SIGINT/SIGTERM.\n\n" +
+			"(GET /api/v1/products/{productId}). A product still collecting after --park-after is parked in\n" +
+			"PostgreSQL and finishes in the background, so one mall's slow image hosts do not hold up the\n" +
+			"others; it is emitted exactly once, also across a crash or a rebalance, by whichever instance owns\n" +
+			"its partition then. Needs DATABASE_DSN. Stops cleanly on SIGINT/SIGTERM.\n\n" +
 			"Example:\n  DATABASE_DSN=postgres://… shopstream collector --fetch-allow-hosts 127.0.0.1:8080",
 		Flags: withFlags(append(collectorFlags(), logFlag)...),
 		Action: func(c *cli.Context) error {
