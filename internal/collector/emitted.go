@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -33,37 +35,16 @@ const checkWithin = 3 * time.Second
 // offset, keeping control records. The first record at or after that offset
 // decides: the output itself (its offset and key) when its transaction
 // committed; anything later (another producer's record, or the abort marker
-// that an aborted transaction always leaves behind it) when it did not. A
-// read_committed fetch returns nothing at or past an open transaction, so
-// nothing arriving means undecided, never a guess.
+// that an aborted transaction always leaves behind it) when it did not. An
+// output at or past its partition's last stable offset is in a transaction
+// still open: undecided, never a guess, and not waited for (the collector's
+// loop runs this).
 func (c *Collector) emittedOutputs(ctx context.Context, outs []*kgo.Record) (map[*kgo.Record]verdict, error) {
 	got := make(map[*kgo.Record]verdict, len(outs))
 	if len(outs) == 0 {
 		return got, nil
 	}
-	// One read per partition, from its lowest marked offset.
-	type tp struct {
-		topic string
-		part  int32
-	}
-	waiting := map[tp][]*kgo.Record{}
-	from := map[string]map[int32]kgo.Offset{}
-	low := map[tp]int64{}
-	for _, o := range outs {
-		k := tp{o.Topic, o.Partition}
-		waiting[k] = append(waiting[k], o)
-		if l, ok := low[k]; !ok || o.Offset < l {
-			low[k] = o.Offset
-		}
-	}
-	for k, l := range low {
-		if from[k.topic] == nil {
-			from[k.topic] = map[int32]kgo.Offset{}
-		}
-		from[k.topic][k.part] = kgo.NewOffset().At(l)
-	}
 	cl, err := c.o.Kafka.NewClient(
-		kgo.ConsumePartitions(from),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.KeepControlRecords(),
 		// An offset gone from the log must be reported, not silently
@@ -74,6 +55,49 @@ func (c *Collector) emittedOutputs(ctx context.Context, outs []*kgo.Record) (map
 		return nil, fmt.Errorf("read back parked products' output: %w", err)
 	}
 	defer cl.Close()
+	var topics []string
+	for _, o := range outs {
+		if !slices.Contains(topics, o.Topic) {
+			topics = append(topics, o.Topic)
+		}
+	}
+	stable, err := kadm.NewClient(cl).ListCommittedOffsets(ctx, topics...)
+	if err == nil {
+		err = stable.Error()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list the last stable offsets of %v: %w", topics, err)
+	}
+	// One read per partition, from its lowest marked offset that is
+	// decided.
+	type tp struct {
+		topic string
+		part  int32
+	}
+	waiting := map[tp][]*kgo.Record{}
+	low := map[tp]int64{}
+	for _, o := range outs {
+		got[o] = undecided
+		if lso, ok := stable.Lookup(o.Topic, o.Partition); !ok || lso.Offset <= o.Offset {
+			continue
+		}
+		k := tp{o.Topic, o.Partition}
+		waiting[k] = append(waiting[k], o)
+		if l, ok := low[k]; !ok || o.Offset < l {
+			low[k] = o.Offset
+		}
+	}
+	if len(waiting) == 0 {
+		return got, nil
+	}
+	from := map[string]map[int32]kgo.Offset{}
+	for k, l := range low {
+		if from[k.topic] == nil {
+			from[k.topic] = map[int32]kgo.Offset{}
+		}
+		from[k.topic][k.part] = kgo.NewOffset().At(l)
+	}
+	cl.AddConsumePartitions(from)
 	rctx, cancel := context.WithTimeout(ctx, checkWithin)
 	defer cancel()
 	for len(waiting) > 0 && rctx.Err() == nil {
@@ -119,11 +143,6 @@ func (c *Collector) emittedOutputs(ctx context.Context, outs []*kgo.Record) (map
 				waiting[k] = left
 			}
 		})
-	}
-	for _, os := range waiting {
-		for _, o := range os {
-			got[o] = undecided
-		}
 	}
 	return got, nil
 }
