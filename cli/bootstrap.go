@@ -9,6 +9,7 @@ import (
 
 	"github.com/shopstream/shopstream/internal/acls"
 	"github.com/shopstream/shopstream/internal/bootstrap"
+	"github.com/shopstream/shopstream/internal/config"
 	"github.com/shopstream/shopstream/internal/process"
 	"github.com/shopstream/shopstream/workflows"
 )
@@ -53,7 +54,7 @@ func bootstrapCommand() *cli.Command {
 			}
 			var steps []string
 			for _, s := range c.StringSlice("only") {
-				steps = append(steps, splitCSV(s)...)
+				steps = append(steps, config.SplitList(s)...)
 			}
 			users, err := acls.ParseUsers(c.StringSlice("acl-users"))
 			if err != nil {

@@ -10,6 +10,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/shopstream/shopstream/internal/apiauth"
+	"github.com/shopstream/shopstream/internal/config"
 	"github.com/shopstream/shopstream/internal/process"
 	"github.com/shopstream/shopstream/internal/productapi"
 )
@@ -40,7 +41,7 @@ func apiCommand() *cli.Command {
 		Subcommands: []*cli.Command{tokenCommand()},
 		Action: func(c *cli.Context) error {
 			s := process.APISettings{Addr: c.String("api-addr"), MaxBody: c.Int64("max-body-bytes"),
-				InsecureNoAuth: c.Bool("insecure-no-auth"), AllowHosts: splitCSV(c.String("fetch-allow-hosts"))}
+				InsecureNoAuth: c.Bool("insecure-no-auth"), AllowHosts: config.SplitList(c.String("fetch-allow-hosts"))}
 			if s.Addr == "" || !strings.Contains(s.Addr, ":") {
 				return usageErr("--api-addr %q: want host:port, e.g. %s", s.Addr, productapi.DefaultAddr)
 			}

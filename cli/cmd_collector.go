@@ -1,11 +1,10 @@
 package main
 
 import (
-	"strings"
-
 	"github.com/urfave/cli/v2"
 
 	"github.com/shopstream/shopstream/internal/collector"
+	"github.com/shopstream/shopstream/internal/config"
 	"github.com/shopstream/shopstream/internal/imagefetch"
 	"github.com/shopstream/shopstream/internal/process"
 )
@@ -30,7 +29,7 @@ func collectorFlags() []cli.Flag {
 
 func readCollectorSettings(c *cli.Context) (process.CollectorSettings, error) {
 	s := process.CollectorSettings{Group: c.String("collector-group"), TransactionalID: c.String("collector-transactional-id"), ParkAfter: c.Duration("park-after"), MaxInFlight: c.Int("collector-max-in-flight"), Fetch: imagefetch.Options{
-		AllowHosts:     splitCSV(c.String("fetch-allow-hosts")),
+		AllowHosts:     config.SplitList(c.String("fetch-allow-hosts")),
 		Timeout:        c.Duration("fetch-timeout"),
 		Attempts:       c.Int("fetch-attempts"),
 		MaxBytes:       c.Int64("max-image-bytes"),
@@ -40,43 +39,12 @@ func readCollectorSettings(c *cli.Context) (process.CollectorSettings, error) {
 		HeaderTimeout:  c.Duration("fetch-header-timeout"),
 	}}
 	switch {
-	case s.Group == "":
-		return s, usageErr("--collector-group is empty")
-	case strings.ContainsAny(s.TransactionalID, " \t\n"):
-		return s, usageErr("--collector-transactional-id %q: use no white space", s.TransactionalID)
-	case s.Fetch.Timeout <= 0:
-		return s, usageErr("--fetch-timeout %s: want a positive duration such as 10s", s.Fetch.Timeout)
-	case s.Fetch.Attempts < 1 || s.Fetch.Attempts > 20:
-		return s, usageErr("--fetch-attempts %d: want 1 to 20", s.Fetch.Attempts)
-	case s.Fetch.MaxBytes < 1:
-		return s, usageErr("--max-image-bytes %d: want a positive size", s.Fetch.MaxBytes)
 	case s.ParkAfter < 0:
 		return s, usageErr("--park-after %s: want 0 (never park) or a positive duration such as 2s", s.ParkAfter)
-	case s.Fetch.Concurrency < 1 || s.Fetch.Concurrency > 1024:
-		return s, usageErr("--fetch-concurrency %d: want 1 to 1024", s.Fetch.Concurrency)
-	case s.Fetch.PerHost < 1 || s.Fetch.PerHost > s.Fetch.Concurrency:
-		return s, usageErr("--fetch-per-host %d: want 1 to --fetch-concurrency (%d)", s.Fetch.PerHost, s.Fetch.Concurrency)
-	case s.Fetch.ConnectTimeout <= 0:
-		return s, usageErr("--fetch-connect-timeout %s: want a positive duration such as 3s", s.Fetch.ConnectTimeout)
-	case s.Fetch.HeaderTimeout <= 0:
-		return s, usageErr("--fetch-header-timeout %s: want a positive duration such as 5s", s.Fetch.HeaderTimeout)
-	case s.MaxInFlight < 1:
-		return s, usageErr("--collector-max-in-flight %d: want a positive number such as %d", s.MaxInFlight, collector.DefaultMaxInFlight)
-	}
-	if s.ParkAfter == 0 {
+	case s.ParkAfter == 0:
 		s.ParkAfter = -1 // the flag's 0 is "never"; the collector's is "the default"
 	}
-	return s, nil
-}
-
-func splitCSV(s string) []string {
-	var out []string
-	for _, p := range strings.Split(s, ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			out = append(out, p)
-		}
-	}
-	return out
+	return s, s.Validate()
 }
 
 func collectorCommand() *cli.Command {

@@ -3,6 +3,7 @@ package main
 import (
 	"github.com/urfave/cli/v2"
 
+	"github.com/shopstream/shopstream/internal/config"
 	"github.com/shopstream/shopstream/internal/devstack"
 )
 
@@ -34,7 +35,7 @@ func devCommand() *cli.Command {
 			return devstack.Run(c.Context, devstack.Options{
 				Config: cfg, Logger: logger, Topics: ts, NoBootstrap: c.Bool("no-bootstrap"),
 				TemporalCLI: c.String("temporal-cli"), UntunedTemporal: c.Bool("untuned-temporal"), Secure: c.Bool("secure"),
-				FetchAllowHosts: splitCSV(c.String("fetch-allow-hosts")),
+				FetchAllowHosts: config.SplitList(c.String("fetch-allow-hosts")),
 			}, c.App.Writer)
 		},
 	}

@@ -25,9 +25,6 @@ func recommenderCommand() *cli.Command {
 			maxUsersFlag("max-users", ""),
 		),
 		Action: func(c *cli.Context) error {
-			if err := checkMaxUsers(c, "max-users"); err != nil {
-				return err
-			}
 			cfg, logger, err := setup(c)
 			if err != nil {
 				return err
@@ -43,12 +40,11 @@ func recommenderCommand() *cli.Command {
 // recommender command and the streamer's built-in recommender alike.
 func maxUsersFlag(name, category string) cli.Flag {
 	return &cli.IntFlag{Name: name, EnvVars: []string{"RECOMMENDER_MAX_USERS"}, Value: recommender.DefaultMaxUsers, Category: category,
-		Usage: "users whose recommendations an instance holds; past it, those idle longest are forgotten and rebuilt from Kafka when they search again"}
-}
-
-func checkMaxUsers(c *cli.Context, name string) error {
-	if n := c.Int(name); n < 1 {
-		return usageErr("--%s %d: want a positive number such as %d", name, n, recommender.DefaultMaxUsers)
-	}
-	return nil
+		Usage: "users whose recommendations an instance holds; past it, those idle longest are forgotten and rebuilt from Kafka when they search again",
+		Action: func(_ *cli.Context, n int) error {
+			if n < 1 {
+				return usageErr("--%s %d: want a positive number such as %d", name, n, recommender.DefaultMaxUsers)
+			}
+			return nil
+		}}
 }

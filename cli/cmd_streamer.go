@@ -26,9 +26,6 @@ func readStreamerSettings(c *cli.Context) (process.StreamerSettings, error) {
 		InstanceID: c.String("instance-id"), TransactionalID: c.String("transactional-id"), Group: c.String("group"),
 		CaseSensitive: c.Bool("case-sensitive"), MaxBatch: c.Int("max-batch"), RecommenderMaxUsers: c.Int("recommender-max-users"),
 	}
-	if err := checkMaxUsers(c, "recommender-max-users"); err != nil {
-		return o, err
-	}
 	switch c.String("recommender") {
 	case "on":
 		o.Recommender = true

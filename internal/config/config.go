@@ -108,7 +108,7 @@ func Settings() []Setting {
 	out := []Setting{
 		{Name: "kafka-brokers", Env: "KAFKA_BROKERS", Usage: "Kafka bootstrap brokers, comma-separated",
 			Get: func(c *Config) string { return strings.Join(c.KafkaBrokers, ",") },
-			Set: func(c *Config, v string) error { c.KafkaBrokers = splitList(v); return nil }},
+			Set: func(c *Config, v string) error { c.KafkaBrokers = SplitList(v); return nil }},
 		s("schema-registry-url", "SCHEMA_REGISTRY_URL", true, func(c *Config) *string { return &c.SchemaRegistryURL }, "Confluent-compatible schema registry URL (user:password@ allowed)"),
 		s("temporal-address", "TEMPORAL_ADDRESS", false, func(c *Config) *string { return &c.TemporalAddress }, "Temporal frontend host:port"),
 		s("temporal-namespace", "TEMPORAL_NAMESPACE", false, func(c *Config) *string { return &c.TemporalNamespace }, "Temporal namespace"),
@@ -360,7 +360,9 @@ func Mask(v string) string {
 	return strings.Join(fields, " ")
 }
 
-func splitList(s string) []string {
+// SplitList splits a comma-separated setting, trimming white space and
+// dropping empty items ("a, b,," is [a b]).
+func SplitList(s string) []string {
 	var out []string
 	for _, p := range strings.Split(s, ",") {
 		if p = strings.TrimSpace(p); p != "" {

@@ -20,6 +20,7 @@ import (
 	"github.com/shopstream/shopstream/internal/clients"
 	"github.com/shopstream/shopstream/internal/collector"
 	"github.com/shopstream/shopstream/internal/component"
+	"github.com/shopstream/shopstream/internal/exitcode"
 	"github.com/shopstream/shopstream/internal/imagefetch"
 	"github.com/shopstream/shopstream/internal/kafkametrics"
 	"github.com/shopstream/shopstream/internal/productapi"
@@ -215,6 +216,34 @@ type CollectorSettings struct {
 	ParkAfter time.Duration
 	// MaxInFlight is collector.Options.MaxInFlight (0: the default).
 	MaxInFlight int
+}
+
+// Validate says which setting is wrong and what it takes, naming the flag
+// that sets it (exit code 2).
+func (s CollectorSettings) Validate() error {
+	switch {
+	case s.Group == "":
+		return exitcode.Usagef("--collector-group is empty")
+	case strings.ContainsAny(s.TransactionalID, " \t\n"):
+		return exitcode.Usagef("--collector-transactional-id %q: use no white space", s.TransactionalID)
+	case s.Fetch.Timeout <= 0:
+		return exitcode.Usagef("--fetch-timeout %s: want a positive duration such as 10s", s.Fetch.Timeout)
+	case s.Fetch.Attempts < 1 || s.Fetch.Attempts > 20:
+		return exitcode.Usagef("--fetch-attempts %d: want 1 to 20", s.Fetch.Attempts)
+	case s.Fetch.MaxBytes < 1:
+		return exitcode.Usagef("--max-image-bytes %d: want a positive size", s.Fetch.MaxBytes)
+	case s.Fetch.Concurrency < 1 || s.Fetch.Concurrency > 1024:
+		return exitcode.Usagef("--fetch-concurrency %d: want 1 to 1024", s.Fetch.Concurrency)
+	case s.Fetch.PerHost < 1 || s.Fetch.PerHost > s.Fetch.Concurrency:
+		return exitcode.Usagef("--fetch-per-host %d: want 1 to --fetch-concurrency (%d)", s.Fetch.PerHost, s.Fetch.Concurrency)
+	case s.Fetch.ConnectTimeout <= 0:
+		return exitcode.Usagef("--fetch-connect-timeout %s: want a positive duration such as 3s", s.Fetch.ConnectTimeout)
+	case s.Fetch.HeaderTimeout <= 0:
+		return exitcode.Usagef("--fetch-header-timeout %s: want a positive duration such as 5s", s.Fetch.HeaderTimeout)
+	case s.MaxInFlight < 1:
+		return exitcode.Usagef("--collector-max-in-flight %d: want a positive number such as %d", s.MaxInFlight, collector.DefaultMaxInFlight)
+	}
+	return nil
 }
 
 // errNoDatabase: the collector keeps its state in PostgreSQL.
