@@ -301,9 +301,10 @@ func TestParseDecimalKeepsTheScale(t *testing.T) {
 	}
 }
 
-// Upserts go into a table by COPY alone while their keys are new, and as a
-// replacement (delete, then COPY) once a batch meets keys that exist; a
-// replacement that deleted nothing lets the next batch try COPY alone again.
+// Upserts go into a table by COPY alone while their keys are new, and as an
+// update (stage, UPDATE, INSERT of the rest) once a batch meets keys that
+// exist; an update that found none of its keys lets the next batch try COPY
+// alone again.
 // Whichever way, the table holds the last version of every key.
 func TestApplyInsertsNewKeysAndReplacesExistingOnes(t *testing.T) {
 	s := open(t)
@@ -353,7 +354,7 @@ func TestApplyInsertsNewKeysAndReplacesExistingOnes(t *testing.T) {
 			t.Fatalf("#%d: products = %v, want %v", i, got, step.want)
 		}
 		if replacing.Load() != step.replacing {
-			t.Errorf("#%d: the next batch replaces: %v, want %v", i, replacing.Load(), step.replacing)
+			t.Errorf("#%d: the next batch updates: %v, want %v", i, replacing.Load(), step.replacing)
 		}
 	}
 	offs, err := s.Offsets(ctx, "g", []string{"p"})
@@ -448,5 +449,47 @@ func TestApplyIsolatesATombstonePostgresRefuses(t *testing.T) {
 	got := readProducts(t, s, "products")
 	if _, ok := got["m/a"]; !ok || len(got) != 2 || got["m/c"].Name != "c" {
 		t.Fatalf("products = %v, want m/a kept, m/b deleted, m/c written", got)
+	}
+}
+
+// Updating a product rewrites it on its own page (a heap-only update, no new
+// index entry), batch after batch: the product tables keep room for a new
+// version of every row (migrations/0005), and the space of the versions an
+// earlier batch replaced is reclaimed when the page is next read. A row
+// that moved pages would mean the update paid for a new index entry too.
+func TestUpdatesStayOnTheirPages(t *testing.T) {
+	s := open(t)
+	ctx := context.Background()
+	const rows = 200
+	pages := func() map[string]string {
+		t.Helper()
+		q, _ := s.Pool.Query(ctx, `SELECT key, (ctid::text::point)[0]::text FROM products`)
+		out := map[string]string{}
+		var key, page string
+		_, err := pgx.ForEachRow(q, []any{&key, &page}, func() error { out[key] = page; return nil })
+		if err != nil || len(out) != rows {
+			t.Fatalf("read the products' pages: %d rows, %v", len(out), err)
+		}
+		return out
+	}
+	var before map[string]string
+	for round := range 4 {
+		batch := make([]Row, rows)
+		for i := range batch {
+			batch[i] = upsert(t, product("m", fmt.Sprint(i), fmt.Sprintf("version %d of a product with a longer name", round), int32(round)), int64(round*rows+i))
+		}
+		if _, err := s.Apply(ctx, &Batch{Group: "g", Rows: map[*Table][]Row{Products: batch}}); err != nil {
+			t.Fatalf("round %d: %v", round, err)
+		}
+		got := pages()
+		for k, p := range before {
+			if got[k] != p {
+				t.Errorf("round %d: %s moved from page %s to %s", round, k, p, got[k])
+			}
+		}
+		if names := readProducts(t, s, "products"); names["m/7"].Stock != int32(round) {
+			t.Fatalf("round %d: m/7 holds %+v", round, names["m/7"])
+		}
+		before = got
 	}
 }

@@ -20,20 +20,25 @@ import (
 //   - Tombstones: one DELETE of their keys.
 //   - Upserts: COPY (binary) straight into the table, inside a savepoint.
 //     When a key already exists the COPY fails with a unique violation; the
-//     savepoint is rolled back and the rows are written as a replacement
-//     instead: one DELETE of their keys, then the same COPY. A table whose
-//     last batch needed the replacement starts with it (remembered per
-//     table in the Store) until a replacement finds nothing to delete.
-//   - The merge (COPY into a temporary stage, then INSERT … ON CONFLICT DO
-//     UPDATE) is the fallback when even the replacement meets a unique
-//     violation: another transaction wrote one of the keys between the
-//     DELETE and the COPY, which only a key written from two partitions at
-//     once can cause.
+//     savepoint is rolled back and the rows are written as an update
+//     instead: COPY into the connection's temporary stage, one UPDATE of
+//     the table's rows from it, and, when some keys were not there, one
+//     INSERT of the rest (… ON CONFLICT DO UPDATE, for a key that another
+//     transaction wrote meanwhile, which only a key written from two
+//     partitions at once can cause). A table whose last batch needed the
+//     update starts with it (remembered per table in the Store) until an
+//     update finds none of its keys.
 //
-// One COPY is what a raw load costs; the replacement adds deleting the old
-// row versions, which every update in PostgreSQL pays. Deleting and
-// inserting leaves the rows the merge left: every column is written from
-// the record, synced_at from now().
+// One COPY is what a raw load costs. An update costs more whichever way it
+// is written, because PostgreSQL writes a new row version and expires the
+// old one; the product tables are filled to half their pages
+// (migrations/0005) so that the new version fits beside the old one, which
+// makes it a heap-only update: no new index entry, no uniqueness check,
+// the page pruned of the old version when it is next read. Deleting the
+// old rows and copying the new ones (the previous way) cannot be
+// heap-only and cost half as much again on the server (README, "sink").
+// Either way every column is written from the record, synced_at from
+// now().
 
 // copySignature starts every binary COPY stream: the signature, no flags,
 // no header extension.
@@ -177,7 +182,7 @@ func (s *Store) write(ctx context.Context, tx *txn, t *Table, rs []Row) error {
 		}
 	}
 	if len(tombstones) > 0 {
-		queueDelete(tx, t, t.TombstoneBy, tombstones, nil)
+		queueDelete(tx, t, t.TombstoneBy, tombstones)
 	}
 	if len(ups) == 0 {
 		return nil
@@ -191,29 +196,37 @@ func (s *Store) write(ctx context.Context, tx *txn, t *Table, rs []Row) error {
 		}
 		replace.Store(true)
 	}
-	keys := make([]string, len(ups))
-	for i, r := range ups {
-		keys[i] = r.Key
+	updated, err := update(ctx, tx, t, ups)
+	if err == nil && updated == 0 {
+		replace.Store(false) // only new keys: the next batch tries the COPY alone
 	}
-	var deleted int64
-	err := tx.savepoint(ctx, func() error {
-		queueDelete(tx, t, t.Key, keys, &deleted)
-		return tx.copyIn(ctx, t.Name, columns, newCopyStream(t, ups, false))
-	})
-	if !isUniqueViolation(err) {
-		if err == nil && deleted == 0 {
-			replace.Store(false) // only new keys: the next batch tries the COPY alone
-		}
-		return err
+	return err
+}
+
+// update stages upserts with COPY, updates the rows whose keys exist from
+// the stage and inserts the others. It returns how many it updated.
+func update(ctx context.Context, tx *txn, t *Table, ups []Row) (updated int64, err error) {
+	if err := tx.copyIn(ctx, t.stage(), t.copyColumns(true), newCopyStream(t, ups, true)); err != nil {
+		return 0, err
 	}
-	return merge(ctx, tx, t, ups)
+	tag, err := tx.conn.Exec(ctx, t.updateSQL())
+	if err != nil {
+		return 0, fmt.Errorf("update %s: %w", t.Name, err)
+	}
+	if updated = tag.RowsAffected(); updated == int64(len(ups)) {
+		return updated, nil
+	}
+	if _, err := tx.conn.Exec(ctx, t.insertMissingSQL()); err != nil {
+		return updated, fmt.Errorf("insert into %s: %w", t.Name, err)
+	}
+	return updated, nil
 }
 
 // writeOne writes a single row the robust way (the merge), for a batch that
 // is written row by row to find the rows PostgreSQL refuses.
 func writeOne(ctx context.Context, tx *txn, t *Table, r Row) error {
 	if r.Deleted {
-		queueDelete(tx, t, t.TombstoneBy, []string{r.Key}, nil)
+		queueDelete(tx, t, t.TombstoneBy, []string{r.Key})
 		return tx.flush(ctx)
 	}
 	if err := merge(ctx, tx, t, []Row{r}); err != nil {
@@ -237,15 +250,9 @@ func merge(ctx context.Context, tx *txn, t *Table, ups []Row) error {
 }
 
 // queueDelete queues the deletion of the rows whose column equals one of
-// keys; deleted, when given, receives how many there were.
-func queueDelete(tx *txn, t *Table, column string, keys []string, deleted *int64) {
-	q := fmt.Sprintf("DELETE FROM %s t USING unnest($1::text[]) k(v) WHERE t.%s = k.v", t.Name, column)
-	tx.q.Queue(q, keys).Exec(func(tag pgconn.CommandTag) error {
-		if deleted != nil {
-			*deleted = tag.RowsAffected()
-		}
-		return nil
-	})
+// keys.
+func queueDelete(tx *txn, t *Table, column string, keys []string) {
+	tx.q.Queue(fmt.Sprintf("DELETE FROM %s t USING unnest($1::text[]) k(v) WHERE t.%s = k.v", t.Name, column), keys)
 }
 
 func isUniqueViolation(err error) bool {
@@ -317,6 +324,18 @@ func (t *Table) stage() string { return "stage_" + t.Name }
 
 // mergeSQL upserts the staged rows.
 func (t *Table) mergeSQL() string {
+	return t.insertSQL("")
+}
+
+// insertMissingSQL inserts the staged rows whose keys the table lacks. It
+// upserts all the same: another transaction may insert one of them before
+// this one does.
+func (t *Table) insertMissingSQL() string {
+	return t.insertSQL(fmt.Sprintf(" WHERE NOT EXISTS (SELECT 1 FROM %s t WHERE t.%s = s.%s)", t.Name, t.Key, t.Key))
+}
+
+// insertSQL upserts the staged rows that where selects.
+func (t *Table) insertSQL(where string) string {
 	var cols, set []string
 	for _, c := range t.Columns {
 		cols = append(cols, c.Name)
@@ -326,6 +345,20 @@ func (t *Table) mergeSQL() string {
 	}
 	cols = append(cols, "source_partition", "source_offset")
 	set = append(set, "source_partition = EXCLUDED.source_partition", "source_offset = EXCLUDED.source_offset", "synced_at = EXCLUDED.synced_at")
-	return fmt.Sprintf("INSERT INTO %s (%s, synced_at) SELECT %s, now() FROM %s ON CONFLICT (%s) DO UPDATE SET %s",
-		t.Name, strings.Join(cols, ", "), strings.Join(cols, ", "), t.stage(), t.Key, strings.Join(set, ", "))
+	return fmt.Sprintf("INSERT INTO %s (%s, synced_at) SELECT %s, now() FROM %s s%s ON CONFLICT (%s) DO UPDATE SET %s",
+		t.Name, strings.Join(cols, ", "), strings.Join(cols, ", "), t.stage(), where, t.Key, strings.Join(set, ", "))
+}
+
+// updateSQL overwrites the rows whose keys are staged. The join is a probe
+// of the table's key index per staged row (the transaction turns hash and
+// merge joins off).
+func (t *Table) updateSQL() string {
+	var set []string
+	for _, c := range t.Columns {
+		if c.Name != t.Key {
+			set = append(set, c.Name+" = s."+c.Name)
+		}
+	}
+	set = append(set, "source_partition = s.source_partition", "source_offset = s.source_offset", "synced_at = now()")
+	return fmt.Sprintf("UPDATE %s t SET %s FROM %s s WHERE t.%s = s.%s", t.Name, strings.Join(set, ", "), t.stage(), t.Key, t.Key)
 }
