@@ -49,9 +49,9 @@ const benchPartitions = 6
 // of writing them at all (an update in PostgreSQL also has to find and
 // expire the old version). For updates it also reports replace-rows/s: the
 // same rows written by raw SQL without exactly-once, one DELETE of their
-// keys and one COPY in one transaction, which is the least PostgreSQL does
-// to replace them. Each iteration writes both sides in turn, alternating
-// which goes first.
+// keys and one COPY in one transaction, the plain way to replace them in
+// bulk (BenchmarkReplaceCost compares it with the sink's UPDATE). Each
+// iteration writes the sides in turn, alternating which goes first.
 //
 // Reported: sink-rows/s, copy-rows/s, sink/copy, and the CPU each side used
 // per row: in this process and the server's backends together
@@ -204,18 +204,21 @@ func BenchmarkSinkVsCopy(b *testing.B) {
 	}
 }
 
-// BenchmarkReplaceCost splits what replacing rows costs the server, per
+// BenchmarkReplaceCost splits what overwriting rows costs the server, per
 // row, against copying them into an emptied table, all in raw SQL on one
 // connection: copy-srv-µs/row is a COPY of benchRows products into the
-// emptied table; delete-srv-µs/row and recopy-srv-µs/row are, in one
-// transaction on the table holding an older version of every row, the
-// DELETE of their keys and then the same COPY (which now also checks each
-// key against the version it deleted):
+// emptied table. The others run in one transaction on the table holding an
+// older version of every row: delete-srv-µs/row and recopy-srv-µs/row are
+// the DELETE of their keys and then the same COPY (which now also checks
+// each key against the version it deleted); stage-srv-µs/row and
+// update-srv-µs/row are the sink's way (pgstore's write.go), a COPY into
+// the connection's temporary stage and one UPDATE from it, heap-only on the
+// half-filled pages of the products table:
 //
 //	go test -run '^$' -bench ReplaceCost -benchtime 5x ./internal/sink/
 //
-// Their sum is the least a single backend spends to overwrite the rows, the
-// figure that bounds the sink's updates against SinkVsCopy's raw side.
+// copy/replace-srv and copy/update-srv are what one backend overwriting the
+// rows each way reaches against one backend copying them.
 func BenchmarkReplaceCost(b *testing.B) {
 	ctx := context.Background()
 	store := openStore(b, pgtest.DB(b))
@@ -238,13 +241,26 @@ func BenchmarkReplaceCost(b *testing.B) {
 			b.Fatalf("%s: %v", sql, err)
 		}
 	}
-	var empty, del, recopy cost
+	stageCols := append([]string{"del"}, cols...)
+	var set []string
+	for _, c := range cols[1:] {
+		set = append(set, c+" = s."+c)
+	}
+	update := "UPDATE products t SET " + strings.Join(set, ", ") + ", synced_at = now() FROM stage_products s WHERE t.key = s.key"
+	var empty, del, recopy, stage, upd cost
 	for i := 0; i < b.N; i++ {
 		rows, keys := rowsOf(i)
-		for _, full := range []bool{i%2 == 0, i%2 == 1} {
+		staged := make([][]any, len(rows))
+		for j, r := range rows {
+			staged[j] = append([]any{false}, r...)
+		}
+		// Each way in turn, starting with another each iteration.
+		ways := []string{"copy", "replace", "update"}
+		for w := range ways {
+			way := ways[(w+i)%len(ways)]
 			err := pgx.BeginFunc(ctx, store.Pool, func(tx pgx.Tx) error {
 				exec(tx, "TRUNCATE products")
-				if full {
+				if way != "copy" {
 					_, err := tx.CopyFrom(ctx, pgx.Identifier{"products"}, cols, pgx.CopyFromRows(old))
 					return err
 				}
@@ -258,17 +274,23 @@ func BenchmarkReplaceCost(b *testing.B) {
 				exec(tx, "SET LOCAL synchronous_commit = off")
 				exec(tx, "SET LOCAL enable_hashjoin = off")
 				exec(tx, "SET LOCAL enable_mergejoin = off")
-				if full {
+				var err error
+				copyInto := func(table string, cols []string, rows [][]any) func() {
+					return func() { _, err = tx.CopyFrom(ctx, pgx.Identifier{table}, cols, pgx.CopyFromRows(rows)) }
+				}
+				switch way {
+				case "copy":
+					empty.add(measure(b, store, copyInto("products", cols, rows)))
+				case "replace":
 					del.add(measure(b, store, func() {
 						exec(tx, "DELETE FROM products t USING unnest($1::text[]) k(v) WHERE t.key = k.v", keys)
 					}))
-				}
-				var err error
-				c := measure(b, store, func() { _, err = tx.CopyFrom(ctx, pgx.Identifier{"products"}, cols, pgx.CopyFromRows(rows)) })
-				if full {
-					recopy.add(c)
-				} else {
-					empty.add(c)
+					recopy.add(measure(b, store, copyInto("products", cols, rows)))
+				case "update":
+					stage.add(measure(b, store, copyInto("stage_products", stageCols, staged)))
+					if err == nil {
+						upd.add(measure(b, store, func() { exec(tx, update) }))
+					}
 				}
 				return err
 			})
@@ -278,10 +300,14 @@ func BenchmarkReplaceCost(b *testing.B) {
 		}
 	}
 	total := float64(b.N * benchRows)
-	b.ReportMetric(float64(empty.server.Microseconds())/total, "copy-srv-µs/row")
-	b.ReportMetric(float64(del.server.Microseconds())/total, "delete-srv-µs/row")
-	b.ReportMetric(float64(recopy.server.Microseconds())/total, "recopy-srv-µs/row")
-	b.ReportMetric(float64(empty.server.Microseconds())/float64((del.server+recopy.server).Microseconds()), "copy/replace-srv")
+	perRow := func(c cost) float64 { return float64(c.server.Microseconds()) / total }
+	b.ReportMetric(perRow(empty), "copy-srv-µs/row")
+	b.ReportMetric(perRow(del), "delete-srv-µs/row")
+	b.ReportMetric(perRow(recopy), "recopy-srv-µs/row")
+	b.ReportMetric(perRow(stage), "stage-srv-µs/row")
+	b.ReportMetric(perRow(upd), "update-srv-µs/row")
+	b.ReportMetric(perRow(empty)/(perRow(del)+perRow(recopy)), "copy/replace-srv")
+	b.ReportMetric(perRow(empty)/(perRow(stage)+perRow(upd)), "copy/update-srv")
 }
 
 // benchColumns are the products table's columns in the order the raw sides'
