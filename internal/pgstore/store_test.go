@@ -302,9 +302,8 @@ func TestParseDecimalKeepsTheScale(t *testing.T) {
 }
 
 // Upserts go into a table by COPY alone while their keys are new, and as an
-// update (stage, UPDATE, INSERT of the rest) once a batch meets keys that
-// exist; an update that found none of its keys lets the next batch try COPY
-// alone again.
+// update (stage, MERGE) once a batch meets keys that exist; an update that
+// found none of its keys lets the next batch try COPY alone again.
 // Whichever way, the table holds the last version of every key.
 func TestApplyInsertsNewKeysAndReplacesExistingOnes(t *testing.T) {
 	s := open(t)
@@ -491,5 +490,55 @@ func TestUpdatesStayOnTheirPages(t *testing.T) {
 			t.Fatalf("round %d: m/7 holds %+v", round, names["m/7"])
 		}
 		before = got
+	}
+}
+
+// The MERGE that writes an update batch probes the table's key index once
+// per staged row even when the table's statistics say it is empty while it
+// is not: here ANALYZE ran while the rows were being copied in (it saw
+// their pages but no committed row), the case in which an UPDATE … FROM
+// the stage compared every row of the table with every staged row instead.
+func TestUpdatesProbeTheKeyIndexPerStagedRow(t *testing.T) {
+	s := open(t)
+	ctx := context.Background()
+	batch := make([]Row, 2000)
+	for i := range batch {
+		batch[i] = upsert(t, product("m", fmt.Sprint(i), "n", 1), int64(i))
+	}
+	batch, _, err := encodeTuples(Products, batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = s.inTx(ctx, func(tx *txn) error {
+		if err := tx.copyIn(ctx, Products.Name, Products.copyColumns(false), newCopyStream(Products, batch, false)); err != nil {
+			return err
+		}
+		_, err := s.Pool.Exec(ctx, "ANALYZE products")
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tuples float64
+	if err := s.Pool.QueryRow(ctx, "SELECT reltuples FROM pg_class WHERE relname = 'products'").Scan(&tuples); err != nil || tuples != 0 {
+		t.Fatalf("products' statistics say %v rows (%v), want 0 for this test", tuples, err)
+	}
+	err = s.inTx(ctx, func(tx *txn) error {
+		if err := tx.copyIn(ctx, Products.stage(), Products.copyColumns(true), newCopyStream(Products, batch, true)); err != nil {
+			return err
+		}
+		rows, _ := tx.conn.Query(ctx, "EXPLAIN "+Products.mergeSQL())
+		lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			return err
+		}
+		plan := strings.Join(lines, "\n")
+		if !strings.Contains(plan, "Seq Scan on "+Products.stage()) || !strings.Contains(plan, "Index Cond: (key = s.key)") {
+			t.Errorf("the update's plan does not probe the key index per staged row:\n%s", plan)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }

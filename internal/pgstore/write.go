@@ -21,13 +21,14 @@ import (
 //   - Upserts: COPY (binary) straight into the table, inside a savepoint.
 //     When a key already exists the COPY fails with a unique violation; the
 //     savepoint is rolled back and the rows are written as an update
-//     instead: COPY into the connection's temporary stage, one UPDATE of
-//     the table's rows from it, and, when some keys were not there, one
-//     INSERT of the rest (… ON CONFLICT DO UPDATE, for a key that another
-//     transaction wrote meanwhile, which only a key written from two
-//     partitions at once can cause). A table whose last batch needed the
-//     update starts with it (remembered per table in the Store) until an
-//     update finds none of its keys.
+//     instead: COPY into the connection's temporary stage, then one MERGE
+//     from it, which updates the rows whose keys exist and inserts the
+//     others. A table whose last batch needed the update starts with it
+//     (remembered per table in the Store) until one finds none of its keys.
+//   - The upsert (INSERT … ON CONFLICT DO UPDATE from the stage) is the
+//     fallback when the MERGE meets a unique violation: another transaction
+//     inserted one of the keys after the MERGE found it missing, which only
+//     a key written from two partitions at once can cause.
 //
 // One COPY is what a raw load costs. An update costs more whichever way it
 // is written, because PostgreSQL writes a new row version and expires the
@@ -37,7 +38,7 @@ import (
 // the page pruned of the old version when it is next read. Deleting the
 // old rows and copying the new ones (the previous way) cannot be
 // heap-only and cost half as much again on the server (README, "sink").
-// Either way every column is written from the record, synced_at from
+// Whichever way, every column is written from the record, synced_at from
 // now().
 
 // copySignature starts every binary COPY stream: the signature, no flags,
@@ -74,13 +75,20 @@ func (s *Store) inTx(ctx context.Context, f func(tx *txn) error) error {
 	defer c.Release()
 	tx := &txn{conn: c.Conn()}
 	tx.q.Queue("BEGIN")
-	// The deletes join a batch's keys to an indexed column, and the plan
-	// that scales is a probe of the index per key. Left to the statistics,
-	// the planner takes a table it has not analysed yet (one just
-	// TRUNCATEd and refilled, say) for small and hashes all of it for every
-	// batch instead.
+	// The deletes and the updates join a batch's keys to an indexed
+	// column, and the plan that scales is a probe of the index per key.
+	// Left to the statistics, the planner takes a table whose statistics
+	// are stale (one just TRUNCATEd and refilled, or analysed while a COPY
+	// into it was running) for small, and hashes all of it, or scans all
+	// of it once per key (materialised or not), instead. A sequential scan
+	// stays possible where it is the only way (the stage's).
 	tx.q.Queue("SET LOCAL enable_hashjoin = off")
 	tx.q.Queue("SET LOCAL enable_mergejoin = off")
+	tx.q.Queue("SET LOCAL enable_seqscan = off")
+	tx.q.Queue("SET LOCAL enable_material = off")
+	// Those settings make every plan look dear; compiling one would cost
+	// more than running it.
+	tx.q.Queue("SET LOCAL jit = off")
 	err = f(tx)
 	if err == nil {
 		tx.q.Queue("COMMIT").Exec(func(tag pgconn.CommandTag) error {
@@ -203,47 +211,62 @@ func (s *Store) write(ctx context.Context, tx *txn, t *Table, rs []Row) error {
 	return err
 }
 
-// update stages upserts with COPY, updates the rows whose keys exist from
-// the stage and inserts the others. It returns how many it updated.
+// update stages upserts with COPY and writes them with one MERGE: the rows
+// whose keys exist are updated, the others inserted. It returns how many it
+// updated.
 func update(ctx context.Context, tx *txn, t *Table, ups []Row) (updated int64, err error) {
+	// Staged outside the savepoint, so that the fallback reads the stage.
 	if err := tx.copyIn(ctx, t.stage(), t.copyColumns(true), newCopyStream(t, ups, true)); err != nil {
 		return 0, err
 	}
-	tag, err := tx.conn.Exec(ctx, t.updateSQL())
-	if err != nil {
-		return 0, fmt.Errorf("update %s: %w", t.Name, err)
+	err = tx.savepoint(ctx, func() error {
+		// The backend's own statistics, read before and after, say how
+		// many of the rows existed (a MERGE's tag counts both kinds). The
+		// counts may hold earlier transactions' updates not yet reported,
+		// hence the difference.
+		var before, after int64
+		stats := "SELECT n_tup_upd FROM pg_stat_xact_user_tables WHERE relid = $1::regclass"
+		tx.q.Queue(stats, t.Name).QueryRow(func(row pgx.Row) error { return row.Scan(&before) })
+		tx.q.Queue(t.mergeSQL())
+		tx.q.Queue(stats, t.Name).QueryRow(func(row pgx.Row) error { return row.Scan(&after) })
+		err := tx.flush(ctx)
+		updated = after - before
+		return err
+	})
+	if !isUniqueViolation(err) {
+		return updated, err
 	}
-	if updated = tag.RowsAffected(); updated == int64(len(ups)) {
-		return updated, nil
+	// Another transaction inserted one of the keys after the MERGE found
+	// it missing, which only a key written from two partitions at once
+	// can cause.
+	if _, err := tx.conn.Exec(ctx, t.upsertSQL()); err != nil {
+		return 0, fmt.Errorf("merge into %s: %w", t.Name, err)
 	}
-	if _, err := tx.conn.Exec(ctx, t.insertMissingSQL()); err != nil {
-		return updated, fmt.Errorf("insert into %s: %w", t.Name, err)
-	}
-	return updated, nil
+	return int64(len(ups)), nil
 }
 
-// writeOne writes a single row the robust way (the merge), for a batch that
+// writeOne writes a single row the robust way (the upsert), for a batch that
 // is written row by row to find the rows PostgreSQL refuses.
 func writeOne(ctx context.Context, tx *txn, t *Table, r Row) error {
 	if r.Deleted {
 		queueDelete(tx, t, t.TombstoneBy, []string{r.Key})
 		return tx.flush(ctx)
 	}
-	if err := merge(ctx, tx, t, []Row{r}); err != nil {
+	if err := upsertStaged(ctx, tx, t, []Row{r}); err != nil {
 		return err
 	}
 	// Rows staged in a savepoint that is released stay until the
-	// transaction ends; empty the stage so the next row is merged alone.
+	// transaction ends; empty the stage so the next row is upserted alone.
 	tx.q.Queue("TRUNCATE " + t.stage())
 	return tx.flush(ctx)
 }
 
-// merge stages upserts with COPY and merges them with one statement.
-func merge(ctx context.Context, tx *txn, t *Table, ups []Row) error {
+// upsertStaged stages rows with COPY and upserts them with one statement.
+func upsertStaged(ctx context.Context, tx *txn, t *Table, ups []Row) error {
 	if err := tx.copyIn(ctx, t.stage(), t.copyColumns(true), newCopyStream(t, ups, true)); err != nil {
 		return err
 	}
-	if _, err := tx.conn.Exec(ctx, t.mergeSQL()); err != nil {
+	if _, err := tx.conn.Exec(ctx, t.upsertSQL()); err != nil {
 		return fmt.Errorf("merge into %s: %w", t.Name, err)
 	}
 	return nil
@@ -322,43 +345,43 @@ func (t *Table) copyColumns(staged bool) string {
 
 func (t *Table) stage() string { return "stage_" + t.Name }
 
-// mergeSQL upserts the staged rows.
+// upsertSQL upserts the staged rows with INSERT … ON CONFLICT DO UPDATE,
+// which waits for a concurrent writer of a key instead of failing.
+func (t *Table) upsertSQL() string {
+	cols, set := t.sqlLists("EXCLUDED")
+	return fmt.Sprintf("INSERT INTO %s (%s, synced_at) SELECT %s, now() FROM %s ON CONFLICT (%s) DO UPDATE SET %s",
+		t.Name, strings.Join(cols, ", "), strings.Join(cols, ", "), t.stage(), t.Key, strings.Join(set, ", "))
+}
+
+// mergeSQL updates the rows whose keys are staged and inserts the others.
+// Written as a MERGE, the join is a left join from the stage, which a
+// nested loop can only run with the stage outside: one probe of the
+// table's key index per staged row (the transaction turns hash and merge
+// joins and sequential scans off), whatever the planner believes the
+// table's size to be. (An
+// UPDATE … FROM the stage, an inner join, was planned the other way round
+// when the statistics said the table was empty: every row of the table
+// compared with every staged row, a minute for 3,000 rows.)
 func (t *Table) mergeSQL() string {
-	return t.insertSQL("")
+	cols, set := t.sqlLists("s")
+	vals := make([]string, len(cols))
+	for i, c := range cols {
+		vals[i] = "s." + c
+	}
+	return fmt.Sprintf("MERGE INTO %s t USING %s s ON t.%s = s.%s WHEN MATCHED THEN UPDATE SET %s WHEN NOT MATCHED THEN INSERT (%s, synced_at) VALUES (%s, now())",
+		t.Name, t.stage(), t.Key, t.Key, strings.Join(set, ", "), strings.Join(cols, ", "), strings.Join(vals, ", "))
 }
 
-// insertMissingSQL inserts the staged rows whose keys the table lacks. It
-// upserts all the same: another transaction may insert one of them before
-// this one does.
-func (t *Table) insertMissingSQL() string {
-	return t.insertSQL(fmt.Sprintf(" WHERE NOT EXISTS (SELECT 1 FROM %s t WHERE t.%s = s.%s)", t.Name, t.Key, t.Key))
-}
-
-// insertSQL upserts the staged rows that where selects.
-func (t *Table) insertSQL(where string) string {
-	var cols, set []string
+// sqlLists returns the columns a staged row fills, and their assignments
+// from the row named src for an update.
+func (t *Table) sqlLists(src string) (cols, set []string) {
 	for _, c := range t.Columns {
 		cols = append(cols, c.Name)
 		if c.Name != t.Key {
-			set = append(set, c.Name+" = EXCLUDED."+c.Name)
+			set = append(set, c.Name+" = "+src+"."+c.Name)
 		}
 	}
 	cols = append(cols, "source_partition", "source_offset")
-	set = append(set, "source_partition = EXCLUDED.source_partition", "source_offset = EXCLUDED.source_offset", "synced_at = EXCLUDED.synced_at")
-	return fmt.Sprintf("INSERT INTO %s (%s, synced_at) SELECT %s, now() FROM %s s%s ON CONFLICT (%s) DO UPDATE SET %s",
-		t.Name, strings.Join(cols, ", "), strings.Join(cols, ", "), t.stage(), where, t.Key, strings.Join(set, ", "))
-}
-
-// updateSQL overwrites the rows whose keys are staged. The join is a probe
-// of the table's key index per staged row (the transaction turns hash and
-// merge joins off).
-func (t *Table) updateSQL() string {
-	var set []string
-	for _, c := range t.Columns {
-		if c.Name != t.Key {
-			set = append(set, c.Name+" = s."+c.Name)
-		}
-	}
-	set = append(set, "source_partition = s.source_partition", "source_offset = s.source_offset", "synced_at = now()")
-	return fmt.Sprintf("UPDATE %s t SET %s FROM %s s WHERE t.%s = s.%s", t.Name, strings.Join(set, ", "), t.stage(), t.Key, t.Key)
+	set = append(set, "source_partition = "+src+".source_partition", "source_offset = "+src+".source_offset", "synced_at = now()")
+	return cols, set
 }

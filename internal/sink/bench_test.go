@@ -212,8 +212,8 @@ func BenchmarkSinkVsCopy(b *testing.B) {
 // the DELETE of their keys and then the same COPY (which now also checks
 // each key against the version it deleted); stage-srv-µs/row and
 // update-srv-µs/row are the sink's way (pgstore's write.go), a COPY into
-// the connection's temporary stage and one UPDATE from it, heap-only on the
-// half-filled pages of the products table:
+// the connection's temporary stage and one MERGE from it, heap-only updates
+// on the half-filled pages of the products table:
 //
 //	go test -run '^$' -bench ReplaceCost -benchtime 5x ./internal/sink/
 //
@@ -242,11 +242,15 @@ func BenchmarkReplaceCost(b *testing.B) {
 		}
 	}
 	stageCols := append([]string{"del"}, cols...)
-	var set []string
-	for _, c := range cols[1:] {
-		set = append(set, c+" = s."+c)
+	var set, vals []string
+	for _, c := range cols {
+		vals = append(vals, "s."+c)
+		if c != "key" {
+			set = append(set, c+" = s."+c)
+		}
 	}
-	update := "UPDATE products t SET " + strings.Join(set, ", ") + ", synced_at = now() FROM stage_products s WHERE t.key = s.key"
+	update := "MERGE INTO products t USING stage_products s ON t.key = s.key WHEN MATCHED THEN UPDATE SET " + strings.Join(set, ", ") +
+		", synced_at = now() WHEN NOT MATCHED THEN INSERT (" + strings.Join(cols, ", ") + ", synced_at) VALUES (" + strings.Join(vals, ", ") + ", now())"
 	var empty, del, recopy, stage, upd cost
 	for i := 0; i < b.N; i++ {
 		rows, keys := rowsOf(i)
@@ -274,6 +278,9 @@ func BenchmarkReplaceCost(b *testing.B) {
 				exec(tx, "SET LOCAL synchronous_commit = off")
 				exec(tx, "SET LOCAL enable_hashjoin = off")
 				exec(tx, "SET LOCAL enable_mergejoin = off")
+				exec(tx, "SET LOCAL enable_seqscan = off")
+				exec(tx, "SET LOCAL enable_material = off")
+				exec(tx, "SET LOCAL jit = off")
 				var err error
 				copyInto := func(table string, cols []string, rows [][]any) func() {
 					return func() { _, err = tx.CopyFrom(ctx, pgx.Identifier{table}, cols, pgx.CopyFromRows(rows)) }
