@@ -1,6 +1,7 @@
 package streamer
 
 import (
+	"math/rand"
 	"strings"
 	"testing"
 
@@ -94,6 +95,29 @@ func TestMatcherGrowsForExpandingFolds(t *testing.T) {
 	name := strings.Repeat("ﬃ", 300) + "phone"
 	if !NewMatcher("FFIPHONE", false).Match([]byte(name)) {
 		t.Error("no match in a name whose folding triples in length")
+	}
+}
+
+// An ASCII name is searched in place, eight bytes at a time for the
+// needle's first byte: wherever the needle lies (either case, across and at
+// the ends of the eight-byte words, in names shorter than a word) the
+// answer is that of lowering the name and searching it.
+func TestMatcherFindsASCIINeedlesAnywhere(t *testing.T) {
+	rng := rand.New(rand.NewSource(1))
+	const alphabet = "pPhHoOnNeE 0@`{[1-"
+	random := func(n int) string {
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = alphabet[rng.Intn(len(alphabet))]
+		}
+		return string(b)
+	}
+	for i := range 20000 {
+		needle, name := random(1+rng.Intn(4)), random(rng.Intn(40))
+		want := strings.Contains(strings.ToLower(name), strings.ToLower(needle))
+		if got := NewMatcher(needle, false).Match([]byte(name)); got != want {
+			t.Fatalf("#%d: %q in %q: %v, want %v", i, needle, name, got, want)
+		}
 	}
 }
 
