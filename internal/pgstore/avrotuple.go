@@ -3,7 +3,6 @@ package pgstore
 import (
 	"bytes"
 	"fmt"
-	"strconv"
 	"unicode/utf8"
 
 	"github.com/shopstream/shopstream/internal/records"
@@ -222,22 +221,9 @@ func (r *avroReader) product(dst, key []byte) []byte {
 
 	// images: array<{url, alt}> as a JSON array, written in place.
 	dst, at = beginField(dst)
-	j := append(dst, 1, '[') // jsonb's version byte
-	first := true
-	for n := r.blockCount(); n > 0; n = r.blockCount() {
-		for ; n > 0; n-- {
-			if !first {
-				j = append(j, ',')
-			}
-			first = false
-			j = append(j, `{"url":`...)
-			j = appendJSONString(j, r.text("images"))
-			j = append(j, `,"alt":`...)
-			j = appendJSONString(j, r.text("images"))
-			j = append(j, '}')
-		}
-	}
-	dst = endField(append(j, ']'), at)
+	dst = endField(r.jsonItems(append(dst, 1), '[', ']', func(j []byte) []byte { // 1: jsonb's version byte
+		return appendImageJSON(j, r.text("images"), r.text("images"))
+	}), at)
 
 	stock := r.long(5)
 	if stock > 1<<31-1 || stock < -1<<31 {
@@ -248,20 +234,10 @@ func (r *avroReader) product(dst, key []byte) []byte {
 	// specifications: map<string> as a JSON object; jsonb keeps the last
 	// value of a repeated key, as decoding into a Go map does.
 	dst, at = beginField(dst)
-	j = append(dst, 1, '{')
-	first = true
-	for n := r.blockCount(); n > 0; n = r.blockCount() {
-		for ; n > 0; n-- {
-			if !first {
-				j = append(j, ',')
-			}
-			first = false
-			j = appendJSONString(j, r.text("specifications"))
-			j = append(j, ':')
-			j = appendJSONString(j, r.text("specifications"))
-		}
-	}
-	dst = endField(append(j, '}'), at)
+	dst = endField(r.jsonItems(append(dst, 1), '{', '}', func(j []byte) []byte {
+		j = append(appendJSONString(j, r.text("specifications")), ':')
+		return appendJSONString(j, r.text("specifications"))
+	}), at)
 
 	dst = r.timestamp(dst, "created_at")
 	dst = r.timestamp(dst, "updated_at")
@@ -275,7 +251,15 @@ func (r *avroReader) product(dst, key []byte) []byte {
 // column.
 func (r *avroReader) storedImages(dst []byte) []byte {
 	dst, at := beginField(dst)
-	j := append(dst, 1, '[')
+	return endField(r.jsonItems(append(dst, 1), '[', ']', func(j []byte) []byte {
+		return appendStoredImageJSON(j, r.text("images"), r.text("images"), r.text("images"), r.long(10), r.text("images"))
+	}), at)
+}
+
+// jsonItems appends an Avro array's or map's items between open and close,
+// comma-separated, each read and written by item.
+func (r *avroReader) jsonItems(j []byte, open, close byte, item func([]byte) []byte) []byte {
+	j = append(j, open)
 	first := true
 	for n := r.blockCount(); n > 0; n = r.blockCount() {
 		for ; n > 0; n-- {
@@ -283,20 +267,10 @@ func (r *avroReader) storedImages(dst []byte) []byte {
 				j = append(j, ',')
 			}
 			first = false
-			j = append(j, `{"url":`...)
-			j = appendJSONString(j, r.text("images"))
-			j = append(j, `,"path":`...)
-			j = appendJSONString(j, r.text("images"))
-			j = append(j, `,"sha256":`...)
-			j = appendJSONString(j, r.text("images"))
-			j = append(j, `,"size":`...)
-			j = strconv.AppendInt(j, r.long(10), 10)
-			j = append(j, `,"content_type":`...)
-			j = appendJSONString(j, r.text("images"))
-			j = append(j, '}')
+			j = item(j)
 		}
 	}
-	return endField(append(j, ']'), at)
+	return append(j, close)
 }
 
 func (r *avroReader) timestamp(dst []byte, field string) []byte {

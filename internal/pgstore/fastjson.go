@@ -50,20 +50,49 @@ func appendJSONString[T string | []byte](b []byte, s T) []byte {
 	return append(b, '"')
 }
 
-func imagesJSON(images []records.Image) []byte {
-	b := make([]byte, 0, 2+len(images)*48)
+// appendImageJSON appends one image as the products' images column holds
+// it; the Go path (imagesJSON) and the Avro path (avroReader.product) both
+// write it here.
+func appendImageJSON[T string | []byte](b []byte, url, alt T) []byte {
+	b = append(b, `{"url":`...)
+	b = appendJSONString(b, url)
+	b = append(b, `,"alt":`...)
+	b = appendJSONString(b, alt)
+	return append(b, '}')
+}
+
+// appendStoredImageJSON appends one collected image as the stored_images
+// column holds it (storedImagesJSON and avroReader.storedImages).
+func appendStoredImageJSON[T string | []byte](b []byte, url, path, sha256 T, size int64, contentType T) []byte {
+	b = append(b, `{"url":`...)
+	b = appendJSONString(b, url)
+	b = append(b, `,"path":`...)
+	b = appendJSONString(b, path)
+	b = append(b, `,"sha256":`...)
+	b = appendJSONString(b, sha256)
+	b = append(b, `,"size":`...)
+	b = strconv.AppendInt(b, size, 10)
+	b = append(b, `,"content_type":`...)
+	b = appendJSONString(b, contentType)
+	return append(b, '}')
+}
+
+// appendJSONArray appends items as a JSON array, each written by item.
+func appendJSONArray[T any](b []byte, items []T, item func([]byte, T) []byte) []byte {
 	b = append(b, '[')
-	for i, im := range images {
+	for i, it := range items {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = append(b, `{"url":`...)
-		b = appendJSONString(b, im.URL)
-		b = append(b, `,"alt":`...)
-		b = appendJSONString(b, im.Alt)
-		b = append(b, '}')
+		b = item(b, it)
 	}
 	return append(b, ']')
+}
+
+func imagesJSON(images []records.Image) []byte {
+	return appendJSONArray(make([]byte, 0, 2+len(images)*48), images, func(b []byte, im records.Image) []byte {
+		return appendImageJSON(b, im.URL, im.Alt)
+	})
 }
 
 func stringMapJSON(m map[string]string) []byte {
@@ -83,25 +112,9 @@ func stringMapJSON(m map[string]string) []byte {
 }
 
 func storedImagesJSON(images []records.StoredImage) []byte {
-	b := make([]byte, 0, 2+len(images)*160)
-	b = append(b, '[')
-	for i, im := range images {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = append(b, `{"url":`...)
-		b = appendJSONString(b, im.URL)
-		b = append(b, `,"path":`...)
-		b = appendJSONString(b, im.Path)
-		b = append(b, `,"sha256":`...)
-		b = appendJSONString(b, im.SHA256)
-		b = append(b, `,"size":`...)
-		b = strconv.AppendInt(b, im.Size, 10)
-		b = append(b, `,"content_type":`...)
-		b = appendJSONString(b, im.ContentType)
-		b = append(b, '}')
-	}
-	return append(b, ']')
+	return appendJSONArray(make([]byte, 0, 2+len(images)*160), images, func(b []byte, im records.StoredImage) []byte {
+		return appendStoredImageJSON(b, im.URL, im.Path, im.SHA256, im.Size, im.ContentType)
+	})
 }
 
 // parseDecimal turns "-12.50" into a numeric that keeps its scale; ok is
