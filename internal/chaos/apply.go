@@ -8,6 +8,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/shopstream/shopstream/internal/clients"
 )
 
 // fault applies one fault and returns once it has healed.
@@ -29,7 +31,14 @@ func (r *run) fault(ctx context.Context, e Event) {
 		r.in.faults.add(&rule{Key: e.Key, Delay: e.For, Until: time.Now().Add(2 * e.For), Left: -1})
 		time.Sleep(2 * e.For)
 	case KindDrop:
-		r.in.faults.add(&rule{Key: e.Key, Drop: true, Until: time.Now().Add(loadWindow), Left: e.Count, Match: r.of(e.Target)})
+		drop := &rule{Key: e.Key, Drop: true, Until: time.Now().Add(loadWindow), Left: e.Count, Client: clients.ClientID(e.Target)}
+		r.in.faults.add(drop)
+		// The fault lasts until its requests are dropped or its window
+		// closes; events.log says how many it took.
+		for !r.in.faults.spent(drop) && time.Now().Before(drop.Until) {
+			time.Sleep(50 * time.Millisecond)
+		}
+		r.event("%s: %d requests dropped", e, drop.hits.Load())
 	case KindShuffleLeaders:
 		t := r.topics
 		if err := r.in.moveLeaders(ctx, -1, -1, t.Products, t.Filtered, t.CompleteProducts, t.Find, t.Recommendations, t.Filter, t.FilterApplied); err != nil {
@@ -57,23 +66,6 @@ func (r *run) fault(ctx context.Context, e Event) {
 		r.zombie(e)
 	case KindSinkCopyKill:
 		r.sinkCopyKill(ctx, e)
-	}
-}
-
-// of matches the requests of a component: those that carry its
-// transactional id or group; requests that carry neither (a fetch) match
-// whoever sends them.
-func (r *run) of(component string) func(kmsg.Request) bool {
-	prefix := r.prefix + "-" + component
-	if component == Worker {
-		prefix = "shopstream-emulate/" + r.wfID
-	}
-	return func(req kmsg.Request) bool {
-		id, g := owners(req)
-		if id == "" && g == "" {
-			return true
-		}
-		return strings.HasPrefix(id, prefix) || strings.HasPrefix(g, prefix)
 	}
 }
 
@@ -112,8 +104,8 @@ const CommitPastTimeoutTxn = 1500 * time.Millisecond
 // that the cooperative rebalance spans several of them, and stops it again
 // after e.For (another rebalance).
 func (r *run) rebalanceMidTxn(e Event) {
-	r.in.faults.add(&rule{Key: kmsg.JoinGroup, Delay: 200 * time.Millisecond, Until: time.Now().Add(e.For + time.Second), Left: -1, Match: r.of(Streamer)})
-	r.in.faults.add(&rule{Key: kmsg.SyncGroup, Delay: 200 * time.Millisecond, Until: time.Now().Add(e.For + time.Second), Left: -1, Match: r.of(Streamer)})
+	r.in.faults.add(&rule{Key: kmsg.JoinGroup, Delay: 200 * time.Millisecond, Until: time.Now().Add(e.For + time.Second), Left: -1, Client: clients.ClientID(Streamer)})
+	r.in.faults.add(&rule{Key: kmsg.SyncGroup, Delay: 200 * time.Millisecond, Until: time.Now().Add(e.For + time.Second), Left: -1, Client: clients.ClientID(Streamer)})
 	p, err := r.spawnExtra(Streamer+"-1", r.streamerArgs(1)...)
 	if err != nil {
 		r.problem("start a second streamer: %v", err)

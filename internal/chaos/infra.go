@@ -40,6 +40,11 @@ const Brokers = 3
 // own (longer) timeout.
 const TxnTimeoutCap = 10 * time.Second
 
+// HarnessClientID is the client id of the harness's own Kafka clients (its
+// checker, searches and admin requests): a fault aimed at a component
+// never reaches them.
+const HarnessClientID = "shopstream-chaos"
+
 // Infra is what every schedule shares, started once: the shopstream binary,
 // a 3-broker kfake cluster in this process (so that faults can be set on
 // its requests), a schema registry, PostgreSQL, the Temporal dev server, and
@@ -115,6 +120,8 @@ func StartInfra(ctx context.Context, o InfraOptions) (_ *Infra, err error) {
 	in.Kafka, err = kfake.NewCluster(
 		kfake.WithLogger(kfake.BasicLogger(klog, kfake.LogLevelWarn)),
 		kfake.NumBrokers(Brokers),
+		// Every connection passes the schedule's request faults (wire.go).
+		kfake.ListenFn(in.faults.listen),
 		kfake.DefaultNumPartitions(3),
 		kfake.GroupMinSessionTimeout(GroupSessionTimeout),
 		// No compaction during a run: the checker reads every filter
@@ -130,6 +137,7 @@ func StartInfra(ctx context.Context, o InfraOptions) (_ *Infra, err error) {
 	if in.Clients, err = clients.NewKafka(clients.KafkaOptions{Brokers: in.Brokers, DialTimeout: 3 * time.Second}); err != nil {
 		return nil, err
 	}
+	in.Clients = in.Clients.With(kgo.ClientID(HarnessClientID))
 	cl, err := in.Clients.NewClient()
 	if err != nil {
 		return nil, err
