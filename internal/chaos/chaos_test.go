@@ -193,7 +193,10 @@ func TestChaos(t *testing.T) {
 	close(next)
 	wg.Wait()
 	fmt.Printf("chaos: faults by kind: %s\n", sum.Kinds())
-	fmt.Printf("chaos: %d component exits the harness did not cause; %d lanes, %s in all\n", sum.Crashes, len(infra), time.Since(t0).Round(time.Second))
+	fmt.Printf("chaos: %d component exits no fault explains, %d the named cases caused; %d lanes, %s in all\n", sum.Crashes, sum.Caused, len(infra), time.Since(t0).Round(time.Second))
+	for _, x := range sum.Exits {
+		fmt.Printf("chaos: exit: %s\n", x)
+	}
 	fmt.Println(sum)
 	if len(flaky) > 0 {
 		slices.Sort(flaky)

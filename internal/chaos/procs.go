@@ -1,8 +1,10 @@
 package chaos
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"sync"
@@ -18,6 +20,9 @@ type proc struct {
 	args []string
 	env  []string
 	logf *os.File
+	// tail keeps the end of what the current process wrote, so that an
+	// exit the harness did not cause is reported with its error.
+	tail *tailWriter
 
 	mu      sync.Mutex
 	cmd     *exec.Cmd
@@ -49,7 +54,9 @@ func (p *proc) start() error {
 func (p *proc) spawnLocked() error {
 	cmd := exec.Command(p.bin, p.args...)
 	cmd.Env = p.env
-	cmd.Stdout, cmd.Stderr = p.logf, p.logf
+	p.tail = &tailWriter{}
+	out := io.MultiWriter(p.logf, p.tail)
+	cmd.Stdout, cmd.Stderr = out, out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	fmt.Fprintf(p.logf, "--- chaos: start %s (#%d) at %s\n", p.name, p.starts+1, time.Now().Format(time.RFC3339Nano))
 	if err := cmd.Start(); err != nil {
@@ -71,7 +78,7 @@ func (p *proc) watch(cmd *exec.Cmd, done chan struct{}) {
 		return
 	}
 	if !p.killed && p.wanted {
-		p.crashes = append(p.crashes, fmt.Sprintf("%s exited by itself: %v", p.name, err))
+		p.crashes = append(p.crashes, fmt.Sprintf("%s exited by itself (%v): %s", p.name, err, p.tail.lastLine()))
 	}
 	fmt.Fprintf(p.logf, "--- chaos: %s exited (%v) at %s\n", p.name, err, time.Now().Format(time.RFC3339Nano))
 	if !p.wanted {
@@ -203,4 +210,34 @@ func stopAll(ps []*proc, grace time.Duration) error {
 	}
 	wg.Wait()
 	return errors.Join(errs...)
+}
+
+// tailWriter keeps the last few kilobytes written to it.
+type tailWriter struct {
+	mu  sync.Mutex
+	buf []byte
+}
+
+const tailSize = 4 << 10
+
+func (t *tailWriter) Write(b []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.buf = append(t.buf, b...)
+	if len(t.buf) > tailSize {
+		t.buf = append(t.buf[:0], t.buf[len(t.buf)-tailSize:]...)
+	}
+	return len(b), nil
+}
+
+// lastLine is the last line written, where a process that stops on an
+// error says why.
+func (t *tailWriter) lastLine() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	b := bytes.TrimRight(t.buf, "\n")
+	if i := bytes.LastIndexByte(b, '\n'); i >= 0 {
+		b = b[i+1:]
+	}
+	return string(b)
 }

@@ -38,8 +38,10 @@ type Result struct {
 	// aborted; Violations say each, and everything else that is wrong.
 	Lost, Duplicated, AbortedReads int
 	Violations                     []string
-	// Crashes are component exits the harness did not cause.
-	Crashes []string
+	// Crashes are component exits the harness did not cause, each with
+	// the last line the process wrote (its error); Caused are the exits a
+	// named case is meant to cause (see causedExit).
+	Crashes, Caused []string
 	// Stats are figures of the run: records per topic, restarts.
 	Stats map[string]int
 	// Notes are what the harness noticed that is no violation (a filter
@@ -164,11 +166,36 @@ func (r *run) execute(ctx context.Context, beforeCheck func(context.Context)) Re
 	res.Stats["txn timeouts"] = in.txnTimeouts(r.prefix + "-")
 	res.Notes = r.problems
 	for _, p := range r.all() {
-		res.Crashes = append(res.Crashes, p.exits()...)
+		for _, x := range p.exits() {
+			if r.causedExit(p.name, x) {
+				res.Caused = append(res.Caused, x)
+			} else {
+				res.Crashes = append(res.Crashes, x)
+			}
+		}
 		res.Stats["starts"] += p.starts
 	}
 	res.Took = time.Since(t0)
 	return res
+}
+
+// causedExit says whether a component's exit is what the schedule's named
+// case does to it: a streamer whose transaction the coordinator aborted
+// (commit-past-txn-timeout) or whose replacement fenced it (zombie) fails
+// its next transactional request, stops on that error, and is started
+// again by its supervisor, as the case intends.
+func (r *run) causedExit(name, exit string) bool {
+	if !strings.HasPrefix(name, Streamer) {
+		return false
+	}
+	fenced := strings.Contains(exit, "PRODUCER_FENCED") || strings.Contains(exit, "INVALID_PRODUCER_EPOCH")
+	switch r.s.Case {
+	case KindCommitPastTxnTO:
+		return fenced || strings.Contains(exit, "INVALID_TXN_STATE")
+	case KindZombie:
+		return fenced
+	}
+	return false
 }
 
 func (r *run) all() []*proc {
