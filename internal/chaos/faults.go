@@ -19,9 +19,11 @@ var FaultKeys = []kmsg.Key{kmsg.EndTxn, kmsg.AddOffsetsToTxn, kmsg.TxnOffsetComm
 // interval, well below its 45s session timeout.
 const GroupSessionTimeout = 4500 * time.Millisecond
 
-// requestFaults are the request-level faults set on the cluster: kfake
-// runs one control function per request key, installed once, which looks
-// up what the current schedule asked for.
+// requestFaults are the request-level faults set on the cluster: the
+// delays and drops the current schedule asked for act on each connection
+// as the broker reads it (wire.go); kfake control functions, installed
+// once, cap transaction and session timeouts, hold OffsetForLeaderEpoch
+// during leader moves, and note which group members are alive.
 type requestFaults struct {
 	c *kfake.Cluster
 
