@@ -30,7 +30,8 @@ type faultListener struct {
 }
 
 // listen is kfake's ListenFn: a TCP listener whose connections pass
-// through f.
+// through f. It reads requests in the clear: the harness's cluster has no
+// TLS, which kfake would put on top of this listener.
 func (f *requestFaults) listen(network, address string) (net.Listener, error) {
 	ln, err := net.Listen(network, address)
 	if err != nil {
@@ -107,10 +108,14 @@ func (f *requestFaults) pump(c net.Conn, w *io.PipeWriter) {
 	}
 }
 
-// onWire returns the rule that applies to one request, if any.
+// onWire returns the rule that applies to one request, if any. Only a
+// request some rule is about is parsed.
 func (f *requestFaults) onWire(body []byte) *rule {
+	if len(body) < 2 || !f.mayMatch(kmsg.Key(binary.BigEndian.Uint16(body))) {
+		return nil
+	}
 	key, client, req, err := parseRequest(body)
-	if err != nil || !f.mayMatch(key) {
+	if err != nil {
 		return nil
 	}
 	return f.match(key, client, req)
