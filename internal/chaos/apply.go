@@ -51,13 +51,17 @@ func (r *run) fault(ctx context.Context, e Event) {
 			r.problem("move %s/%d to broker %d: %v", r.topics.Products, e.N, e.Count, err)
 		}
 	case KindPostgresRestart:
+		from := time.Now()
 		if err := r.in.RestartPostgres(ctx, e.For); err != nil {
 			r.problem("restart PostgreSQL: %v", err)
 		}
+		r.wasDown(KindPostgresRestart, from)
 	case KindTemporalRestart:
+		from := time.Now()
 		if err := r.in.RestartTemporal(ctx, e.For); err != nil {
 			r.problem("restart Temporal: %v", err)
 		}
+		r.wasDown(KindTemporalRestart, from)
 	case KindCommitPastTxnTO:
 		r.commitPastTimeout(e)
 	case KindRebalanceMidTxn:

@@ -32,7 +32,8 @@ type proc struct {
 	paused  bool
 	delay   time.Duration // before the next restart
 	starts  int
-	crashes []string // exits the harness did not cause
+	started time.Time // when the current process started
+	crashes []exit    // exits the harness did not cause
 }
 
 func newProc(name, bin string, args, env []string, logPath string) (*proc, error) {
@@ -63,6 +64,7 @@ func (p *proc) spawnLocked() error {
 		return fmt.Errorf("start %s: %w", p.name, err)
 	}
 	p.starts++
+	p.started = time.Now()
 	p.cmd, p.done, p.killed, p.paused = cmd, make(chan struct{}), false, false
 	go p.watch(cmd, p.done)
 	return nil
@@ -78,7 +80,7 @@ func (p *proc) watch(cmd *exec.Cmd, done chan struct{}) {
 		return
 	}
 	if !p.killed && p.wanted {
-		p.crashes = append(p.crashes, fmt.Sprintf("%s exited by itself (%v): %s", p.name, err, p.tail.lastLine()))
+		p.crashes = append(p.crashes, exit{started: p.started, at: time.Now(), text: fmt.Sprintf("%s exited by itself (%v): %s", p.name, err, p.tail.lastLine())})
 	}
 	fmt.Fprintf(p.logf, "--- chaos: %s exited (%v) at %s\n", p.name, err, time.Now().Format(time.RFC3339Nano))
 	if !p.wanted {
@@ -91,7 +93,7 @@ func (p *proc) watch(cmd *exec.Cmd, done chan struct{}) {
 		defer p.mu.Unlock()
 		if p.wanted && p.cmd == cmd {
 			if err := p.spawnLocked(); err != nil {
-				p.crashes = append(p.crashes, err.Error())
+				p.crashes = append(p.crashes, exit{at: time.Now(), text: err.Error()})
 			}
 		}
 	})
@@ -190,11 +192,18 @@ func (p *proc) stop(grace time.Duration) error {
 	return fmt.Errorf("%s did not stop within %s of SIGTERM", p.name, grace)
 }
 
+// exit is one exit the harness did not cause: when the process started and
+// ended, and what it said last.
+type exit struct {
+	started, at time.Time
+	text        string
+}
+
 // exits returns the exits the harness did not cause.
-func (p *proc) exits() []string {
+func (p *proc) exits() []exit {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return append([]string(nil), p.crashes...)
+	return append([]exit(nil), p.crashes...)
 }
 
 // stopAll stops every process at once.

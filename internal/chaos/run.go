@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -76,6 +77,7 @@ type run struct {
 	evictions int           // dead members the watchdog removed
 	problems  []string
 	faultErrs []string
+	downs     []downWindow // PostgreSQL and Temporal restarts
 }
 
 // Run runs one schedule on the shared infrastructure and checks it.
@@ -167,9 +169,9 @@ func (r *run) execute(ctx context.Context, beforeCheck func(context.Context)) Re
 	for _, p := range r.all() {
 		for _, x := range p.exits() {
 			if r.causedExit(p.name, x) {
-				res.Caused = append(res.Caused, x)
+				res.Caused = append(res.Caused, x.text)
 			} else {
-				res.Crashes = append(res.Crashes, x)
+				res.Crashes = append(res.Crashes, x.text)
 			}
 		}
 		res.Stats["starts"] += p.starts
@@ -178,23 +180,64 @@ func (r *run) execute(ctx context.Context, beforeCheck func(context.Context)) Re
 	return res
 }
 
-// causedExit says whether a component's exit is what the schedule's named
-// case does to it: a streamer whose transaction the coordinator aborted
-// (commit-past-txn-timeout) or whose replacement fenced it (zombie) fails
-// its next transactional request, stops on that error, and is started
-// again by its supervisor, as the case intends.
-func (r *run) causedExit(name, exit string) bool {
-	if !strings.HasPrefix(name, Streamer) {
-		return false
+// downWindow is when a service the schedule restarted was not there.
+type downWindow struct {
+	kind     string // KindPostgresRestart or KindTemporalRestart
+	from, to time.Time
+}
+
+// wasDown notes that the restart of kind, begun at from, is over.
+func (r *run) wasDown(kind string, from time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.downs = append(r.downs, downWindow{kind: kind, from: from, to: time.Now()})
+}
+
+// restartGrace is how long after a service came back an exit for not
+// reaching it still counts as caused by its restart: a process started
+// again while the service was down spends its dial timeout (3s) failing.
+const restartGrace = 5 * time.Second
+
+// causedExit says whether a component's exit is what the schedule did to
+// it:
+//   - a streamer whose transaction the coordinator aborted
+//     (commit-past-txn-timeout) or whose replacement fenced it (zombie)
+//     fails its next transactional request and stops on that error;
+//   - a component started again (after a kill) while the schedule had
+//     PostgreSQL or Temporal down stops because it cannot reach it.
+//
+// Either way its supervisor starts it again, as a real one would.
+func (r *run) causedExit(name string, x exit) bool {
+	txnLost := strings.Contains(x.text, "PRODUCER_FENCED") || strings.Contains(x.text, "INVALID_PRODUCER_EPOCH") ||
+		strings.Contains(x.text, "INVALID_TXN_STATE")
+	if strings.HasPrefix(name, Streamer) && txnLost && (r.s.Case == KindCommitPastTxnTO || r.s.Case == KindZombie) {
+		return true
 	}
-	fenced := strings.Contains(exit, "PRODUCER_FENCED") || strings.Contains(exit, "INVALID_PRODUCER_EPOCH")
-	switch r.s.Case {
-	case KindCommitPastTxnTO:
-		return fenced || strings.Contains(exit, "INVALID_TXN_STATE")
-	case KindZombie:
-		return fenced
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, d := range r.downs {
+		// Only a process started while the service was down: one that
+		// was running when it went away should have waited for it.
+		if x.started.Before(d.from) || x.started.After(d.to) || x.at.After(d.to.Add(restartGrace)) {
+			continue
+		}
+		switch {
+		case d.kind == KindTemporalRestart && strings.Contains(x.text, "cannot reach Temporal"):
+			return true
+		case d.kind == KindPostgresRestart && strings.Contains(x.text, "connect") && strings.Contains(x.text, r.dsnHost()):
+			return true
+		}
 	}
 	return false
+}
+
+// dsnHost is the host:port of the schedule's PostgreSQL, as errors name it.
+func (r *run) dsnHost() string {
+	u, err := url.Parse(r.dsn)
+	if err != nil {
+		return r.dsn
+	}
+	return u.Host
 }
 
 func (r *run) all() []*proc {
