@@ -27,7 +27,8 @@ func TestCausedExits(t *testing.T) {
 		{"", Streamer, 0, 0, txnState, false},                     // no case fences it
 		{KindZombie, Recommender, 0, 0, txnState, false},          // the case is about the streamer
 		{"", Sink, time.Second, 4 * time.Second, pgRefused, true}, // started while PostgreSQL was down
-		{"", Sink, -time.Second, time.Second, pgRefused, false},   // was running: it should have waited
+		{"", Sink, -time.Second, time.Second, pgRefused, true},    // starting when it went down
+		{"", Sink, -time.Minute, time.Second, pgRefused, false},   // was running: it should have waited
 		{"", Sink, time.Second, 10 * time.Second, pgRefused, false},
 		{"", Worker, time.Minute, time.Minute + 3*time.Second, noTemporal, true},
 		{"", Worker, time.Second, 4 * time.Second, noTemporal, false}, // PostgreSQL, not Temporal, was down

@@ -203,8 +203,9 @@ const restartGrace = 5 * time.Second
 //   - a streamer whose transaction the coordinator aborted
 //     (commit-past-txn-timeout) or whose replacement fenced it (zombie)
 //     fails its next transactional request and stops on that error;
-//   - a component started again (after a kill) while the schedule had
-//     PostgreSQL or Temporal down stops because it cannot reach it.
+//   - a component started again (after a kill) just before or while the
+//     schedule had PostgreSQL or Temporal down stops because it cannot
+//     reach it.
 //
 // Either way its supervisor starts it again, as a real one would.
 func (r *run) causedExit(name string, x exit) bool {
@@ -216,9 +217,11 @@ func (r *run) causedExit(name string, x exit) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, d := range r.downs {
-		// Only a process started while the service was down: one that
-		// was running when it went away should have waited for it.
-		if x.started.Before(d.from) || x.started.After(d.to) || x.at.After(d.to.Add(restartGrace)) {
+		// Only a process that was starting when the service went away
+		// (seed 46: the sink's first connection met PostgreSQL shutting
+		// down) or started while it was down; one that had been running
+		// should have waited for it.
+		if x.started.Before(d.from.Add(-restartGrace)) || x.started.After(d.to) || x.at.Before(d.from) || x.at.After(d.to.Add(restartGrace)) {
 			continue
 		}
 		switch {
