@@ -28,8 +28,10 @@ func (r *run) fault(ctx context.Context, e Event) {
 		time.Sleep(e.For)
 		p.resume()
 	case KindDelay:
-		r.in.faults.add(&rule{Key: e.Key, Delay: e.For, Until: time.Now().Add(2 * e.For), Left: -1})
+		delay := &rule{Key: e.Key, Delay: e.For, Until: time.Now().Add(2 * e.For), Left: -1}
+		r.in.faults.add(delay)
 		time.Sleep(2 * e.For)
+		r.tookRequests(e, delay)
 	case KindDrop:
 		drop := &rule{Key: e.Key, Drop: true, Until: time.Now().Add(loadWindow), Left: e.Count, Client: clients.ClientID(e.Target)}
 		r.in.faults.add(drop)
@@ -38,7 +40,7 @@ func (r *run) fault(ctx context.Context, e Event) {
 		for !r.in.faults.spent(drop) && time.Now().Before(drop.Until) {
 			time.Sleep(50 * time.Millisecond)
 		}
-		r.event("%s: %d requests dropped", e, drop.hits.Load())
+		r.tookRequests(e, drop)
 	case KindShuffleLeaders:
 		t := r.topics
 		if err := r.in.moveLeaders(ctx, -1, -1, t.Products, t.Filtered, t.CompleteProducts, t.Find, t.Recommendations, t.Filter, t.FilterApplied); err != nil {
@@ -70,6 +72,21 @@ func (r *run) fault(ctx context.Context, e Event) {
 		r.zombie(e)
 	case KindSinkCopyKill:
 		r.sinkCopyKill(ctx, e)
+	}
+}
+
+// tookRequests notes in events.log how many requests a delay or drop took,
+// and counts the ones that took none: the component sent no such request
+// in the fault's window. franz-go's transactions (KIP-890 part 2) send no
+// AddPartitionsToTxn nor AddOffsetsToTxn at all, so faults on those never
+// take a request.
+func (r *run) tookRequests(e Event, rl *rule) {
+	n := rl.hits.Load()
+	r.event("%s: took %d requests", e, n)
+	if n == 0 {
+		r.mu.Lock()
+		r.idle++
+		r.mu.Unlock()
 	}
 }
 

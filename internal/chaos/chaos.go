@@ -44,6 +44,8 @@ type Summary struct {
 	Crashes, Caused int
 	// Exits lists the Crashes, seed by seed.
 	Exits []string
+	// Idle counts the delays and drops that took no request.
+	Idle int
 }
 
 // Add counts one schedule.
@@ -61,6 +63,7 @@ func (s *Summary) Add(r Result) {
 	s.Aborted += r.AbortedReads
 	s.Crashes += len(r.Crashes)
 	s.Caused += len(r.Caused)
+	s.Idle += r.Stats["idle faults"]
 	for _, c := range r.Crashes {
 		s.Exits = append(s.Exits, fmt.Sprintf("seed %d: %s", r.Schedule.Seed, c))
 	}

@@ -146,7 +146,7 @@ func TestChaos(t *testing.T) {
 	}
 	close(next)
 	wg.Wait()
-	fmt.Printf("chaos: faults by kind: %s\n", sum.Kinds())
+	fmt.Printf("chaos: faults by kind: %s; %d of the delays and drops took no request (events.log says which)\n", sum.Kinds(), sum.Idle)
 	fmt.Printf("chaos: %d component exits no fault explains, %d the named cases caused; %d lanes, %s in all\n", sum.Crashes, sum.Caused, len(infra), time.Since(t0).Round(time.Second))
 	for _, x := range sum.Exits {
 		fmt.Printf("chaos: exit: %s\n", x)

@@ -75,6 +75,7 @@ type run struct {
 	inputs    *inputs
 	emulated  time.Duration // how long converge waited for the emulation
 	evictions int           // dead members the watchdog removed
+	idle      int           // delays and drops that took no request
 	problems  []string
 	faultErrs []string
 	downs     []downWindow // PostgreSQL and Temporal restarts
@@ -164,6 +165,9 @@ func (r *run) execute(ctx context.Context, beforeCheck func(context.Context)) Re
 	}
 	lap("stop")
 	res.Stats["evictions"] = r.evictions
+	r.mu.Lock()
+	res.Stats["idle faults"] = r.idle
+	r.mu.Unlock()
 	res.Stats["txn timeouts"] = in.txnTimeouts(r.prefix + "-")
 	res.Notes = append(res.Notes, r.problems...)
 	for _, p := range r.all() {
