@@ -200,7 +200,7 @@ func (in *Infra) RestartPostgres(ctx context.Context, down time.Duration) error 
 	case <-ctx.Done():
 	case <-time.After(down):
 	}
-	return in.startPostgres(context.WithoutCancel(ctx))
+	return restartWithin(func() error { return in.startPostgres(context.WithoutCancel(ctx)) })
 }
 
 // Database creates a database of its own for a schedule and returns its DSN.
@@ -226,9 +226,11 @@ func (in *Infra) startTemporal(ctx context.Context) error {
 		return err
 	}
 	in.temporal = s
-	// The restart reuses the ports the first start picked.
+	// The restart reuses the frontend port the first start picked, which
+	// the processes were given; the Web UI's, which nobody here uses, is
+	// picked anew each time (seed 15: another process had taken it while
+	// Temporal was down, and the lane's Temporal never came back).
 	in.tOpts.TemporalPort = port(s.TemporalAddress)
-	in.tOpts.TemporalUIPort = port(s.TemporalUIURL)
 	if in.tc == nil {
 		in.tc, err = temporalclient.Dial(ctx, temporalclient.Options{HostPort: s.TemporalAddress, Namespace: "default"})
 		if err != nil {
@@ -250,7 +252,21 @@ func (in *Infra) RestartTemporal(ctx context.Context, down time.Duration) error 
 	case <-ctx.Done():
 	case <-time.After(down):
 	}
-	return in.startTemporal(context.WithoutCancel(ctx))
+	return restartWithin(func() error { return in.startTemporal(context.WithoutCancel(ctx)) })
+}
+
+// restartWithin starts a service again, retrying for a few seconds: its
+// port can be held for a moment by a connection another process made
+// from it while the service was down.
+func restartWithin(start func() error) error {
+	var err error
+	for range 10 {
+		if err = start(); err == nil {
+			return nil
+		}
+		time.Sleep(time.Second)
+	}
+	return err
 }
 
 // moveLeaders moves partition p of topics to broker (every partition of
