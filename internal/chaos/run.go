@@ -132,7 +132,9 @@ func (r *run) execute(ctx context.Context, beforeCheck func(context.Context)) Re
 		state, serr := r.lagState(sctx, health.Kafka{Admin: in.Admin, Kafka: in.Clients}, r.groupList(), r.topicList())
 		cancel()
 		r.event("not settled: %q (err %v)", state, serr)
-		res.Notes = append(res.Notes, fmt.Sprintf("what was not done at the end: %s", state))
+		if state != "" {
+			res.Notes = append(res.Notes, "what was not done at the end: "+state)
+		}
 		for _, c := range []string{Streamer, Recommender, Sink, Collector} {
 			if g := in.Kafka.GroupInfo(r.groups[c]); g != nil {
 				r.event("group %s: state %s, epoch %d, %d members", g.Group, g.State, g.Epoch, len(g.Members))
