@@ -8,6 +8,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/shopstream/shopstream/internal/clients"
 )
 
 // fault applies one fault and returns once it has healed.
@@ -26,10 +28,19 @@ func (r *run) fault(ctx context.Context, e Event) {
 		time.Sleep(e.For)
 		p.resume()
 	case KindDelay:
-		r.in.faults.add(&rule{Key: e.Key, Delay: e.For, Until: time.Now().Add(2 * e.For), Left: -1})
+		delay := &rule{Key: e.Key, Delay: e.For, Until: time.Now().Add(2 * e.For), Left: -1}
+		r.in.faults.add(delay)
 		time.Sleep(2 * e.For)
+		r.tookRequests(e, delay)
 	case KindDrop:
-		r.in.faults.add(&rule{Key: e.Key, Drop: true, Until: time.Now().Add(loadWindow), Left: e.Count, Match: r.of(e.Target)})
+		drop := &rule{Key: e.Key, Drop: true, Until: time.Now().Add(loadWindow), Left: e.Count, Client: clients.ClientID(e.Target)}
+		r.in.faults.add(drop)
+		// The fault lasts until its requests are dropped or its window
+		// closes; events.log says how many it took.
+		for !r.in.faults.spent(drop) && time.Now().Before(drop.Until) {
+			time.Sleep(50 * time.Millisecond)
+		}
+		r.tookRequests(e, drop)
 	case KindShuffleLeaders:
 		t := r.topics
 		if err := r.in.moveLeaders(ctx, -1, -1, t.Products, t.Filtered, t.CompleteProducts, t.Find, t.Recommendations, t.Filter, t.FilterApplied); err != nil {
@@ -42,13 +53,17 @@ func (r *run) fault(ctx context.Context, e Event) {
 			r.problem("move %s/%d to broker %d: %v", r.topics.Products, e.N, e.Count, err)
 		}
 	case KindPostgresRestart:
+		from := time.Now()
 		if err := r.in.RestartPostgres(ctx, e.For); err != nil {
 			r.problem("restart PostgreSQL: %v", err)
 		}
+		r.wasDown(KindPostgresRestart, from)
 	case KindTemporalRestart:
+		from := time.Now()
 		if err := r.in.RestartTemporal(ctx, e.For); err != nil {
 			r.problem("restart Temporal: %v", err)
 		}
+		r.wasDown(KindTemporalRestart, from)
 	case KindCommitPastTxnTO:
 		r.commitPastTimeout(e)
 	case KindRebalanceMidTxn:
@@ -60,20 +75,18 @@ func (r *run) fault(ctx context.Context, e Event) {
 	}
 }
 
-// of matches the requests of a component: those that carry its
-// transactional id or group; requests that carry neither (a fetch) match
-// whoever sends them.
-func (r *run) of(component string) func(kmsg.Request) bool {
-	prefix := r.prefix + "-" + component
-	if component == Worker {
-		prefix = "shopstream-emulate/" + r.wfID
-	}
-	return func(req kmsg.Request) bool {
-		id, g := owners(req)
-		if id == "" && g == "" {
-			return true
-		}
-		return strings.HasPrefix(id, prefix) || strings.HasPrefix(g, prefix)
+// tookRequests notes in events.log how many requests a delay or drop took,
+// and counts the ones that took none: the component sent no such request
+// in the fault's window. franz-go's transactions (KIP-890 part 2) send no
+// AddPartitionsToTxn nor AddOffsetsToTxn at all, so faults on those never
+// take a request.
+func (r *run) tookRequests(e Event, rl *rule) {
+	n := rl.hits.Load()
+	r.event("%s: took %d requests", e, n)
+	if n == 0 {
+		r.mu.Lock()
+		r.idle++
+		r.mu.Unlock()
 	}
 }
 
@@ -112,8 +125,8 @@ const CommitPastTimeoutTxn = 1500 * time.Millisecond
 // that the cooperative rebalance spans several of them, and stops it again
 // after e.For (another rebalance).
 func (r *run) rebalanceMidTxn(e Event) {
-	r.in.faults.add(&rule{Key: kmsg.JoinGroup, Delay: 200 * time.Millisecond, Until: time.Now().Add(e.For + time.Second), Left: -1, Match: r.of(Streamer)})
-	r.in.faults.add(&rule{Key: kmsg.SyncGroup, Delay: 200 * time.Millisecond, Until: time.Now().Add(e.For + time.Second), Left: -1, Match: r.of(Streamer)})
+	r.in.faults.add(&rule{Key: kmsg.JoinGroup, Delay: 200 * time.Millisecond, Until: time.Now().Add(e.For + time.Second), Left: -1, Client: clients.ClientID(Streamer)})
+	r.in.faults.add(&rule{Key: kmsg.SyncGroup, Delay: 200 * time.Millisecond, Until: time.Now().Add(e.For + time.Second), Left: -1, Client: clients.ClientID(Streamer)})
 	p, err := r.spawnExtra(Streamer+"-1", r.streamerArgs(1)...)
 	if err != nil {
 		r.problem("start a second streamer: %v", err)

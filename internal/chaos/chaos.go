@@ -39,7 +39,13 @@ type Summary struct {
 	Schedules, Faults, Lost, Duplicated, Aborted int
 	ByKind                                       map[string]int
 	Failed                                       []Result
-	Crashes                                      int
+	// Crashes are the exits no fault explains, Caused the ones the named
+	// cases are meant to cause.
+	Crashes, Caused int
+	// Exits lists the Crashes, seed by seed.
+	Exits []string
+	// Idle counts the delays and drops that took no request.
+	Idle int
 }
 
 // Add counts one schedule.
@@ -56,6 +62,11 @@ func (s *Summary) Add(r Result) {
 	s.Duplicated += r.Duplicated
 	s.Aborted += r.AbortedReads
 	s.Crashes += len(r.Crashes)
+	s.Caused += len(r.Caused)
+	s.Idle += r.Stats["idle faults"]
+	for _, c := range r.Crashes {
+		s.Exits = append(s.Exits, fmt.Sprintf("seed %d: %s", r.Schedule.Seed, c))
+	}
 	if !r.OK() {
 		s.Failed = append(s.Failed, r)
 	}
@@ -99,6 +110,9 @@ func Line(r Result) string {
 	}
 	if n := r.Stats["evictions"]; n > 0 {
 		extra += fmt.Sprintf(", %d dead members evicted", n)
+	}
+	if n := len(r.Caused); n > 0 {
+		extra += fmt.Sprintf(", %d exits the case caused", n)
 	}
 	return fmt.Sprintf("seed %4d %-26s %d products, %d records, faults [%s], %d lost, %d duplicated, %d aborted reads, %d restarts, %d crashes%s, %.1fs: %s",
 		r.Schedule.Seed, caseName(r.Schedule.Case), r.Schedule.Products, r.Stats["records"], strings.Join(faults, " "),

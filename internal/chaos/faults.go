@@ -19,9 +19,11 @@ var FaultKeys = []kmsg.Key{kmsg.EndTxn, kmsg.AddOffsetsToTxn, kmsg.TxnOffsetComm
 // interval, well below its 45s session timeout.
 const GroupSessionTimeout = 4500 * time.Millisecond
 
-// requestFaults are the request-level faults set on the cluster: kfake
-// runs one control function per request key, installed once, which looks
-// up what the current schedule asked for.
+// requestFaults are the request-level faults set on the cluster: the
+// delays and drops the current schedule asked for act on each connection
+// as the broker reads it (wire.go); kfake control functions, installed
+// once, cap transaction and session timeouts, hold OffsetForLeaderEpoch
+// during leader moves, and note which group members are alive.
 type requestFaults struct {
 	c *kfake.Cluster
 
@@ -37,16 +39,18 @@ type requestFaults struct {
 	moving chan struct{}
 }
 
-// rule delays (Delay > 0) or drops the requests of Key that Match accepts,
-// until Until or Left more requests.
+// rule delays (Delay > 0) or drops the requests of Key that Client sent
+// (a client id prefix; "" for every client) and Match accepts, until Until
+// or Left more requests. Rules act on the wire (see wire.go).
 type rule struct {
-	Key   kmsg.Key
-	Delay time.Duration
-	Drop  bool
-	Match func(kmsg.Request) bool
-	Until time.Time
-	Left  int
-	hits  atomic.Int64
+	Key    kmsg.Key
+	Delay  time.Duration
+	Drop   bool
+	Client string
+	Match  func(kmsg.Request) bool
+	Until  time.Time
+	Left   int
+	hits   atomic.Int64
 }
 
 func newRequestFaults() *requestFaults {
@@ -95,32 +99,35 @@ func (f *requestFaults) install(c *kfake.Cluster) {
 		}
 		return nil, nil, false
 	})
-	for _, key := range FaultKeys {
+	for _, key := range []kmsg.Key{kmsg.Heartbeat, kmsg.JoinGroup, kmsg.SyncGroup, kmsg.TxnOffsetCommit} {
 		c.ControlKey(int16(key), func(req kmsg.Request) (kmsg.Response, error, bool) {
 			c.KeepControl()
 			f.sawMember(req)
-			r := f.match(key, req)
-			if r == nil {
-				return nil, nil, false
-			}
-			if r.Drop {
-				// No answer: the client waits for its request timeout,
-				// as for a response lost on the network.
-				return nil, nil, true
-			}
-			c.SleepControl(func() { time.Sleep(r.Delay) })
 			return nil, nil, false
 		})
 	}
 }
 
-// match returns the rule that applies to a request now, if any.
-func (f *requestFaults) match(key kmsg.Key, req kmsg.Request) *rule {
+// mayMatch says whether a rule for key is set at all, so that the wire
+// parses only the requests a rule may be about.
+func (f *requestFaults) mayMatch(key kmsg.Key) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, r := range f.rules {
+		if r.Key == key {
+			return true
+		}
+	}
+	return false
+}
+
+// match returns the rule that applies now to a request of client, if any.
+func (f *requestFaults) match(key kmsg.Key, client string, req kmsg.Request) *rule {
 	now := time.Now()
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for _, r := range f.rules {
-		if r.Key != key || now.After(r.Until) || r.Left == 0 || (r.Match != nil && !r.Match(req)) {
+		if r.Key != key || now.After(r.Until) || r.Left == 0 || !strings.HasPrefix(client, r.Client) || (r.Match != nil && !r.Match(req)) {
 			continue
 		}
 		if r.Left > 0 {
@@ -176,6 +183,13 @@ func (f *requestFaults) hold() (release func()) {
 	}
 }
 
+// spent says whether a rule has taken every request it was set for.
+func (f *requestFaults) spent(r *rule) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return r.Left == 0
+}
+
 func (f *requestFaults) add(r *rule) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -194,33 +208,4 @@ func (f *requestFaults) clear() {
 	defer f.mu.Unlock()
 	f.rules = nil
 	f.caps = map[string]time.Duration{}
-}
-
-// owners are the transactional id and the consumer group a request
-// carries, each "" when it carries none.
-func owners(req kmsg.Request) (txnID, group string) {
-	switch r := req.(type) {
-	case *kmsg.EndTxnRequest:
-		return r.TransactionalID, ""
-	case *kmsg.AddOffsetsToTxnRequest:
-		return r.TransactionalID, r.Group
-	case *kmsg.TxnOffsetCommitRequest:
-		return r.TransactionalID, r.Group
-	case *kmsg.AddPartitionsToTxnRequest:
-		if r.TransactionalID == "" && len(r.Transactions) > 0 {
-			return r.Transactions[0].TransactionalID, ""
-		}
-		return r.TransactionalID, ""
-	case *kmsg.ProduceRequest:
-		if r.TransactionID != nil {
-			return *r.TransactionID, ""
-		}
-	case *kmsg.HeartbeatRequest:
-		return "", r.Group
-	case *kmsg.JoinGroupRequest:
-		return "", r.Group
-	case *kmsg.SyncGroupRequest:
-		return "", r.Group
-	}
-	return "", ""
 }

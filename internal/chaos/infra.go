@@ -40,6 +40,11 @@ const Brokers = 3
 // own (longer) timeout.
 const TxnTimeoutCap = 10 * time.Second
 
+// HarnessClientID is the client id of the harness's own Kafka clients (its
+// checker, searches and admin requests): a fault aimed at a component
+// never reaches them.
+const HarnessClientID = "shopstream-chaos"
+
 // Infra is what every schedule shares, started once: the shopstream binary,
 // a 3-broker kfake cluster in this process (so that faults can be set on
 // its requests), a schema registry, PostgreSQL, the Temporal dev server, and
@@ -115,6 +120,8 @@ func StartInfra(ctx context.Context, o InfraOptions) (_ *Infra, err error) {
 	in.Kafka, err = kfake.NewCluster(
 		kfake.WithLogger(kfake.BasicLogger(klog, kfake.LogLevelWarn)),
 		kfake.NumBrokers(Brokers),
+		// Every connection passes the schedule's request faults (wire.go).
+		kfake.ListenFn(in.faults.listen),
 		kfake.DefaultNumPartitions(3),
 		kfake.GroupMinSessionTimeout(GroupSessionTimeout),
 		// No compaction during a run: the checker reads every filter
@@ -130,6 +137,7 @@ func StartInfra(ctx context.Context, o InfraOptions) (_ *Infra, err error) {
 	if in.Clients, err = clients.NewKafka(clients.KafkaOptions{Brokers: in.Brokers, DialTimeout: 3 * time.Second}); err != nil {
 		return nil, err
 	}
+	in.Clients = in.Clients.With(kgo.ClientID(HarnessClientID))
 	cl, err := in.Clients.NewClient()
 	if err != nil {
 		return nil, err
@@ -192,7 +200,7 @@ func (in *Infra) RestartPostgres(ctx context.Context, down time.Duration) error 
 	case <-ctx.Done():
 	case <-time.After(down):
 	}
-	return in.startPostgres(context.WithoutCancel(ctx))
+	return restartWithin(func() error { return in.startPostgres(context.WithoutCancel(ctx)) })
 }
 
 // Database creates a database of its own for a schedule and returns its DSN.
@@ -218,9 +226,11 @@ func (in *Infra) startTemporal(ctx context.Context) error {
 		return err
 	}
 	in.temporal = s
-	// The restart reuses the ports the first start picked.
+	// The restart reuses the frontend port the first start picked, which
+	// the processes were given; the Web UI's, which nobody here uses, is
+	// picked anew each time (seed 15: another process had taken it while
+	// Temporal was down, and the lane's Temporal never came back).
 	in.tOpts.TemporalPort = port(s.TemporalAddress)
-	in.tOpts.TemporalUIPort = port(s.TemporalUIURL)
 	if in.tc == nil {
 		in.tc, err = temporalclient.Dial(ctx, temporalclient.Options{HostPort: s.TemporalAddress, Namespace: "default"})
 		if err != nil {
@@ -242,7 +252,21 @@ func (in *Infra) RestartTemporal(ctx context.Context, down time.Duration) error 
 	case <-ctx.Done():
 	case <-time.After(down):
 	}
-	return in.startTemporal(context.WithoutCancel(ctx))
+	return restartWithin(func() error { return in.startTemporal(context.WithoutCancel(ctx)) })
+}
+
+// restartWithin starts a service again, retrying for a few seconds: its
+// port can be held for a moment by a connection another process made
+// from it while the service was down.
+func restartWithin(start func() error) error {
+	var err error
+	for range 10 {
+		if err = start(); err == nil {
+			return nil
+		}
+		time.Sleep(time.Second)
+	}
+	return err
 }
 
 // moveLeaders moves partition p of topics to broker (every partition of

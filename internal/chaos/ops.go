@@ -114,21 +114,22 @@ func (r *run) search(ctx context.Context, user string, n int) {
 	r.searchFor(ctx, user, p.Name)
 }
 
-func (r *run) searchFor(ctx context.Context, user, query string) {
+func (r *run) searchFor(ctx context.Context, user, query string) (searchedAt time.Time) {
 	id := fmt.Sprintf("%s-search-%d", r.prefix, r.inputs.searchIDs.Add(1))
 	sp := records.SearchPrompt{SearchID: id, UserID: user, Query: query, SearchedAt: time.Now().UTC().Truncate(time.Millisecond)}
 	val, err := r.in.Serde.Encode(ctx, nil, r.topics.Find, &sp)
 	if err != nil {
 		r.problem("encode a search: %v", err)
-		return
+		return sp.SearchedAt
 	}
 	if err := r.produce(ctx, &kgo.Record{Topic: r.topics.Find, Key: []byte(user), Value: val}); err != nil {
 		r.problem("produce a search: %v", err)
-		return
+		return sp.SearchedAt
 	}
 	r.inputs.mu.Lock()
 	r.inputs.searches = append(r.inputs.searches, sp)
 	r.inputs.mu.Unlock()
+	return sp.SearchedAt
 }
 
 // produce writes records from the harness, retrying until Kafka takes
@@ -253,7 +254,9 @@ func (r *run) finalSearches(ctx context.Context) error {
 // recommendation). Each partition is probed with a search, by a user of
 // its own, for the name of its last product, until the recommendation
 // lists that product; the probes are searches like any other, so the
-// checker holds them to the same join.
+// checker holds them to the same join. A probe joined while the table
+// still lacked its product is searched again: a recommendation changes
+// only with a new search.
 func (r *run) waitTable(ctx context.Context) error {
 	l, err := readTopic(ctx, r.in.Clients, r.in.Admin, r.topics.Filtered)
 	if err != nil {
@@ -267,46 +270,66 @@ func (r *run) waitTable(ctx context.Context) error {
 			last[rec.Partition] = rec
 		}
 	}
-	want := map[string]string{} // probe user -> product key
+	type probe struct {
+		key, name string
+		at        time.Time // when it was last searched
+	}
+	probes := map[string]*probe{} // by user
 	for p, rec := range last {
 		var prod records.Product
 		if r.in.Serde.Decode(ctx, rec.Value, &prod) != nil {
 			continue
 		}
+		pr := &probe{key: string(rec.Key), name: prod.Name}
 		user := fmt.Sprintf("probe-%d", p)
-		r.searchFor(ctx, user, prod.Name)
-		want[user] = string(rec.Key)
+		pr.at = r.searchFor(ctx, user, pr.name)
+		probes[user] = pr
 	}
 	for {
 		recs, err := readTopic(ctx, r.in.Clients, r.in.Admin, r.topics.Recommendations)
 		if err != nil {
 			return err
 		}
-		latest, waiting := recs.latest(), ""
-		for user, key := range want {
-			if !r.recommends(ctx, latest[user], key) {
-				waiting = user
-				break
+		latest, waiting, why := recs.latest(), "", ""
+		for user, pr := range probes {
+			rc, ok := r.recommendation(ctx, latest[user])
+			switch {
+			case ok && recommends(rc, pr.key):
+				continue
+			case ok && !rc.LastSearchedAt.Before(pr.at):
+				// Joined, but before the table had the product.
+				why = "its search was joined without it, and searched again"
+				pr.at = r.searchFor(ctx, user, pr.name)
+			default:
+				why = "its last search was not joined"
 			}
+			waiting = user
+			break
 		}
 		if waiting == "" {
 			return nil
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("the recommender's table did not catch up with %s within %s: %s was not recommended %s", r.topics.Filtered, ConvergeTimeout, waiting, want[waiting])
+			return fmt.Errorf("the recommender's table did not catch up with %s within %s: %s was not recommended %s (%s)",
+				r.topics.Filtered, ConvergeTimeout, waiting, probes[waiting].key, why)
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
 }
 
-// recommends says whether rec, a user's latest Recommendation, lists key
-// (or is full, when the name is shared by more products than it keeps).
-func (r *run) recommends(ctx context.Context, rec *kgo.Record, key string) bool {
+// recommendation decodes a user's latest Recommendation record.
+func (r *run) recommendation(ctx context.Context, rec *kgo.Record) (*records.Recommendation, bool) {
 	var rc records.Recommendation
 	if rec == nil || rec.Value == nil || r.in.Serde.Decode(ctx, rec.Value, &rc) != nil {
-		return false
+		return nil, false
 	}
+	return &rc, true
+}
+
+// recommends says whether a Recommendation lists key (or is full, when the
+// name is shared by more products than it keeps).
+func recommends(rc *records.Recommendation, key string) bool {
 	if len(rc.Products) >= recommender.MaxProducts {
 		return true
 	}

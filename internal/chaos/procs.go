@@ -1,8 +1,10 @@
 package chaos
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"sync"
@@ -18,6 +20,9 @@ type proc struct {
 	args []string
 	env  []string
 	logf *os.File
+	// tail keeps the end of what the current process wrote, so that an
+	// exit the harness did not cause is reported with its error.
+	tail *tailWriter
 
 	mu      sync.Mutex
 	cmd     *exec.Cmd
@@ -27,7 +32,8 @@ type proc struct {
 	paused  bool
 	delay   time.Duration // before the next restart
 	starts  int
-	crashes []string // exits the harness did not cause
+	started time.Time // when the current process started
+	crashes []exit    // exits the harness did not cause
 }
 
 func newProc(name, bin string, args, env []string, logPath string) (*proc, error) {
@@ -49,13 +55,16 @@ func (p *proc) start() error {
 func (p *proc) spawnLocked() error {
 	cmd := exec.Command(p.bin, p.args...)
 	cmd.Env = p.env
-	cmd.Stdout, cmd.Stderr = p.logf, p.logf
+	p.tail = &tailWriter{}
+	out := io.MultiWriter(p.logf, p.tail)
+	cmd.Stdout, cmd.Stderr = out, out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	fmt.Fprintf(p.logf, "--- chaos: start %s (#%d) at %s\n", p.name, p.starts+1, time.Now().Format(time.RFC3339Nano))
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start %s: %w", p.name, err)
 	}
 	p.starts++
+	p.started = time.Now()
 	p.cmd, p.done, p.killed, p.paused = cmd, make(chan struct{}), false, false
 	go p.watch(cmd, p.done)
 	return nil
@@ -71,7 +80,7 @@ func (p *proc) watch(cmd *exec.Cmd, done chan struct{}) {
 		return
 	}
 	if !p.killed && p.wanted {
-		p.crashes = append(p.crashes, fmt.Sprintf("%s exited by itself: %v", p.name, err))
+		p.crashes = append(p.crashes, exit{started: p.started, at: time.Now(), text: fmt.Sprintf("%s exited by itself (%v): %s", p.name, err, p.tail.lastLine())})
 	}
 	fmt.Fprintf(p.logf, "--- chaos: %s exited (%v) at %s\n", p.name, err, time.Now().Format(time.RFC3339Nano))
 	if !p.wanted {
@@ -84,7 +93,7 @@ func (p *proc) watch(cmd *exec.Cmd, done chan struct{}) {
 		defer p.mu.Unlock()
 		if p.wanted && p.cmd == cmd {
 			if err := p.spawnLocked(); err != nil {
-				p.crashes = append(p.crashes, err.Error())
+				p.crashes = append(p.crashes, exit{at: time.Now(), text: err.Error()})
 			}
 		}
 	})
@@ -183,11 +192,18 @@ func (p *proc) stop(grace time.Duration) error {
 	return fmt.Errorf("%s did not stop within %s of SIGTERM", p.name, grace)
 }
 
+// exit is one exit the harness did not cause: when the process started and
+// ended, and what it said last.
+type exit struct {
+	started, at time.Time
+	text        string
+}
+
 // exits returns the exits the harness did not cause.
-func (p *proc) exits() []string {
+func (p *proc) exits() []exit {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return append([]string(nil), p.crashes...)
+	return append([]exit(nil), p.crashes...)
 }
 
 // stopAll stops every process at once.
@@ -203,4 +219,34 @@ func stopAll(ps []*proc, grace time.Duration) error {
 	}
 	wg.Wait()
 	return errors.Join(errs...)
+}
+
+// tailWriter keeps the last few kilobytes written to it.
+type tailWriter struct {
+	mu  sync.Mutex
+	buf []byte
+}
+
+const tailSize = 4 << 10
+
+func (t *tailWriter) Write(b []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.buf = append(t.buf, b...)
+	if len(t.buf) > tailSize {
+		t.buf = append(t.buf[:0], t.buf[len(t.buf)-tailSize:]...)
+	}
+	return len(b), nil
+}
+
+// lastLine is the last line written, where a process that stops on an
+// error says why.
+func (t *tailWriter) lastLine() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	b := bytes.TrimRight(t.buf, "\n")
+	if i := bytes.LastIndexByte(b, '\n'); i >= 0 {
+		b = b[i+1:]
+	}
+	return string(b)
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -38,8 +39,10 @@ type Result struct {
 	// aborted; Violations say each, and everything else that is wrong.
 	Lost, Duplicated, AbortedReads int
 	Violations                     []string
-	// Crashes are component exits the harness did not cause.
-	Crashes []string
+	// Crashes are component exits the harness did not cause, each with
+	// the last line the process wrote (its error); Caused are the exits a
+	// named case is meant to cause (see causedExit).
+	Crashes, Caused []string
 	// Stats are figures of the run: records per topic, restarts.
 	Stats map[string]int
 	// Notes are what the harness noticed that is no violation (a filter
@@ -72,21 +75,15 @@ type run struct {
 	inputs    *inputs
 	emulated  time.Duration // how long converge waited for the emulation
 	evictions int           // dead members the watchdog removed
+	idle      int           // delays and drops that took no request
 	problems  []string
 	faultErrs []string
+	downs     []downWindow // PostgreSQL and Temporal restarts
 }
 
 // Run runs one schedule on the shared infrastructure and checks it.
 func (in *Infra) Run(ctx context.Context, s Schedule) Result {
 	return in.newRun(s).execute(ctx, nil)
-}
-
-// Retry runs schedule s once more under names of its own (prefix
-// c<seed>r), for make test's one retry of a failed schedule.
-func (in *Infra) Retry(ctx context.Context, s Schedule) Result {
-	r := in.newRun(s)
-	r.prefix += "r"
-	return r.execute(ctx, nil)
 }
 
 func (in *Infra) newRun(s Schedule) *run {
@@ -128,7 +125,16 @@ func (r *run) execute(ctx context.Context, beforeCheck func(context.Context)) Re
 	if err != nil {
 		res.Violations = append(res.Violations, err.Error())
 		// What the groups looked like goes into events.log, and what every
-		// process was doing into its log.
+		// process was doing into its log. What is still unread or open
+		// tells a join that takes no prompts (a lag on the find topic)
+		// from a table behind or a transaction left open.
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		state, serr := r.lagState(sctx, health.Kafka{Admin: in.Admin, Kafka: in.Clients}, r.groupList(), r.topicList())
+		cancel()
+		r.event("not settled: %q (err %v)", state, serr)
+		if state != "" {
+			res.Notes = append(res.Notes, "what was not done at the end: "+state)
+		}
 		for _, c := range []string{Streamer, Recommender, Sink, Collector} {
 			if g := in.Kafka.GroupInfo(r.groups[c]); g != nil {
 				r.event("group %s: state %s, epoch %d, %d members", g.Group, g.State, g.Epoch, len(g.Members))
@@ -161,14 +167,86 @@ func (r *run) execute(ctx context.Context, beforeCheck func(context.Context)) Re
 	}
 	lap("stop")
 	res.Stats["evictions"] = r.evictions
+	r.mu.Lock()
+	res.Stats["idle faults"] = r.idle
+	r.mu.Unlock()
 	res.Stats["txn timeouts"] = in.txnTimeouts(r.prefix + "-")
-	res.Notes = r.problems
+	res.Notes = append(res.Notes, r.problems...)
 	for _, p := range r.all() {
-		res.Crashes = append(res.Crashes, p.exits()...)
+		for _, x := range p.exits() {
+			if r.causedExit(p.name, x) {
+				res.Caused = append(res.Caused, x.text)
+			} else {
+				res.Crashes = append(res.Crashes, x.text)
+			}
+		}
 		res.Stats["starts"] += p.starts
 	}
 	res.Took = time.Since(t0)
 	return res
+}
+
+// downWindow is when a service the schedule restarted was not there.
+type downWindow struct {
+	kind     string // KindPostgresRestart or KindTemporalRestart
+	from, to time.Time
+}
+
+// wasDown notes that the restart of kind, begun at from, is over.
+func (r *run) wasDown(kind string, from time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.downs = append(r.downs, downWindow{kind: kind, from: from, to: time.Now()})
+}
+
+// restartGrace is how long after a service came back an exit for not
+// reaching it still counts as caused by its restart: a process started
+// again while the service was down spends its dial timeout (3s) failing.
+const restartGrace = 5 * time.Second
+
+// causedExit says whether a component's exit is what the schedule did to
+// it:
+//   - a streamer whose transaction the coordinator aborted
+//     (commit-past-txn-timeout) or whose replacement fenced it (zombie)
+//     fails its next transactional request and stops on that error;
+//   - a component started again (after a kill) just before or while the
+//     schedule had PostgreSQL or Temporal down stops because it cannot
+//     reach it.
+//
+// Either way its supervisor starts it again, as a real one would.
+func (r *run) causedExit(name string, x exit) bool {
+	txnLost := strings.Contains(x.text, "PRODUCER_FENCED") || strings.Contains(x.text, "INVALID_PRODUCER_EPOCH") ||
+		strings.Contains(x.text, "INVALID_TXN_STATE")
+	if strings.HasPrefix(name, Streamer) && txnLost && (r.s.Case == KindCommitPastTxnTO || r.s.Case == KindZombie) {
+		return true
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, d := range r.downs {
+		// Only a process that was starting when the service went away
+		// (seed 46: the sink's first connection met PostgreSQL shutting
+		// down) or started while it was down; one that had been running
+		// should have waited for it.
+		if x.started.Before(d.from.Add(-restartGrace)) || x.started.After(d.to) || x.at.Before(d.from) || x.at.After(d.to.Add(restartGrace)) {
+			continue
+		}
+		switch {
+		case d.kind == KindTemporalRestart && strings.Contains(x.text, "cannot reach Temporal"):
+			return true
+		case d.kind == KindPostgresRestart && strings.Contains(x.text, "connect") && strings.Contains(x.text, r.dsnHost()):
+			return true
+		}
+	}
+	return false
+}
+
+// dsnHost is the host:port of the schedule's PostgreSQL, as errors name it.
+func (r *run) dsnHost() string {
+	u, err := url.Parse(r.dsn)
+	if err != nil {
+		return r.dsn
+	}
+	return u.Host
 }
 
 func (r *run) all() []*proc {
@@ -418,11 +496,16 @@ func (r *run) converge(ctx context.Context) error {
 	return r.quiesce(ctx)
 }
 
+// groupList lists a run's consumer groups.
+func (r *run) groupList() []string {
+	return []string{r.groups[Streamer], r.groups[Recommender], r.groups[Sink], r.groups[Collector]}
+}
+
 // quiesce waits until, twice in a row, no group has lag and no partition
 // holds a transaction open.
 func (r *run) quiesce(ctx context.Context) error {
 	k := health.Kafka{Admin: r.in.Admin, Kafka: r.in.Clients}
-	groups := []string{r.groups[Streamer], r.groups[Recommender], r.groups[Sink], r.groups[Collector]}
+	groups := r.groupList()
 	t := r.topics
 	topics := []string{t.Products, t.CompleteProducts, t.Filtered, t.Find, t.Recommendations, t.DLQ}
 	calm := 0

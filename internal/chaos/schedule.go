@@ -159,7 +159,8 @@ func NamedCases() []string {
 }
 
 // dropTarget picks a component that sends requests of key: a transactional
-// producer for the transaction requests, a group member for the group ones.
+// producer for the transaction requests, a group member for the group ones,
+// a consumer for Fetch.
 func dropTarget(key kmsg.Key, rng *rand.Rand) string {
 	var of []string
 	switch key {
@@ -167,6 +168,9 @@ func dropTarget(key kmsg.Key, rng *rand.Rand) string {
 		of = []string{Streamer, Recommender, Collector, Worker}
 	case kmsg.Heartbeat, kmsg.JoinGroup, kmsg.SyncGroup:
 		of = []string{Streamer, Recommender, Collector, Sink}
+	case kmsg.Fetch:
+		// The API consumes nothing.
+		of = []string{Worker, Streamer, Recommender, Sink, Collector}
 	default:
 		of = Components()
 	}

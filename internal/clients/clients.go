@@ -134,6 +134,11 @@ func (k *Kafka) With(extra ...kgo.Opt) *Kafka {
 // errors to l; without it they log nothing.
 func (k *Kafka) WithLogger(l *slog.Logger) *Kafka { return k.With(kgo.WithLogger(kgoLogger{l})) }
 
+// ClientID is the client id the Kafka clients of a component send with
+// every request: a broker's request log, its quotas and a fault injected
+// on the wire tell the components apart by it.
+func ClientID(component string) string { return "shopstream-" + component }
+
 // NewClient creates a client with the base options and extra. It does not
 // connect: the first request does.
 func (k *Kafka) NewClient(extra ...kgo.Opt) (*kgo.Client, error) {

@@ -15,12 +15,14 @@ import (
 
 // KafkaFor is the Kafka a component's clients are built from: its own
 // principal when the process was given one (`shopstream dev --secure`
-// runs each component as its own user), else the process's.
+// runs each component as its own user), else the process's; either way
+// with the component's client id (clients.ClientID).
 func (e *Env) KafkaFor(component string) *clients.Kafka {
-	if k, ok := e.Principals[component]; ok {
-		return k
+	k, ok := e.Principals[component]
+	if !ok {
+		k = e.Kafka
 	}
-	return e.Kafka
+	return k.With(kgo.ClientID(clients.ClientID(component)))
 }
 
 // clientFor is a connected client (and an admin over it) of a component's

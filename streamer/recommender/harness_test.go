@@ -41,11 +41,11 @@ type harness struct {
 
 const testPartitions = 3
 
-func newHarness(t *testing.T) *harness {
+func newHarness(t *testing.T, opts ...kafkatest.Option) *harness {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	kc := kafkatest.Start(t)
+	kc := kafkatest.Start(t, opts...)
 	h := &harness{
 		t: t, ctx: ctx, kc: kc, kafka: kc.Kafka, group: "recommender-test",
 		topics: records.Topics{
