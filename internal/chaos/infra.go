@@ -65,6 +65,7 @@ type Infra struct {
 	// restartPG and restartTemporal serialize restarts: two faults of a
 	// schedule may restart the same service at overlapping times.
 	restartPG, restartTemporal sync.Mutex
+	temporalLog                *os.File // nil when InfraOptions.Log was given
 	pgMu                       sync.Mutex
 	pg                         *pgcluster.Cluster
 	pgDir                      string
@@ -91,6 +92,8 @@ type InfraOptions struct {
 	// Dir holds everything the run writes; it must be reachable by the
 	// postgres user when this runs as root.
 	Dir string
+	// Log takes the Temporal dev server's output; nil writes it to
+	// temporal/temporal.log under Dir.
 	Log io.Writer
 }
 
@@ -168,8 +171,17 @@ func StartInfra(ctx context.Context, o InfraOptions) (_ *Infra, err error) {
 	if err := os.MkdirAll(in.tOpts.DataDir, 0o755); err != nil {
 		return nil, err
 	}
-	if err := in.startTemporal(ctx); err != nil {
-		return nil, err
+	if in.tOpts.Log == nil {
+		if in.temporalLog, err = os.Create(filepath.Join(in.tOpts.DataDir, "temporal.log")); err != nil {
+			return nil, err
+		}
+		in.tOpts.Log = in.temporalLog
+	}
+	// The first start picks free ports, and another test's process can
+	// take one before the dev server binds it (it then exits at once, as
+	// it did once in CI): each retry picks them anew.
+	if err := restartWithin(func() error { return in.startTemporal(ctx) }); err != nil {
+		return nil, fmt.Errorf("start Temporal: %w", err)
 	}
 	return in, nil
 }
@@ -343,6 +355,9 @@ func (in *Infra) Close() {
 	}
 	if in.temporal != nil {
 		errs = append(errs, in.temporal.Close())
+	}
+	if in.temporalLog != nil {
+		errs = append(errs, in.temporalLog.Close())
 	}
 	if in.pg != nil {
 		errs = append(errs, in.pg.Stop())
