@@ -77,9 +77,7 @@ func (r *run) fault(ctx context.Context, e Event) {
 
 // tookRequests notes in events.log how many requests a delay or drop took,
 // and counts the ones that took none: the component sent no such request
-// in the fault's window. franz-go's transactions (KIP-890 part 2) send no
-// AddPartitionsToTxn nor AddOffsetsToTxn at all, so faults on those never
-// take a request.
+// in the fault's window (a JoinGroup when no rebalance happens, say).
 func (r *run) tookRequests(e Event, rl *rule) {
 	n := rl.hits.Load()
 	r.event("%s: took %d requests", e, n)

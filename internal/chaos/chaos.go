@@ -11,8 +11,8 @@
 //
 // The faults: SIGKILL and SIGSTOP/SIGCONT of any component, two at once;
 // request-level faults on the brokers (delayed or unanswered EndTxn,
-// AddOffsetsToTxn, TxnOffsetCommit, AddPartitionsToTxn, Produce, Fetch,
-// Heartbeat, JoinGroup, SyncGroup); partition leader and coordinator
+// TxnOffsetCommit, Produce, Fetch, Heartbeat, JoinGroup, SyncGroup);
+// partition leader and coordinator
 // moves; PostgreSQL and Temporal restarts; filter changes, searches, API
 // posts and deletes, and records that are no product at all, meanwhile.
 // Named cases: a commit request delayed past the transaction timeout, a

@@ -11,7 +11,11 @@ import (
 )
 
 // FaultKeys are the requests whose answers a schedule may delay or drop.
-var FaultKeys = []kmsg.Key{kmsg.EndTxn, kmsg.AddOffsetsToTxn, kmsg.TxnOffsetCommit, kmsg.AddPartitionsToTxn,
+// AddPartitionsToTxn and AddOffsetsToTxn are not among them: franz-go's
+// transactions against these brokers (KIP-890 part 2) never send them, so
+// a fault on them took no request (12 and 13 of 32 in two 50-seed runs)
+// and counted as a fault injected.
+var FaultKeys = []kmsg.Key{kmsg.EndTxn, kmsg.TxnOffsetCommit,
 	kmsg.Produce, kmsg.Fetch, kmsg.Heartbeat, kmsg.JoinGroup, kmsg.SyncGroup}
 
 // GroupSessionTimeout is the session and rebalance timeout the harness's

@@ -56,18 +56,21 @@ func (r Result) OK() bool { return len(r.Violations) == 0 }
 
 // run is one schedule's state while it runs.
 type run struct {
-	in     *Infra
-	s      Schedule
-	dir    string
-	prefix string
-	topics records.Topics
-	groups map[string]string
-	queue  string
-	dsn    string
-	api    string // the API's base URL
-	blobs  string
-	wfID   string
-	http   *http.Client // for the API's posts and deletes
+	in *Infra
+	s  Schedule
+	// timedOut counts, by component, its transactions the brokers aborted
+	// at their timeout (known once the run has stopped).
+	timedOut map[string]int
+	dir      string
+	prefix   string
+	topics   records.Topics
+	groups   map[string]string
+	queue    string
+	dsn      string
+	api      string // the API's base URL
+	blobs    string
+	wfID     string
+	http     *http.Client // for the API's posts and deletes
 
 	mu        sync.Mutex
 	procs     map[string]*proc
@@ -171,6 +174,10 @@ func (r *run) execute(ctx context.Context, beforeCheck func(context.Context)) Re
 	res.Stats["idle faults"] = r.idle
 	r.mu.Unlock()
 	res.Stats["txn timeouts"] = in.txnTimeouts(r.prefix + "-")
+	r.timedOut = map[string]int{}
+	for _, c := range Components() {
+		r.timedOut[c] = in.txnTimeouts(r.prefix + "-" + c)
+	}
 	res.Notes = append(res.Notes, r.problems...)
 	for _, p := range r.all() {
 		for _, x := range p.exits() {
@@ -209,6 +216,10 @@ const restartGrace = 5 * time.Second
 //   - a streamer whose transaction the coordinator aborted
 //     (commit-past-txn-timeout) or whose replacement fenced it (zombie)
 //     fails its next transactional request and stops on that error;
+//   - so does any component whose transaction the brokers aborted at its
+//     timeout while the schedule delayed, dropped or paused that
+//     component's requests (seed 27: a dropped Produce left the
+//     streamer's transaction open past its timeout);
 //   - a component started again (after a kill) just before or while the
 //     schedule had PostgreSQL or Temporal down stops because it cannot
 //     reach it.
@@ -218,6 +229,9 @@ func (r *run) causedExit(name string, x exit) bool {
 	txnLost := strings.Contains(x.text, "PRODUCER_FENCED") || strings.Contains(x.text, "INVALID_PRODUCER_EPOCH") ||
 		strings.Contains(x.text, "INVALID_TXN_STATE")
 	if strings.HasPrefix(name, Streamer) && txnLost && (r.s.Case == KindCommitPastTxnTO || r.s.Case == KindZombie) {
+		return true
+	}
+	if txnLost && r.heldPastTimeout(name) {
 		return true
 	}
 	r.mu.Lock()
@@ -234,6 +248,21 @@ func (r *run) causedExit(name string, x exit) bool {
 		case d.kind == KindTemporalRestart && strings.Contains(x.text, "cannot reach Temporal"):
 			return true
 		case d.kind == KindPostgresRestart && strings.Contains(x.text, "connect") && strings.Contains(x.text, r.dsnHost()):
+			return true
+		}
+	}
+	return false
+}
+
+// heldPastTimeout says whether the brokers aborted a transaction of the
+// component name at its timeout (timedOut) while the schedule held that
+// component's requests: a delay or drop of them, or a pause.
+func (r *run) heldPastTimeout(name string) bool {
+	if r.timedOut[name] == 0 {
+		return false
+	}
+	for _, e := range r.s.Events {
+		if (e.Kind == KindDelay || e.Kind == KindDrop || e.Kind == KindPause) && e.Target == name {
 			return true
 		}
 	}

@@ -164,7 +164,7 @@ func NamedCases() []string {
 func dropTarget(key kmsg.Key, rng *rand.Rand) string {
 	var of []string
 	switch key {
-	case kmsg.EndTxn, kmsg.AddOffsetsToTxn, kmsg.TxnOffsetCommit, kmsg.AddPartitionsToTxn:
+	case kmsg.EndTxn, kmsg.TxnOffsetCommit:
 		of = []string{Streamer, Recommender, Collector, Worker}
 	case kmsg.Heartbeat, kmsg.JoinGroup, kmsg.SyncGroup:
 		of = []string{Streamer, Recommender, Collector, Sink}
