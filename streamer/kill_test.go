@@ -128,13 +128,17 @@ func TestKilledInstanceLosesAndDuplicatesNothing(t *testing.T) {
 		cfg.SessionTimeout, cfg.TransactionTimeout = killSessionTimeout, killTxnTimeout
 		rs = append(rs, e.start(cfg))
 	}
-	e.waitAssigned("victim", 20*time.Second)
+	owned := e.waitAssigned("victim", 20*time.Second)
 
-	// Products stream in; a third of the way through, the victim dies.
+	// Products stream in; a third of the way through, once the victim has
+	// committed a transaction on one of its partitions, it dies. (Killed at
+	// a fixed point instead, a victim slowed by a loaded machine had
+	// sometimes committed nothing yet, and the test then proved little.)
 	const total = 9000
 	for i := 0; i < total; i += 100 {
 		e.produce(i, i+100)
 		if i == total/3 {
+			e.waitCommitted(DefaultGroup, owned, 30*time.Second)
 			if err := child.Process.Kill(); err != nil {
 				t.Fatal(err)
 			}
@@ -155,20 +159,44 @@ func TestKilledInstanceLosesAndDuplicatesNothing(t *testing.T) {
 }
 
 // waitAssigned waits until the group member with client id clientID owns
-// partitions.
-func (e *testEnv) waitAssigned(clientID string, timeout time.Duration) {
+// partitions of the product topic, and returns them.
+func (e *testEnv) waitAssigned(clientID string, timeout time.Duration) []int32 {
 	e.t.Helper()
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
 		groups, err := e.admin.DescribeGroups(context.Background(), DefaultGroup)
 		if err == nil {
 			for _, m := range groups[DefaultGroup].Members {
-				if a, ok := m.Assigned.AsConsumer(); ok && m.ClientID == clientID && len(a.Topics) > 0 && len(a.Topics[0].Partitions) > 0 {
-					return
+				if a, ok := m.Assigned.AsConsumer(); ok && m.ClientID == clientID {
+					for _, tp := range a.Topics {
+						if tp.Topic == e.topics.Products && len(tp.Partitions) > 0 {
+							return tp.Partitions
+						}
+					}
 				}
 			}
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
 	e.t.Fatalf("member %s owns no partition after %s", clientID, timeout)
+	return nil
+}
+
+// waitCommitted waits until group has committed an offset past 0 on one of
+// the product topic's partitions.
+func (e *testEnv) waitCommitted(group string, partitions []int32, timeout time.Duration) {
+	e.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		committed, err := e.admin.FetchOffsets(context.Background(), group)
+		if err == nil {
+			for _, p := range partitions {
+				if o, ok := committed.Lookup(e.topics.Products, p); ok && o.At > 0 {
+					return
+				}
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	e.t.Fatalf("group %s committed nothing on partitions %v in %s", group, partitions, timeout)
 }
