@@ -331,14 +331,20 @@ func (in *Infra) moveLeaders(ctx context.Context, p, broker int32, topics ...str
 	return err
 }
 
-// txnTimeouts counts the transactions of ids starting with prefix that the
-// brokers aborted because they ran past their timeout (kfake logs each).
-func (in *Infra) txnTimeouts(prefix string) int {
+// txnTimeouts counts, for each prefix, the transactions of ids starting
+// with it that the brokers aborted because they ran past their timeout
+// (kfake logs each), reading the log once.
+func (in *Infra) txnTimeouts(prefixes ...string) []int {
+	out := make([]int, len(prefixes))
 	b, err := os.ReadFile(filepath.Join(in.Dir, "kfake.log"))
 	if err != nil {
-		return 0
+		return out
 	}
-	return strings.Count(string(b), "txn timeout abort: txn_id="+prefix)
+	log := string(b)
+	for i, p := range prefixes {
+		out[i] = strings.Count(log, "txn timeout abort: txn_id="+p)
+	}
+	return out
 }
 
 // TemporalAddress is the dev server's frontend.

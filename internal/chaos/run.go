@@ -173,10 +173,15 @@ func (r *run) execute(ctx context.Context, beforeCheck func(context.Context)) Re
 	r.mu.Lock()
 	res.Stats["idle faults"] = r.idle
 	r.mu.Unlock()
-	res.Stats["txn timeouts"] = in.txnTimeouts(r.prefix + "-")
-	r.timedOut = map[string]int{}
+	prefixes := []string{r.prefix + "-"}
 	for _, c := range Components() {
-		r.timedOut[c] = in.txnTimeouts(r.prefix + "-" + c)
+		prefixes = append(prefixes, r.prefix+"-"+c)
+	}
+	timeouts := in.txnTimeouts(prefixes...)
+	res.Stats["txn timeouts"] = timeouts[0]
+	r.timedOut = map[string]int{}
+	for i, c := range Components() {
+		r.timedOut[c] = timeouts[i+1]
 	}
 	res.Notes = append(res.Notes, r.problems...)
 	for _, p := range r.all() {
