@@ -34,41 +34,35 @@ type Stage struct {
 	Help   string
 }
 
-// Filtered: the streamer committed the product's copy in the filtered topic.
-func Filtered() Stage {
-	return Stage{"filtered", "product created to filtered", "shopstream_streamer_product_freshness_seconds",
-		"From a product record's timestamp to the commit of its copy in the filtered topic."}
+// Stages lists every stage, in the order a product passes them, then a
+// search's.
+func Stages() []Stage {
+	return []Stage{
+		// The streamer committed the product's copy in the filtered topic.
+		{"filtered", "product created to filtered", "shopstream_streamer_product_freshness_seconds",
+			"From a product record's timestamp to the commit of its copy in the filtered topic."},
+		// The product is in the recommender's join table, from where the
+		// next matching search recommends it.
+		{"recommended", "product created to recommendable", "shopstream_recommender_product_freshness_seconds",
+			"From a filtered product's record timestamp to its arrival in the recommender's join table, from where the next matching search recommends it (backfilled records and the table's catch-up at start left out)."},
+		// The sink committed the product's row in PostgreSQL.
+		{"stored", "product created to its row in PostgreSQL", "shopstream_sink_product_freshness_seconds",
+			"From a product record's timestamp to the commit of its row in PostgreSQL."},
+		// The collector committed the complete product, every image collected.
+		{"complete", "product created to complete with images", "shopstream_collector_product_freshness_seconds",
+			"From a product record's timestamp to the commit of its complete product, every image collected."},
+		// The recommender committed the recommendation a search prompt produced.
+		{"prompted", "search to recommendation", "shopstream_recommender_prompt_freshness_seconds",
+			"From a search prompt's record timestamp to the commit of the recommendation it produced."},
+	}
 }
 
-// Recommendable: the product is in the recommender's join table, from where
-// the next matching search recommends it.
-func Recommendable() Stage {
-	return Stage{"recommended", "product created to recommendable", "shopstream_recommender_product_freshness_seconds",
-		"From a filtered product's record timestamp to its arrival in the recommender's join table, from where the next matching search recommends it (backfilled records and the table's catch-up at start left out)."}
-}
-
-// Stored: the sink committed the product's row in PostgreSQL.
-func Stored() Stage {
-	return Stage{"stored", "product created to its row in PostgreSQL", "shopstream_sink_product_freshness_seconds",
-		"From a product record's timestamp to the commit of its row in PostgreSQL."}
-}
-
-// Complete: the collector committed the complete product, every image
-// collected.
-func Complete() Stage {
-	return Stage{"complete", "product created to complete with images", "shopstream_collector_product_freshness_seconds",
-		"From a product record's timestamp to the commit of its complete product, every image collected."}
-}
-
-// Prompted: the recommender committed the recommendation a search prompt
-// produced.
-func Prompted() Stage {
-	return Stage{"prompted", "search to recommendation", "shopstream_recommender_prompt_freshness_seconds",
-		"From a search prompt's record timestamp to the commit of the recommendation it produced."}
-}
-
-// Stages lists every stage, in the order a product passes them.
-func Stages() []Stage { return []Stage{Filtered(), Recommendable(), Stored(), Complete(), Prompted()} }
+// Each stage by name, as the component that reaches it builds its histogram.
+func Filtered() Stage      { return Stages()[0] }
+func Recommendable() Stage { return Stages()[1] }
+func Stored() Stage        { return Stages()[2] }
+func Complete() Stage      { return Stages()[3] }
+func Prompted() Stage      { return Stages()[4] }
 
 // DefaultThreshold is the p99 beyond which the freshness alert fires (for
 // 5 minutes); dashboards/alerts.yml holds it as a literal.
