@@ -124,9 +124,9 @@ func TestProductTupleStoresWhatProductValuesStores(t *testing.T) {
 	}
 }
 
-// A body the tuple reader refuses is refused for the reason decoding gives:
-// the same message for a value PostgreSQL cannot store, a malformed error
-// for a body that is not one whole product.
+// A value PostgreSQL cannot store is refused with an InvalidError that
+// says why, and the tuple reader refuses it for the same reason; a body
+// that is not one whole product is malformed.
 func TestProductTupleRefusesWhatDecodingRefuses(t *testing.T) {
 	schemas, err := records.ParseSchemas()
 	if err != nil {
@@ -136,18 +136,19 @@ func TestProductTupleRefusesWhatDecodingRefuses(t *testing.T) {
 	for i, c := range []struct {
 		mutate func(p *records.Product)
 		key    string
+		want   string
 	}{
-		{func(p *records.Product) { p.Name = "a\x00b" }, ""},
-		{func(p *records.Product) { p.Description = "\xff" }, ""},
-		{func(p *records.Product) { p.Price.Amount = "12,50" }, ""},
-		{func(p *records.Product) { p.Price.Amount = "NaN" }, ""},
-		{func(p *records.Product) { p.Price.Amount = "1." }, ""},
-		{func(p *records.Product) { p.Specifications = map[string]string{"k\x00": "v"} }, ""},
-		{func(p *records.Product) { p.Tags = []string{"ok", "\xc3"} }, ""},
-		{func(p *records.Product) { p.Images = []records.Image{{URL: "u", Alt: "\x00"}} }, ""},
-		{func(p *records.Product) {}, "other/key"},
-		{func(p *records.Product) {}, "m/"},
-		{func(p *records.Product) { p.Name = "\x00"; p.Price.Amount = "x" }, ""}, // the text first, as checkProduct
+		{func(p *records.Product) { p.Name = "a\x00b" }, "", "NUL"},
+		{func(p *records.Product) { p.Description = "\xff" }, "", "UTF-8"},
+		{func(p *records.Product) { p.Price.Amount = "12,50" }, "", "not a decimal"},
+		{func(p *records.Product) { p.Price.Amount = "NaN" }, "", "not a decimal"},
+		{func(p *records.Product) { p.Price.Amount = "1." }, "", "not a decimal"},
+		{func(p *records.Product) { p.Specifications = map[string]string{"k\x00": "v"} }, "", "NUL"},
+		{func(p *records.Product) { p.Tags = []string{"ok", "\xc3"} }, "", "UTF-8"},
+		{func(p *records.Product) { p.Images = []records.Image{{URL: "u", Alt: "\x00"}} }, "", "NUL"},
+		{func(p *records.Product) {}, "other/key", "does not match"},
+		{func(p *records.Product) {}, "m/", "does not match"},
+		{func(p *records.Product) { p.Name = "\x00"; p.Price.Amount = "x" }, "", "NUL"}, // the text first, as checkProduct
 	} {
 		p := product("m", "1", "n", 1)
 		c.mutate(p)
@@ -156,13 +157,18 @@ func TestProductTupleRefusesWhatDecodingRefuses(t *testing.T) {
 			key = p.Key()
 		}
 		_, want := ProductValues(key, p)
+		var wi *InvalidError
+		if !errors.As(want, &wi) || !strings.Contains(wi.Reason, c.want) {
+			t.Errorf("#%d: ProductValues error %v, want an InvalidError saying %q", i, want, c.want)
+			continue
+		}
 		body, err := api.Marshal(schemas.Schema(records.KindProduct), p)
 		if err != nil {
 			t.Fatal(err)
 		}
 		_, got := AppendProductTuple(nil, []byte(key), body)
-		var wi, gi *InvalidError
-		if !errors.As(want, &wi) || !errors.As(got, &gi) || gi.Reason != wi.Reason {
+		var gi *InvalidError
+		if !errors.As(got, &gi) || gi.Reason != wi.Reason {
 			t.Errorf("#%d: tuple error %v, want %v", i, got, want)
 		}
 	}

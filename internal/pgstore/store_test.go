@@ -229,35 +229,6 @@ func TestSearchTombstoneDeletesTheUsersEarlierSearches(t *testing.T) {
 	}
 }
 
-func TestValuesRejectWhatPostgresCannotStore(t *testing.T) {
-	for i, c := range []struct {
-		mutate func(p *records.Product)
-		key    string
-		want   string
-	}{
-		{func(p *records.Product) { p.Name = "a\x00b" }, "", "NUL"},
-		{func(p *records.Product) { p.Description = "\xff" }, "", "UTF-8"},
-		{func(p *records.Product) { p.Price.Amount = "12,50" }, "", "not a decimal"},
-		{func(p *records.Product) { p.Price.Amount = "NaN" }, "", "not a decimal"},
-		{func(p *records.Product) { p.Specifications = map[string]string{"k\x00": "v"} }, "", "NUL"},
-		{func(p *records.Product) {}, "other/key", "does not match"},
-	} {
-		p := product("m", "1", "n", 1)
-		c.mutate(p)
-		key := c.key
-		if key == "" {
-			key = p.Key()
-		}
-		_, err := ProductValues(key, p)
-		var inv *InvalidError
-		if !errors.As(err, &inv) || !contains(inv.Reason, c.want) {
-			t.Errorf("#%d: err = %v, want an InvalidError saying %q", i, err, c.want)
-		}
-	}
-}
-
-func contains(s, sub string) bool { return strings.Contains(s, sub) }
-
 func TestHandWrittenJSONMatchesEncodingJSON(t *testing.T) {
 	images := []records.Image{{URL: "http://x/\"q\"\\", Alt: "tab\tnew\nline \x01 é ☃ \u2028"}, {}}
 	specs := map[string]string{"a\"": "b\\", "ü": "\x1f"}
