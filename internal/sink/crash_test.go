@@ -26,13 +26,9 @@ func TestSinkExactlyOnceWhenCancelledAtRandomPoints(t *testing.T) {
 	r := newRig(t, 3)
 	store := openStore(t, dbFor(t))
 	w := newWorld()
-	r.produce(t, w, mix{products: 20000, filtered: 10000, complete: 5000, searches: 10000, recs: 5000, tombstoneEvery: 10}, 2)
-
-	produced := make(chan struct{})
-	go func() {
-		defer close(produced)
-		r.producePaced(t, w, mix{products: 20000, filtered: 10000, complete: 10000, searches: 5000, recs: 5000, tombstoneEvery: 10}, 3, 150*time.Millisecond)
-	}()
+	produced := r.backlogThenArriving(t, w,
+		mix{products: 20000, filtered: 10000, complete: 5000, searches: 10000, recs: 5000, tombstoneEvery: 10},
+		mix{products: 20000, filtered: 10000, complete: 10000, searches: 5000, recs: 5000, tombstoneEvery: 10}, 2, 150*time.Millisecond)
 	rng := rand.New(rand.NewSource(time.Now().UnixNano()))
 	// Stop it until 10 stops have interrupted it with work left, or it
 	// has written everything.
@@ -51,13 +47,7 @@ func TestSinkExactlyOnceWhenCancelledAtRandomPoints(t *testing.T) {
 	if midRun < 10 {
 		t.Fatalf("only %d of %d stops came before the sink had caught up: the test did not interrupt it", midRun, kills)
 	}
-	_, stop := runInBackground(t, r, store, nil)
-	waitCaughtUp(t, store, w, 3*time.Minute)
-	stop()
-	assertTablesEqualWorld(t, store, w)
-	if t.Failed() {
-		r.logState(t, store)
-	}
+	catchUpAndCompare(t, r, store, w)
 }
 
 // helperEnv names what the helper process needs.
@@ -111,12 +101,8 @@ func TestSinkExactlyOnceAcrossSIGKILL(t *testing.T) {
 	dsn := dbFor(t)
 	store := openStore(t, dsn)
 	w := newWorld()
-	r.produce(t, w, mix{products: 15000, filtered: 5000, complete: 5000, searches: 5000, recs: 5000, tombstoneEvery: 8}, 4)
-	produced := make(chan struct{})
-	go func() {
-		defer close(produced)
-		r.producePaced(t, w, mix{products: 15000, filtered: 5000, complete: 5000, searches: 5000, recs: 5000, tombstoneEvery: 8}, 5, 300*time.Millisecond)
-	}()
+	each := mix{products: 15000, filtered: 5000, complete: 5000, searches: 5000, recs: 5000, tombstoneEvery: 8}
+	produced := r.backlogThenArriving(t, w, each, each, 4, 300*time.Millisecond)
 	rng := rand.New(rand.NewSource(time.Now().UnixNano()))
 	midRun, kills := interruptUntil(t, store, w, produced, 5, 30, func(n int, before int64) bool {
 		h := startHelper(t, r, dsn)
@@ -147,12 +133,9 @@ func TestSinkExactlyOnceWhenKilledWithSeveralTransactionsOpen(t *testing.T) {
 	dsn := dbFor(t)
 	store := openStore(t, dsn)
 	w := newWorld()
-	r.produce(t, w, mix{products: 20000, filtered: 10000, complete: 5000, searches: 5000, recs: 5000, tombstoneEvery: 8}, 11)
-	produced := make(chan struct{})
-	go func() {
-		defer close(produced)
-		r.producePaced(t, w, mix{products: 15000, filtered: 5000, complete: 5000, searches: 5000, recs: 5000, tombstoneEvery: 8}, 12, 200*time.Millisecond)
-	}()
+	produced := r.backlogThenArriving(t, w,
+		mix{products: 20000, filtered: 10000, complete: 5000, searches: 5000, recs: 5000, tombstoneEvery: 8},
+		mix{products: 15000, filtered: 5000, complete: 5000, searches: 5000, recs: 5000, tombstoneEvery: 8}, 11, 200*time.Millisecond)
 	ctx := context.Background()
 	open := func() int {
 		var n int
@@ -247,6 +230,20 @@ func (h *helper) kill(t testing.TB, n int) {
 	if ws, ok := h.cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || ws.Signal() != syscall.SIGKILL {
 		t.Fatalf("helper #%d ended before it was killed (%v):\n%s", n, err, h.out.String())
 	}
+}
+
+// backlogThenArriving produces backlog at once (with seed), then arriving
+// in the background, a batch every pace (with seed+1); the channel closes
+// when everything is produced.
+func (r *rig) backlogThenArriving(t *testing.T, w *world, backlog, arriving mix, seed int64, pace time.Duration) <-chan struct{} {
+	t.Helper()
+	r.produce(t, w, backlog, seed)
+	produced := make(chan struct{})
+	go func() {
+		defer close(produced)
+		r.producePaced(t, w, arriving, seed+1, pace)
+	}()
+	return produced
 }
 
 // interruptUntil interrupts the sink over and over while the paced
