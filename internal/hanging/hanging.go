@@ -46,30 +46,18 @@ const (
 	FromLog = "log"
 )
 
-// Txn is one producer's transaction on one partition.
+// Txn is one producer's transaction on one partition: an open transaction
+// as the brokers describe it (health.OpenTxn), or one found in the log,
+// with where it was found and how far it reaches.
 type Txn struct {
-	Topic         string `json:"topic"`
-	Partition     int32  `json:"partition"`
-	ProducerID    int64  `json:"producer_id"`
-	ProducerEpoch int16  `json:"producer_epoch"`
-	// CoordinatorEpoch goes into the abort marker, as kafka-transactions.sh
-	// sends it.
-	CoordinatorEpoch int32  `json:"coordinator_epoch"`
-	TransactionalID  string `json:"transactional_id,omitempty"`
-	// FirstOffset is the offset of its first record; LastOffset of its
-	// last (-1 when only the brokers were asked).
-	FirstOffset int64 `json:"first_offset"`
-	LastOffset  int64 `json:"last_offset"`
-	// Stable and End are the partition's last stable and end offsets.
-	Stable int64 `json:"last_stable_offset"`
-	End    int64 `json:"end_offset"`
-	// Started is when it began (zero when unknown, as for one found in
-	// the log); Age is how long ago that was.
-	Started time.Time     `json:"started"`
-	Age     time.Duration `json:"age"`
-	Found   string        `json:"found_in"` // FromBrokers or FromLog
-	Hanging bool          `json:"hanging"`
-	Reason  string        `json:"reason"`
+	health.OpenTxn
+	// LastOffset is the offset of its last record (-1 when only the
+	// brokers were asked).
+	LastOffset int64 `json:"last_offset"`
+	// Age is how long ago it started (0 when unknown, as for one found in
+	// the log).
+	Age   time.Duration `json:"age"`
+	Found string        `json:"found_in"` // FromBrokers or FromLog
 	// Followed says later records of the same producer follow it in the
 	// log without a marker between them: readers that start before it skip
 	// those records, and an abort marker written now cannot change that.
@@ -158,12 +146,7 @@ func Find(ctx context.Context, o Options) (Report, error) {
 	}
 	r.Held = open.Held
 	for _, t := range open.Open {
-		r.Txns = append(r.Txns, Txn{
-			Topic: t.Topic, Partition: t.Partition, ProducerID: t.ProducerID, ProducerEpoch: t.ProducerEpoch,
-			CoordinatorEpoch: t.CoordinatorEpoch, TransactionalID: t.TransactionalID,
-			FirstOffset: t.FirstOffset, LastOffset: -1, Stable: t.Stable, End: t.End,
-			Started: t.Started, Age: t.Age(now), Found: FromBrokers, Hanging: t.Hanging, Reason: t.Reason,
-		})
+		r.Txns = append(r.Txns, Txn{OpenTxn: t, LastOffset: -1, Age: t.Age(now), Found: FromBrokers})
 	}
 	if o.Scan {
 		torn, n, err := scan(ctx, o.Kafka, o.Admin, topics, open.Open)

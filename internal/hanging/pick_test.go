@@ -3,6 +3,8 @@ package hanging
 import (
 	"testing"
 	"time"
+
+	"github.com/shopstream/shopstream/internal/health"
 )
 
 // abort-hanging picks one named transaction, or every hanging one older
@@ -11,10 +13,10 @@ import (
 func TestPick(t *testing.T) {
 	now := time.Now()
 	r := Report{Txns: []Txn{
-		{Topic: "p", Partition: 0, ProducerID: 1, Hanging: true, Started: now.Add(-time.Hour), Age: time.Hour},
-		{Topic: "p", Partition: 1, ProducerID: 2, Hanging: true, Started: now.Add(-time.Minute), Age: time.Minute},
-		{Topic: "p", Partition: 2, ProducerID: 3, Hanging: true, Found: FromLog},
-		{Topic: "p", Partition: 3, ProducerID: 4, Started: now.Add(-time.Hour), Age: time.Hour},
+		{OpenTxn: health.OpenTxn{Topic: "p", Partition: 0, ProducerID: 1, Hanging: true, Started: now.Add(-time.Hour)}, Age: time.Hour},
+		{OpenTxn: health.OpenTxn{Topic: "p", Partition: 1, ProducerID: 2, Hanging: true, Started: now.Add(-time.Minute)}, Age: time.Minute},
+		{OpenTxn: health.OpenTxn{Topic: "p", Partition: 2, ProducerID: 3, Hanging: true}, Found: FromLog},
+		{OpenTxn: health.OpenTxn{Topic: "p", Partition: 3, ProducerID: 4, Started: now.Add(-time.Hour)}, Age: time.Hour},
 	}}
 	for i, c := range []struct {
 		t    Target

@@ -44,10 +44,10 @@ func (l *partitionLog) add(topic string, r *kgo.Record) {
 	if o != nil && r.ProducerEpoch != o.epoch {
 		// The producer came back with a new epoch and wrote on with no
 		// marker between: the earlier transaction was never ended here.
-		l.followed = append(l.followed, Txn{Topic: topic, Partition: r.Partition, ProducerID: pid, ProducerEpoch: o.epoch,
-			FirstOffset: o.first, LastOffset: o.last, Found: FromLog, Hanging: true, Followed: true,
+		l.followed = append(l.followed, Txn{LastOffset: o.last, Found: FromLog, Followed: true, OpenTxn: health.OpenTxn{
+			Topic: topic, Partition: r.Partition, ProducerID: pid, ProducerEpoch: o.epoch, FirstOffset: o.first, Hanging: true,
 			Reason: fmt.Sprintf("its records at offsets %d-%d have no marker, and the producer wrote on from offset %d with epoch %d: "+
-				"read_committed readers that start before offset %d skip that producer's later records", o.first, o.last, r.Offset, r.ProducerEpoch, o.first)})
+				"read_committed readers that start before offset %d skip that producer's later records", o.first, o.last, r.Offset, r.ProducerEpoch, o.first)}})
 		o = nil
 	}
 	if o == nil {
@@ -155,10 +155,11 @@ func scan(ctx context.Context, k *clients.Kafka, adm *kadm.Client, topics []stri
 			if heldOpen(live, at.topic, at.partition, pid, r.first) {
 				continue // the brokers know it: Find reports it from them
 			}
-			torn = append(torn, Txn{Topic: at.topic, Partition: at.partition, ProducerID: pid, ProducerEpoch: r.epoch,
-				FirstOffset: r.first, LastOffset: r.last, Stable: o.Offset, End: e.Offset, Found: FromLog, Hanging: true,
+			torn = append(torn, Txn{LastOffset: r.last, Found: FromLog, OpenTxn: health.OpenTxn{
+				Topic: at.topic, Partition: at.partition, ProducerID: pid, ProducerEpoch: r.epoch, FirstOffset: r.first,
+				Offsets: health.Offsets{Stable: o.Offset, End: e.Offset}, Hanging: true,
 				Reason: fmt.Sprintf("its records at offsets %d-%d have no commit or abort marker and no broker holds the transaction open "+
-					"(a broker that restarted after a crash forgot it): read_committed readers skip the producer's later records until its abort marker", r.first, r.last)})
+					"(a broker that restarted after a crash forgot it): read_committed readers skip the producer's later records until its abort marker", r.first, r.last)}})
 		}
 	}
 	for i := range torn {
