@@ -117,13 +117,7 @@ type Report struct {
 
 // Hanging returns the transactions that hang.
 func (r Report) Hanging() []Txn {
-	var out []Txn
-	for _, t := range r.Txns {
-		if t.Hanging {
-			out = append(out, t)
-		}
-	}
-	return out
+	return slices.DeleteFunc(slices.Clone(r.Txns), func(t Txn) bool { return !t.Hanging })
 }
 
 // Find lists the open transactions of the topics' partitions and says of

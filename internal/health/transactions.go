@@ -84,13 +84,7 @@ type Transactions struct {
 
 // Hanging returns the open transactions that hang.
 func (ts Transactions) Hanging() []OpenTxn {
-	var out []OpenTxn
-	for _, t := range ts.Open {
-		if t.Hanging {
-			out = append(out, t)
-		}
-	}
-	return out
+	return slices.DeleteFunc(slices.Clone(ts.Open), func(t OpenTxn) bool { return !t.Hanging })
 }
 
 // StillHeld returns the partitions held in both ts and later, at the same
