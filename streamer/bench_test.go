@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -167,11 +168,17 @@ func benchThroughput(b *testing.B, e *testEnv, broker int, values [][]byte, pass
 	}
 	rctx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
-	if ceiling {
-		go func() { done <- strictCeiling(rctx, s, passEach) }()
-	} else {
-		go func() { done <- s.Run(rctx) }()
-	}
+	// The side's goroutines, and those its clients start, carry a profiler
+	// label: go tool pprof -tagfocus side=streamer (or side=ceiling) shows
+	// one side's CPU in a -cpuprofile of the benchmark.
+	side := pprof.Labels("side", map[bool]string{true: "ceiling", false: "streamer"}[ceiling])
+	go pprof.Do(rctx, side, func(rctx context.Context) {
+		if ceiling {
+			done <- strictCeiling(rctx, s, passEach)
+		} else {
+			done <- s.Run(rctx)
+		}
+	})
 	defer func() {
 		stop()
 		if err := <-done; err != nil {

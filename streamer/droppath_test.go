@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"hash/crc32"
+	"runtime"
 	"testing"
 	"time"
 
@@ -27,6 +28,7 @@ import (
 type dropRig struct {
 	s     *Streamer
 	value []byte
+	now   time.Time // the batch's time, as batch reads it once
 }
 
 func newDropRig(tb testing.TB, name string) *dropRig {
@@ -45,7 +47,6 @@ func newDropRig(tb testing.TB, name string) *dropRig {
 	c := &control{}
 	c.current.Store(NewFilter(records.FilterState{Version: 1, Substring: "phone"}, false))
 	s.control.Store(c)
-	s.precheckOn.Store(true) // as when the consume loop is the bottleneck
 	g, err := shopgen.New(shopgen.Options{Seed: 1, Now: time.Date(2025, 6, 1, 0, 0, 0, 0, time.UTC)})
 	if err != nil {
 		tb.Fatal(err)
@@ -63,7 +64,7 @@ func newDropRig(tb testing.TB, name string) *dropRig {
 	if _, err := s.layouts.get(context.Background(), id); err != nil {
 		tb.Fatal(err)
 	}
-	return &dropRig{s: s, value: v}
+	return &dropRig{s: s, value: v, now: time.Now()}
 }
 
 // record is a fresh copy of the product record, as a fetch makes one.
@@ -71,28 +72,39 @@ func (r *dropRig) record() *kgo.Record {
 	return &kgo.Record{Topic: r.s.cfg.Topics.Products, Key: []byte("m/p"), Value: r.value}
 }
 
-// A dropped record costs no allocation, on the fetch goroutine (the check)
-// or in the consume loop (name, match, tally), checked beforehand or not;
-// nor does a produce promise that reports success.
+// walk runs the consume loop over rs as a batch does, with w carried from
+// one call to the next as from one partition to the next.
+func (r *dropRig) walk(w *walker, rs []*kgo.Record) error {
+	return r.s.walk(context.Background(), nil, w, rs, r.now)
+}
+
+// A dropped record costs no allocation, handed from the fetch goroutine
+// to the loop, checked ahead, or walked by the loop checked beforehand or
+// not; nor does a produce promise that reports success.
 func TestDropPathAllocatesNothing(t *testing.T) {
 	rig := newDropRig(t, "Laptop Pro 14 inch")
-	ctx, now := context.Background(), time.Now()
-	checked, unchecked := rig.record(), rig.record()
+	checked, unchecked, ahead := rig.record(), rig.record(), rig.record()
+	var w walker
+	p := &rig.s.pending
 	for _, c := range []struct {
 		label string
 		f     func()
 	}{
-		{"fetch-time check", func() { checked.Context = nil; precheck{rig.s}.OnFetchRecordBuffered(checked) }},
-		{"handle, checked", func() { _ = rig.s.handle(ctx, nil, checked, now) }},
-		{"handle, unchecked", func() { _ = rig.s.handle(ctx, nil, unchecked, now) }},
+		{"hand over", func() { precheck{rig.s}.OnFetchRecordBuffered(checked); p.take(); p.backlog = p.backlog[:0] }},
+		{"check", func() { checked.Context = nil; rig.s.checkFetched(checked) }},
+		{"check ahead", func() { ahead.Context = nil; rig.s.checkFetched(ahead) }},
+		{"walk, checked", func() { _ = rig.walk(&w, []*kgo.Record{checked}) }},
+		{"walk, unchecked", func() { _ = rig.walk(&w, []*kgo.Record{unchecked}) }},
 		{"produce promise", func() { rig.s.promise(nil, nil) }},
 	} {
 		if n := testing.AllocsPerRun(500, c.f); n != 0 {
 			t.Errorf("%s: %v allocations per record", c.label, n)
 		}
 	}
-	if _, ok := checked.Context.(*checkedMark); !ok {
-		t.Fatal("the fetch-time check did not mark a whole product")
+	for _, r := range []*kgo.Record{checked, ahead} {
+		if _, ok := r.Context.(*checkedMark); !ok {
+			t.Fatal("the check did not mark a whole product")
+		}
 	}
 	if got := rig.s.tallies[len(rig.s.tallies)-1].dropped; got < 1000 {
 		t.Errorf("%d records tallied as dropped, want every handled one", got)
@@ -133,7 +145,7 @@ func TestFetchTimeCheckMarks(t *testing.T) {
 	} {
 		r := rig.record()
 		r.Value = c.value
-		precheck{rig.s}.OnFetchRecordBuffered(r)
+		rig.s.checkFetched(r)
 		m, ok := r.Context.(*checkedMark)
 		if ok != c.mark || ok && m.pass != c.pass {
 			t.Errorf("#%d: marked %v (%+v), want marked %v passing %v", i, ok, m, c.mark, c.pass)
@@ -146,15 +158,15 @@ func TestFetchTimeCheckMarks(t *testing.T) {
 // every record handled after it.
 func TestFilterChangedAfterTheFetchTimeCheckApplies(t *testing.T) {
 	rig := newDropRig(t, "Galaxy Phone 15")
-	ctx, now := context.Background(), time.Now()
 	r := rig.record()
-	precheck{rig.s}.OnFetchRecordBuffered(r)
+	rig.s.checkFetched(r)
 	if m, ok := r.Context.(*checkedMark); !ok || !m.pass {
 		t.Fatalf("the fetch-time check did not find the phone passing the filter phone: %v", r.Context)
 	}
 	laptops := NewFilter(records.FilterState{Version: 2, Substring: "laptop"}, false)
 	rig.s.control.Load().current.Store(laptops)
-	if err := rig.s.handle(ctx, nil, r, now); err != nil {
+	var w walker
+	if err := rig.walk(&w, []*kgo.Record{r}); err != nil {
 		t.Fatal(err)
 	}
 	last := rig.s.tallies[len(rig.s.tallies)-1]
@@ -163,17 +175,102 @@ func TestFilterChangedAfterTheFetchTimeCheckApplies(t *testing.T) {
 	}
 }
 
+// fetchOf is a poll of n records in three partitions, one in ten a phone
+// and the rest laptops, none checked yet.
+func (r *dropRig) fetchOf(t *testing.T, n int) kgo.Fetches {
+	phone := newDropRig(t, "Galaxy Phone 15").value
+	parts := make([]kgo.FetchPartition, 3)
+	for i := range n {
+		p := &parts[i%3]
+		rec := r.record()
+		if i%10 == 0 {
+			rec.Value = phone
+		}
+		p.Partition = int32(i % 3)
+		rec.Partition, rec.Offset = p.Partition, int64(len(p.Records))
+		p.Records = append(p.Records, rec)
+	}
+	return kgo.Fetches{{Topics: []kgo.FetchTopic{{Topic: r.s.cfg.Topics.Products, Partitions: parts}}}}
+}
+
+// checkedAsFiltered fails unless every record of fs is marked as the
+// filter "phone" decides, and returns the dropped ones.
+func checkedAsFiltered(t *testing.T, fs kgo.Fetches) []*kgo.Record {
+	t.Helper()
+	var dropped []*kgo.Record
+	fs.EachRecord(func(r *kgo.Record) {
+		m, ok := r.Context.(*checkedMark)
+		if wantPass := bytes.Contains(r.Value, []byte("Phone")); !ok || m.pass != wantPass {
+			t.Fatalf("partition %d offset %d: marked %v (%+v), want passing %v", r.Partition, r.Offset, ok, m, wantPass)
+		}
+		if !m.pass {
+			dropped = append(dropped, r)
+		}
+	})
+	return dropped
+}
+
+// Records polled unchecked (those that came while the loop waited) are
+// checked split over the cores before the loop walks them: every record is
+// marked as the filter decides, whatever part it fell in, and the loop
+// counts the dropped ones without checking them again.
+func TestCheckAheadMarksEveryRecord(t *testing.T) {
+	rig := newDropRig(t, "Laptop Pro 14 inch")
+	n := 3*minAheadPart + 701
+	fs := rig.fetchOf(t, n)
+	if rig.s.checkAhead(fs); len(rig.s.ahead) != n {
+		t.Fatalf("checkAhead held %d records, want %d", len(rig.s.ahead), n)
+	}
+	dropped := checkedAsFiltered(t, fs)
+	var w walker
+	if err := rig.walk(&w, dropped); err != nil {
+		t.Fatal(err)
+	}
+	if got := rig.s.tallies[len(rig.s.tallies)-1]; got.in != len(dropped) || got.dropped != len(dropped) {
+		t.Errorf("tally %+v, want %d records in, all dropped", got, len(dropped))
+	}
+}
+
+// Records fetched and not polled yet are checked while the loop waits for
+// a transaction to end: a check stopped early leaves the rest for the
+// next, and none is lost on the way.
+func TestCheckPendingChecksWhatWasFetched(t *testing.T) {
+	if runtime.GOMAXPROCS(0) < 2 {
+		t.Skip("checkPending checks nothing with one processor")
+	}
+	rig := newDropRig(t, "Laptop Pro 14 inch")
+	fs := rig.fetchOf(t, 20000)
+	fs.EachRecord(precheck{rig.s}.OnFetchRecordBuffered)
+	for round := 0; ; round++ {
+		wait := rig.s.checkPending()
+		time.Sleep(100 * time.Microsecond) // a transaction's end, short
+		wait()
+		if len(rig.s.pending.backlog) == 0 {
+			break
+		}
+		if round == 10000 {
+			t.Fatalf("%d records still not checked after %d rounds", len(rig.s.pending.backlog), round)
+		}
+	}
+	dropped := checkedAsFiltered(t, fs)
+	if len(dropped) != 18000 {
+		t.Errorf("%d records dropped, want 18000", len(dropped))
+	}
+}
+
 // BenchmarkDropPath is a dropped record's whole cost besides Kafka: the
-// check on the fetch goroutine, then handle in the consume loop.
+// check (while a transaction ends, or ahead of the loop's walk), then the
+// loop's walk.
 func BenchmarkDropPath(b *testing.B) {
 	rig := newDropRig(b, "Laptop Pro 14 inch")
-	ctx, now := context.Background(), time.Now()
 	r := rig.record()
+	rs := []*kgo.Record{r}
+	var w walker
 	b.ReportAllocs()
 	for b.Loop() {
 		r.Context = nil
-		precheck{rig.s}.OnFetchRecordBuffered(r)
-		if err := rig.s.handle(ctx, nil, r, now); err != nil {
+		rig.s.checkFetched(r)
+		if err := rig.walk(&w, rs); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -184,16 +281,18 @@ func BenchmarkDropPath(b *testing.B) {
 // a broker: 6 partitions of about 1 MiB each of snappy-compressed products as
 // the emulator makes them (about 930 bytes, one in ten named so that
 // "phone" passes), decompressed and parsed by franz-go's own
-// ProcessFetchPartition, then, as a fetch goroutine and the consume loop
-// do, the fetch-time check of every record and handle of every record the
-// filter drops ("streamer"), or only the loop over the records
+// ProcessFetchPartition, then the hook handing every record to the loop,
+// the check of every record, split over the cores as the loop does with a
+// fetch it waited for (checkAhead), and the loop's walk over every record
+// the filter drops ("streamer"), or only the loop over the records
 // ("ceiling"). A record that passes is forwarded by both, which is not
-// measured here. Reported per record: ceiling-ns/record,
-// streamer-ns/record, and their difference as extra-ns/record; the
-// difference between each side's fastest run as best-extra-ns/record, the
-// figure a loaded machine disturbs least. The records are cold when
-// checked, as in a fetch of several partitions: that, more than the
-// reading itself, is a dropped record's cost.
+// measured here.
+// Reported per record: ceiling-ns/record, streamer-ns/record, and their
+// difference as extra-ns/record; the difference between each side's
+// fastest run as best-extra-ns/record, the figure a loaded machine
+// disturbs least. The records are cold when checked, as in a fetch of
+// several partitions: that, more than the reading itself, is a dropped
+// record's cost.
 func BenchmarkFetchPath(b *testing.B) {
 	rig := newDropRig(b, "Laptop Pro 14 inch")
 	values := benchValues(b, rig.s.cfg.Serde, rig.s.cfg.Topics.Products, 10)
@@ -216,7 +315,6 @@ func BenchmarkFetchPath(b *testing.B) {
 		parts = append(parts, &rp)
 	}
 	dec := kgo.DefaultDecompressor()
-	ctx, now := context.Background(), time.Now()
 	// run processes the fetch as one side and returns how long it took.
 	run := func(streamer bool) time.Duration {
 		start := time.Now()
@@ -229,14 +327,20 @@ func BenchmarkFetchPath(b *testing.B) {
 			}
 			fetched = append(fetched, fp)
 		}
-		if streamer { // as franz-go's fetch goroutine calls the hook
-			for _, fp := range fetched {
+		if streamer {
+			for _, fp := range fetched { // as franz-go's fetch goroutine calls the hook
 				for _, r := range fp.Records {
 					precheck{rig.s}.OnFetchRecordBuffered(r)
 				}
 			}
+			rig.s.checkAhead(kgo.Fetches{{Topics: []kgo.FetchTopic{{Topic: rig.s.cfg.Topics.Products, Partitions: fetched}}}})
+			// What checkPending would take: not measured here.
+			rig.s.pending.take()
+			clear(rig.s.pending.backlog)
+			rig.s.pending.backlog = rig.s.pending.backlog[:0]
 		}
 		passed := 0
+		var w walker
 		for _, fp := range fetched {
 			for i, r := range fp.Records {
 				switch {
@@ -247,7 +351,7 @@ func BenchmarkFetchPath(b *testing.B) {
 				case r.Context.(*checkedMark).pass:
 					passed++
 				default:
-					_ = rig.s.handle(ctx, nil, r, now)
+					_ = rig.walk(&w, fp.Records[i:i+1])
 				}
 			}
 		}

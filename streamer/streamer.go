@@ -114,8 +114,11 @@ type Streamer struct {
 	tallies    []tally
 	produceErr atomic.Pointer[error]
 	promise    func(*kgo.Record, error)
-	// precheckOn says whether fetches check their records (precheck).
-	precheckOn atomic.Bool
+	// ahead holds a poll's records while checkAhead checks them.
+	ahead []*kgo.Record
+	// pending are the records fetched and not checked yet, for the loop to
+	// check while its transactions end (checkPending).
+	pending pendingChecks
 }
 
 // New checks cfg, fills in its defaults and registers the metrics; it
@@ -352,13 +355,7 @@ func (s *Streamer) waitForTopics(ctx context.Context) error {
 func (s *Streamer) consume(ctx context.Context, sess *kgo.GroupTransactSession) error {
 	defer s.leave(sess)
 	for {
-		polled := time.Now()
 		fs := sess.PollRecords(ctx, s.cfg.MaxBatch)
-		// Records waiting when the loop came back mean that the loop, not
-		// the fetching, is what holds the instance back: then the next
-		// fetches check their records themselves (precheck). Otherwise the
-		// loop checks them, in the time it would spend waiting anyway.
-		s.precheckOn.Store(time.Since(polled) < pollWaited)
 		if ctx.Err() != nil || fs.IsClientClosed() {
 			// Polled but unprocessed records were never committed: the
 			// partitions' next owner reads them again.
@@ -392,15 +389,19 @@ func (s *Streamer) batch(ctx context.Context, sess *kgo.GroupTransactSession, fs
 	// finished, then committed or aborted, within endGrace.
 	pctx := context.WithoutCancel(ctx)
 	now := s.cfg.Now()
+	s.checkAhead(fs)
 	var transient error
-	fs.EachRecord(func(r *kgo.Record) {
+	var w walker
+	fs.EachPartition(func(p kgo.FetchTopicPartition) {
 		if transient == nil {
-			transient = s.handle(pctx, sess, r, now)
+			transient = s.walk(pctx, sess, &w, p.Records, now)
 		}
 	})
 	produceErr := s.produceErr.Load()
 	ectx, cancel := endContext(ctx)
+	checked := s.checkPending()
 	committed, err := sess.End(ectx, kgo.TransactionEndTry(transient == nil && produceErr == nil))
+	checked()
 	cancel()
 	if err != nil {
 		s.m.aborts.Inc()
@@ -429,17 +430,48 @@ func (s *Streamer) batch(ctx context.Context, sess *kgo.GroupTransactSession, fs
 	return nil
 }
 
-// handle filters one record inside the open transaction. It returns an
-// error only for a failure that is not the record's fault (the registry did
-// not answer), which aborts the batch to be tried again.
-func (s *Streamer) handle(ctx context.Context, sess *kgo.GroupTransactSession, r *kgo.Record, now time.Time) error {
-	f := s.control.Load().current.Load()
-	t := s.tallyFor(f)
+// walker is the filter in force while a batch's records are walked, and
+// its tally.
+type walker struct {
+	f *Filter
+	t *tally
+	// dropped is f's mark on a record it checked and dropped.
+	dropped context.Context
+}
+
+// walk filters records in order inside the open transaction. The filter
+// in force is loaded for each record, so a change applies from the next
+// record on. A record the filter in force checked and dropped beforehand
+// (precheck, checkAhead) costs one comparison and a count. It returns
+// handle's error.
+func (s *Streamer) walk(ctx context.Context, sess *kgo.GroupTransactSession, w *walker, rs []*kgo.Record, now time.Time) error {
+	c := s.control.Load()
+	for _, r := range rs {
+		if f := c.current.Load(); f != w.f {
+			w.f, w.t, w.dropped = f, s.tallyFor(f), f.marks[0]
+		}
+		if r.Context == w.dropped {
+			w.t.in++
+			w.t.dropped++
+			continue
+		}
+		if err := s.handle(ctx, sess, r, now, w.f, w.t); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// handle filters one record with the filter f in force, tallied in t,
+// inside the open transaction. It returns an error only for a failure that
+// is not the record's fault (the registry did not answer), which aborts
+// the batch to be tried again.
+func (s *Streamer) handle(ctx context.Context, sess *kgo.GroupTransactSession, r *kgo.Record, now time.Time, f *Filter, t *tally) error {
 	t.in++
 	pass, checked := false, false
 	if m, ok := r.Context.(*checkedMark); ok && m.filter == f {
-		// Checked when it was fetched, by the filter still in force (and
-		// so framed, with a key): a dropped record costs no more than this.
+		// Checked beforehand by the filter still in force (and so framed,
+		// with a key).
 		pass, checked = m.pass, true
 	}
 	switch {
@@ -511,39 +543,6 @@ func checkBody(lay *Layout, body []byte, f *Filter) (bool, error) {
 		return false, nil
 	}
 	return true, lay.Rest(body, end)
-}
-
-// precheck checks product values as franz-go buffers them, on its fetch
-// goroutines: it reads the name, matches it with the filter in force and
-// walks the rest of a value that passes (check), and marks the record with
-// the outcome. The consume loop, which every record passes through one at
-// a time, then only tallies and forwards, unless the filter changed
-// meanwhile. A value it cannot check at once (a schema id not looked up
-// yet, or any fault) is left to the loop, which reports it.
-type precheck struct{ s *Streamer }
-
-// pollWaited is how long a poll takes when no records were waiting: it
-// waited for a fetch. (One that finds records returns in microseconds.)
-const pollWaited = 200 * time.Microsecond
-
-func (p precheck) OnFetchRecordBuffered(r *kgo.Record) {
-	// A Context franz-go set (record pools) is left alone.
-	if !p.s.precheckOn.Load() || r.Context != nil || r.Key == nil || r.Value == nil || r.Topic != p.s.cfg.Topics.Products {
-		return
-	}
-	id, body, err := records.SplitHeader(r.Value)
-	if err != nil {
-		return
-	}
-	lay := p.s.layouts.ready(id)
-	c := p.s.control.Load()
-	if lay == nil || c == nil {
-		return
-	}
-	f := c.current.Load()
-	if pass, err := checkBody(lay, body, f); err == nil {
-		r.Context = f.marks[b2i(pass)]
-	}
 }
 
 func b2i(b bool) int {
