@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"hash/crc32"
-	"runtime"
 	"testing"
 	"time"
 
@@ -23,7 +22,7 @@ import (
 
 // dropRig is a streamer with the filter "phone" in force and a product
 // record as franz-go hands it over, for driving the per-record path (the
-// fetch-time check, then handle) without Kafka. Only dropped and
+// check ahead of the walk, then the walk) without Kafka. Only dropped and
 // dead-lettered records are handled: they need no session.
 type dropRig struct {
 	s     *Streamer
@@ -59,7 +58,7 @@ func newDropRig(tb testing.TB, name string) *dropRig {
 		tb.Fatal(err)
 	}
 	// The loop learns the schema id from the registry once; from then on
-	// the fetch-time check knows its layout.
+	// the check ahead of the walk knows its layout.
 	id, _, _ := records.SplitHeader(v)
 	if _, err := s.layouts.get(context.Background(), id); err != nil {
 		tb.Fatal(err)
@@ -78,21 +77,18 @@ func (r *dropRig) walk(w *walker, rs []*kgo.Record) error {
 	return r.s.walk(context.Background(), nil, w, rs, r.now)
 }
 
-// A dropped record costs no allocation, handed from the fetch goroutine
-// to the loop, checked ahead, or walked by the loop checked beforehand or
-// not; nor does a produce promise that reports success.
+// A dropped record costs no allocation, checked ahead of the loop, or
+// walked by the loop checked beforehand or not; nor does a produce promise
+// that reports success.
 func TestDropPathAllocatesNothing(t *testing.T) {
 	rig := newDropRig(t, "Laptop Pro 14 inch")
-	checked, unchecked, ahead := rig.record(), rig.record(), rig.record()
+	checked, unchecked := rig.record(), rig.record()
 	var w walker
-	p := &rig.s.pending
 	for _, c := range []struct {
 		label string
 		f     func()
 	}{
-		{"hand over", func() { precheck{rig.s}.OnFetchRecordBuffered(checked); p.take(); p.backlog = p.backlog[:0] }},
 		{"check", func() { checked.Context = nil; rig.s.checkFetched(checked) }},
-		{"check ahead", func() { ahead.Context = nil; rig.s.checkFetched(ahead) }},
 		{"walk, checked", func() { _ = rig.walk(&w, []*kgo.Record{checked}) }},
 		{"walk, unchecked", func() { _ = rig.walk(&w, []*kgo.Record{unchecked}) }},
 		{"produce promise", func() { rig.s.promise(nil, nil) }},
@@ -101,20 +97,19 @@ func TestDropPathAllocatesNothing(t *testing.T) {
 			t.Errorf("%s: %v allocations per record", c.label, n)
 		}
 	}
-	for _, r := range []*kgo.Record{checked, ahead} {
-		if _, ok := r.Context.(*checkedMark); !ok {
-			t.Fatal("the check did not mark a whole product")
-		}
+	if _, ok := checked.Context.(*checkedMark); !ok {
+		t.Fatal("the check did not mark a whole product")
 	}
 	if got := rig.s.tallies[len(rig.s.tallies)-1].dropped; got < 1000 {
 		t.Errorf("%d records tallied as dropped, want every handled one", got)
 	}
 }
 
-// The fetch-time check marks a value the filter passes only when it is one
-// whole product, and a value it drops when it is whole up to its name: what
-// it leaves unmarked, the loop finds and sends to the dead-letter topic.
-func TestFetchTimeCheckMarks(t *testing.T) {
+// The check ahead of the walk marks a value the filter passes only when it
+// is one whole product, and a value it drops when it is whole up to its
+// name: what it leaves unmarked, the loop finds and sends to the
+// dead-letter topic.
+func TestCheckMarks(t *testing.T) {
 	phone := newDropRig(t, "Galaxy Phone 15").value
 	laptop := newDropRig(t, "Laptop Pro 14 inch").value
 	nameEnd := func(v []byte) int {
@@ -153,15 +148,15 @@ func TestFetchTimeCheckMarks(t *testing.T) {
 	}
 }
 
-// A record checked and matched when it was fetched is matched again when
+// A record checked and matched ahead of the walk is matched again when
 // the filter changed before the loop handled it: a new filter applies to
 // every record handled after it.
-func TestFilterChangedAfterTheFetchTimeCheckApplies(t *testing.T) {
+func TestFilterChangedAfterTheCheckApplies(t *testing.T) {
 	rig := newDropRig(t, "Galaxy Phone 15")
 	r := rig.record()
 	rig.s.checkFetched(r)
 	if m, ok := r.Context.(*checkedMark); !ok || !m.pass {
-		t.Fatalf("the fetch-time check did not find the phone passing the filter phone: %v", r.Context)
+		t.Fatalf("the check did not find the phone passing the filter phone: %v", r.Context)
 	}
 	laptops := NewFilter(records.FilterState{Version: 2, Substring: "laptop"}, false)
 	rig.s.control.Load().current.Store(laptops)
@@ -210,10 +205,9 @@ func checkedAsFiltered(t *testing.T, fs kgo.Fetches) []*kgo.Record {
 	return dropped
 }
 
-// Records polled unchecked (those that came while the loop waited) are
-// checked split over the cores before the loop walks them: every record is
-// marked as the filter decides, whatever part it fell in, and the loop
-// counts the dropped ones without checking them again.
+// A polled batch is checked split over the cores before the loop walks
+// it: every record is marked as the filter decides, whatever part it fell
+// in, and the loop counts the dropped ones without checking them again.
 func TestCheckAheadMarksEveryRecord(t *testing.T) {
 	rig := newDropRig(t, "Laptop Pro 14 inch")
 	n := 3*minAheadPart + 701
@@ -231,36 +225,8 @@ func TestCheckAheadMarksEveryRecord(t *testing.T) {
 	}
 }
 
-// Records fetched and not polled yet are checked while the loop waits for
-// a transaction to end: a check stopped early leaves the rest for the
-// next, and none is lost on the way.
-func TestCheckPendingChecksWhatWasFetched(t *testing.T) {
-	if runtime.GOMAXPROCS(0) < 2 {
-		t.Skip("checkPending checks nothing with one processor")
-	}
-	rig := newDropRig(t, "Laptop Pro 14 inch")
-	fs := rig.fetchOf(t, 20000)
-	fs.EachRecord(precheck{rig.s}.OnFetchRecordBuffered)
-	for round := 0; ; round++ {
-		wait := rig.s.checkPending()
-		time.Sleep(100 * time.Microsecond) // a transaction's end, short
-		wait()
-		if len(rig.s.pending.backlog) == 0 {
-			break
-		}
-		if round == 10000 {
-			t.Fatalf("%d records still not checked after %d rounds", len(rig.s.pending.backlog), round)
-		}
-	}
-	dropped := checkedAsFiltered(t, fs)
-	if len(dropped) != 18000 {
-		t.Errorf("%d records dropped, want 18000", len(dropped))
-	}
-}
-
 // BenchmarkDropPath is a dropped record's whole cost besides Kafka: the
-// check (while a transaction ends, or ahead of the loop's walk), then the
-// loop's walk.
+// check ahead of the loop's walk, then the walk.
 func BenchmarkDropPath(b *testing.B) {
 	rig := newDropRig(b, "Laptop Pro 14 inch")
 	r := rig.record()
@@ -281,11 +247,10 @@ func BenchmarkDropPath(b *testing.B) {
 // a broker: 6 partitions of about 1 MiB each of snappy-compressed products as
 // the emulator makes them (about 930 bytes, one in ten named so that
 // "phone" passes), decompressed and parsed by franz-go's own
-// ProcessFetchPartition, then the hook handing every record to the loop,
-// the check of every record, split over the cores as the loop does with a
-// fetch it waited for (checkAhead), and the loop's walk over every record
-// the filter drops ("streamer"), or only the loop over the records
-// ("ceiling"). A record that passes is forwarded by both, which is not
+// ProcessFetchPartition, then the check of every record, split over the
+// cores as the loop does with a batch (checkAhead), and the loop's walk
+// over every record the filter drops ("streamer"), or only the loop over
+// the records ("ceiling"). A record that passes is forwarded by both, which is not
 // measured here.
 // Reported per record: ceiling-ns/record, streamer-ns/record, and their
 // difference as extra-ns/record; the difference between each side's
@@ -328,16 +293,7 @@ func BenchmarkFetchPath(b *testing.B) {
 			fetched = append(fetched, fp)
 		}
 		if streamer {
-			for _, fp := range fetched { // as franz-go's fetch goroutine calls the hook
-				for _, r := range fp.Records {
-					precheck{rig.s}.OnFetchRecordBuffered(r)
-				}
-			}
 			rig.s.checkAhead(kgo.Fetches{{Topics: []kgo.FetchTopic{{Topic: rig.s.cfg.Topics.Products, Partitions: fetched}}}})
-			// What checkPending would take: not measured here.
-			rig.s.pending.take()
-			clear(rig.s.pending.backlog)
-			rig.s.pending.backlog = rig.s.pending.backlog[:0]
 		}
 		passed := 0
 		var w walker

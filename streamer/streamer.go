@@ -116,9 +116,6 @@ type Streamer struct {
 	promise    func(*kgo.Record, error)
 	// ahead holds a poll's records while checkAhead checks them.
 	ahead []*kgo.Record
-	// pending are the records fetched and not checked yet, for the loop to
-	// check while its transactions end (checkPending).
-	pending pendingChecks
 }
 
 // New checks cfg, fills in its defaults and registers the metrics; it
@@ -239,7 +236,7 @@ func (s *Streamer) Run(ctx context.Context) error {
 		return fmt.Errorf("register the Kafka client metrics: %w", err)
 	}
 	defer s.cfg.Registerer.Unregister(kc)
-	sess, err := s.cfg.Kafka.WithLogger(log).NewGroupTransactSession(append(s.sessionOpts(kp), kgo.WithHooks(precheck{s}))...)
+	sess, err := s.cfg.Kafka.WithLogger(log).NewGroupTransactSession(s.sessionOpts(kp)...)
 	if err != nil {
 		return fmt.Errorf("create the group transact session: %w", err)
 	}
@@ -399,9 +396,7 @@ func (s *Streamer) batch(ctx context.Context, sess *kgo.GroupTransactSession, fs
 	})
 	produceErr := s.produceErr.Load()
 	ectx, cancel := endContext(ctx)
-	checked := s.checkPending()
 	committed, err := sess.End(ectx, kgo.TransactionEndTry(transient == nil && produceErr == nil))
-	checked()
 	cancel()
 	if err != nil {
 		s.m.aborts.Inc()
@@ -442,8 +437,8 @@ type walker struct {
 // walk filters records in order inside the open transaction. The filter
 // in force is loaded for each record, so a change applies from the next
 // record on. A record the filter in force checked and dropped beforehand
-// (precheck, checkAhead) costs one comparison and a count. It returns
-// handle's error.
+// (checkAhead) costs one comparison and a count. It returns handle's
+// error.
 func (s *Streamer) walk(ctx context.Context, sess *kgo.GroupTransactSession, w *walker, rs []*kgo.Record, now time.Time) error {
 	c := s.control.Load()
 	for _, r := range rs {
@@ -613,8 +608,8 @@ type layoutCache struct {
 	ours  avro.Schema
 	now   func() time.Time
 	m     map[int]layoutEntry
-	// found holds the layouts found so far, for the fetch goroutines
-	// (precheck): replaced, never changed, when one is added.
+	// found holds the layouts found so far, for the goroutines of
+	// checkAhead: replaced, never changed, when one is added.
 	found atomic.Pointer[foundLayouts]
 	// The last id and its layout: nearly every record carries the id the
 	// one before it did.
