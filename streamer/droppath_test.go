@@ -22,7 +22,7 @@ import (
 
 // dropRig is a streamer with the filter "phone" in force and a product
 // record as franz-go hands it over, for driving the per-record path (the
-// check ahead of the walk, then the walk) without Kafka. Only dropped and
+// fetch-time check, then the loop's walk) without Kafka. Only dropped and
 // dead-lettered records are handled: they need no session.
 type dropRig struct {
 	s     *Streamer
@@ -46,6 +46,7 @@ func newDropRig(tb testing.TB, name string) *dropRig {
 	c := &control{}
 	c.current.Store(NewFilter(records.FilterState{Version: 1, Substring: "phone"}, false))
 	s.control.Store(c)
+	s.precheckOn.Store(true) // as when the consume loop is the bottleneck
 	g, err := shopgen.New(shopgen.Options{Seed: 1, Now: time.Date(2025, 6, 1, 0, 0, 0, 0, time.UTC)})
 	if err != nil {
 		tb.Fatal(err)
@@ -58,7 +59,7 @@ func newDropRig(tb testing.TB, name string) *dropRig {
 		tb.Fatal(err)
 	}
 	// The loop learns the schema id from the registry once; from then on
-	// the check ahead of the walk knows its layout.
+	// the fetch-time check knows its layout.
 	id, _, _ := records.SplitHeader(v)
 	if _, err := s.layouts.get(context.Background(), id); err != nil {
 		tb.Fatal(err)
@@ -77,9 +78,9 @@ func (r *dropRig) walk(w *walker, rs []*kgo.Record) error {
 	return r.s.walk(context.Background(), nil, w, rs, r.now)
 }
 
-// A dropped record costs no allocation, checked ahead of the loop, or
-// walked by the loop checked beforehand or not; nor does a produce promise
-// that reports success.
+// A dropped record costs no allocation, on the fetch goroutine (the check)
+// or in the consume loop (the walk), checked beforehand or not; nor does a
+// produce promise that reports success.
 func TestDropPathAllocatesNothing(t *testing.T) {
 	rig := newDropRig(t, "Laptop Pro 14 inch")
 	checked, unchecked := rig.record(), rig.record()
@@ -88,7 +89,7 @@ func TestDropPathAllocatesNothing(t *testing.T) {
 		label string
 		f     func()
 	}{
-		{"check", func() { checked.Context = nil; rig.s.checkFetched(checked) }},
+		{"fetch-time check", func() { checked.Context = nil; precheck{rig.s}.OnFetchRecordBuffered(checked) }},
 		{"walk, checked", func() { _ = rig.walk(&w, []*kgo.Record{checked}) }},
 		{"walk, unchecked", func() { _ = rig.walk(&w, []*kgo.Record{unchecked}) }},
 		{"produce promise", func() { rig.s.promise(nil, nil) }},
@@ -98,18 +99,17 @@ func TestDropPathAllocatesNothing(t *testing.T) {
 		}
 	}
 	if _, ok := checked.Context.(*checkedMark); !ok {
-		t.Fatal("the check did not mark a whole product")
+		t.Fatal("the fetch-time check did not mark a whole product")
 	}
 	if got := rig.s.tallies[len(rig.s.tallies)-1].dropped; got < 1000 {
 		t.Errorf("%d records tallied as dropped, want every handled one", got)
 	}
 }
 
-// The check ahead of the walk marks a value the filter passes only when it
-// is one whole product, and a value it drops when it is whole up to its
-// name: what it leaves unmarked, the loop finds and sends to the
-// dead-letter topic.
-func TestCheckMarks(t *testing.T) {
+// The fetch-time check marks a value the filter passes only when it is one
+// whole product, and a value it drops when it is whole up to its name: what
+// it leaves unmarked, the loop finds and sends to the dead-letter topic.
+func TestFetchTimeCheckMarks(t *testing.T) {
 	phone := newDropRig(t, "Galaxy Phone 15").value
 	laptop := newDropRig(t, "Laptop Pro 14 inch").value
 	nameEnd := func(v []byte) int {
@@ -140,7 +140,7 @@ func TestCheckMarks(t *testing.T) {
 	} {
 		r := rig.record()
 		r.Value = c.value
-		rig.s.checkFetched(r)
+		precheck{rig.s}.OnFetchRecordBuffered(r)
 		m, ok := r.Context.(*checkedMark)
 		if ok != c.mark || ok && m.pass != c.pass {
 			t.Errorf("#%d: marked %v (%+v), want marked %v passing %v", i, ok, m, c.mark, c.pass)
@@ -148,15 +148,15 @@ func TestCheckMarks(t *testing.T) {
 	}
 }
 
-// A record checked and matched ahead of the walk is matched again when
+// A record checked and matched when it was fetched is matched again when
 // the filter changed before the loop handled it: a new filter applies to
 // every record handled after it.
-func TestFilterChangedAfterTheCheckApplies(t *testing.T) {
+func TestFilterChangedAfterTheFetchTimeCheckApplies(t *testing.T) {
 	rig := newDropRig(t, "Galaxy Phone 15")
 	r := rig.record()
-	rig.s.checkFetched(r)
+	precheck{rig.s}.OnFetchRecordBuffered(r)
 	if m, ok := r.Context.(*checkedMark); !ok || !m.pass {
-		t.Fatalf("the check did not find the phone passing the filter phone: %v", r.Context)
+		t.Fatalf("the fetch-time check did not find the phone passing the filter phone: %v", r.Context)
 	}
 	laptops := NewFilter(records.FilterState{Version: 2, Substring: "laptop"}, false)
 	rig.s.control.Load().current.Store(laptops)
@@ -205,28 +205,34 @@ func checkedAsFiltered(t *testing.T, fs kgo.Fetches) []*kgo.Record {
 	return dropped
 }
 
-// A polled batch is checked split over the cores before the loop walks
-// it: every record is marked as the filter decides, whatever part it fell
-// in, and the loop counts the dropped ones without checking them again.
-func TestCheckAheadMarksEveryRecord(t *testing.T) {
+// Fetches check their records only when the loop is the slower side;
+// otherwise the loop checks them as it walks them. Checked, every record is
+// marked as the filter decides, and the loop counts the dropped ones
+// without checking them again.
+func TestFetchTimeCheckOnlyWhenTheLoopIsBehind(t *testing.T) {
 	rig := newDropRig(t, "Laptop Pro 14 inch")
-	n := 3*minAheadPart + 701
-	fs := rig.fetchOf(t, n)
-	if rig.s.checkAhead(fs); len(rig.s.ahead) != n {
-		t.Fatalf("checkAhead held %d records, want %d", len(rig.s.ahead), n)
-	}
+	rig.s.precheckOn.Store(false)
+	fs := rig.fetchOf(t, 3000)
+	fs.EachRecord(precheck{rig.s}.OnFetchRecordBuffered)
+	fs.EachRecord(func(r *kgo.Record) {
+		if r.Context != nil {
+			t.Fatalf("partition %d offset %d checked while the loop waited for the fetch", r.Partition, r.Offset)
+		}
+	})
+	rig.s.precheckOn.Store(true)
+	fs.EachRecord(precheck{rig.s}.OnFetchRecordBuffered)
 	dropped := checkedAsFiltered(t, fs)
 	var w walker
 	if err := rig.walk(&w, dropped); err != nil {
 		t.Fatal(err)
 	}
-	if got := rig.s.tallies[len(rig.s.tallies)-1]; got.in != len(dropped) || got.dropped != len(dropped) {
-		t.Errorf("tally %+v, want %d records in, all dropped", got, len(dropped))
+	if got := rig.s.tallies[len(rig.s.tallies)-1]; got.in != len(dropped) || got.dropped != len(dropped) || len(dropped) != 2700 {
+		t.Errorf("tally %+v, want 2700 records in, all dropped", got)
 	}
 }
 
 // BenchmarkDropPath is a dropped record's whole cost besides Kafka: the
-// check ahead of the loop's walk, then the walk.
+// check on the fetch goroutine, then the loop's walk.
 func BenchmarkDropPath(b *testing.B) {
 	rig := newDropRig(b, "Laptop Pro 14 inch")
 	r := rig.record()
@@ -235,7 +241,7 @@ func BenchmarkDropPath(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		r.Context = nil
-		rig.s.checkFetched(r)
+		precheck{rig.s}.OnFetchRecordBuffered(r)
 		if err := rig.walk(&w, rs); err != nil {
 			b.Fatal(err)
 		}
@@ -247,17 +253,16 @@ func BenchmarkDropPath(b *testing.B) {
 // a broker: 6 partitions of about 1 MiB each of snappy-compressed products as
 // the emulator makes them (about 930 bytes, one in ten named so that
 // "phone" passes), decompressed and parsed by franz-go's own
-// ProcessFetchPartition, then the check of every record, split over the
-// cores as the loop does with a batch (checkAhead), and the loop's walk
-// over every record the filter drops ("streamer"), or only the loop over
-// the records ("ceiling"). A record that passes is forwarded by both, which is not
-// measured here.
-// Reported per record: ceiling-ns/record, streamer-ns/record, and their
-// difference as extra-ns/record; the difference between each side's
-// fastest run as best-extra-ns/record, the figure a loaded machine
-// disturbs least. The records are cold when checked, as in a fetch of
-// several partitions: that, more than the reading itself, is a dropped
-// record's cost.
+// ProcessFetchPartition, then, as a fetch goroutine and the consume loop
+// do, the fetch-time check of every record and the loop's walk over every
+// record the filter drops ("streamer"), or only the loop over the records
+// ("ceiling"). A record that passes is forwarded by both, which is not
+// measured here. Reported per record: ceiling-ns/record,
+// streamer-ns/record, and their difference as extra-ns/record; the
+// difference between each side's fastest run as best-extra-ns/record, the
+// figure a loaded machine disturbs least. The records are cold when
+// checked, as in a fetch of several partitions: that, more than the
+// reading itself, is a dropped record's cost.
 func BenchmarkFetchPath(b *testing.B) {
 	rig := newDropRig(b, "Laptop Pro 14 inch")
 	values := benchValues(b, rig.s.cfg.Serde, rig.s.cfg.Topics.Products, 10)
@@ -292,8 +297,12 @@ func BenchmarkFetchPath(b *testing.B) {
 			}
 			fetched = append(fetched, fp)
 		}
-		if streamer {
-			rig.s.checkAhead(kgo.Fetches{{Topics: []kgo.FetchTopic{{Topic: rig.s.cfg.Topics.Products, Partitions: fetched}}}})
+		if streamer { // as franz-go's fetch goroutine calls the hook
+			for _, fp := range fetched {
+				for _, r := range fp.Records {
+					precheck{rig.s}.OnFetchRecordBuffered(r)
+				}
+			}
 		}
 		passed := 0
 		var w walker

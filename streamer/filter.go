@@ -58,7 +58,7 @@ type Filter struct {
 	// of its own; its capacity is 1, so appending to it copies.
 	headers []kgo.RecordHeader
 	// marks are what a fetched record's Context is set to once this filter
-	// checked its value (see checkFetched): dropped, or passed and
+	// checked its value (see check and precheck): dropped, or passed and
 	// whole.
 	marks [2]*checkedMark
 }

@@ -114,8 +114,8 @@ type Streamer struct {
 	tallies    []tally
 	produceErr atomic.Pointer[error]
 	promise    func(*kgo.Record, error)
-	// ahead holds a poll's records while checkAhead checks them.
-	ahead []*kgo.Record
+	// precheckOn says whether fetches check their records (precheck).
+	precheckOn atomic.Bool
 }
 
 // New checks cfg, fills in its defaults and registers the metrics; it
@@ -236,7 +236,7 @@ func (s *Streamer) Run(ctx context.Context) error {
 		return fmt.Errorf("register the Kafka client metrics: %w", err)
 	}
 	defer s.cfg.Registerer.Unregister(kc)
-	sess, err := s.cfg.Kafka.WithLogger(log).NewGroupTransactSession(s.sessionOpts(kp)...)
+	sess, err := s.cfg.Kafka.WithLogger(log).NewGroupTransactSession(append(s.sessionOpts(kp), kgo.WithHooks(precheck{s}))...)
 	if err != nil {
 		return fmt.Errorf("create the group transact session: %w", err)
 	}
@@ -352,7 +352,13 @@ func (s *Streamer) waitForTopics(ctx context.Context) error {
 func (s *Streamer) consume(ctx context.Context, sess *kgo.GroupTransactSession) error {
 	defer s.leave(sess)
 	for {
+		polled := time.Now()
 		fs := sess.PollRecords(ctx, s.cfg.MaxBatch)
+		// Records waiting when the loop came back mean that the loop, not
+		// the fetching, is what holds the instance back: then the next
+		// fetches check their records themselves (precheck). Otherwise the
+		// loop checks them, in the time it would spend waiting anyway.
+		s.precheckOn.Store(time.Since(polled) < pollWaited)
 		if ctx.Err() != nil || fs.IsClientClosed() {
 			// Polled but unprocessed records were never committed: the
 			// partitions' next owner reads them again.
@@ -386,7 +392,6 @@ func (s *Streamer) batch(ctx context.Context, sess *kgo.GroupTransactSession, fs
 	// finished, then committed or aborted, within endGrace.
 	pctx := context.WithoutCancel(ctx)
 	now := s.cfg.Now()
-	s.checkAhead(fs)
 	var transient error
 	var w walker
 	fs.EachPartition(func(p kgo.FetchTopicPartition) {
@@ -437,7 +442,7 @@ type walker struct {
 // walk filters records in order inside the open transaction. The filter
 // in force is loaded for each record, so a change applies from the next
 // record on. A record the filter in force checked and dropped beforehand
-// (checkAhead) costs one comparison and a count. It returns handle's
+// (precheck) costs one comparison and a count. It returns handle's
 // error.
 func (s *Streamer) walk(ctx context.Context, sess *kgo.GroupTransactSession, w *walker, rs []*kgo.Record, now time.Time) error {
 	c := s.control.Load()
@@ -540,6 +545,39 @@ func checkBody(lay *Layout, body []byte, f *Filter) (bool, error) {
 	return true, lay.Rest(body, end)
 }
 
+// precheck checks product values as franz-go buffers them, on its fetch
+// goroutines: it reads the name, matches it with the filter in force and
+// walks the rest of a value that passes (check), and marks the record with
+// the outcome. The consume loop, which every record passes through one at
+// a time, then only tallies and forwards, unless the filter changed
+// meanwhile. A value it cannot check at once (a schema id not looked up
+// yet, or any fault) is left to the loop, which reports it.
+type precheck struct{ s *Streamer }
+
+// pollWaited is how long a poll takes when no records were waiting: it
+// waited for a fetch. (One that finds records returns in microseconds.)
+const pollWaited = 200 * time.Microsecond
+
+func (p precheck) OnFetchRecordBuffered(r *kgo.Record) {
+	// A Context franz-go set (record pools) is left alone.
+	if !p.s.precheckOn.Load() || r.Context != nil || r.Key == nil || r.Value == nil || r.Topic != p.s.cfg.Topics.Products {
+		return
+	}
+	id, body, err := records.SplitHeader(r.Value)
+	if err != nil {
+		return
+	}
+	lay := p.s.layouts.ready(id)
+	c := p.s.control.Load()
+	if lay == nil || c == nil {
+		return
+	}
+	f := c.current.Load()
+	if pass, err := checkBody(lay, body, f); err == nil {
+		r.Context = f.marks[b2i(pass)]
+	}
+}
+
 func b2i(b bool) int {
 	if b {
 		return 1
@@ -608,8 +646,8 @@ type layoutCache struct {
 	ours  avro.Schema
 	now   func() time.Time
 	m     map[int]layoutEntry
-	// found holds the layouts found so far, for the goroutines of
-	// checkAhead: replaced, never changed, when one is added.
+	// found holds the layouts found so far, for the fetch goroutines
+	// (precheck): replaced, never changed, when one is added.
 	found atomic.Pointer[foundLayouts]
 	// The last id and its layout: nearly every record carries the id the
 	// one before it did.
