@@ -22,11 +22,12 @@ import (
 
 // dropRig is a streamer with the filter "phone" in force and a product
 // record as franz-go hands it over, for driving the per-record path (the
-// fetch-time check, then handle) without Kafka. Only dropped and
+// fetch-time check, then the loop's walk) without Kafka. Only dropped and
 // dead-lettered records are handled: they need no session.
 type dropRig struct {
 	s     *Streamer
 	value []byte
+	now   time.Time // the batch's time, as batch reads it once
 }
 
 func newDropRig(tb testing.TB, name string) *dropRig {
@@ -63,7 +64,7 @@ func newDropRig(tb testing.TB, name string) *dropRig {
 	if _, err := s.layouts.get(context.Background(), id); err != nil {
 		tb.Fatal(err)
 	}
-	return &dropRig{s: s, value: v}
+	return &dropRig{s: s, value: v, now: time.Now()}
 }
 
 // record is a fresh copy of the product record, as a fetch makes one.
@@ -71,20 +72,26 @@ func (r *dropRig) record() *kgo.Record {
 	return &kgo.Record{Topic: r.s.cfg.Topics.Products, Key: []byte("m/p"), Value: r.value}
 }
 
+// walk runs the consume loop over rs as a batch does, with w carried from
+// one call to the next as from one partition to the next.
+func (r *dropRig) walk(w *walker, rs []*kgo.Record) error {
+	return r.s.walk(context.Background(), nil, w, rs, r.now)
+}
+
 // A dropped record costs no allocation, on the fetch goroutine (the check)
-// or in the consume loop (name, match, tally), checked beforehand or not;
-// nor does a produce promise that reports success.
+// or in the consume loop (the walk), checked beforehand or not; nor does a
+// produce promise that reports success.
 func TestDropPathAllocatesNothing(t *testing.T) {
 	rig := newDropRig(t, "Laptop Pro 14 inch")
-	ctx, now := context.Background(), time.Now()
 	checked, unchecked := rig.record(), rig.record()
+	var w walker
 	for _, c := range []struct {
 		label string
 		f     func()
 	}{
 		{"fetch-time check", func() { checked.Context = nil; precheck{rig.s}.OnFetchRecordBuffered(checked) }},
-		{"handle, checked", func() { _ = rig.s.handle(ctx, nil, checked, now) }},
-		{"handle, unchecked", func() { _ = rig.s.handle(ctx, nil, unchecked, now) }},
+		{"walk, checked", func() { _ = rig.walk(&w, []*kgo.Record{checked}) }},
+		{"walk, unchecked", func() { _ = rig.walk(&w, []*kgo.Record{unchecked}) }},
 		{"produce promise", func() { rig.s.promise(nil, nil) }},
 	} {
 		if n := testing.AllocsPerRun(500, c.f); n != 0 {
@@ -146,7 +153,6 @@ func TestFetchTimeCheckMarks(t *testing.T) {
 // every record handled after it.
 func TestFilterChangedAfterTheFetchTimeCheckApplies(t *testing.T) {
 	rig := newDropRig(t, "Galaxy Phone 15")
-	ctx, now := context.Background(), time.Now()
 	r := rig.record()
 	precheck{rig.s}.OnFetchRecordBuffered(r)
 	if m, ok := r.Context.(*checkedMark); !ok || !m.pass {
@@ -154,7 +160,8 @@ func TestFilterChangedAfterTheFetchTimeCheckApplies(t *testing.T) {
 	}
 	laptops := NewFilter(records.FilterState{Version: 2, Substring: "laptop"}, false)
 	rig.s.control.Load().current.Store(laptops)
-	if err := rig.s.handle(ctx, nil, r, now); err != nil {
+	var w walker
+	if err := rig.walk(&w, []*kgo.Record{r}); err != nil {
 		t.Fatal(err)
 	}
 	last := rig.s.tallies[len(rig.s.tallies)-1]
@@ -163,17 +170,79 @@ func TestFilterChangedAfterTheFetchTimeCheckApplies(t *testing.T) {
 	}
 }
 
+// fetchOf is a poll of n records in three partitions, one in ten a phone
+// and the rest laptops, none checked yet.
+func (r *dropRig) fetchOf(t *testing.T, n int) kgo.Fetches {
+	phone := newDropRig(t, "Galaxy Phone 15").value
+	parts := make([]kgo.FetchPartition, 3)
+	for i := range n {
+		p := &parts[i%3]
+		rec := r.record()
+		if i%10 == 0 {
+			rec.Value = phone
+		}
+		p.Partition = int32(i % 3)
+		rec.Partition, rec.Offset = p.Partition, int64(len(p.Records))
+		p.Records = append(p.Records, rec)
+	}
+	return kgo.Fetches{{Topics: []kgo.FetchTopic{{Topic: r.s.cfg.Topics.Products, Partitions: parts}}}}
+}
+
+// checkedAsFiltered fails unless every record of fs is marked as the
+// filter "phone" decides, and returns the dropped ones.
+func checkedAsFiltered(t *testing.T, fs kgo.Fetches) []*kgo.Record {
+	t.Helper()
+	var dropped []*kgo.Record
+	fs.EachRecord(func(r *kgo.Record) {
+		m, ok := r.Context.(*checkedMark)
+		if wantPass := bytes.Contains(r.Value, []byte("Phone")); !ok || m.pass != wantPass {
+			t.Fatalf("partition %d offset %d: marked %v (%+v), want passing %v", r.Partition, r.Offset, ok, m, wantPass)
+		}
+		if !m.pass {
+			dropped = append(dropped, r)
+		}
+	})
+	return dropped
+}
+
+// Fetches check their records only when the loop is the slower side;
+// otherwise the loop checks them as it walks them. Checked, every record is
+// marked as the filter decides, and the loop counts the dropped ones
+// without checking them again.
+func TestFetchTimeCheckOnlyWhenTheLoopIsBehind(t *testing.T) {
+	rig := newDropRig(t, "Laptop Pro 14 inch")
+	rig.s.precheckOn.Store(false)
+	fs := rig.fetchOf(t, 3000)
+	fs.EachRecord(precheck{rig.s}.OnFetchRecordBuffered)
+	fs.EachRecord(func(r *kgo.Record) {
+		if r.Context != nil {
+			t.Fatalf("partition %d offset %d checked while the loop waited for the fetch", r.Partition, r.Offset)
+		}
+	})
+	rig.s.precheckOn.Store(true)
+	fs.EachRecord(precheck{rig.s}.OnFetchRecordBuffered)
+	dropped := checkedAsFiltered(t, fs)
+	var w walker
+	if err := rig.walk(&w, dropped); err != nil {
+		t.Fatal(err)
+	}
+	if got := rig.s.tallies[len(rig.s.tallies)-1]; got.in != len(dropped) || got.dropped != len(dropped) || len(dropped) != 2700 {
+		t.Errorf("tally %+v, want 2700 records in, all dropped", got)
+	}
+}
+
 // BenchmarkDropPath is a dropped record's whole cost besides Kafka: the
-// check on the fetch goroutine, then handle in the consume loop.
+// check on the fetch goroutine, then the loop's walk.
 func BenchmarkDropPath(b *testing.B) {
 	rig := newDropRig(b, "Laptop Pro 14 inch")
-	ctx, now := context.Background(), time.Now()
 	r := rig.record()
+	rs := []*kgo.Record{r}
+	var w walker
 	b.ReportAllocs()
 	for b.Loop() {
 		r.Context = nil
 		precheck{rig.s}.OnFetchRecordBuffered(r)
-		if err := rig.s.handle(ctx, nil, r, now); err != nil {
+		if err := rig.walk(&w, rs); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -185,8 +254,8 @@ func BenchmarkDropPath(b *testing.B) {
 // the emulator makes them (about 930 bytes, one in ten named so that
 // "phone" passes), decompressed and parsed by franz-go's own
 // ProcessFetchPartition, then, as a fetch goroutine and the consume loop
-// do, the fetch-time check of every record and handle of every record the
-// filter drops ("streamer"), or only the loop over the records
+// do, the fetch-time check of every record and the loop's walk over every
+// record the filter drops ("streamer"), or only the loop over the records
 // ("ceiling"). A record that passes is forwarded by both, which is not
 // measured here. Reported per record: ceiling-ns/record,
 // streamer-ns/record, and their difference as extra-ns/record; the
@@ -216,7 +285,6 @@ func BenchmarkFetchPath(b *testing.B) {
 		parts = append(parts, &rp)
 	}
 	dec := kgo.DefaultDecompressor()
-	ctx, now := context.Background(), time.Now()
 	// run processes the fetch as one side and returns how long it took.
 	run := func(streamer bool) time.Duration {
 		start := time.Now()
@@ -237,6 +305,7 @@ func BenchmarkFetchPath(b *testing.B) {
 			}
 		}
 		passed := 0
+		var w walker
 		for _, fp := range fetched {
 			for i, r := range fp.Records {
 				switch {
@@ -247,7 +316,7 @@ func BenchmarkFetchPath(b *testing.B) {
 				case r.Context.(*checkedMark).pass:
 					passed++
 				default:
-					_ = rig.s.handle(ctx, nil, r, now)
+					_ = rig.walk(&w, fp.Records[i:i+1])
 				}
 			}
 		}

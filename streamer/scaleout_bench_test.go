@@ -125,9 +125,14 @@ func BenchmarkScaleOut(b *testing.B) {
 	}
 }
 
+// median is the middle of xs, or the mean of the two middle values when
+// their number is even.
 func median(xs []float64) float64 {
 	s := slices.Clone(xs)
 	slices.Sort(s)
+	if n := len(s); n%2 == 0 {
+		return (s[n/2-1] + s[n/2]) / 2
+	}
 	return s[len(s)/2]
 }
 

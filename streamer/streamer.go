@@ -393,9 +393,10 @@ func (s *Streamer) batch(ctx context.Context, sess *kgo.GroupTransactSession, fs
 	pctx := context.WithoutCancel(ctx)
 	now := s.cfg.Now()
 	var transient error
-	fs.EachRecord(func(r *kgo.Record) {
+	var w walker
+	fs.EachPartition(func(p kgo.FetchTopicPartition) {
 		if transient == nil {
-			transient = s.handle(pctx, sess, r, now)
+			transient = s.walk(pctx, sess, &w, p.Records, now)
 		}
 	})
 	produceErr := s.produceErr.Load()
@@ -429,17 +430,48 @@ func (s *Streamer) batch(ctx context.Context, sess *kgo.GroupTransactSession, fs
 	return nil
 }
 
-// handle filters one record inside the open transaction. It returns an
-// error only for a failure that is not the record's fault (the registry did
-// not answer), which aborts the batch to be tried again.
-func (s *Streamer) handle(ctx context.Context, sess *kgo.GroupTransactSession, r *kgo.Record, now time.Time) error {
-	f := s.control.Load().current.Load()
-	t := s.tallyFor(f)
+// walker is the filter in force while a batch's records are walked, and
+// its tally.
+type walker struct {
+	f *Filter
+	t *tally
+	// dropped is f's mark on a record it checked and dropped.
+	dropped context.Context
+}
+
+// walk filters records in order inside the open transaction. The filter
+// in force is loaded for each record, so a change applies from the next
+// record on. A record the filter in force checked and dropped beforehand
+// (precheck) costs one comparison and a count. It returns handle's
+// error.
+func (s *Streamer) walk(ctx context.Context, sess *kgo.GroupTransactSession, w *walker, rs []*kgo.Record, now time.Time) error {
+	c := s.control.Load()
+	for _, r := range rs {
+		if f := c.current.Load(); f != w.f {
+			w.f, w.t, w.dropped = f, s.tallyFor(f), f.marks[0]
+		}
+		if r.Context == w.dropped {
+			w.t.in++
+			w.t.dropped++
+			continue
+		}
+		if err := s.handle(ctx, sess, r, now, w.f, w.t); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// handle filters one record with the filter f in force, tallied in t,
+// inside the open transaction. It returns an error only for a failure that
+// is not the record's fault (the registry did not answer), which aborts
+// the batch to be tried again.
+func (s *Streamer) handle(ctx context.Context, sess *kgo.GroupTransactSession, r *kgo.Record, now time.Time, f *Filter, t *tally) error {
 	t.in++
 	pass, checked := false, false
 	if m, ok := r.Context.(*checkedMark); ok && m.filter == f {
-		// Checked when it was fetched, by the filter still in force (and
-		// so framed, with a key): a dropped record costs no more than this.
+		// Checked beforehand by the filter still in force (and so framed,
+		// with a key).
 		pass, checked = m.pass, true
 	}
 	switch {
