@@ -1,8 +1,6 @@
 package main
 
 import (
-	"strings"
-
 	"github.com/urfave/cli/v2"
 
 	"github.com/shopstream/shopstream/internal/process"
@@ -16,6 +14,8 @@ func streamerFlags() []cli.Flag {
 		&cli.StringFlag{Name: "group", EnvVars: []string{"STREAMER_GROUP"}, Value: streamer.DefaultGroup, Usage: "consumer group the instances share", Category: "Streamer"},
 		&cli.BoolFlag{Name: "case-sensitive", EnvVars: []string{"STREAMER_CASE_SENSITIVE"}, Usage: "match case-sensitively whatever the filter says (default: as each filter state says; states are case-insensitive unless set with --case-sensitive)", Category: "Streamer"},
 		&cli.IntFlag{Name: "max-batch", EnvVars: []string{"STREAMER_MAX_BATCH"}, Value: streamer.DefaultMaxBatch, Usage: "most records in one transaction", Category: "Streamer"},
+		&cli.IntFlag{Name: "fetch-max-bytes", EnvVars: []string{"STREAMER_FETCH_MAX_BYTES"}, Value: streamer.DefaultFetchMaxBytes, Usage: "most bytes one Kafka fetch brings (small enough to stay in the CPU's cache until the filter reads it)", Category: "Streamer"},
+		&cli.IntFlag{Name: "fetch-max-partition-bytes", EnvVars: []string{"STREAMER_FETCH_MAX_PARTITION_BYTES"}, Value: streamer.DefaultFetchMaxPartitionBytes, Usage: "most bytes of one partition in a Kafka fetch", Category: "Streamer"},
 		&cli.StringFlag{Name: "recommender", EnvVars: []string{"STREAMER_RECOMMENDER"}, Value: "on", Usage: "run the built-in recommender in this process: on, or off when ksqlDB builds the recommendations", Category: "Streamer"},
 		maxUsersFlag("recommender-max-users", "Streamer"),
 	}
@@ -25,6 +25,7 @@ func readStreamerSettings(c *cli.Context) (process.StreamerSettings, error) {
 	o := process.StreamerSettings{
 		InstanceID: c.String("instance-id"), TransactionalID: c.String("transactional-id"), Group: c.String("group"),
 		CaseSensitive: c.Bool("case-sensitive"), MaxBatch: c.Int("max-batch"), RecommenderMaxUsers: c.Int("recommender-max-users"),
+		FetchMaxBytes: c.Int("fetch-max-bytes"), FetchMaxPartitionBytes: c.Int("fetch-max-partition-bytes"),
 	}
 	switch c.String("recommender") {
 	case "on":
@@ -33,19 +34,7 @@ func readStreamerSettings(c *cli.Context) (process.StreamerSettings, error) {
 	default:
 		return o, usageErr("--recommender %q: want on or off", c.String("recommender"))
 	}
-	if o.MaxBatch < 1 || o.MaxBatch > 1_000_000 {
-		return o, usageErr("--max-batch %d: want 1 to 1000000", o.MaxBatch)
-	}
-	if strings.ContainsAny(o.InstanceID, " \t\n/") {
-		return o, usageErr("--instance-id %q: use letters, digits, '-', '_' or '.'", o.InstanceID)
-	}
-	if strings.ContainsAny(o.TransactionalID, " \t\n") {
-		return o, usageErr("--transactional-id %q: use no white space", o.TransactionalID)
-	}
-	if strings.TrimSpace(o.Group) == "" {
-		return o, usageErr("--group is empty: give the consumer group, e.g. %s", streamer.DefaultGroup)
-	}
-	return o, nil
+	return o, o.Validate()
 }
 
 func streamerCommand() *cli.Command {

@@ -32,6 +32,22 @@ const DefaultGroup = "shopstream-streamer"
 const (
 	DefaultMaxBatch          = 10000
 	DefaultHeartbeatInterval = 5 * time.Second
+	// A fetch brings at most 768 KiB, 128 KiB a partition (franz-go's
+	// defaults are 50 MiB and 1 MiB). franz-go decompresses a whole fetch
+	// before it hands over any record, and the filter then reads each
+	// value's name: a fetch this size is still in the core's cache when
+	// it does, a fetch of several megabytes is not. At 10% pass this
+	// made the streamer and the strict ceiling, which uses the same
+	// client options, 10-30% faster, and the streamer's share of the
+	// ceiling 0.92 -> 0.97 (README, "strict ceiling").
+	DefaultFetchMaxBytes          = 768 << 10
+	DefaultFetchMaxPartitionBytes = 128 << 10
+)
+
+// Bounds of Options.FetchMaxBytes and FetchMaxPartitionBytes.
+const (
+	MinFetchBytes = 1 << 10
+	MaxFetchBytes = 256 << 20
 )
 
 // Shutdown bounds: after ctx ends, the open transaction gets endGrace to
@@ -71,6 +87,12 @@ type Options struct {
 	CaseSensitive bool
 	// MaxBatch bounds the records of one transaction.
 	MaxBatch int
+	// FetchMaxBytes and FetchMaxPartitionBytes bound one fetch response,
+	// and a partition's share of it (Kafka's fetch.max.bytes and
+	// max.partition.fetch.bytes); DefaultFetchMaxBytes and
+	// DefaultFetchMaxPartitionBytes when 0.
+	FetchMaxBytes          int32
+	FetchMaxPartitionBytes int32
 	// HeartbeatInterval is how often the instance reports its applied
 	// filter.
 	HeartbeatInterval time.Duration
@@ -147,6 +169,17 @@ func New(cfg Options) (*Streamer, error) {
 	}
 	if cfg.MaxBatch < 1 || cfg.MaxBatch > 1_000_000 {
 		return nil, fmt.Errorf("streamer: max batch %d: want 1 to 1000000", cfg.MaxBatch)
+	}
+	if cfg.FetchMaxBytes == 0 {
+		cfg.FetchMaxBytes = DefaultFetchMaxBytes
+	}
+	if cfg.FetchMaxPartitionBytes == 0 {
+		cfg.FetchMaxPartitionBytes = DefaultFetchMaxPartitionBytes
+	}
+	if cfg.FetchMaxBytes < MinFetchBytes || cfg.FetchMaxBytes > MaxFetchBytes ||
+		cfg.FetchMaxPartitionBytes < MinFetchBytes || cfg.FetchMaxPartitionBytes > cfg.FetchMaxBytes {
+		return nil, fmt.Errorf("streamer: fetch max bytes %d, a partition's %d: want %d <= partition's <= fetch's <= %d",
+			cfg.FetchMaxBytes, cfg.FetchMaxPartitionBytes, MinFetchBytes, MaxFetchBytes)
 	}
 	if cfg.HeartbeatInterval <= 0 {
 		cfg.HeartbeatInterval = DefaultHeartbeatInterval
@@ -284,6 +317,8 @@ func (s *Streamer) sessionOpts(kp *kprom.Metrics) []kgo.Opt {
 		kgo.ConsumeTopics(s.cfg.Topics.Products),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.RequireStableFetchOffsets(),
+		kgo.FetchMaxBytes(s.cfg.FetchMaxBytes),
+		kgo.FetchMaxPartitionBytes(s.cfg.FetchMaxPartitionBytes),
 		kgo.WithHooks(kp),
 		kgo.OnPartitionsAssigned(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
 			log.Info("partitions assigned", "partitions", m)

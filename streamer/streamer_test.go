@@ -434,3 +434,26 @@ func TestStopMidStreamAndResume(t *testing.T) {
 	e.waitProcessed(DefaultGroup, 60*time.Second)
 	expectSameKeys(t, e.read(e.topics.Filtered), phoneKeys(0, 6000))
 }
+
+// Fetch bounds default to ones that keep a fetch in the CPU's cache, and
+// bounds that cannot work are refused before anything connects.
+func TestFetchBounds(t *testing.T) {
+	e := newTestEnv(t, 1)
+	s, err := New(e.config("fetch-defaults"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.cfg.FetchMaxBytes != DefaultFetchMaxBytes || s.cfg.FetchMaxPartitionBytes != DefaultFetchMaxPartitionBytes {
+		t.Errorf("fetch bounds %d and %d, want the defaults %d and %d",
+			s.cfg.FetchMaxBytes, s.cfg.FetchMaxPartitionBytes, DefaultFetchMaxBytes, DefaultFetchMaxPartitionBytes)
+	}
+	for i, c := range []struct{ fetch, partition int32 }{
+		{100, 0}, {MaxFetchBytes + 1, 0}, {1 << 20, 2 << 20}, {0, 10},
+	} {
+		cfg := e.config("fetch-bad")
+		cfg.FetchMaxBytes, cfg.FetchMaxPartitionBytes = c.fetch, c.partition
+		if _, err := New(cfg); err == nil || !strings.Contains(err.Error(), "fetch max bytes") {
+			t.Errorf("#%d: fetch %d, partition %d: err %v, want one about the fetch bounds", i, c.fetch, c.partition, err)
+		}
+	}
+}

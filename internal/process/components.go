@@ -125,10 +125,31 @@ type StreamerSettings struct {
 	TransactionalID string
 	CaseSensitive   bool
 	MaxBatch        int
+	// FetchMaxBytes and FetchMaxPartitionBytes: streamer.Options'.
+	FetchMaxBytes, FetchMaxPartitionBytes int
 	// Recommender runs the built-in recommender in the same process, with
 	// RecommenderMaxUsers (recommender.Options.MaxUsers; 0: the default).
 	Recommender         bool
 	RecommenderMaxUsers int
+}
+
+// Validate says what is wrong with s, naming the flag, as a usage error.
+func (s StreamerSettings) Validate() error {
+	switch {
+	case s.MaxBatch < 1 || s.MaxBatch > 1_000_000:
+		return exitcode.Usagef("--max-batch %d: want 1 to 1000000", s.MaxBatch)
+	case strings.ContainsAny(s.InstanceID, " \t\n/"):
+		return exitcode.Usagef("--instance-id %q: use letters, digits, '-', '_' or '.'", s.InstanceID)
+	case strings.ContainsAny(s.TransactionalID, " \t\n"):
+		return exitcode.Usagef("--transactional-id %q: use no white space", s.TransactionalID)
+	case strings.TrimSpace(s.Group) == "":
+		return exitcode.Usagef("--group is empty: give the consumer group, e.g. %s", streamer.DefaultGroup)
+	case s.FetchMaxBytes < streamer.MinFetchBytes || s.FetchMaxBytes > streamer.MaxFetchBytes:
+		return exitcode.Usagef("--fetch-max-bytes %d: want %d to %d (default %d)", s.FetchMaxBytes, streamer.MinFetchBytes, streamer.MaxFetchBytes, streamer.DefaultFetchMaxBytes)
+	case s.FetchMaxPartitionBytes < streamer.MinFetchBytes || s.FetchMaxPartitionBytes > s.FetchMaxBytes:
+		return exitcode.Usagef("--fetch-max-partition-bytes %d: want %d to --fetch-max-bytes (%d)", s.FetchMaxPartitionBytes, streamer.MinFetchBytes, s.FetchMaxBytes)
+	}
+	return nil
 }
 
 // AddStreamer adds the streamer process's components to g: the filter
@@ -140,6 +161,7 @@ func (e *Env) AddStreamer(g *supervise.Group, s StreamerSettings) error {
 	}
 	st, err := streamer.New(streamer.Options{Deps: e.deps("streamer"),
 		Group: s.Group, InstanceID: s.InstanceID, TransactionalID: s.TransactionalID, CaseSensitive: s.CaseSensitive, MaxBatch: s.MaxBatch,
+		FetchMaxBytes: int32(s.FetchMaxBytes), FetchMaxPartitionBytes: int32(s.FetchMaxPartitionBytes),
 	})
 	if err != nil {
 		return err
