@@ -171,9 +171,12 @@ func needs(component string, t records.Topics) []need {
 			group("shopstream-recommender"), txnPrefix("shopstream-recommender-"),
 		}
 	case Sink:
+		// It reads the dead-letter topic only after a death between
+		// sending a batch's dead letters and committing the batch, to
+		// find the letters already sent.
 		return []need{
 			topic(t.Products, read), topic(t.CompleteProducts, read), topic(t.Filtered, read),
-			topic(t.Find, read), topic(t.Recommendations, read), topic(t.DLQ, write),
+			topic(t.Find, read), topic(t.Recommendations, read), topic(t.DLQ, readRite),
 			group("shopstream-sink"),
 		}
 	case Collector:

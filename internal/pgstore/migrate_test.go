@@ -25,7 +25,7 @@ func TestOneMigratorCreatesTheSinksAndTheCollectorsTables(t *testing.T) {
 	for _, m := range ms {
 		got = append(got, fmt.Sprintf("%04d_%s", m.Version, m.Name))
 	}
-	if want := []string{"0001_tables", "0002_collected_products", "0003_collector_pending", "0004_collector_pending_owner", "0005_products_fillfactor"}; !slices.Equal(got, want) {
+	if want := []string{"0001_tables", "0002_collected_products", "0003_collector_pending", "0004_collector_pending_owner", "0005_products_fillfactor", "0006_sink_dead_letters"}; !slices.Equal(got, want) {
 		t.Fatalf("migrations %v, want %v", got, want)
 	}
 	s, applied, err := Open(context.Background(), pgtest.DB(t))
@@ -33,8 +33,8 @@ func TestOneMigratorCreatesTheSinksAndTheCollectorsTables(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	if !slices.Equal(applied, []int{1, 2, 3, 4, 5}) {
-		t.Fatalf("a fresh database applied %v, want [1 2 3 4 5]", applied)
+	if !slices.Equal(applied, []int{1, 2, 3, 4, 5, 6}) {
+		t.Fatalf("a fresh database applied %v, want [1 2 3 4 5 6]", applied)
 	}
 	for _, table := range []string{"sink_offsets", "collected_products", "collector_orphan_blobs", "collector_pending"} {
 		if _, err := s.Pool.Exec(context.Background(), "SELECT FROM "+table); err != nil {
@@ -64,8 +64,8 @@ func TestUpgradeFromTheCollectorsOwnMigrator(t *testing.T) {
 		oldSink     bool
 		wantApplied []int
 	}{
-		{"collector and api only", false, []int{1, 2, 3, 4, 5}},
-		{"sink, collector and api", true, []int{2, 3, 4, 5}},
+		{"collector and api only", false, []int{1, 2, 3, 4, 5, 6}},
+		{"sink, collector and api", true, []int{2, 3, 4, 5, 6}},
 	} {
 		dsn := pgtest.DB(t)
 		conn, err := pgx.Connect(ctx, dsn)
@@ -118,8 +118,8 @@ func TestUpgradeFromTheCollectorsOwnMigrator(t *testing.T) {
 			t.Errorf("#%d %s: applied %v, want %v", i, c.name, applied, c.wantApplied)
 		}
 		rows, _ := s.Pool.Query(ctx, `SELECT version FROM schema_migrations ORDER BY version`)
-		if recorded, err := pgx.CollectRows(rows, pgx.RowTo[int]); err != nil || !slices.Equal(recorded, []int{1, 2, 3, 4, 5}) {
-			t.Errorf("#%d %s: schema_migrations holds %v (%v), want [1 2 3 4 5]", i, c.name, recorded, err)
+		if recorded, err := pgx.CollectRows(rows, pgx.RowTo[int]); err != nil || !slices.Equal(recorded, []int{1, 2, 3, 4, 5, 6}) {
+			t.Errorf("#%d %s: schema_migrations holds %v (%v), want [1 2 3 4 5 6]", i, c.name, recorded, err)
 		}
 		var name string
 		var orphans int

@@ -46,6 +46,10 @@ func Open(ctx context.Context, dsn string) (*Store, []int, error) {
 		return nil, nil, fmt.Errorf("parse DATABASE_DSN: %w", err)
 	}
 	cfg.AfterConnect = createStaging
+	// The sink records the dead letters it is about to send on a second
+	// connection while a batch's transaction holds the first
+	// (OweDeadLetters): a pool of one would wait for itself.
+	cfg.MaxConns = max(cfg.MaxConns, 2)
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, nil, fmt.Errorf("connect to PostgreSQL at %s: %w", describe(cfg.ConnConfig), err)

@@ -10,12 +10,13 @@ import (
 	"sync"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/shopstream/shopstream/internal/deadletter"
-
 	"github.com/shopstream/shopstream/internal/pgstore"
 	"github.com/shopstream/shopstream/internal/records"
+	"github.com/shopstream/shopstream/internal/topicread"
 )
 
 // batch is one transaction's records, decoded.
@@ -217,34 +218,116 @@ func (s *Sink) deadLetter(ctx context.Context, cl *kgo.Client, b *batch, refused
 		}
 		all = append(all, deadLetter{rec, deadletter.ReasonRefused, r.Reason})
 	}
-	var out []*kgo.Record
-	var sent []deadLetter
-	now := s.opts.Now()
+	var todo []deadLetter
 	for _, d := range all {
-		key := tp{d.rec.Topic, d.rec.Partition}
-		if produced[key][d.rec.Offset] {
+		if !produced[tp{d.rec.Topic, d.rec.Partition}][d.rec.Offset] {
+			todo = append(todo, d)
+		}
+	}
+	if len(todo) == 0 {
+		return nil
+	}
+	now := s.opts.Now()
+	srcs := make([]pgstore.SourceRecord, len(todo))
+	for i, d := range todo {
+		srcs[i] = pgstore.SourceRecord{Topic: d.rec.Topic, Partition: d.rec.Partition, Offset: d.rec.Offset}
+	}
+	// Committed before the letters are sent: a sink killed after sending
+	// them and before this batch commits finds the rows when it reads the
+	// records again, and looks for the letters instead of sending them
+	// twice. The margin covers the clocks of two hosts.
+	earlier, err := s.opts.Store.OweDeadLetters(ctx, s.opts.Group, srcs, now.Add(-time.Minute))
+	if err != nil {
+		return err
+	}
+	var sent map[pgstore.SourceRecord]bool
+	if len(earlier) > 0 {
+		if sent, err = s.sentBefore(ctx, cl, earlier); err != nil {
+			return err
+		}
+	}
+	var out []*kgo.Record
+	var outs []deadLetter
+	for i, d := range todo {
+		if sent[srcs[i]] {
+			s.log.Info("dead letter already sent by an earlier attempt whose batch did not commit", "topic", d.rec.Topic,
+				"partition", d.rec.Partition, "offset", d.rec.Offset)
+			markProduced(produced, d.rec)
 			continue
 		}
 		out = append(out, deadletter.Record(s.opts.Topics.DLQ, d.rec, deadletter.Why{Component: "sink", Reason: d.reason, Detail: d.detail}, now))
-		sent = append(sent, d)
+		outs = append(outs, d)
 	}
-	if len(out) == 0 {
-		return nil
-	}
-	if err := cl.ProduceSync(ctx, out...).FirstErr(); err != nil {
-		return fmt.Errorf("send %d records to the dead-letter topic %s: %w", len(out), s.opts.Topics.DLQ, err)
-	}
-	for _, d := range sent {
-		key := tp{d.rec.Topic, d.rec.Partition}
-		if produced[key] == nil {
-			produced[key] = map[int64]bool{}
+	if len(out) > 0 {
+		if err := cl.ProduceSync(ctx, out...).FirstErr(); err != nil {
+			return fmt.Errorf("send %d records to the dead-letter topic %s: %w", len(out), s.opts.Topics.DLQ, err)
 		}
-		produced[key][d.rec.Offset] = true
+	}
+	for _, d := range outs {
+		markProduced(produced, d.rec)
 		s.m.dead.WithLabelValues(d.rec.Topic, d.reason).Inc()
 		s.log.Warn("record sent to the dead-letter topic", "topic", d.rec.Topic, "partition", d.rec.Partition,
 			"offset", d.rec.Offset, "reason", d.reason, "detail", d.detail, "dlq", s.opts.Topics.DLQ)
 	}
+	if s.afterDeadLetters != nil {
+		return s.afterDeadLetters()
+	}
 	return nil
+}
+
+func markProduced(produced map[tp]map[int64]bool, r *kgo.Record) {
+	key := tp{r.Topic, r.Partition}
+	if produced[key] == nil {
+		produced[key] = map[int64]bool{}
+	}
+	produced[key][r.Offset] = true
+}
+
+// sentBefore reads the dead-letter topic from the earliest time in earlier
+// to its end and says which of earlier's records have a letter from the
+// sink there.
+func (s *Sink) sentBefore(ctx context.Context, cl *kgo.Client, earlier map[pgstore.SourceRecord]time.Time) (map[pgstore.SourceRecord]bool, error) {
+	var from time.Time
+	for _, at := range earlier {
+		if from.IsZero() || at.Before(from) {
+			from = at
+		}
+	}
+	dlq := s.opts.Topics.DLQ
+	adm := kadm.NewClient(cl)
+	starts, err := adm.ListOffsetsAfterMilli(ctx, from.UnixMilli(), dlq)
+	if err == nil {
+		err = starts.Error()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list the offsets of %s after %s: %w", dlq, from.Format(time.RFC3339), err)
+	}
+	ends, err := adm.ListEndOffsets(ctx, dlq)
+	if err == nil {
+		err = ends.Error()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list the end offsets of %s: %w", dlq, err)
+	}
+	ranges := map[int32]topicread.Range{}
+	ends.Each(func(e kadm.ListedOffset) {
+		if st, ok := starts.Lookup(dlq, e.Partition); ok && st.Offset >= 0 && st.Offset < e.Offset {
+			ranges[e.Partition] = topicread.Range{From: st.Offset, To: e.Offset}
+		}
+	})
+	sent := map[pgstore.SourceRecord]bool{}
+	err = topicread.ReadRanges(ctx, s.opts.Kafka, map[string]map[int32]topicread.Range{dlq: ranges}, func(r *kgo.Record) error {
+		l := deadletter.Parse(r)
+		src := pgstore.SourceRecord{Topic: l.SourceTopic, Partition: l.SourcePartition, Offset: l.SourceOffset}
+		if _, ok := earlier[src]; ok && l.Component == "sink" {
+			sent[src] = true
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read %s for dead letters sent before: %w", dlq, err)
+	}
+	return sent, nil
 }
 
 // record finds one of the batch's records.

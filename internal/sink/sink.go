@@ -51,6 +51,10 @@ const StopWithin = 10 * time.Second
 // Sink is one member of the sink's consumer group. Run returns within
 // StopWithin of its context's end.
 type Sink struct {
+	// afterDeadLetters, set by tests, runs once a batch's dead letters
+	// are sent; an error rolls the batch back.
+	afterDeadLetters func() error
+
 	opts   Options
 	log    *slog.Logger
 	m      *metrics
@@ -336,6 +340,19 @@ func (s *Sink) write(ctx context.Context, cl *kgo.Client, b *batch, start time.T
 	})
 	if err != nil || dropped {
 		return dropped, err
+	}
+	if len(produced) > 0 {
+		// Committed with the batch: the records are never read again. A
+		// row left behind by a failure here is never looked at.
+		var paid []pgstore.SourceRecord
+		for key, offs := range produced {
+			for off := range offs {
+				paid = append(paid, pgstore.SourceRecord{Topic: key.topic, Partition: key.partition, Offset: off})
+			}
+		}
+		if err := s.opts.Store.PaidDeadLetters(ctx, s.opts.Group, paid); err != nil {
+			s.log.Warn("forget sent dead letters", "err", err)
+		}
 	}
 	s.mu.Lock()
 	for _, o := range b.offsets {
