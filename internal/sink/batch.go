@@ -209,7 +209,7 @@ func (s *Sink) ownSchema(ctx context.Context, id int, kind records.Kind) bool {
 // deadLetter sends the batch's dead letters, and the records of the rows
 // PostgreSQL refused, to the dead-letter topic before the batch commits.
 // produced remembers what an earlier attempt of the same batch already sent.
-func (s *Sink) deadLetter(ctx context.Context, cl *kgo.Client, b *batch, refused []pgstore.Rejected, produced map[tp]map[int64]bool) error {
+func (s *Sink) deadLetter(ctx context.Context, cl *kgo.Client, b *batch, refused []pgstore.Rejected, produced map[pgstore.SourceRecord]bool) error {
 	all := b.dead
 	for _, r := range refused {
 		rec := b.record(s.topicOf(r.Table), r.Row.Partition, r.Row.Offset)
@@ -219,19 +219,16 @@ func (s *Sink) deadLetter(ctx context.Context, cl *kgo.Client, b *batch, refused
 		all = append(all, deadLetter{rec, deadletter.ReasonRefused, r.Reason})
 	}
 	var todo []deadLetter
+	var srcs []pgstore.SourceRecord
 	for _, d := range all {
-		if !produced[tp{d.rec.Topic, d.rec.Partition}][d.rec.Offset] {
-			todo = append(todo, d)
+		if src := sourceOf(d.rec); !produced[src] {
+			todo, srcs = append(todo, d), append(srcs, src)
 		}
 	}
 	if len(todo) == 0 {
 		return nil
 	}
 	now := s.opts.Now()
-	srcs := make([]pgstore.SourceRecord, len(todo))
-	for i, d := range todo {
-		srcs[i] = pgstore.SourceRecord{Topic: d.rec.Topic, Partition: d.rec.Partition, Offset: d.rec.Offset}
-	}
 	// Committed before the letters are sent: a sink killed after sending
 	// them and before this batch commits finds the rows when it reads the
 	// records again, and looks for the letters instead of sending them
@@ -252,7 +249,7 @@ func (s *Sink) deadLetter(ctx context.Context, cl *kgo.Client, b *batch, refused
 		if sent[srcs[i]] {
 			s.log.Info("dead letter already sent by an earlier attempt whose batch did not commit", "topic", d.rec.Topic,
 				"partition", d.rec.Partition, "offset", d.rec.Offset)
-			markProduced(produced, d.rec)
+			produced[srcs[i]] = true
 			continue
 		}
 		out = append(out, deadletter.Record(s.opts.Topics.DLQ, d.rec, deadletter.Why{Component: "sink", Reason: d.reason, Detail: d.detail}, now))
@@ -264,7 +261,7 @@ func (s *Sink) deadLetter(ctx context.Context, cl *kgo.Client, b *batch, refused
 		}
 	}
 	for _, d := range outs {
-		markProduced(produced, d.rec)
+		produced[sourceOf(d.rec)] = true
 		s.m.dead.WithLabelValues(d.rec.Topic, d.reason).Inc()
 		s.log.Warn("record sent to the dead-letter topic", "topic", d.rec.Topic, "partition", d.rec.Partition,
 			"offset", d.rec.Offset, "reason", d.reason, "detail", d.detail, "dlq", s.opts.Topics.DLQ)
@@ -275,12 +272,8 @@ func (s *Sink) deadLetter(ctx context.Context, cl *kgo.Client, b *batch, refused
 	return nil
 }
 
-func markProduced(produced map[tp]map[int64]bool, r *kgo.Record) {
-	key := tp{r.Topic, r.Partition}
-	if produced[key] == nil {
-		produced[key] = map[int64]bool{}
-	}
-	produced[key][r.Offset] = true
+func sourceOf(r *kgo.Record) pgstore.SourceRecord {
+	return pgstore.SourceRecord{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset}
 }
 
 // sentBefore reads the dead-letter topic from the earliest time in earlier

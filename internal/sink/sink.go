@@ -12,6 +12,8 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"maps"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -309,7 +311,7 @@ func (s *Sink) consume(ctx context.Context, cl *kgo.Client) error {
 // of its partitions: the batch was not written, and its partitions were
 // pointed back at their stored offsets.
 func (s *Sink) write(ctx context.Context, cl *kgo.Client, b *batch, start time.Time) (dropped bool, err error) {
-	produced := map[tp]map[int64]bool{} // dead letters sent by an earlier attempt of this batch
+	produced := map[pgstore.SourceRecord]bool{} // dead letters sent by an earlier attempt of this batch
 	var res pgstore.Result
 	err = s.retry(ctx, "write batch", func() (err error) {
 		s.mu.Lock()
@@ -344,13 +346,7 @@ func (s *Sink) write(ctx context.Context, cl *kgo.Client, b *batch, start time.T
 	if len(produced) > 0 {
 		// Committed with the batch: the records are never read again. A
 		// row left behind by a failure here is never looked at.
-		var paid []pgstore.SourceRecord
-		for key, offs := range produced {
-			for off := range offs {
-				paid = append(paid, pgstore.SourceRecord{Topic: key.topic, Partition: key.partition, Offset: off})
-			}
-		}
-		if err := s.opts.Store.PaidDeadLetters(ctx, s.opts.Group, paid); err != nil {
+		if err := s.opts.Store.PaidDeadLetters(ctx, s.opts.Group, slices.Collect(maps.Keys(produced))); err != nil {
 			s.log.Warn("forget sent dead letters", "err", err)
 		}
 	}
